@@ -1,1 +1,29 @@
-pub fn x(){}
+//! ACP's Envoy filter: every MCP tool call is authenticated (JWT), authorized (tool scopes) and
+//! audited (one record per call, batched to the collector).
+//!
+//! The decisions are plain functions over plain data, unit-tested natively: `config`, `jwks`,
+//! `token`, `identity`, `policy`, `mcp_request`, `mcp_response`, `decision`, `audit`, `outbox`.
+//! The proxy-wasm contexts (`plugin`, `stream`) only move bytes between Envoy (`host`) and them.
+
+pub mod audit;
+pub mod config;
+pub mod decision;
+pub mod identity;
+pub mod jwks;
+pub mod mcp_request;
+pub mod mcp_response;
+pub mod outbox;
+pub mod policy;
+pub mod token;
+
+mod host;
+mod metrics;
+mod plugin;
+mod stream;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
+        Box::<plugin::Plugin>::default()
+    });
+}}

@@ -1,0 +1,155 @@
+//! Turning a decided call plus what the upstream answered into the audit record.
+
+use std::collections::HashMap;
+
+use acp_record::{AuditRecord, Event, Outcome};
+
+use crate::decision::CallAudit;
+use crate::identity::Identity;
+use crate::mcp_response::{id_key, CallOutcome};
+
+/// What the upstream answered, for calls that were forwarded.
+pub struct Upstream<'a> {
+    /// HTTP status; 0 when the stream ended without a response.
+    pub status: u32,
+    pub outcomes: &'a HashMap<String, CallOutcome>,
+    /// False when the response body was too large to keep, so `outcomes` is incomplete.
+    pub inspected: bool,
+}
+
+/// The request-wide facts every record of a request shares.
+pub struct Context<'a> {
+    pub id: String,
+    pub timestamp: String,
+    pub latency_ms: f64,
+    pub tenant: &'a str,
+    pub identity: Option<&'a Identity>,
+}
+
+pub fn record(call: CallAudit, ctx: Context, upstream: &Upstream) -> AuditRecord {
+    let (event, result, reason) = match call.refusal {
+        Some(r) => (r.event, r.result, Some(r.reason)),
+        None => {
+            let (result, reason) = forwarded_outcome(call.rpc_id.as_ref(), upstream);
+            (Event::ToolCall, result, reason)
+        }
+    };
+    let id = ctx.identity;
+    AuditRecord {
+        id: ctx.id,
+        event,
+        timestamp: ctx.timestamp,
+        sub: id.map(|i| i.sub.clone()),
+        email: id.and_then(|i| i.email.clone()),
+        tool: call.tool,
+        input: call.input,
+        scopes: id.map(|i| i.scopes.clone()).unwrap_or_default(),
+        scope_required: call.scope_required,
+        scope_result: call.scope_result,
+        content_scan: None,
+        result,
+        reason,
+        latency_ms: (ctx.latency_ms * 1000.0).round() / 1000.0,
+        tenant_id: ctx.tenant.to_string(),
+        client_type: id.and_then(|i| i.client_type.clone()),
+        client_id: id.and_then(|i| i.client_id.clone()),
+        delegation_chain: id.and_then(|i| i.delegation_chain.clone()),
+    }
+}
+
+fn forwarded_outcome(rpc_id: Option<&serde_json::Value>, up: &Upstream) -> (Outcome, Option<String>) {
+    if up.status == 0 {
+        return (Outcome::Error, Some("no_response".into()));
+    }
+    if up.status >= 400 {
+        return (Outcome::Error, Some(format!("upstream_status_{}", up.status)));
+    }
+    let Some(rpc_id) = rpc_id else {
+        // A notification gets no JSON-RPC response; the HTTP status is all there is.
+        return (Outcome::Success, None);
+    };
+    match up.outcomes.get(&id_key(rpc_id)) {
+        Some(CallOutcome::Success) => (Outcome::Success, None),
+        Some(other) => (Outcome::Error, other.reason()),
+        None if up.inspected => (Outcome::Error, Some("no_response".into())),
+        None => (Outcome::Success, Some("response_not_inspected".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use acp_record::ScopeResult;
+    use serde_json::json;
+
+    fn forwarded(id: i64) -> CallAudit {
+        CallAudit {
+            rpc_id: Some(json!(id)),
+            tool: Some("salesforce.query".into()),
+            input: Some(json!({"query": "SELECT 1"})),
+            scope_required: Some(vec!["salesforce:read".into()]),
+            scope_result: Some(ScopeResult::Pass),
+            refusal: None,
+        }
+    }
+
+    fn alice() -> Identity {
+        Identity {
+            sub: "alice".into(),
+            email: Some("alice@acme.com".into()),
+            tenant: Some("org_acme_corp".into()),
+            scopes: vec!["salesforce:read".into()],
+            client_id: Some("claude-desktop-app".into()),
+            client_type: Some("claude-desktop".into()),
+            delegation_chain: Some(vec![json!({"sub": "agent"})]),
+            expires_at: 0,
+        }
+    }
+
+    fn ctx(identity: Option<&Identity>) -> Context<'_> {
+        Context {
+            id: "r1".into(),
+            timestamp: "2026-03-15T14:23:07.142Z".into(),
+            latency_ms: 1.23456,
+            tenant: "org_acme_corp",
+            identity,
+        }
+    }
+
+    fn outcome_of(call: CallAudit, status: u32, outcomes: &[(&str, CallOutcome)], inspected: bool) -> (Outcome, Option<String>) {
+        let outcomes: HashMap<String, CallOutcome> = outcomes.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let id = alice();
+        let r = record(call, ctx(Some(&id)), &Upstream { status, outcomes: &outcomes, inspected });
+        (r.result, r.reason)
+    }
+
+    #[test]
+    fn success_record_carries_identity_and_decision() {
+        let id = alice();
+        let outcomes = HashMap::from([("1".to_string(), CallOutcome::Success)]);
+        let r = record(forwarded(1), ctx(Some(&id)), &Upstream { status: 200, outcomes: &outcomes, inspected: true });
+        r.validate().unwrap();
+        assert_eq!((r.event, r.result, r.reason), (Event::ToolCall, Outcome::Success, None));
+        assert_eq!(r.sub.as_deref(), Some("alice"));
+        assert_eq!(r.email.as_deref(), Some("alice@acme.com"));
+        assert_eq!(r.scopes, ["salesforce:read"]);
+        assert_eq!(r.client_type.as_deref(), Some("claude-desktop"));
+        assert_eq!(r.delegation_chain, Some(vec![json!({"sub": "agent"})]));
+        assert_eq!(r.latency_ms, 1.235);
+        assert_eq!(r.tenant_id, "org_acme_corp");
+        assert_eq!(r.content_scan, None);
+    }
+
+    #[test]
+    fn upstream_failures_are_errors_with_a_reason() {
+        use CallOutcome::*;
+        assert_eq!(outcome_of(forwarded(1), 502, &[], true), (Outcome::Error, Some("upstream_status_502".into())));
+        assert_eq!(outcome_of(forwarded(1), 0, &[], true), (Outcome::Error, Some("no_response".into())));
+        assert_eq!(outcome_of(forwarded(1), 200, &[("1", RpcError(-32602))], true), (Outcome::Error, Some("jsonrpc_error_-32602".into())));
+        assert_eq!(outcome_of(forwarded(1), 200, &[("1", ToolError)], true), (Outcome::Error, Some("tool_error".into())));
+        assert_eq!(outcome_of(forwarded(1), 200, &[("2", Success)], true), (Outcome::Error, Some("no_response".into())));
+        assert_eq!(outcome_of(forwarded(1), 200, &[], false), (Outcome::Success, Some("response_not_inspected".into())));
+        let notification = CallAudit { rpc_id: None, ..forwarded(0) };
+        assert_eq!(outcome_of(notification, 202, &[], true), (Outcome::Success, None));
+    }
+}

@@ -1,0 +1,439 @@
+//! Plugin configuration: the JSON in the Envoy Wasm filter's `configuration`, parsed once in
+//! `on_configure` into validated, read-only types. Unknown fields are rejected and every error
+//! names the offending field (`identity.jwks.remote.cluster: missing field ...`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::jwks::KeySet;
+use crate::policy::ToolPolicy;
+
+/// Validated configuration, shared read-only by every stream of a worker.
+#[derive(Debug)]
+pub struct Config {
+    pub tenant: String,
+    pub tenants_by_host: HashMap<String, String>,
+    pub identity: Identity,
+    pub tools: ToolPolicy,
+    pub audit: Audit,
+    /// Largest upstream response body kept to decide a call's outcome; bigger bodies are
+    /// forwarded untouched and the outcome is taken from the HTTP status alone.
+    pub max_response_capture_bytes: usize,
+}
+
+#[derive(Debug)]
+pub struct Identity {
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub keys: KeySource,
+    pub clock_skew: Duration,
+    pub tenant_claim: Option<String>,
+    pub email_claim: String,
+    pub scope_claims: Vec<String>,
+    pub role_claim: Option<String>,
+    pub role_scopes: HashMap<String, Vec<String>>,
+    pub client_id_claims: Vec<String>,
+    pub client_types: HashMap<String, String>,
+    pub resource_metadata_url: Option<String>,
+    pub token_cache_size: usize,
+}
+
+#[derive(Debug)]
+pub enum KeySource {
+    Inline(Rc<KeySet>),
+    Remote(RemoteJwks),
+}
+
+#[derive(Debug, Clone)]
+pub struct RemoteJwks {
+    pub cluster: String,
+    /// `Host`/`:authority` and path of the JWKS request, from `uri`.
+    pub authority: String,
+    pub path: String,
+    pub refresh_interval: Duration,
+    pub min_refetch_interval: Duration,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Audit {
+    pub cluster: String,
+    pub authority: String,
+    pub ingest_token: String,
+    pub batch_size: usize,
+    pub flush_interval: Duration,
+    pub max_buffered_records: usize,
+    pub max_buffered_bytes: usize,
+    pub timeout: Duration,
+    pub max_retry_delay: Duration,
+}
+
+// ---- Raw, as written in Envoy YAML -------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawConfig {
+    tenant: String,
+    #[serde(default)]
+    tenants_by_host: HashMap<String, String>,
+    identity: RawIdentity,
+    tools: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    default_scopes: Option<Vec<String>>,
+    audit: RawAudit,
+    #[serde(default = "default_capture")]
+    max_response_capture_bytes: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawIdentity {
+    issuer: String,
+    audiences: Vec<String>,
+    jwks: RawJwks,
+    #[serde(default = "default_skew")]
+    clock_skew_seconds: u64,
+    #[serde(default)]
+    tenant_claim: Option<String>,
+    #[serde(default = "default_email_claim")]
+    email_claim: String,
+    #[serde(default = "default_scope_claims")]
+    scope_claims: Vec<String>,
+    #[serde(default)]
+    role_claim: Option<String>,
+    #[serde(default)]
+    role_scopes: HashMap<String, Vec<String>>,
+    #[serde(default = "default_client_id_claims")]
+    client_id_claims: Vec<String>,
+    #[serde(default)]
+    client_types: HashMap<String, String>,
+    #[serde(default)]
+    resource_metadata_url: Option<String>,
+    #[serde(default = "default_token_cache")]
+    token_cache_size: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+enum RawJwks {
+    Inline(serde_json::Value),
+    Remote(RawRemoteJwks),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawRemoteJwks {
+    cluster: String,
+    uri: String,
+    #[serde(default = "default_refresh")]
+    refresh_seconds: u64,
+    #[serde(default = "default_min_refetch")]
+    min_refetch_seconds: u64,
+    #[serde(default = "default_fetch_timeout")]
+    timeout_ms: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawAudit {
+    cluster: String,
+    #[serde(default)]
+    authority: Option<String>,
+    ingest_token: String,
+    #[serde(default = "default_batch")]
+    batch_size: usize,
+    #[serde(default = "default_flush")]
+    flush_interval_ms: u64,
+    #[serde(default = "default_buffer_records")]
+    max_buffered_records: usize,
+    #[serde(default = "default_buffer_bytes")]
+    max_buffered_bytes: usize,
+    #[serde(default = "default_audit_timeout")]
+    timeout_ms: u64,
+    #[serde(default = "default_retry_max")]
+    max_retry_delay_ms: u64,
+}
+
+fn default_capture() -> usize {
+    1 << 20
+}
+fn default_skew() -> u64 {
+    60
+}
+fn default_email_claim() -> String {
+    "email".into()
+}
+fn default_scope_claims() -> Vec<String> {
+    vec!["scope".into(), "scp".into(), "permissions".into()]
+}
+fn default_client_id_claims() -> Vec<String> {
+    vec!["azp".into(), "client_id".into()]
+}
+fn default_token_cache() -> usize {
+    10_000
+}
+fn default_refresh() -> u64 {
+    300
+}
+fn default_min_refetch() -> u64 {
+    30
+}
+fn default_fetch_timeout() -> u64 {
+    2_000
+}
+fn default_batch() -> usize {
+    100
+}
+fn default_flush() -> u64 {
+    200
+}
+fn default_buffer_records() -> usize {
+    10_000
+}
+fn default_buffer_bytes() -> usize {
+    16 << 20
+}
+fn default_audit_timeout() -> u64 {
+    5_000
+}
+fn default_retry_max() -> u64 {
+    30_000
+}
+
+/// Parses and validates the plugin configuration. The error names the field and the reason.
+pub fn parse(bytes: &[u8]) -> Result<Config, String> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            inner.to_string()
+        } else {
+            format!("{path}: {inner}")
+        }
+    })?;
+    raw.validate()
+}
+
+fn field_error(field: &str, reason: impl std::fmt::Display) -> String {
+    format!("{field}: {reason}")
+}
+
+fn non_empty(field: &str, value: &str) -> Result<(), String> {
+    if value.trim().is_empty() {
+        return Err(field_error(field, "must not be empty"));
+    }
+    Ok(())
+}
+
+fn at_least(field: &str, value: u64, min: u64) -> Result<(), String> {
+    if value < min {
+        return Err(field_error(field, format!("must be at least {min}, got {value}")));
+    }
+    Ok(())
+}
+
+impl RawConfig {
+    fn validate(self) -> Result<Config, String> {
+        non_empty("tenant", &self.tenant)?;
+        for (host, tenant) in &self.tenants_by_host {
+            non_empty(&format!("tenantsByHost.{host}"), tenant)?;
+        }
+        let tools = ToolPolicy::new(self.tools, self.default_scopes)
+            .map_err(|e| field_error("tools", e))?;
+        Ok(Config {
+            tenant: self.tenant,
+            tenants_by_host: self
+                .tenants_by_host
+                .into_iter()
+                .map(|(host, tenant)| (host.to_ascii_lowercase(), tenant))
+                .collect(),
+            identity: self.identity.validate()?,
+            tools,
+            audit: self.audit.validate()?,
+            max_response_capture_bytes: self.max_response_capture_bytes,
+        })
+    }
+}
+
+impl RawIdentity {
+    fn validate(self) -> Result<Identity, String> {
+        non_empty("identity.issuer", &self.issuer)?;
+        if self.audiences.is_empty() || self.audiences.iter().any(|a| a.is_empty()) {
+            return Err(field_error(
+                "identity.audiences",
+                "list at least one non-empty audience",
+            ));
+        }
+        if self.scope_claims.is_empty() {
+            return Err(field_error("identity.scopeClaims", "list at least one claim"));
+        }
+        at_least("identity.tokenCacheSize", self.token_cache_size as u64, 1)?;
+        let keys = match self.jwks {
+            RawJwks::Inline(jwks) => KeySource::Inline(Rc::new(
+                KeySet::from_jwks_value(&jwks).map_err(|e| field_error("identity.jwks.inline", e))?,
+            )),
+            RawJwks::Remote(remote) => KeySource::Remote(remote.validate()?),
+        };
+        Ok(Identity {
+            issuer: self.issuer,
+            audiences: self.audiences,
+            keys,
+            clock_skew: Duration::from_secs(self.clock_skew_seconds),
+            tenant_claim: self.tenant_claim,
+            email_claim: self.email_claim,
+            scope_claims: self.scope_claims,
+            role_claim: self.role_claim,
+            role_scopes: self.role_scopes,
+            client_id_claims: self.client_id_claims,
+            client_types: self.client_types,
+            resource_metadata_url: self.resource_metadata_url,
+            token_cache_size: self.token_cache_size,
+        })
+    }
+}
+
+impl RawRemoteJwks {
+    fn validate(self) -> Result<RemoteJwks, String> {
+        non_empty("identity.jwks.remote.cluster", &self.cluster)?;
+        let (authority, path) = split_http_uri(&self.uri)
+            .ok_or_else(|| field_error("identity.jwks.remote.uri", "must be an http(s) URL"))?;
+        at_least("identity.jwks.remote.refreshSeconds", self.refresh_seconds, 1)?;
+        at_least("identity.jwks.remote.timeoutMs", self.timeout_ms, 1)?;
+        Ok(RemoteJwks {
+            cluster: self.cluster,
+            authority,
+            path,
+            refresh_interval: Duration::from_secs(self.refresh_seconds),
+            min_refetch_interval: Duration::from_secs(self.min_refetch_seconds),
+            timeout: Duration::from_millis(self.timeout_ms),
+        })
+    }
+}
+
+impl RawAudit {
+    fn validate(self) -> Result<Audit, String> {
+        non_empty("audit.cluster", &self.cluster)?;
+        non_empty("audit.ingestToken", &self.ingest_token)?;
+        at_least("audit.batchSize", self.batch_size as u64, 1)?;
+        at_least("audit.flushIntervalMs", self.flush_interval_ms, 10)?;
+        at_least("audit.maxBufferedRecords", self.max_buffered_records as u64, 1)?;
+        at_least("audit.maxBufferedBytes", self.max_buffered_bytes as u64, 1024)?;
+        at_least("audit.timeoutMs", self.timeout_ms, 1)?;
+        at_least("audit.maxRetryDelayMs", self.max_retry_delay_ms, 100)?;
+        Ok(Audit {
+            authority: self.authority.unwrap_or_else(|| self.cluster.clone()),
+            cluster: self.cluster,
+            ingest_token: self.ingest_token,
+            batch_size: self.batch_size,
+            flush_interval: Duration::from_millis(self.flush_interval_ms),
+            max_buffered_records: self.max_buffered_records,
+            max_buffered_bytes: self.max_buffered_bytes,
+            timeout: Duration::from_millis(self.timeout_ms),
+            max_retry_delay: Duration::from_millis(self.max_retry_delay_ms),
+        })
+    }
+}
+
+/// `http://host:port/path?q` → (`host:port`, `/path?q`).
+fn split_http_uri(uri: &str) -> Option<(String, String)> {
+    let rest = uri
+        .strip_prefix("http://")
+        .or_else(|| uri.strip_prefix("https://"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    (!authority.is_empty()).then(|| (authority.to_string(), path.to_string()))
+}
+
+impl Config {
+    /// The tenant a request belongs to: by its host when mapped, else the configured tenant.
+    pub fn tenant_for_host(&self, authority: Option<&str>) -> &str {
+        let host = authority
+            .map(|a| a.rsplit_once(':').map_or(a, |(h, _)| h).to_ascii_lowercase())
+            .unwrap_or_default();
+        self.tenants_by_host
+            .get(&host)
+            .map_or(self.tenant.as_str(), String::as_str)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use serde_json::json;
+
+    pub fn minimal() -> serde_json::Value {
+        json!({
+            "tenant": "org_acme_corp",
+            "identity": {
+                "issuer": "https://idp.example",
+                "audiences": ["acp"],
+                "jwks": {"remote": {"cluster": "idp", "uri": "http://idp.example:9000/jwks.json"}}
+            },
+            "tools": {"salesforce.query": ["salesforce:read"]},
+            "audit": {"cluster": "collector", "ingestToken": "t"}
+        })
+    }
+
+    fn err(v: serde_json::Value) -> String {
+        parse(v.to_string().as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse(minimal().to_string().as_bytes()).unwrap();
+        assert_eq!(c.identity.clock_skew, Duration::from_secs(60));
+        assert_eq!(c.identity.scope_claims, ["scope", "scp", "permissions"]);
+        assert_eq!(c.audit.batch_size, 100);
+        assert_eq!(c.audit.authority, "collector");
+        let KeySource::Remote(r) = &c.identity.keys else { panic!("remote expected") };
+        assert_eq!((r.authority.as_str(), r.path.as_str()), ("idp.example:9000", "/jwks.json"));
+    }
+
+    #[test]
+    fn unknown_field_is_named_with_its_path() {
+        let mut v = minimal();
+        v["identity"]["jwks"]["remote"]["clustr"] = json!("x");
+        let e = err(v);
+        assert!(e.starts_with("identity.jwks.remote"), "{e}");
+        assert!(e.contains("clustr"), "{e}");
+    }
+
+    #[test]
+    fn missing_and_invalid_fields_are_named() {
+        let mut v = minimal();
+        v["audit"].as_object_mut().unwrap().remove("ingestToken");
+        assert!(err(v).contains("ingestToken"));
+
+        let mut v = minimal();
+        v["audit"]["batchSize"] = json!(0);
+        assert_eq!(err(v), "audit.batchSize: must be at least 1, got 0");
+
+        let mut v = minimal();
+        v["identity"]["audiences"] = json!([]);
+        assert!(err(v).starts_with("identity.audiences:"));
+
+        let mut v = minimal();
+        v["identity"]["jwks"] = json!({"remote": {"cluster": "idp", "uri": "ftp://x"}});
+        assert!(err(v).starts_with("identity.jwks.remote.uri:"));
+
+        let mut v = minimal();
+        v["tools"] = json!({"a**": ["x"]});
+        assert!(err(v).starts_with("tools:"));
+    }
+
+    #[test]
+    fn tenant_by_host_falls_back_to_the_configured_tenant() {
+        let mut v = minimal();
+        v["tenantsByHost"] = json!({"Globex.example": "org_globex"});
+        let c = parse(v.to_string().as_bytes()).unwrap();
+        assert_eq!(c.tenant_for_host(Some("globex.example:10000")), "org_globex");
+        assert_eq!(c.tenant_for_host(Some("other")), "org_acme_corp");
+        assert_eq!(c.tenant_for_host(None), "org_acme_corp");
+    }
+}

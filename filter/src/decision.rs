@@ -1,0 +1,458 @@
+//! The decision for one MCP request, as a plain function: given the authentication result, the
+//! MCP headers and the body, either forward the request or answer it here (HTTP status,
+//! `WWW-Authenticate`, JSON-RPC error), and say which audit records the request produces.
+
+use acp_record::{Event, Outcome, ScopeResult};
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::identity::Identity;
+use crate::mcp_request::{self, McpRequest, Message, ParseError};
+use crate::policy::ScopeCheck;
+use crate::token::AuthFailure;
+
+/// JSON-RPC error codes the filter answers with.
+pub mod codes {
+    pub const PARSE_ERROR: i64 = -32700;
+    pub const INVALID_REQUEST: i64 = -32600;
+    pub const INVALID_PARAMS: i64 = -32602;
+    pub const UNAUTHORIZED: i64 = -32001;
+    pub const FORBIDDEN: i64 = -32003;
+    /// MCP: the `Mcp-Method`/`Mcp-Name` headers disagree with the body.
+    pub const HEADER_MISMATCH: i64 = -32020;
+}
+
+pub struct Request<'a> {
+    pub auth: Result<&'a Identity, AuthFailure>,
+    pub mcp_method: Option<&'a str>,
+    pub mcp_name: Option<&'a str>,
+    /// `None` when the request has no body (e.g. the GET that opens an SSE stream).
+    pub body: Option<&'a [u8]>,
+}
+
+#[derive(Debug, PartialEq)]
+pub struct Verdict {
+    /// `None`: forward the request upstream.
+    pub reply: Option<Reply>,
+    /// One entry per audit record this request produces.
+    pub audits: Vec<CallAudit>,
+}
+
+#[derive(Debug, PartialEq)]
+pub struct Reply {
+    pub status: u32,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+/// What is known of one audited call once the request is decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallAudit {
+    pub rpc_id: Option<Value>,
+    pub tool: Option<String>,
+    pub input: Option<Value>,
+    pub scope_required: Option<Vec<String>>,
+    pub scope_result: Option<ScopeResult>,
+    /// `None`: the call was forwarded and its result comes from the upstream's response.
+    pub refusal: Option<Refusal>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub event: Event,
+    pub result: Outcome,
+    pub reason: String,
+    status: u32,
+    code: i64,
+    message: String,
+    www_authenticate: Option<String>,
+}
+
+impl Refusal {
+    fn denied(reason: &str, status: u32, code: i64, message: String) -> Self {
+        Refusal {
+            event: Event::ToolDenied,
+            result: Outcome::Denied,
+            reason: reason.into(),
+            status,
+            code,
+            message,
+            www_authenticate: None,
+        }
+    }
+}
+
+pub fn decide(cfg: &Config, req: &Request) -> Verdict {
+    let parsed = req.body.map(mcp_request::parse);
+    let identity = match req.auth {
+        Ok(identity) => identity,
+        Err(failure) => return auth_failed(cfg, failure, parsed.as_ref().and_then(|p| p.as_ref().ok())),
+    };
+    let mcp = match parsed {
+        None => return forward(Vec::new()),
+        Some(Ok(mcp)) => mcp,
+        Some(Err(ParseError::NotJson)) => {
+            let r = Refusal::denied("parse_error", 400, codes::PARSE_ERROR, "Parse error: the body is not JSON".into());
+            return refuse(vec![unnamed(r)], &[], false);
+        }
+        Some(Err(ParseError::InvalidRequest(why))) => {
+            let r = Refusal::denied("invalid_request", 400, codes::INVALID_REQUEST, format!("Invalid request: {why}"));
+            return refuse(vec![unnamed(r)], &[], false);
+        }
+    };
+    if let Err(why) = mcp_request::check_headers(&mcp, req.mcp_method, req.mcp_name) {
+        let r = Refusal::denied("header_mismatch", 400, codes::HEADER_MISMATCH, format!("Header mismatch: {why}"));
+        let mut audit = first_tool_call(&mcp).unwrap_or_else(|| unnamed(r.clone()));
+        audit.refusal = Some(r);
+        return refuse(vec![audit], &mcp.messages, mcp.batch);
+    }
+    let audits: Vec<CallAudit> = mcp
+        .messages
+        .iter()
+        .filter_map(|m| authorize(cfg, identity, m))
+        .collect();
+    if audits.iter().any(|a| a.refusal.is_some()) {
+        return refuse(audits, &mcp.messages, mcp.batch);
+    }
+    forward(audits)
+}
+
+fn forward(audits: Vec<CallAudit>) -> Verdict {
+    Verdict { reply: None, audits }
+}
+
+/// The audit entry of a tool call, with its scope decision; `None` for other messages.
+fn authorize(cfg: &Config, identity: &Identity, message: &Message) -> Option<CallAudit> {
+    match message {
+        Message::ToolCall { id, name, arguments } => {
+            let mut audit = CallAudit {
+                rpc_id: id.clone(),
+                tool: Some(name.clone()),
+                input: arguments.clone(),
+                scope_required: None,
+                scope_result: Some(ScopeResult::Fail),
+                refusal: None,
+            };
+            match cfg.tools.check(name, &identity.scopes) {
+                ScopeCheck::Pass { required } => {
+                    audit.scope_required = Some(required);
+                    audit.scope_result = Some(ScopeResult::Pass);
+                }
+                ScopeCheck::Missing { required, missing } => {
+                    let mut r = Refusal::denied(
+                        "insufficient_scope",
+                        403,
+                        codes::FORBIDDEN,
+                        format!("Insufficient scope: tool {name} requires {}", missing.join(" ")),
+                    );
+                    r.www_authenticate = Some(format!(
+                        "Bearer error=\"insufficient_scope\", scope=\"{}\"",
+                        required.join(" ")
+                    ));
+                    audit.scope_required = Some(required);
+                    audit.refusal = Some(r);
+                }
+                ScopeCheck::UnknownTool => {
+                    audit.refusal = Some(Refusal::denied(
+                        "unknown_tool",
+                        403,
+                        codes::FORBIDDEN,
+                        format!("Tool {name} is not permitted: no policy names it"),
+                    ));
+                }
+            }
+            Some(audit)
+        }
+        Message::BadToolCall { id } => Some(CallAudit {
+            rpc_id: id.clone(),
+            ..unnamed(Refusal::denied(
+                "invalid_params",
+                400,
+                codes::INVALID_PARAMS,
+                "Invalid params: tools/call needs a string params.name".into(),
+            ))
+        }),
+        Message::Other { .. } => None,
+    }
+}
+
+fn unnamed(refusal: Refusal) -> CallAudit {
+    CallAudit {
+        rpc_id: None,
+        tool: None,
+        input: None,
+        scope_required: None,
+        scope_result: None,
+        refusal: Some(refusal),
+    }
+}
+
+fn first_tool_call(mcp: &McpRequest) -> Option<CallAudit> {
+    mcp.messages.iter().find_map(|m| match m {
+        Message::ToolCall { id, name, arguments } => Some(CallAudit {
+            rpc_id: id.clone(),
+            tool: Some(name.clone()),
+            input: arguments.clone(),
+            scope_required: None,
+            scope_result: None,
+            refusal: None,
+        }),
+        _ => None,
+    })
+}
+
+/// One record per failed authentication, naming the tool when the request was one tool call.
+fn auth_failed(cfg: &Config, failure: AuthFailure, mcp: Option<&McpRequest>) -> Verdict {
+    let (status, challenge) = match failure {
+        AuthFailure::KeysUnavailable => (503, None),
+        AuthFailure::MissingToken => (401, Some("Bearer".to_string())),
+        other => (
+            401,
+            Some(format!("Bearer error=\"invalid_token\", error_description=\"{}\"", other.reason())),
+        ),
+    };
+    let challenge = challenge.map(|c| match &cfg.identity.resource_metadata_url {
+        Some(url) if c == "Bearer" => format!("Bearer resource_metadata=\"{url}\""),
+        Some(url) => format!("{c}, resource_metadata=\"{url}\""),
+        None => c,
+    });
+    let refusal = Refusal {
+        event: Event::AuthFailed,
+        result: Outcome::AuthFailed,
+        reason: failure.reason().into(),
+        status,
+        code: codes::UNAUTHORIZED,
+        message: format!("Unauthorized: {}", failure.reason()),
+        www_authenticate: challenge,
+    };
+    let single = mcp.filter(|m| !m.batch);
+    let mut audit = single.and_then(first_tool_call).unwrap_or_else(|| unnamed(refusal.clone()));
+    audit.refusal = Some(refusal);
+    let rpc_id = single.and_then(|m| m.messages.first()).and_then(Message::id).cloned();
+    let reply = reply_for(audit.refusal.as_ref(), error_body(rpc_id.as_ref(), audit.refusal.as_ref()));
+    Verdict { reply: Some(reply), audits: vec![audit] }
+}
+
+/// Refuses the whole request. In a batch, calls that were allowed are refused too (reason
+/// `batch_refused`): a batch is forwarded whole or not at all.
+fn refuse(mut audits: Vec<CallAudit>, messages: &[Message], batch: bool) -> Verdict {
+    let first = audits.iter().find_map(|a| a.refusal.clone());
+    let batch_refusal = Refusal::denied(
+        "batch_refused",
+        403,
+        codes::FORBIDDEN,
+        "Refused: another call in the same batch was refused".into(),
+    );
+    for audit in &mut audits {
+        if audit.refusal.is_none() {
+            audit.refusal = Some(batch_refusal.clone());
+        }
+    }
+    let body = if batch {
+        let errors: Vec<Value> = messages
+            .iter()
+            .filter_map(Message::id)
+            .map(|id| {
+                let refusal = audits
+                    .iter()
+                    .find(|a| a.rpc_id.as_ref() == Some(id))
+                    .and_then(|a| a.refusal.as_ref())
+                    .unwrap_or(&batch_refusal);
+                error_value(Some(id), refusal)
+            })
+            .collect();
+        Value::Array(errors).to_string()
+    } else {
+        let id = messages.first().and_then(Message::id);
+        error_body(id, first.as_ref())
+    };
+    Verdict { reply: Some(reply_for(first.as_ref(), body)), audits }
+}
+
+fn error_value(id: Option<&Value>, refusal: &Refusal) -> Value {
+    json!({
+        "jsonrpc": "2.0",
+        "id": id.cloned().unwrap_or(Value::Null),
+        "error": {"code": refusal.code, "message": refusal.message, "data": {"reason": refusal.reason}}
+    })
+}
+
+fn error_body(id: Option<&Value>, refusal: Option<&Refusal>) -> String {
+    refusal.map(|r| error_value(id, r).to_string()).unwrap_or_default()
+}
+
+fn reply_for(refusal: Option<&Refusal>, body: String) -> Reply {
+    let mut headers = vec![("content-type", "application/json".to_string())];
+    let status = refusal.map_or(500, |r| r.status);
+    if let Some(challenge) = refusal.and_then(|r| r.www_authenticate.clone()) {
+        headers.push(("www-authenticate", challenge));
+    }
+    if status == 503 {
+        headers.push(("retry-after", "5".to_string()));
+    }
+    Reply { status, headers, body }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{parse, tests::minimal};
+    use serde_json::json;
+
+    fn config() -> Config {
+        let mut v = minimal();
+        v["tools"] = json!({"salesforce.query": ["salesforce:read"], "github.*": ["github:write"]});
+        v["identity"]["resourceMetadataUrl"] = json!("https://mcp.example/.well-known/oauth-protected-resource");
+        parse(v.to_string().as_bytes()).unwrap()
+    }
+
+    fn alice(scopes: &[&str]) -> Identity {
+        Identity {
+            sub: "alice".into(),
+            email: Some("alice@acme.com".into()),
+            tenant: None,
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            client_id: None,
+            client_type: None,
+            delegation_chain: None,
+            expires_at: u64::MAX,
+        }
+    }
+
+    fn call(id: i64, tool: &str) -> Value {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": {"q": id}}})
+    }
+
+    fn decide_with(identity: Result<&Identity, AuthFailure>, body: &Value, headers: (Option<&str>, Option<&str>)) -> Verdict {
+        let body = body.to_string();
+        decide(&config(), &Request { auth: identity, mcp_method: headers.0, mcp_name: headers.1, body: Some(body.as_bytes()) })
+    }
+
+    fn header<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {
+        reply.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+    }
+
+    fn body(reply: &Reply) -> Value {
+        serde_json::from_str(&reply.body).unwrap()
+    }
+
+    #[test]
+    fn allowed_call_is_forwarded_with_its_audit() {
+        let id = alice(&["salesforce:read"]);
+        let v = decide_with(Ok(&id), &call(1, "salesforce.query"), (None, None));
+        assert_eq!(v.reply, None);
+        assert_eq!(v.audits, [CallAudit {
+            rpc_id: Some(json!(1)),
+            tool: Some("salesforce.query".into()),
+            input: Some(json!({"q": 1})),
+            scope_required: Some(vec!["salesforce:read".into()]),
+            scope_result: Some(ScopeResult::Pass),
+            refusal: None,
+        }]);
+    }
+
+    #[test]
+    fn missing_scope_is_403_with_the_challenge_and_the_missing_scopes() {
+        let id = alice(&["files:read"]);
+        let v = decide_with(Ok(&id), &call(4, "salesforce.query"), (None, None));
+        let reply = v.reply.unwrap();
+        assert_eq!(reply.status, 403);
+        assert_eq!(header(&reply, "www-authenticate"), Some("Bearer error=\"insufficient_scope\", scope=\"salesforce:read\""));
+        let b = body(&reply);
+        assert_eq!(b["id"], 4);
+        assert_eq!(b["error"]["code"], codes::FORBIDDEN);
+        assert!(b["error"]["message"].as_str().unwrap().contains("salesforce:read"));
+        let audit = &v.audits[0];
+        assert_eq!(audit.scope_result, Some(ScopeResult::Fail));
+        assert_eq!(audit.scope_required.as_deref(), Some(&["salesforce:read".to_string()][..]));
+        assert_eq!(audit.refusal.as_ref().unwrap().reason, "insufficient_scope");
+    }
+
+    #[test]
+    fn unknown_tool_is_denied() {
+        let id = alice(&["salesforce:read"]);
+        let v = decide_with(Ok(&id), &call(1, "shell.exec"), (None, None));
+        assert_eq!(v.reply.unwrap().status, 403);
+        assert_eq!(v.audits[0].refusal.as_ref().unwrap().reason, "unknown_tool");
+        assert_eq!(v.audits[0].scope_required, None);
+    }
+
+    #[test]
+    fn auth_failure_is_one_record_naming_the_tool() {
+        let v = decide_with(Err(AuthFailure::Expired), &call(9, "salesforce.query"), (None, None));
+        let reply = v.reply.unwrap();
+        assert_eq!(reply.status, 401);
+        assert_eq!(
+            header(&reply, "www-authenticate"),
+            Some("Bearer error=\"invalid_token\", error_description=\"expired\", resource_metadata=\"https://mcp.example/.well-known/oauth-protected-resource\"")
+        );
+        assert_eq!(body(&reply)["id"], 9);
+        assert_eq!(v.audits.len(), 1);
+        let r = v.audits[0].refusal.as_ref().unwrap();
+        assert_eq!((r.event, r.result, r.reason.as_str()), (Event::AuthFailed, Outcome::AuthFailed, "expired"));
+        assert_eq!(v.audits[0].tool.as_deref(), Some("salesforce.query"));
+
+        let v = decide(&config(), &Request { auth: Err(AuthFailure::MissingToken), mcp_method: None, mcp_name: None, body: None });
+        let reply = v.reply.unwrap();
+        assert_eq!(header(&reply, "www-authenticate"), Some("Bearer resource_metadata=\"https://mcp.example/.well-known/oauth-protected-resource\""));
+        assert_eq!(v.audits[0].tool, None);
+        let v = decide(&config(), &Request { auth: Err(AuthFailure::KeysUnavailable), mcp_method: None, mcp_name: None, body: None });
+        let reply = v.reply.unwrap();
+        assert_eq!((reply.status, header(&reply, "retry-after")), (503, Some("5")));
+    }
+
+    #[test]
+    fn malformed_bodies_are_400_and_recorded() {
+        let id = alice(&[]);
+        let v = decide(&config(), &Request { auth: Ok(&id), mcp_method: None, mcp_name: None, body: Some(b"{") });
+        let reply = v.reply.unwrap();
+        assert_eq!((reply.status, body(&reply)["error"]["code"].as_i64()), (400, Some(codes::PARSE_ERROR)));
+        assert_eq!(body(&reply)["id"], Value::Null);
+        assert_eq!(v.audits[0].refusal.as_ref().unwrap().reason, "parse_error");
+
+        let v = decide_with(Ok(&id), &json!({"jsonrpc": "1.0"}), (None, None));
+        assert_eq!(v.audits[0].refusal.as_ref().unwrap().reason, "invalid_request");
+        let v = decide_with(Ok(&id), &json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call"}), (None, None));
+        let reply = v.reply.unwrap();
+        assert_eq!((reply.status, body(&reply)["error"]["code"].as_i64()), (400, Some(codes::INVALID_PARAMS)));
+    }
+
+    #[test]
+    fn header_mismatch_is_refused_and_recorded() {
+        let id = alice(&["salesforce:read"]);
+        let v = decide_with(Ok(&id), &call(1, "salesforce.query"), (Some("tools/call"), Some("github.create_issue")));
+        let reply = v.reply.unwrap();
+        assert_eq!((reply.status, body(&reply)["error"]["code"].as_i64()), (400, Some(codes::HEADER_MISMATCH)));
+        assert_eq!(v.audits[0].tool.as_deref(), Some("salesforce.query"));
+        assert_eq!(v.audits[0].refusal.as_ref().unwrap().reason, "header_mismatch");
+        let ok = decide_with(Ok(&id), &call(1, "salesforce.query"), (Some("tools/call"), Some("salesforce.query")));
+        assert_eq!(ok.reply, None);
+    }
+
+    #[test]
+    fn batches_are_decided_per_call_and_forwarded_whole_or_not_at_all() {
+        let id = alice(&["salesforce:read"]);
+        let list = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"});
+        let ok = decide_with(Ok(&id), &json!([call(1, "salesforce.query"), list, call(2, "salesforce.query")]), (None, None));
+        assert_eq!((ok.reply, ok.audits.len()), (None, 2));
+
+        let v = decide_with(Ok(&id), &json!([call(1, "salesforce.query"), list, call(2, "github.create_issue")]), (None, None));
+        let reply = v.reply.unwrap();
+        assert_eq!(reply.status, 403);
+        let b = body(&reply);
+        assert_eq!(b.as_array().unwrap().len(), 3);
+        assert_eq!(b[2]["error"]["data"]["reason"], "insufficient_scope");
+        assert_eq!(b[0]["error"]["data"]["reason"], "batch_refused");
+        let reasons: Vec<_> = v.audits.iter().map(|a| a.refusal.as_ref().unwrap().reason.as_str()).collect();
+        assert_eq!(reasons, ["batch_refused", "insufficient_scope"]);
+    }
+
+    #[test]
+    fn other_methods_and_bodiless_requests_pass_without_records() {
+        let id = alice(&[]);
+        let v = decide_with(Ok(&id), &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}), (None, None));
+        assert_eq!(v, Verdict { reply: None, audits: vec![] });
+        let v = decide(&config(), &Request { auth: Ok(&id), mcp_method: None, mcp_name: None, body: None });
+        assert_eq!(v, Verdict { reply: None, audits: vec![] });
+    }
+}

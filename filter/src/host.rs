@@ -1,0 +1,88 @@
+//! Panic-free access to the Envoy host. The SDK's trait methods unwrap host errors, and a panic
+//! kills the worker's VM (every later request then fails, or with fail-open skips the filter);
+//! these wrappers log the error and carry on instead.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, MapType, MetricType};
+
+/// Host wall-clock time since the Unix epoch.
+pub fn now() -> Duration {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).ok())
+        .unwrap_or_default()
+}
+
+pub fn now_millis() -> u64 {
+    crate::jwks::millis(now())
+}
+
+pub fn request_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value(MapType::HttpRequestHeaders, name).ok().flatten()
+}
+
+pub fn response_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value(MapType::HttpResponseHeaders, name).ok().flatten()
+}
+
+pub fn call_response_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name).ok().flatten()
+}
+
+pub fn buffer(kind: BufferType, size: usize) -> Vec<u8> {
+    match hostcalls::get_buffer(kind, 0, size) {
+        Ok(bytes) => bytes.unwrap_or_default(),
+        Err(status) => {
+            log::warn!("acp: reading {kind:?} failed: {status:?}");
+            Vec::new()
+        }
+    }
+}
+
+pub fn send_response(status: u32, headers: &[(&str, String)], body: &str) {
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    if let Err(e) = hostcalls::send_http_response(status, headers, Some(body.as_bytes())) {
+        log::error!("acp: sending the local {status} reply failed: {e:?}");
+    }
+}
+
+pub fn dispatch(cluster: &str, headers: Vec<(&str, &str)>, body: Option<&[u8]>, timeout: Duration) -> Option<u32> {
+    match hostcalls::dispatch_http_call(cluster, headers, body, vec![], timeout) {
+        Ok(token) => Some(token),
+        Err(status) => {
+            log::warn!("acp: HTTP call to cluster {cluster} could not start: {status:?}");
+            None
+        }
+    }
+}
+
+pub fn set_tick_period(period: Duration) {
+    if let Err(e) = hostcalls::set_tick_period(period) {
+        log::error!("acp: setting the tick period failed: {e:?}");
+    }
+}
+
+/// A counter in Envoy's stats (`wasmcustom.<name>`, `envoy_wasmcustom_<name>` in Prometheus).
+#[derive(Debug, Clone, Copy)]
+pub struct Counter(Option<u32>);
+
+impl Counter {
+    pub fn define(name: &str) -> Counter {
+        Counter(hostcalls::define_metric(MetricType::Counter, name).ok())
+    }
+
+    pub fn add(self, n: usize) {
+        if let (Some(id), Ok(n)) = (self.0, i64::try_from(n)) {
+            if n > 0 {
+                let _ = hostcalls::increment_metric(id, n);
+            }
+        }
+    }
+
+    pub fn inc(self) {
+        self.add(1);
+    }
+}

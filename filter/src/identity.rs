@@ -1,0 +1,231 @@
+//! Who is calling: the audit identity derived from a verified token's claims (subject, email,
+//! tenant, scopes, client, delegation chain), and the per-worker cache of verified tokens.
+//! Nothing here reads request headers: every field comes from the verified token.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::config::Identity as IdentityConfig;
+use crate::token::Claims;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    pub sub: String,
+    pub email: Option<String>,
+    /// The token's tenant claim, when the configuration names one.
+    pub tenant: Option<String>,
+    /// Granted scopes: the scope claims plus the scopes of the token's roles, in first-seen order.
+    pub scopes: Vec<String>,
+    pub client_id: Option<String>,
+    pub client_type: Option<String>,
+    /// RFC 8693 `act` chain, outermost (current) actor first.
+    pub delegation_chain: Option<Vec<Value>>,
+    /// Token expiry, seconds since the Unix epoch.
+    pub expires_at: u64,
+}
+
+impl Identity {
+    pub fn from_claims(claims: &Claims, cfg: &IdentityConfig) -> Identity {
+        let custom = &claims.custom;
+        let mut scopes = Vec::new();
+        for name in &cfg.scope_claims {
+            push_unique(&mut scopes, strings(custom.get(name)));
+        }
+        if let Some(role_claim) = &cfg.role_claim {
+            for role in strings(custom.get(role_claim)) {
+                if let Some(granted) = cfg.role_scopes.get(&role) {
+                    push_unique(&mut scopes, granted.iter().cloned());
+                }
+            }
+        }
+        let client_id = cfg
+            .client_id_claims
+            .iter()
+            .find_map(|name| custom.get(name).and_then(Value::as_str))
+            .map(str::to_string);
+        Identity {
+            sub: claims.subject.clone().unwrap_or_default(),
+            email: string(custom.get(&cfg.email_claim)),
+            tenant: cfg.tenant_claim.as_ref().and_then(|c| string(custom.get(c))),
+            scopes,
+            client_type: client_id.as_ref().and_then(|id| cfg.client_types.get(id).cloned()),
+            client_id,
+            delegation_chain: delegation_chain(custom.get("act")),
+            expires_at: claims.expires_at.map_or(0, |t| t.as_secs()),
+        }
+    }
+}
+
+fn string(v: Option<&Value>) -> Option<String> {
+    v.and_then(Value::as_str).map(str::to_string)
+}
+
+/// A claim holding either a space-delimited string (`scope`) or an array of strings (`scp`,
+/// `permissions`, `roles`).
+fn strings(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
+        Some(Value::Array(items)) => {
+            items.iter().filter_map(Value::as_str).map(str::to_string).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn push_unique(into: &mut Vec<String>, items: impl IntoIterator<Item = String>) {
+    for item in items {
+        if !into.contains(&item) {
+            into.push(item);
+        }
+    }
+}
+
+/// Unfolds nested `act` claims into a list, outermost first; each entry keeps the actor's own
+/// claims (e.g. `sub`, `client_id`) without its nested `act`. Bounded against deep nesting.
+fn delegation_chain(act: Option<&Value>) -> Option<Vec<Value>> {
+    const MAX_DEPTH: usize = 16;
+    let mut chain = Vec::new();
+    let mut current = act;
+    while let Some(Value::Object(actor)) = current {
+        if chain.len() == MAX_DEPTH {
+            break;
+        }
+        let own: Map<String, Value> =
+            actor.iter().filter(|(k, _)| *k != "act").map(|(k, v)| (k.clone(), v.clone())).collect();
+        chain.push(Value::Object(own));
+        current = actor.get("act");
+    }
+    (!chain.is_empty()).then_some(chain)
+}
+
+/// Verified identities by SHA-256 of the token, so RS256 runs once per token and worker.
+/// Bounded: expired entries are evicted first, then an arbitrary one.
+pub struct TokenCache {
+    capacity: usize,
+    entries: HashMap<[u8; 32], Rc<Identity>>,
+}
+
+impl TokenCache {
+    pub fn new(capacity: usize) -> Self {
+        TokenCache { capacity, entries: HashMap::new() }
+    }
+
+    pub fn key(token: &str) -> [u8; 32] {
+        Sha256::digest(token.as_bytes()).into()
+    }
+
+    /// The cached identity, unless its token has expired (`now` in Unix seconds). Expiry is
+    /// exact here; the clock skew only widens acceptance of a token being verified.
+    pub fn get(&mut self, key: &[u8; 32], now: u64) -> Option<Rc<Identity>> {
+        match self.entries.get(key) {
+            Some(id) if id.expires_at > now => Some(Rc::clone(id)),
+            Some(_) => {
+                self.entries.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    pub fn insert(&mut self, key: [u8; 32], identity: Rc<Identity>, now: u64) {
+        if self.entries.len() >= self.capacity {
+            self.entries.retain(|_, id| id.expires_at > now);
+        }
+        if self.entries.len() >= self.capacity {
+            if let Some(victim) = self.entries.keys().next().copied() {
+                self.entries.remove(&victim);
+            }
+        }
+        self.entries.insert(key, identity);
+    }
+
+    /// Forgets every identity, e.g. when the signing keys changed.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::tests::{identity_config, TestIdp, NOW};
+    use serde_json::json;
+
+    fn identity(claims: Value, adjust: impl FnOnce(&mut IdentityConfig)) -> Identity {
+        let idp = TestIdp::new();
+        let mut cfg = identity_config();
+        adjust(&mut cfg);
+        let token = idp.sign(claims);
+        let claims = crate::token::verify(&token, &idp.keys, &cfg, std::time::Duration::from_secs(NOW))
+            .unwrap();
+        Identity::from_claims(&claims, &cfg)
+    }
+
+    #[test]
+    fn fields_come_from_the_configured_claims() {
+        let id = identity(
+            json!({"email": "alice@acme.com", "org_id": "org_acme_corp", "azp": "claude-desktop-app",
+                   "scope": "salesforce:read files:read", "scp": ["files:read", "github:write"],
+                   "roles": ["admin"]}),
+            |c| {
+                c.tenant_claim = Some("org_id".into());
+                c.role_claim = Some("roles".into());
+                c.role_scopes.insert("admin".into(), vec!["salesforce:write".into()]);
+                c.client_types.insert("claude-desktop-app".into(), "claude-desktop".into());
+            },
+        );
+        assert_eq!(id.sub, "alice");
+        assert_eq!(id.email.as_deref(), Some("alice@acme.com"));
+        assert_eq!(id.tenant.as_deref(), Some("org_acme_corp"));
+        assert_eq!(id.scopes, ["salesforce:read", "files:read", "github:write", "salesforce:write"]);
+        assert_eq!(id.client_id.as_deref(), Some("claude-desktop-app"));
+        assert_eq!(id.client_type.as_deref(), Some("claude-desktop"));
+        assert_eq!(id.delegation_chain, None);
+        assert_eq!(id.expires_at, NOW + 3600);
+    }
+
+    #[test]
+    fn unmapped_client_and_permissions_claim() {
+        let id = identity(json!({"client_id": "cli", "permissions": ["a:b"]}), |_| {});
+        assert_eq!((id.client_id.as_deref(), id.client_type), (Some("cli"), None));
+        assert_eq!(id.scopes, ["a:b"]);
+        assert_eq!(id.tenant, None);
+    }
+
+    #[test]
+    fn nested_act_becomes_a_chain_outermost_first() {
+        let id = identity(
+            json!({"act": {"sub": "agent-b", "client_id": "b", "act": {"sub": "agent-a"}}}),
+            |_| {},
+        );
+        assert_eq!(
+            id.delegation_chain,
+            Some(vec![json!({"sub": "agent-b", "client_id": "b"}), json!({"sub": "agent-a"})])
+        );
+        let mut deep = json!({"sub": "a0"});
+        for i in 1..40 {
+            deep = json!({"sub": format!("a{i}"), "act": deep});
+        }
+        assert_eq!(delegation_chain(Some(&deep)).unwrap().len(), 16);
+    }
+
+    #[test]
+    fn cache_expires_entries_and_stays_bounded() {
+        let id = |exp| Rc::new(Identity { expires_at: exp, ..identity(json!({}), |_| {}) });
+        let mut cache = TokenCache::new(2);
+        let (a, b, c) = (TokenCache::key("a"), TokenCache::key("b"), TokenCache::key("c"));
+        cache.insert(a, id(100), 0);
+        cache.insert(b, id(200), 0);
+        assert!(cache.get(&a, 99).is_some());
+        assert!(cache.get(&a, 100).is_none(), "expired at exp");
+        cache.insert(a, id(100), 0);
+        cache.insert(c, id(300), 150);
+        assert_eq!(cache.entries.len(), 2, "expired entry a evicted first");
+        assert!(cache.get(&b, 150).is_some() && cache.get(&c, 150).is_some());
+        cache.insert(a, id(400), 150);
+        assert_eq!(cache.entries.len(), 2);
+    }
+}

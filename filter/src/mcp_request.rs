@@ -1,0 +1,192 @@
+//! The MCP request as the filter sees it: a JSON-RPC 2.0 message or batch, with each
+//! `tools/call` picked out (tool = `params.name`, input = `params.arguments`), and the
+//! consistency check between the body and the `Mcp-Method` / `Mcp-Name` headers that recent MCP
+//! revisions mirror the body into.
+
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    ToolCall { id: Option<Value>, name: String, arguments: Option<Value> },
+    /// A `tools/call` without a string `params.name`.
+    BadToolCall { id: Option<Value> },
+    /// Any other request, a notification, or a response the client sends back to the server.
+    Other { id: Option<Value>, method: Option<String> },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct McpRequest {
+    pub batch: bool,
+    pub messages: Vec<Message>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    /// Not JSON at all (JSON-RPC -32700).
+    NotJson,
+    /// JSON, but not a JSON-RPC 2.0 message or batch (JSON-RPC -32600).
+    InvalidRequest(String),
+}
+
+impl Message {
+    pub fn id(&self) -> Option<&Value> {
+        match self {
+            Message::ToolCall { id, .. } | Message::BadToolCall { id } | Message::Other { id, .. } => {
+                id.as_ref()
+            }
+        }
+    }
+
+    fn method(&self) -> Option<&str> {
+        match self {
+            Message::ToolCall { .. } | Message::BadToolCall { .. } => Some("tools/call"),
+            Message::Other { method, .. } => method.as_deref(),
+        }
+    }
+}
+
+pub fn parse(body: &[u8]) -> Result<McpRequest, ParseError> {
+    let value: Value = serde_json::from_slice(body).map_err(|_| ParseError::NotJson)?;
+    match value {
+        Value::Array(items) if items.is_empty() => {
+            Err(ParseError::InvalidRequest("empty batch".into()))
+        }
+        Value::Array(items) => Ok(McpRequest {
+            batch: true,
+            messages: items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| message(item).map_err(|e| ParseError::InvalidRequest(format!("[{i}]: {e}"))))
+                .collect::<Result<_, _>>()?,
+        }),
+        other => Ok(McpRequest {
+            batch: false,
+            messages: vec![message(other).map_err(ParseError::InvalidRequest)?],
+        }),
+    }
+}
+
+fn message(value: Value) -> Result<Message, String> {
+    let Value::Object(mut obj) = value else {
+        return Err("a JSON-RPC message must be an object".into());
+    };
+    if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return Err("`jsonrpc` must be \"2.0\"".into());
+    }
+    let id = obj.remove("id");
+    if id.as_ref().is_some_and(|id| !matches!(id, Value::String(_) | Value::Number(_) | Value::Null)) {
+        return Err("`id` must be a string, a number or null".into());
+    }
+    let method = match obj.remove("method") {
+        None => None,
+        Some(Value::String(m)) => Some(m),
+        Some(_) => return Err("`method` must be a string".into()),
+    };
+    if method.as_deref() != Some("tools/call") {
+        return Ok(Message::Other { id, method });
+    }
+    let mut params = match obj.remove("params") {
+        Some(Value::Object(p)) => p,
+        _ => return Ok(Message::BadToolCall { id }),
+    };
+    match params.remove("name") {
+        Some(Value::String(name)) => Ok(Message::ToolCall { id, name, arguments: params.remove("arguments") }),
+        _ => Ok(Message::BadToolCall { id }),
+    }
+}
+
+/// Checks the `Mcp-Method` and `Mcp-Name` headers against the body. Deciding on a header while
+/// the server executes the body (or the reverse) would be an authorization bypass, so any
+/// disagreement is refused; a batch cannot be described by one header and is refused too.
+pub fn check_headers(req: &McpRequest, mcp_method: Option<&str>, mcp_name: Option<&str>) -> Result<(), String> {
+    if mcp_method.is_none() && mcp_name.is_none() {
+        return Ok(());
+    }
+    let (false, [only]) = (req.batch, req.messages.as_slice()) else {
+        return Err("Mcp-Method/Mcp-Name headers cannot describe a batch".into());
+    };
+    if let Some(header) = mcp_method {
+        if only.method() != Some(header) {
+            return Err(format!(
+                "Mcp-Method header {header:?} does not match the body's method {:?}",
+                only.method().unwrap_or_default()
+            ));
+        }
+    }
+    if let (Some(header), Message::ToolCall { name, .. }) = (mcp_name, only) {
+        if header != name {
+            return Err(format!("Mcp-Name header {header:?} does not match the body's tool {name:?}"));
+        }
+    }
+    if let (Some(_), Message::BadToolCall { .. }) = (mcp_name, only) {
+        return Err("Mcp-Name header given but the body names no tool".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn p(v: Value) -> Result<McpRequest, ParseError> {
+        parse(v.to_string().as_bytes())
+    }
+
+    #[test]
+    fn single_tool_call() {
+        let r = p(json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                         "params": {"name": "salesforce.query", "arguments": {"q": 1}}}))
+        .unwrap();
+        assert!(!r.batch);
+        assert_eq!(
+            r.messages,
+            [Message::ToolCall { id: Some(json!(7)), name: "salesforce.query".into(), arguments: Some(json!({"q": 1})) }]
+        );
+    }
+
+    #[test]
+    fn batch_with_notification_other_methods_and_bad_calls() {
+        let r = p(json!([
+            {"jsonrpc": "2.0", "method": "notifications/initialized"},
+            {"jsonrpc": "2.0", "id": "a", "method": "tools/list"},
+            {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": 3}},
+            {"jsonrpc": "2.0", "id": 3, "result": {}}
+        ]))
+        .unwrap();
+        assert!(r.batch);
+        assert_eq!(r.messages[0], Message::Other { id: None, method: Some("notifications/initialized".into()) });
+        assert_eq!(r.messages[1].id(), Some(&json!("a")));
+        assert_eq!(r.messages[2], Message::BadToolCall { id: Some(json!(2)) });
+        assert_eq!(r.messages[3], Message::Other { id: Some(json!(3)), method: None });
+    }
+
+    #[test]
+    fn invalid_bodies() {
+        assert_eq!(parse(b"{nope"), Err(ParseError::NotJson));
+        assert_eq!(parse(b""), Err(ParseError::NotJson));
+        for bad in [json!([]), json!(1), json!({"id": 1, "method": "x"}), json!([{"jsonrpc": "2.0", "method": 5}]),
+                    json!({"jsonrpc": "2.0", "id": {}, "method": "x"})] {
+            assert!(matches!(p(bad.clone()), Err(ParseError::InvalidRequest(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn duplicate_keys_resolve_to_the_last_like_the_upstream() {
+        let r = parse(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}"#).unwrap();
+        assert!(matches!(&r.messages[0], Message::ToolCall { name, .. } if name == "b"));
+    }
+
+    #[test]
+    fn headers_must_match_the_body() {
+        let call = p(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "a"}})).unwrap();
+        assert!(check_headers(&call, None, None).is_ok());
+        assert!(check_headers(&call, Some("tools/call"), Some("a")).is_ok());
+        assert!(check_headers(&call, Some("tools/list"), None).is_err());
+        assert!(check_headers(&call, Some("tools/call"), Some("b")).is_err());
+        let list = p(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})).unwrap();
+        assert!(check_headers(&list, Some("tools/list"), None).is_ok());
+        let batch = p(json!([{"jsonrpc": "2.0", "id": 1, "method": "tools/list"}])).unwrap();
+        assert!(check_headers(&batch, Some("tools/list"), None).is_err());
+    }
+}

@@ -1,0 +1,131 @@
+//! The upstream's answer to forwarded tool calls: JSON-RPC responses found in a JSON body or in
+//! the events of a `text/event-stream` body, reduced to one outcome per request id.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallOutcome {
+    Success,
+    /// A JSON-RPC error response, with its code.
+    RpcError(i64),
+    /// A result with `isError: true`: the tool ran and reported a failure.
+    ToolError,
+}
+
+impl CallOutcome {
+    pub fn reason(&self) -> Option<String> {
+        match self {
+            CallOutcome::Success => None,
+            CallOutcome::RpcError(code) => Some(format!("jsonrpc_error_{code}")),
+            CallOutcome::ToolError => Some("tool_error".into()),
+        }
+    }
+}
+
+/// Canonical form of a JSON-RPC id, to match responses to requests.
+pub fn id_key(id: &Value) -> String {
+    id.to_string()
+}
+
+/// Outcomes by request id of every JSON-RPC response in `body`.
+pub fn outcomes(content_type: Option<&str>, body: &[u8]) -> HashMap<String, CallOutcome> {
+    let mut found = HashMap::new();
+    let is_sse = content_type.is_some_and(|ct| ct.trim_start().starts_with("text/event-stream"));
+    if is_sse {
+        for data in sse_data(body) {
+            if let Ok(value) = serde_json::from_str::<Value>(&data) {
+                collect(&value, &mut found);
+            }
+        }
+    } else if let Ok(value) = serde_json::from_slice::<Value>(body) {
+        collect(&value, &mut found);
+    }
+    found
+}
+
+fn collect(value: &Value, found: &mut HashMap<String, CallOutcome>) {
+    match value {
+        Value::Array(items) => items.iter().for_each(|item| collect(item, found)),
+        Value::Object(obj) => {
+            let Some(id) = obj.get("id") else { return };
+            let outcome = if let Some(error) = obj.get("error") {
+                CallOutcome::RpcError(error.get("code").and_then(Value::as_i64).unwrap_or(0))
+            } else if let Some(result) = obj.get("result") {
+                if result.get("isError").and_then(Value::as_bool) == Some(true) {
+                    CallOutcome::ToolError
+                } else {
+                    CallOutcome::Success
+                }
+            } else {
+                return;
+            };
+            found.insert(id_key(id), outcome);
+        }
+        _ => {}
+    }
+}
+
+/// The `data` of each complete event of a `text/event-stream` body (data lines joined by `\n`,
+/// as the SSE specification says). An unterminated last event is included: the stream ended.
+fn sse_data(body: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(body);
+    let mut events = Vec::new();
+    let mut data: Option<String> = None;
+    for line in text.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.is_empty() {
+            events.extend(data.take());
+            continue;
+        }
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        if field == "data" {
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            match data.as_mut() {
+                Some(d) => {
+                    d.push('\n');
+                    d.push_str(value);
+                }
+                None => data = Some(value.to_string()),
+            }
+        }
+    }
+    events.extend(data);
+    events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_body_single_and_batch() {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "result": {"content": []}}).to_string();
+        assert_eq!(outcomes(Some("application/json"), body.as_bytes()), HashMap::from([("1".into(), CallOutcome::Success)]));
+        let body = json!([
+            {"jsonrpc": "2.0", "id": "a", "error": {"code": -32602, "message": "bad"}},
+            {"jsonrpc": "2.0", "id": 2, "result": {"isError": true, "content": []}}
+        ])
+        .to_string();
+        let got = outcomes(None, body.as_bytes());
+        assert_eq!(got["\"a\""], CallOutcome::RpcError(-32602));
+        assert_eq!(got["2"], CallOutcome::ToolError);
+        assert_eq!(CallOutcome::RpcError(-32602).reason().unwrap(), "jsonrpc_error_-32602");
+    }
+
+    #[test]
+    fn sse_events_with_multiline_data_and_crlf() {
+        let body = "event: message\r\nid: 1\r\ndata: {\"jsonrpc\":\"2.0\",\r\ndata: \"method\":\"notifications/progress\"}\r\n\r\n\
+                    : comment\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{}}\n";
+        let got = outcomes(Some("text/event-stream; charset=utf-8"), body.as_bytes());
+        assert_eq!(got, HashMap::from([("5".into(), CallOutcome::Success)]));
+    }
+
+    #[test]
+    fn garbage_yields_nothing() {
+        assert!(outcomes(Some("application/json"), b"<html>").is_empty());
+        assert!(outcomes(Some("text/event-stream"), b"data: nope\n\n").is_empty());
+    }
+}

@@ -1,0 +1,46 @@
+//! The filter's Envoy counters, visible at the admin `/stats` and `/stats/prometheus`.
+
+use crate::host::Counter;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Metrics {
+    /// Tool calls forwarded upstream.
+    pub calls_allowed: Counter,
+    /// Tool calls refused (scopes, unknown tool, malformed or mismatched request).
+    pub calls_denied: Counter,
+    /// Requests refused for a missing or invalid token.
+    pub auth_failed: Counter,
+    /// Forwarded tool calls the upstream answered with an HTTP or JSON-RPC error.
+    pub calls_error: Counter,
+    pub token_cache_hits: Counter,
+    pub token_cache_misses: Counter,
+    pub jwks_fetched: Counter,
+    pub jwks_fetch_failed: Counter,
+    /// Audit records created and queued for the collector.
+    pub audit_queued: Counter,
+    /// Audit records the collector acknowledged.
+    pub audit_sent: Counter,
+    /// Audit records in batches that failed and will be sent again.
+    pub audit_retried: Counter,
+    /// Audit records lost: the buffer was full, or the collector refused the batch for good.
+    pub audit_dropped: Counter,
+}
+
+impl Metrics {
+    pub fn define() -> Metrics {
+        Metrics {
+            calls_allowed: Counter::define("acp.calls_allowed"),
+            calls_denied: Counter::define("acp.calls_denied"),
+            auth_failed: Counter::define("acp.auth_failed"),
+            calls_error: Counter::define("acp.calls_error"),
+            token_cache_hits: Counter::define("acp.token_cache_hits"),
+            token_cache_misses: Counter::define("acp.token_cache_misses"),
+            jwks_fetched: Counter::define("acp.jwks_fetched"),
+            jwks_fetch_failed: Counter::define("acp.jwks_fetch_failed"),
+            audit_queued: Counter::define("acp.audit_records_queued"),
+            audit_sent: Counter::define("acp.audit_records_sent"),
+            audit_retried: Counter::define("acp.audit_records_retried"),
+            audit_dropped: Counter::define("acp.audit_records_dropped"),
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! The audit outbox of one worker: serialized records wait here, bounded in count and bytes,
+//! and leave in batches, one batch in flight at a time, in order. A failed batch stays at the
+//! front and is retried after a growing delay; the collector stores each record id once, so a
+//! batch that was stored but whose answer was lost is harmless to resend.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::jwks::millis;
+
+#[derive(Debug)]
+pub struct Outbox {
+    queue: VecDeque<String>,
+    bytes: usize,
+    max_records: usize,
+    max_bytes: usize,
+    batch_size: usize,
+    max_retry_delay: u64,
+    /// Records of the batch in flight (the first `in_flight` of the queue).
+    in_flight: Option<usize>,
+    failures: u32,
+    next_attempt_at: u64,
+}
+
+/// What became of a sent batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Stored (2xx), or partly refused as invalid (422): either way, done with it.
+    Done,
+    /// Refused for good (400, 413): retrying cannot help; the records are dropped.
+    Rejected,
+    /// Timeout, connection failure, 5xx, 401/403/429: keep the batch and retry.
+    Retry,
+}
+
+impl Delivery {
+    pub fn from_status(status: Option<u32>) -> Self {
+        match status {
+            Some(200..=299 | 422) => Delivery::Done,
+            Some(400 | 413) => Delivery::Rejected,
+            _ => Delivery::Retry,
+        }
+    }
+}
+
+impl Outbox {
+    pub fn new(max_records: usize, max_bytes: usize, batch_size: usize, max_retry_delay: Duration) -> Self {
+        Outbox {
+            queue: VecDeque::new(),
+            bytes: 0,
+            max_records,
+            max_bytes,
+            batch_size,
+            max_retry_delay: millis(max_retry_delay),
+            in_flight: None,
+            failures: 0,
+            next_attempt_at: 0,
+        }
+    }
+
+    /// Queues a serialized record; `false` when the buffer is full and the record is dropped.
+    pub fn push(&mut self, record: String) -> bool {
+        if self.queue.len() >= self.max_records || self.bytes + record.len() > self.max_bytes {
+            return false;
+        }
+        self.bytes += record.len();
+        self.queue.push_back(record);
+        true
+    }
+
+    /// The next batch body to post, when none is in flight, records wait and any retry delay
+    /// has passed.
+    pub fn next_batch(&mut self, now: u64) -> Option<String> {
+        if self.in_flight.is_some() || self.queue.is_empty() || now < self.next_attempt_at {
+            return None;
+        }
+        let n = self.queue.len().min(self.batch_size);
+        let mut body = String::from("{\"records\":[");
+        for (i, record) in self.queue.iter().take(n).enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            body.push_str(record);
+        }
+        body.push_str("]}");
+        self.in_flight = Some(n);
+        Some(body)
+    }
+
+    /// Settles the batch in flight; returns how many records it held.
+    pub fn settle(&mut self, delivery: Delivery, now: u64) -> usize {
+        let Some(n) = self.in_flight.take() else { return 0 };
+        match delivery {
+            Delivery::Done | Delivery::Rejected => {
+                for record in self.queue.drain(..n) {
+                    self.bytes -= record.len();
+                }
+                self.failures = 0;
+                self.next_attempt_at = 0;
+            }
+            Delivery::Retry => {
+                self.failures = self.failures.saturating_add(1);
+                let delay = 100u64.saturating_mul(1 << self.failures.min(20).saturating_sub(1));
+                self.next_attempt_at = now + delay.min(self.max_retry_delay);
+            }
+        }
+        n
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outbox() -> Outbox {
+        Outbox::new(4, 1024, 2, Duration::from_secs(1))
+    }
+
+    #[test]
+    fn batches_in_order_one_in_flight() {
+        let mut o = outbox();
+        for r in ["{\"a\":1}", "{\"b\":2}", "{\"c\":3}"] {
+            assert!(o.push(r.into()));
+        }
+        assert_eq!(o.next_batch(0).unwrap(), "{\"records\":[{\"a\":1},{\"b\":2}]}");
+        assert_eq!(o.next_batch(0), None, "one batch in flight");
+        assert_eq!(o.settle(Delivery::Done, 0), 2);
+        assert_eq!(o.next_batch(0).unwrap(), "{\"records\":[{\"c\":3}]}");
+        assert_eq!(o.settle(Delivery::Done, 0), 1);
+        assert!(o.is_empty());
+        assert_eq!(o.next_batch(0), None);
+    }
+
+    #[test]
+    fn failures_keep_the_batch_and_back_off() {
+        let mut o = outbox();
+        o.push("1".into());
+        o.next_batch(0).unwrap();
+        o.settle(Delivery::Retry, 0);
+        assert_eq!(o.len(), 1);
+        assert_eq!(o.next_batch(99), None);
+        assert!(o.next_batch(100).is_some());
+        o.settle(Delivery::Retry, 100);
+        assert_eq!(o.next_batch(299), None);
+        assert!(o.next_batch(300).is_some());
+        for i in 0..20 {
+            o.settle(Delivery::Retry, 0);
+            assert!(o.next_batch(1000).is_some(), "delay capped at max_retry_delay ({i})");
+        }
+        o.settle(Delivery::Rejected, 1000);
+        assert!(o.is_empty());
+    }
+
+    #[test]
+    fn bounded_by_records_and_bytes() {
+        let mut o = outbox();
+        for _ in 0..4 {
+            assert!(o.push("x".into()));
+        }
+        assert!(!o.push("x".into()));
+        let mut o = Outbox::new(100, 10, 2, Duration::from_secs(1));
+        assert!(o.push("12345".into()));
+        assert!(!o.push("123456".into()));
+        assert!(o.push("12345".into()));
+    }
+
+    #[test]
+    fn status_classification() {
+        assert_eq!(Delivery::from_status(Some(200)), Delivery::Done);
+        assert_eq!(Delivery::from_status(Some(422)), Delivery::Done);
+        assert_eq!(Delivery::from_status(Some(413)), Delivery::Rejected);
+        for s in [None, Some(401), Some(429), Some(500), Some(503)] {
+            assert_eq!(Delivery::from_status(s), Delivery::Retry);
+        }
+    }
+}

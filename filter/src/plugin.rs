@@ -1,0 +1,197 @@
+//! The root context: one per worker VM. It parses the configuration, owns the worker's state
+//! (keys, token cache, audit outbox) shared with its streams, and on each tick fetches the
+//! remote JWKS when due and sends audit batches to the collector.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{BufferType, ContextType};
+
+use crate::config::{self, Config, KeySource};
+use crate::host;
+use crate::identity::TokenCache;
+use crate::jwks::{KeySet, RefreshSchedule};
+use crate::metrics::Metrics;
+use crate::outbox::{Delivery, Outbox};
+use crate::stream::Stream;
+
+/// State of one worker VM, shared by its root context and its streams.
+pub struct Worker {
+    pub config: Rc<Config>,
+    pub keys: Option<Rc<KeySet>>,
+    pub refresh: Option<RefreshSchedule>,
+    pub cache: TokenCache,
+    pub outbox: Outbox,
+    pub metrics: Metrics,
+}
+
+#[derive(Default)]
+pub struct Plugin {
+    worker: Option<Rc<RefCell<Worker>>>,
+    jwks_call: Option<u32>,
+    audit_call: Option<u32>,
+}
+
+impl Context for Plugin {
+    fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+        let status = host::call_response_header(":status").and_then(|s| s.parse::<u32>().ok());
+        let body = host::buffer(BufferType::HttpCallResponseBody, body_size);
+        if self.jwks_call == Some(token) {
+            self.jwks_call = None;
+            self.on_jwks(status, &body);
+        } else if self.audit_call == Some(token) {
+            self.audit_call = None;
+            self.on_audit_response(status, &body);
+            self.flush();
+        }
+    }
+}
+
+impl RootContext for Plugin {
+    fn on_configure(&mut self, size: usize) -> bool {
+        let bytes = host::buffer(BufferType::PluginConfiguration, size);
+        let config = match config::parse(&bytes) {
+            Ok(config) => config,
+            Err(e) => {
+                log::error!("acp: invalid plugin configuration: {e}");
+                return false;
+            }
+        };
+        let (keys, refresh) = match &config.identity.keys {
+            KeySource::Inline(set) => (Some(Rc::clone(set)), None),
+            KeySource::Remote(remote) => (None, Some(RefreshSchedule::new(remote.clone()))),
+        };
+        let audit = &config.audit;
+        let outbox = Outbox::new(audit.max_buffered_records, audit.max_buffered_bytes, audit.batch_size, audit.max_retry_delay);
+        host::set_tick_period(audit.flush_interval);
+        self.worker = Some(Rc::new(RefCell::new(Worker {
+            cache: TokenCache::new(config.identity.token_cache_size),
+            config: Rc::new(config),
+            keys,
+            refresh,
+            outbox,
+            metrics: Metrics::define(),
+        })));
+        true
+    }
+
+    fn on_tick(&mut self) {
+        self.fetch_jwks();
+        self.flush();
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let worker = self.worker.as_ref()?;
+        Some(Box::new(Stream::new(Rc::clone(worker))))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+impl Plugin {
+    fn fetch_jwks(&mut self) {
+        let Some(worker) = &self.worker else { return };
+        let mut w = worker.borrow_mut();
+        let now = host::now_millis();
+        let Some(refresh) = w.refresh.as_mut() else { return };
+        if !refresh.start_fetch(now) {
+            return;
+        }
+        let remote = refresh.remote().clone();
+        let headers = vec![(":method", "GET"), (":path", remote.path.as_str()), (":authority", remote.authority.as_str())];
+        self.jwks_call = host::dispatch(&remote.cluster, headers, None, remote.timeout);
+        if self.jwks_call.is_none() {
+            refresh.failed(now);
+            w.metrics.jwks_fetch_failed.inc();
+        }
+    }
+
+    fn on_jwks(&mut self, status: Option<u32>, body: &[u8]) {
+        let Some(worker) = &self.worker else { return };
+        let mut w = worker.borrow_mut();
+        let now = host::now_millis();
+        let parsed = match status {
+            Some(200) => KeySet::from_jwks_bytes(body),
+            other => Err(format!("HTTP status {other:?}")),
+        };
+        let Some(refresh) = w.refresh.as_mut() else { return };
+        match parsed {
+            Ok(set) => {
+                refresh.fetched(now);
+                log::info!("acp: loaded {} signing key(s) from the JWKS", set.key_count());
+                w.keys = Some(Rc::new(set));
+                // A key may have been withdrawn: identities it vouched for must be verified again.
+                w.cache.clear();
+                w.metrics.jwks_fetched.inc();
+            }
+            Err(e) => {
+                refresh.failed(now);
+                log::warn!("acp: JWKS fetch failed ({e}); keeping the previous keys and retrying");
+                w.metrics.jwks_fetch_failed.inc();
+            }
+        }
+    }
+
+    /// Sends the next audit batch if none is in flight.
+    fn flush(&mut self) {
+        let Some(worker) = &self.worker else { return };
+        if self.audit_call.is_some() {
+            return;
+        }
+        let mut w = worker.borrow_mut();
+        let now = host::now_millis();
+        let Some(body) = w.outbox.next_batch(now) else { return };
+        let config = Rc::clone(&w.config);
+        let audit = &config.audit;
+        let authorization = format!("Bearer {}", audit.ingest_token);
+        let headers = vec![
+            (":method", "POST"),
+            (":path", acp_record::INGEST_PATH),
+            (":authority", audit.authority.as_str()),
+            ("content-type", "application/json"),
+            ("authorization", authorization.as_str()),
+        ];
+        self.audit_call = host::dispatch(&audit.cluster, headers, Some(body.as_bytes()), audit.timeout);
+        if self.audit_call.is_none() {
+            let n = w.outbox.settle(Delivery::Retry, now);
+            w.metrics.audit_retried.add(n);
+        }
+    }
+
+    fn on_audit_response(&mut self, status: Option<u32>, body: &[u8]) {
+        let Some(worker) = &self.worker else { return };
+        let mut w = worker.borrow_mut();
+        let delivery = Delivery::from_status(status);
+        let n = w.outbox.settle(delivery, host::now_millis());
+        let m = w.metrics;
+        match delivery {
+            Delivery::Done => {
+                let refused = if status == Some(422) { refused_count(body) } else { 0 };
+                m.audit_sent.add(n.saturating_sub(refused));
+                if refused > 0 {
+                    m.audit_dropped.add(refused);
+                    log::error!("acp: the collector refused {refused} audit record(s) as invalid: {}", String::from_utf8_lossy(body));
+                }
+            }
+            Delivery::Rejected => {
+                m.audit_dropped.add(n);
+                log::error!("acp: the collector refused a batch of {n} audit records (status {status:?}): {}", String::from_utf8_lossy(body));
+            }
+            Delivery::Retry => {
+                m.audit_retried.add(n);
+                log::warn!("acp: audit batch of {n} records not stored (status {status:?}); {} records wait for retry", w.outbox.len());
+            }
+        }
+    }
+}
+
+/// How many records a 422 ingest answer lists as refused (`{"rejected": [...]}`).
+fn refused_count(body: &[u8]) -> usize {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("rejected").and_then(|r| r.as_array()).map(Vec::len))
+        .unwrap_or(0)
+}

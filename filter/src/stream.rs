@@ -1,0 +1,224 @@
+//! The HTTP context: one per request. It only moves bytes between Envoy and the core:
+//! authenticate at the request headers, hold the request until its body is complete, apply the
+//! decision, watch the response for the calls' outcomes, and queue the audit records at the end.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use acp_record::{Event, Outcome};
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, BufferType};
+
+use crate::audit::{self, Upstream};
+use crate::config::Config;
+use crate::decision::{self, CallAudit, Request};
+use crate::host;
+use crate::identity::{Identity, TokenCache};
+use crate::mcp_response;
+use crate::plugin::Worker;
+use crate::token::{self, AuthFailure};
+
+pub struct Stream {
+    worker: Rc<RefCell<Worker>>,
+    config: Rc<Config>,
+    started: Duration,
+    tenant: String,
+    auth: Result<Rc<Identity>, AuthFailure>,
+    mcp_method: Option<String>,
+    mcp_name: Option<String>,
+    audits: Vec<CallAudit>,
+    replied_locally: bool,
+    status: u32,
+    content_type: Option<String>,
+    captured: Vec<u8>,
+    capture_complete: bool,
+}
+
+impl Stream {
+    pub fn new(worker: Rc<RefCell<Worker>>) -> Self {
+        let config = Rc::clone(&worker.borrow().config);
+        Stream {
+            worker,
+            config,
+            started: Duration::ZERO,
+            tenant: String::new(),
+            auth: Err(AuthFailure::MissingToken),
+            mcp_method: None,
+            mcp_name: None,
+            audits: Vec::new(),
+            replied_locally: false,
+            status: 0,
+            content_type: None,
+            captured: Vec::new(),
+            capture_complete: true,
+        }
+    }
+
+    /// The caller's identity: from the token cache, or verified now and cached.
+    fn authenticate(&self, authorization: Option<&str>) -> Result<Rc<Identity>, AuthFailure> {
+        let token = token::bearer_token(authorization)?;
+        let mut w = self.worker.borrow_mut();
+        let now = self.started;
+        let key = TokenCache::key(token);
+        let identity = match w.cache.get(&key, now.as_secs()) {
+            Some(identity) => {
+                w.metrics.token_cache_hits.inc();
+                identity
+            }
+            None => {
+                w.metrics.token_cache_misses.inc();
+                let keys = w.keys.clone().ok_or(AuthFailure::KeysUnavailable)?;
+                let claims = token::verify(token, &keys, &self.config.identity, now).inspect_err(|f| {
+                    if *f == AuthFailure::UnknownKid {
+                        if let Some(refresh) = w.refresh.as_mut() {
+                            refresh.unknown_kid(host::now_millis());
+                        }
+                    }
+                })?;
+                let identity = Rc::new(Identity::from_claims(&claims, &self.config.identity));
+                w.cache.insert(key, Rc::clone(&identity), now.as_secs());
+                identity
+            }
+        };
+        if self.config.identity.tenant_claim.is_some() && identity.tenant.as_deref() != Some(self.tenant.as_str()) {
+            return Err(AuthFailure::TenantMismatch);
+        }
+        Ok(identity)
+    }
+
+    /// Decides the request; answers it here when refused. Returns whether to go on upstream.
+    fn decide(&mut self, body: Option<&[u8]>) -> bool {
+        let verdict = decision::decide(
+            &self.config,
+            &Request {
+                auth: self.auth.as_deref().map_err(|f| *f),
+                mcp_method: self.mcp_method.as_deref(),
+                mcp_name: self.mcp_name.as_deref(),
+                body,
+            },
+        );
+        self.audits = verdict.audits;
+        match verdict.reply {
+            None => true,
+            Some(reply) => {
+                self.replied_locally = true;
+                host::send_response(reply.status, &reply.headers, &reply.body);
+                false
+            }
+        }
+    }
+
+    fn expects_outcomes(&self) -> bool {
+        !self.replied_locally && self.audits.iter().any(|a| a.refusal.is_none())
+    }
+}
+
+impl Context for Stream {}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
+        self.started = host::now();
+        self.tenant = self.config.tenant_for_host(host::request_header(":authority").as_deref()).to_string();
+        self.auth = self.authenticate(host::request_header("authorization").as_deref());
+        self.mcp_method = host::request_header("mcp-method");
+        self.mcp_name = host::request_header("mcp-name");
+        if !end_of_stream {
+            // Hold the headers until the body is complete, so a refused call never goes upstream.
+            return Action::Pause;
+        }
+        if self.decide(None) {
+            Action::Continue
+        } else {
+            Action::Pause
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let body = host::buffer(BufferType::HttpRequestBody, body_size);
+        if self.decide(Some(&body)) {
+            Action::Continue
+        } else {
+            Action::Pause
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        if !self.replied_locally {
+            self.status = host::response_header(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
+            self.content_type = host::response_header("content-type");
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+        // Read what passes without holding it back: the outcome is decided at the end.
+        if self.expects_outcomes() && self.capture_complete {
+            let limit = self.config.max_response_capture_bytes;
+            let seen = host::buffer(BufferType::HttpResponseBody, body_size);
+            if self.captured.len() + seen.len() > limit {
+                self.capture_complete = false;
+                self.captured = Vec::new();
+            } else {
+                self.captured.extend_from_slice(&seen);
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        if self.audits.is_empty() {
+            return;
+        }
+        let now = host::now();
+        let latency_ms = now.saturating_sub(self.started).as_secs_f64() * 1000.0;
+        let timestamp = i64::try_from(self.started.as_millis())
+            .ok()
+            .and_then(acp_record::format_timestamp)
+            .unwrap_or_default();
+        let outcomes = if self.expects_outcomes() {
+            mcp_response::outcomes(self.content_type.as_deref(), &self.captured)
+        } else {
+            HashMap::new()
+        };
+        let upstream = Upstream { status: self.status, outcomes: &outcomes, inspected: self.capture_complete };
+        let identity = self.auth.as_ref().ok().map(Rc::as_ref);
+        let mut w = self.worker.borrow_mut();
+        let m = w.metrics;
+        for call in std::mem::take(&mut self.audits) {
+            let ctx = audit::Context {
+                id: uuid::Uuid::now_v7().to_string(),
+                timestamp: timestamp.clone(),
+                latency_ms,
+                tenant: &self.tenant,
+                identity,
+            };
+            let record = audit::record(call, ctx, &upstream);
+            match (record.event, record.result) {
+                (Event::ToolCall, Outcome::Error) => {
+                    m.calls_allowed.inc();
+                    m.calls_error.inc();
+                }
+                (Event::ToolCall, _) => m.calls_allowed.inc(),
+                (Event::ToolDenied, _) => m.calls_denied.inc(),
+                (Event::AuthFailed, _) => m.auth_failed.inc(),
+            }
+            let queued = serde_json::to_string(&record).map(|json| w.outbox.push(json));
+            match queued {
+                Ok(true) => m.audit_queued.inc(),
+                Ok(false) => {
+                    m.audit_dropped.inc();
+                    log::error!("acp: audit buffer full ({} records); dropped record {}", w.outbox.len(), record.id);
+                }
+                Err(e) => {
+                    m.audit_dropped.inc();
+                    log::error!("acp: audit record {} could not be serialized: {e}", record.id);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! Bearer-token verification with jwt-simple: algorithm and key selection, signature, issuer,
+//! audience and time checks, each failure mapped to the reason written in the audit record.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use jwt_simple::prelude::{ECDSAP256PublicKeyLike, JWTClaims, RSAPublicKeyLike, Token, VerificationOptions};
+use jwt_simple::JWTError;
+use serde_json::{Map, Value};
+
+use crate::config::Identity as IdentityConfig;
+use crate::jwks::{Key, KeySet};
+
+/// Claims of a verified token: the registered ones parsed by jwt-simple, the rest as JSON.
+pub type Claims = JWTClaims<Map<String, Value>>;
+
+/// Why a request failed authentication. [`AuthFailure::reason`] is what the audit record says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    MissingToken,
+    Malformed,
+    UnsupportedAlg,
+    UnknownKid,
+    AlgMismatch,
+    BadSignature,
+    Expired,
+    NotYetValid,
+    WrongIssuer,
+    WrongAudience,
+    MissingExp,
+    MissingSub,
+    TenantMismatch,
+    /// The remote JWKS has not been fetched yet: no token can be verified.
+    KeysUnavailable,
+}
+
+impl AuthFailure {
+    pub fn reason(self) -> &'static str {
+        match self {
+            AuthFailure::MissingToken => "missing_token",
+            AuthFailure::Malformed => "malformed",
+            AuthFailure::UnsupportedAlg => "unsupported_alg",
+            AuthFailure::UnknownKid => "unknown_kid",
+            AuthFailure::AlgMismatch => "alg_mismatch",
+            AuthFailure::BadSignature => "bad_signature",
+            AuthFailure::Expired => "expired",
+            AuthFailure::NotYetValid => "not_yet_valid",
+            AuthFailure::WrongIssuer => "wrong_issuer",
+            AuthFailure::WrongAudience => "wrong_audience",
+            AuthFailure::MissingExp => "missing_exp",
+            AuthFailure::MissingSub => "missing_sub",
+            AuthFailure::TenantMismatch => "tenant_mismatch",
+            AuthFailure::KeysUnavailable => "keys_unavailable",
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header value (scheme case-insensitive).
+pub fn bearer_token(authorization: Option<&str>) -> Result<&str, AuthFailure> {
+    let value = authorization.ok_or(AuthFailure::MissingToken)?.trim();
+    let (scheme, token) = value.split_once(' ').ok_or(AuthFailure::Malformed)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthFailure::MissingToken);
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(AuthFailure::MissingToken);
+    }
+    Ok(token)
+}
+
+/// Verifies `token` against `keys` at time `now` (since the Unix epoch).
+pub fn verify(
+    token: &str,
+    keys: &KeySet,
+    cfg: &IdentityConfig,
+    now: Duration,
+) -> Result<Claims, AuthFailure> {
+    let meta = Token::decode_metadata(token).map_err(|_| AuthFailure::Malformed)?;
+    let alg = meta.algorithm();
+    if alg != "RS256" && alg != "ES256" {
+        return Err(AuthFailure::UnsupportedAlg);
+    }
+    let key = keys.get(meta.key_id()).ok_or(AuthFailure::UnknownKid)?;
+    if key.alg() != alg {
+        return Err(AuthFailure::AlgMismatch);
+    }
+    let options = VerificationOptions {
+        allowed_issuers: Some(HashSet::from([cfg.issuer.clone()])),
+        allowed_audiences: Some(cfg.audiences.iter().cloned().collect()),
+        time_tolerance: Some(cfg.clock_skew.into()),
+        artificial_time: Some(now.into()),
+        ..Default::default()
+    };
+    let claims = match key {
+        Key::Rs256(k) => k.verify_token::<Map<String, Value>>(token, Some(options)),
+        Key::Es256(k) => k.verify_token::<Map<String, Value>>(token, Some(options)),
+    }
+    .map_err(|e| classify(&e))?;
+    if claims.expires_at.is_none() {
+        return Err(AuthFailure::MissingExp);
+    }
+    if claims.subject.as_deref().is_none_or(str::is_empty) {
+        return Err(AuthFailure::MissingSub);
+    }
+    Ok(claims)
+}
+
+fn classify(err: &jwt_simple::Error) -> AuthFailure {
+    match err.downcast_ref::<JWTError>() {
+        Some(JWTError::InvalidSignature) => AuthFailure::BadSignature,
+        Some(JWTError::TokenHasExpired) => AuthFailure::Expired,
+        Some(JWTError::TokenNotValidYet | JWTError::ClockDrift) => AuthFailure::NotYetValid,
+        Some(JWTError::RequiredIssuerMismatch | JWTError::RequiredIssuerMissing) => {
+            AuthFailure::WrongIssuer
+        }
+        Some(JWTError::RequiredAudienceMismatch | JWTError::RequiredAudienceMissing) => {
+            AuthFailure::WrongAudience
+        }
+        Some(JWTError::AlgorithmMismatch) => AuthFailure::AlgMismatch,
+        _ => AuthFailure::Malformed,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use jwt_simple::prelude::{RS256KeyPair, RSAKeyPairLike};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use serde_json::json;
+
+    pub const NOW: u64 = 1_800_000_000;
+
+    /// A test identity provider: an RSA key pair and its JWKS.
+    pub struct TestIdp {
+        pub key: RS256KeyPair,
+        pub keys: KeySet,
+    }
+
+    impl TestIdp {
+        pub fn new() -> Self {
+            let key = RS256KeyPair::generate(2048).unwrap().with_key_id("k1");
+            let c = key.public_key().to_components();
+            let jwks = json!({"keys": [{"kty": "RSA", "kid": "k1", "alg": "RS256",
+                "n": URL_SAFE_NO_PAD.encode(c.n), "e": URL_SAFE_NO_PAD.encode(c.e)}]});
+            TestIdp { key, keys: KeySet::from_jwks_value(&jwks).unwrap() }
+        }
+
+        /// Signs `claims` (merged over valid defaults) as an RS256 JWT.
+        pub fn sign(&self, claims: Value) -> String {
+            let mut all = json!({"iss": "https://idp.example", "aud": "acp", "sub": "alice",
+                "iat": NOW, "nbf": NOW, "exp": NOW + 3600});
+            for (k, v) in claims.as_object().unwrap() {
+                if v.is_null() {
+                    all.as_object_mut().unwrap().remove(k);
+                } else {
+                    all[k] = v.clone();
+                }
+            }
+            let claims: Claims = serde_json::from_value(all).unwrap();
+            self.key.sign(claims).unwrap()
+        }
+    }
+
+    pub fn identity_config() -> IdentityConfig {
+        let cfg = crate::config::parse(
+            crate::config::tests::minimal().to_string().as_bytes(),
+        )
+        .unwrap();
+        cfg.identity
+    }
+
+    fn check(idp: &TestIdp, token: &str) -> Result<Claims, AuthFailure> {
+        verify(token, &idp.keys, &identity_config(), Duration::from_secs(NOW))
+    }
+
+    #[test]
+    fn valid_token_yields_its_claims() {
+        let idp = TestIdp::new();
+        let c = check(&idp, &idp.sign(json!({"email": "alice@acme.com"}))).unwrap();
+        assert_eq!(c.subject.as_deref(), Some("alice"));
+        assert_eq!(c.custom["email"], "alice@acme.com");
+    }
+
+    #[test]
+    fn each_failure_has_its_reason() {
+        let idp = TestIdp::new();
+        let cases = [
+            (json!({"exp": NOW - 61}), AuthFailure::Expired),
+            (json!({"nbf": NOW + 120}), AuthFailure::NotYetValid),
+            (json!({"iss": "https://evil.example"}), AuthFailure::WrongIssuer),
+            (json!({"aud": "other"}), AuthFailure::WrongAudience),
+            (json!({"aud": null}), AuthFailure::WrongAudience),
+            (json!({"exp": null}), AuthFailure::MissingExp),
+            (json!({"sub": null}), AuthFailure::MissingSub),
+        ];
+        for (claims, want) in cases {
+            assert_eq!(check(&idp, &idp.sign(claims.clone())).unwrap_err(), want, "{claims}");
+        }
+        // Within the 60 s clock skew.
+        assert!(check(&idp, &idp.sign(json!({"exp": NOW - 59}))).is_ok());
+        assert!(check(&idp, &idp.sign(json!({"aud": ["x", "acp"]}))).is_ok());
+    }
+
+    #[test]
+    fn forged_tokens_are_refused() {
+        let idp = TestIdp::new();
+        let good = idp.sign(json!({}));
+        let (head, rest) = good.split_once('.').unwrap();
+        let (payload, sig) = rest.split_once('.').unwrap();
+
+        let none_header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","kid":"k1"}"#);
+        assert_eq!(check(&idp, &format!("{none_header}.{payload}.")).err(), Some(AuthFailure::UnsupportedAlg));
+        let hs = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","kid":"k1"}"#);
+        assert_eq!(check(&idp, &format!("{hs}.{payload}.{sig}")).err(), Some(AuthFailure::UnsupportedAlg));
+        let es = URL_SAFE_NO_PAD.encode(r#"{"alg":"ES256","kid":"k1"}"#);
+        assert_eq!(check(&idp, &format!("{es}.{payload}.{sig}")).err(), Some(AuthFailure::AlgMismatch));
+        let other_kid = URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","kid":"k2"}"#);
+        assert_eq!(check(&idp, &format!("{other_kid}.{payload}.{sig}")).err(), Some(AuthFailure::UnknownKid));
+
+        let mut flipped = sig.as_bytes().to_vec();
+        flipped[10] = if flipped[10] == b'A' { b'B' } else { b'A' };
+        let flipped = format!("{head}.{payload}.{}", String::from_utf8(flipped).unwrap());
+        assert_eq!(check(&idp, &flipped).err(), Some(AuthFailure::BadSignature));
+
+        for bad in ["", "abc", "a.b", &format!("{good}.x"), "\u{ff}.\u{ff}.\u{ff}"] {
+            assert_eq!(check(&idp, bad).err(), Some(AuthFailure::Malformed), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bearer_header_parsing() {
+        assert_eq!(bearer_token(Some("Bearer abc")), Ok("abc"));
+        assert_eq!(bearer_token(Some("bearer  abc ")), Ok("abc"));
+        assert_eq!(bearer_token(None), Err(AuthFailure::MissingToken));
+        assert_eq!(bearer_token(Some("Basic dXNlcg==")), Err(AuthFailure::MissingToken));
+        assert_eq!(bearer_token(Some("Bearer")), Err(AuthFailure::Malformed));
+    }
+}
