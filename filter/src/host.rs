@@ -36,7 +36,7 @@ pub fn buffer(kind: BufferType, size: usize) -> Vec<u8> {
     match hostcalls::get_buffer(kind, 0, size) {
         Ok(bytes) => bytes.unwrap_or_default(),
         Err(status) => {
-            log::warn!("acp: reading {kind:?} failed: {status:?}");
+            log::warn!("reading {kind:?} failed: {status:?}");
             Vec::new()
         }
     }
@@ -45,7 +45,7 @@ pub fn buffer(kind: BufferType, size: usize) -> Vec<u8> {
 pub fn send_response(status: u32, headers: &[(&str, String)], body: &str) {
     let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
     if let Err(e) = hostcalls::send_http_response(status, headers, Some(body.as_bytes())) {
-        log::error!("acp: sending the local {status} reply failed: {e:?}");
+        log::error!("sending the local {status} reply failed: {e:?}");
     }
 }
 
@@ -53,7 +53,7 @@ pub fn dispatch(cluster: &str, headers: Vec<(&str, &str)>, body: Option<&[u8]>, 
     match hostcalls::dispatch_http_call(cluster, headers, body, vec![], timeout) {
         Ok(token) => Some(token),
         Err(status) => {
-            log::warn!("acp: HTTP call to cluster {cluster} could not start: {status:?}");
+            log::warn!("HTTP call to cluster {cluster} could not start: {status:?}");
             None
         }
     }
@@ -61,11 +61,11 @@ pub fn dispatch(cluster: &str, headers: Vec<(&str, &str)>, body: Option<&[u8]>, 
 
 pub fn set_tick_period(period: Duration) {
     if let Err(e) = hostcalls::set_tick_period(period) {
-        log::error!("acp: setting the tick period failed: {e:?}");
+        log::error!("setting the tick period failed: {e:?}");
     }
 }
 
-/// A counter in Envoy's stats (`wasmcustom.<name>`, `envoy_wasmcustom_<name>` in Prometheus).
+/// A counter in Envoy's stats: `wasmcustom.acp.x` at `/stats`, `acp_x` at `/stats/prometheus`.
 #[derive(Debug, Clone, Copy)]
 pub struct Counter(Option<u32>);
 

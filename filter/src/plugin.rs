@@ -54,7 +54,7 @@ impl RootContext for Plugin {
         let config = match config::parse(&bytes) {
             Ok(config) => config,
             Err(e) => {
-                log::error!("acp: invalid plugin configuration: {e}");
+                log::error!("invalid plugin configuration: {e}");
                 return false;
             }
         };
@@ -121,7 +121,7 @@ impl Plugin {
         match parsed {
             Ok(set) => {
                 refresh.fetched(now);
-                log::info!("acp: loaded {} signing key(s) from the JWKS", set.key_count());
+                log::info!("loaded {} signing key(s) from the JWKS", set.key_count());
                 w.keys = Some(Rc::new(set));
                 // A key may have been withdrawn: identities it vouched for must be verified again.
                 w.cache.clear();
@@ -129,7 +129,7 @@ impl Plugin {
             }
             Err(e) => {
                 refresh.failed(now);
-                log::warn!("acp: JWKS fetch failed ({e}); keeping the previous keys and retrying");
+                log::warn!("JWKS fetch failed ({e}); keeping the previous keys and retrying");
                 w.metrics.jwks_fetch_failed.inc();
             }
         }
@@ -173,16 +173,16 @@ impl Plugin {
                 m.audit_sent.add(n.saturating_sub(refused));
                 if refused > 0 {
                     m.audit_dropped.add(refused);
-                    log::error!("acp: the collector refused {refused} audit record(s) as invalid: {}", String::from_utf8_lossy(body));
+                    log::error!("the collector refused {refused} audit record(s) as invalid: {}", String::from_utf8_lossy(body));
                 }
             }
             Delivery::Rejected => {
                 m.audit_dropped.add(n);
-                log::error!("acp: the collector refused a batch of {n} audit records (status {status:?}): {}", String::from_utf8_lossy(body));
+                log::error!("the collector refused a batch of {n} audit records (status {status:?}): {}", String::from_utf8_lossy(body));
             }
             Delivery::Retry => {
                 m.audit_retried.add(n);
-                log::warn!("acp: audit batch of {n} records not stored (status {status:?}); {} records wait for retry", w.outbox.len());
+                log::warn!("audit batch of {n} records not stored (status {status:?}); {} records wait for retry", w.outbox.len());
             }
         }
     }

@@ -212,11 +212,11 @@ impl HttpContext for Stream {
                 Ok(true) => m.audit_queued.inc(),
                 Ok(false) => {
                     m.audit_dropped.inc();
-                    log::error!("acp: audit buffer full ({} records); dropped record {}", w.outbox.len(), record.id);
+                    log::error!("audit buffer full ({} records); dropped record {}", w.outbox.len(), record.id);
                 }
                 Err(e) => {
                     m.audit_dropped.inc();
-                    log::error!("acp: audit record {} could not be serialized: {e}", record.id);
+                    log::error!("audit record {} could not be serialized: {e}", record.id);
                 }
             }
         }
