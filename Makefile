@@ -54,8 +54,10 @@ test-unit:
 test-e2e: build
 	$(PY) -m pytest -q tests
 
+# Envoy pinned to CPU 1, everything else (wrk, upstream, collector) to CPU 0.
 bench: build
-	$(PY) tests/bench/run.py
+	command -v wrk >/dev/null || apt-get install -y wrk
+	taskset -c 0 $(PY) tests/bench/run.py
 
 clean:
 	cargo clean

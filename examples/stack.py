@@ -97,7 +97,7 @@ def free_port() -> int:
 # ---- Envoy configuration ------------------------------------------------------------------
 
 
-class _Template(string.Template):
+class PlaceholderTemplate(string.Template):
     """`${NAME}` placeholders only: any other `$` (the templates' comments say `${...}`) is text."""
 
     pattern = r"\$\{(?P<braced>[A-Z][A-Z0-9_]*)\}(?P<named>(?!))?(?P<escaped>(?!))?(?P<invalid>(?!))?"
@@ -120,13 +120,13 @@ def render_filter(ports: Ports, tenant: str, ingest_token: str, config: Mapping[
 
 def render_envoy(ports: Ports, acp_filter: str = "") -> str:
     """`envoy/demo.template.yaml` for these ports; `acp_filter` is the filter YAML or empty."""
-    return _Template(ENVOY_TEMPLATE.read_text()).substitute(
+    return PlaceholderTemplate(ENVOY_TEMPLATE.read_text()).substitute(
         ADMIN_PORT=ports.admin, ENVOY_PORT=ports.envoy, MCP_PORT=ports.mcp,
         COLLECTOR_PORT=ports.collector, IDP_PORT=ports.idp, ACP_FILTER=acp_filter)
 
 
 def _render_filter_template(ports: Ports, tenant: str, ingest_token: str) -> str:
-    return _Template(FILTER_TEMPLATE.read_text()).substitute(
+    return PlaceholderTemplate(FILTER_TEMPLATE.read_text()).substitute(
         WASM_PATH=WASM_PATH, TENANT=tenant, ISSUER=_issuer(ports), AUDIENCE=AUDIENCE,
         INGEST_TOKEN=ingest_token)
 
@@ -224,13 +224,16 @@ class Stack:
     mapping is used as is, a callable gets a copy of the default (`default_filter_config`) and
     returns the one to use. With a remote JWKS, `start()` also waits until every Wasm VM (one
     per worker, one on the main thread) has loaded the keys, unless `wait_for_jwks=False`.
+    `upstream` replaces the demo MCP server with another command listening on `ports.mcp`
+    (`{port}` in its arguments is replaced); `envoy_cpu` pins Envoy to one CPU (benchmarks).
     """
 
     def __init__(self, run_dir: str | os.PathLike[str], ports: Ports | None = None, *,
                  tenant: str = DEMO_TENANT, ingest_token: str = DEMO_INGEST_TOKEN,
                  wasm_filter: bool = True, filter_config: FilterConfig | None = None,
                  collector: bool = True, concurrency: int = 2, envoy_log_level: str = "info",
-                 wait_for_jwks: bool = True, startup_timeout: float = 60.0, stop_timeout: float = 10.0):
+                 wait_for_jwks: bool = True, startup_timeout: float = 60.0, stop_timeout: float = 10.0,
+                 upstream: list[str] | None = None, envoy_cpu: int | None = None):
         self.run_dir = Path(run_dir).resolve()
         self.ports = ports or Ports.free()
         self.tenant = tenant
@@ -243,6 +246,8 @@ class Stack:
         self.stop_timeout = stop_timeout
         self.api_key: str | None = None
         self._filter_override = filter_config
+        self._upstream = upstream
+        self._envoy_cpu = envoy_cpu
         self._with_collector = collector
         self._children: dict[str, Child] = {}
 
@@ -328,12 +333,14 @@ class Stack:
             if self._with_collector:
                 self.start_collector()
             self._spawn("idp", [str(PYTHON), str(IDP_SCRIPT), "serve", "--port", str(self.ports.idp)])
-            self._spawn("mcp", [str(PYTHON), str(MCP_SCRIPT), "--port", str(self.ports.mcp)])
+            upstream = self._upstream or [str(PYTHON), str(MCP_SCRIPT), "--port", "{port}"]
+            self._spawn("mcp", [arg.replace("{port}", str(self.ports.mcp)) for arg in upstream])
             self._wait("idp", lambda: _http_ok(f"{self.issuer}/.well-known/jwks.json"))
             self._wait("mcp", lambda: _tcp_open(self.ports.mcp))
             config = self.run_dir / "envoy.yaml"
             config.write_text(self.envoy_config())
-            self._spawn("envoy", [str(ENVOY_BIN), "-c", str(config), "--concurrency", str(self.concurrency),
+            pin = [] if self._envoy_cpu is None else ["taskset", "-c", str(self._envoy_cpu)]
+            self._spawn("envoy", [*pin, str(ENVOY_BIN), "-c", str(config), "--concurrency", str(self.concurrency),
                                   "--disable-hot-restart", "-l", self.envoy_log_level])
             self._wait("envoy", lambda: _http_ok(f"{self.admin_url}/ready"))
             if self.wasm_filter and self.wait_for_jwks and "remote" in self.filter_config()["identity"]["jwks"]:

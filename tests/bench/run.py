@@ -1,0 +1,138 @@
+"""`make bench`: what the ACP filter costs, measured against the same Envoy without it.
+
+One run, same load: Envoy (`--concurrency 1`, pinned to CPU 1) in front of a fixed-answer
+upstream, driven by wrk (2 connections, pinned to CPU 0 with everything else), alternating
+(a) Envoy without the filter and (b) Envoy with the ACP filter (cached valid token, allowed
+1 KiB `tools/call`, audit records batched to the real collector). Prints requests/s and
+p50/p99 per round, the medians, and b/a; then checks that the collector stored one record per
+call made through the filter.
+
+Run under `taskset -c 0` (the Makefile does) so that only Envoy uses CPU 1.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "examples"))
+
+from idp import demo_idp  # noqa: E402
+from stack import ENVOY_BIN, Ports, Stack, PlaceholderTemplate, free_port  # noqa: E402
+
+ROUNDS = 3
+DURATION_S = 10
+WARMUP_S = 2
+CONNECTIONS = 2
+ENVOY_CPU = 1
+UPSTREAM_TEMPLATE = ROOT / "envoy" / "bench-upstream.template.yaml"
+
+
+def tools_call_body() -> str:
+    """A `tools/call` of exactly 1 KiB."""
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "salesforce.query", "arguments": {"query": ""}}}
+    pad = 1024 - len(json.dumps(call, separators=(",", ":")))
+    call["params"]["arguments"]["query"] = "SELECT Name FROM Opportunity WHERE " + "x" * (pad - 35)
+    body = json.dumps(call, separators=(",", ":"))
+    assert len(body) == 1024, len(body)
+    return body
+
+
+def wrk_script(path: Path, token: str) -> Path:
+    lua = path / "post.lua"
+    lua.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(tools_call_body())}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        'wrk.headers["Accept"] = "application/json, text/event-stream"\n'
+        f'wrk.headers["Authorization"] = "Bearer {token}"\n'
+        "done = function(summary, latency, requests)\n"
+        '  io.write(string.format("RESULT %d %d %d %.1f %.1f\\n", summary.requests,\n'
+        "    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,\n"
+        "    summary.duration, latency:percentile(50), latency:percentile(99)))\n"
+        "end\n")
+    return lua
+
+
+def wrk(url: str, script: Path, seconds: int) -> dict[str, float]:
+    out = subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "-s", str(script), url],
+                         capture_output=True, text=True, check=True).stdout
+    requests, errors, duration_us, p50_us, p99_us = re.search(r"RESULT (\d+) (\d+) (\d+) (\S+) (\S+)", out).groups()
+    if int(errors):
+        raise SystemExit(f"wrk saw {errors} errors or non-2xx answers:\n{out}")
+    return {"requests": int(requests), "rps": int(requests) / (int(duration_us) / 1e6),
+            "p50_ms": float(p50_us) / 1000, "p99_ms": float(p99_us) / 1000}
+
+
+def upstream_command(run_dir: Path, port: int) -> list[str]:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = run_dir / "upstream.yaml"
+    config.write_text(PlaceholderTemplate(UPSTREAM_TEMPLATE.read_text()).substitute(PORT=port, ADMIN_PORT=free_port()))
+    return [str(ENVOY_BIN), "-c", str(config), "--concurrency", "1", "--disable-hot-restart", "-l", "warn"]
+
+
+def stored_records(stack: Stack, user: str) -> int:
+    count, url = 0, f"{stack.export_url}?user={user}&format=json&limit=1000"
+    while url:
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {stack.api_key}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            page = json.load(response)
+        count += len(page["records"])
+        url = page["next"] and stack.collector_url + page["next"]
+    return count
+
+
+def measure(run_dir: Path, with_filter: bool) -> tuple[dict[str, float], int | None]:
+    ports = Ports.free()
+    with Stack(run_dir, ports, wasm_filter=with_filter, concurrency=1, envoy_log_level="warn",
+               upstream=upstream_command(run_dir, ports.mcp), envoy_cpu=ENVOY_CPU) as stack:
+        user = f"bench-{time.time_ns()}"
+        token = demo_idp.mint(iss=stack.issuer, sub=user)
+        script = wrk_script(run_dir, token)
+        wrk(stack.mcp_url, script, WARMUP_S)
+        result = wrk(stack.mcp_url, script, DURATION_S)
+        if not with_filter:
+            return result, None
+        calls = int(stack.stats("wasmcustom.acp.calls_allowed")["wasmcustom.acp.calls_allowed"])
+        deadline = time.monotonic() + 60
+        while (stored := stored_records(stack, user)) < calls and time.monotonic() < deadline:
+            time.sleep(0.5)
+        return result, stored - calls
+
+
+def main() -> int:
+    rows: dict[str, list[dict[str, float]]] = {"plain": [], "acp": []}
+    with tempfile.TemporaryDirectory(prefix="acp-bench-") as tmp:
+        for round_no in range(1, ROUNDS + 1):
+            for name in ("plain", "acp"):
+                result, missing = measure(Path(tmp) / f"{name}-{round_no}", name == "acp")
+                rows[name].append(result)
+                note = "" if missing is None else f"  records stored - calls = {missing}"
+                print(f"round {round_no} {name:5}  {result['rps']:8.0f} req/s  p50 {result['p50_ms']:.3f} ms"
+                      f"  p99 {result['p99_ms']:.3f} ms{note}", flush=True)
+                if missing:
+                    print("FAIL: the collector did not store exactly one record per call", file=sys.stderr)
+                    return 1
+    med = {name: {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50_ms", "p99_ms")}
+           for name, runs in rows.items()}
+    a, b = med["plain"], med["acp"]
+    print(f"\nmedian of {ROUNDS} rounds, {DURATION_S} s each, wrk -c{CONNECTIONS}, Envoy --concurrency 1 on CPU {ENVOY_CPU}")
+    print("| configuration | requests/s | p50 ms | p99 ms |\n|---|---|---|---|")
+    print(f"| (a) Envoy, no filter | {a['rps']:.0f} | {a['p50_ms']:.3f} | {a['p99_ms']:.3f} |")
+    print(f"| (b) Envoy + ACP filter | {b['rps']:.0f} | {b['p50_ms']:.3f} | {b['p99_ms']:.3f} |")
+    print(f"\nb/a throughput {b['rps'] / a['rps']:.3f} (target >= 0.85); "
+          f"p99 added {b['p99_ms'] - a['p99_ms']:.3f} ms (target <= 0.3 ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
