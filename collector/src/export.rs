@@ -1,0 +1,438 @@
+//! `GET /{tenant}/api/v1/audit`: the export API for auditors.
+//!
+//! Authorization: `Bearer gsk_...`, a key bound to `{tenant}` (401 when missing, unknown or
+//! revoked; 403 when it belongs to another tenant). Records come in `(timestamp, arrival)`
+//! order. Pages are cut by keyset: the cursor is the opaque base64url of the last record's
+//! `(timestamp, seq)`, so a page is found by index whatever its depth. NDJSON and CSV without
+//! `limit` stream the whole range page by page from a blocking task, with no next link.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, Uri};
+use axum::response::{IntoResponse, Response};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, NaiveDate};
+use rusqlite::Connection;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use acp_record::{Event, Outcome};
+
+use crate::apikeys;
+use crate::auth::bearer;
+use crate::error::ApiError;
+use crate::formats::Format;
+use crate::server::AppState;
+use crate::store::{self, Filter, Position};
+
+pub const DEFAULT_LIMIT: usize = 100;
+pub const MAX_LIMIT: usize = 1000;
+/// Records read from SQLite per chunk of a streamed body.
+const STREAM_CHUNK: usize = 1000;
+const PARAMS: &str = "from, to, user, tool, result, event, format, limit, cursor";
+
+/// A parsed export query string.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportQuery {
+    /// Everything but the tenant, which comes from the path.
+    pub filter: Filter,
+    pub format: Format,
+    pub limit: Option<usize>,
+    pub cursor: Option<Position>,
+    /// The parameters as given, to build the next page's URL from.
+    params: Vec<(String, String)>,
+}
+
+/// `invalid parameter `name`: reason`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid parameter `{name}`: {reason}")]
+pub struct ParamError {
+    name: String,
+    reason: String,
+}
+
+fn invalid(name: &str, reason: impl Into<String>) -> ParamError {
+    ParamError {
+        name: name.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+impl ExportQuery {
+    pub fn parse(query: Option<&str>) -> Result<Self, ParamError> {
+        let params: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+        let mut q = ExportQuery {
+            filter: Filter::default(),
+            format: Format::Json,
+            limit: None,
+            cursor: None,
+            params: Vec::new(),
+        };
+        for (i, (name, value)) in params.iter().enumerate() {
+            if params[..i].iter().any(|(seen, _)| seen == name) {
+                return Err(invalid(name, "given more than once"));
+            }
+            let text = || non_empty(name, value);
+            match name.as_str() {
+                "from" => q.filter.from = Some(parse_time(name, value, false)?),
+                "to" => q.filter.to = Some(parse_time(name, value, true)?),
+                "user" => q.filter.user = Some(text()?),
+                "tool" => q.filter.tool = Some(text()?),
+                "result" => q.filter.result = Some(wire_enum::<Outcome>(name, value)?),
+                "event" => q.filter.event = Some(wire_enum::<Event>(name, value)?),
+                "format" => {
+                    q.format = Format::parse(value).ok_or_else(|| {
+                        invalid(name, format!("expected one of {}", Format::NAMES))
+                    })?
+                }
+                "limit" => {
+                    q.limit = Some(
+                        value
+                            .parse()
+                            .ok()
+                            .filter(|n| (1..=MAX_LIMIT).contains(n))
+                            .ok_or_else(|| {
+                                invalid(name, format!("expected an integer from 1 to {MAX_LIMIT}"))
+                            })?,
+                    )
+                }
+                "cursor" => q.cursor = Some(decode_cursor(value)?),
+                _ => return Err(invalid(name, format!("unknown; expected one of {PARAMS}"))),
+            }
+        }
+        if let (Some(from), Some(to)) = (q.filter.from, q.filter.to) {
+            if to <= from {
+                return Err(invalid("to", "must be later than `from`"));
+            }
+        }
+        q.params = params;
+        Ok(q)
+    }
+
+    /// Whether the whole range is streamed in one body instead of paginated.
+    fn streams(&self) -> bool {
+        self.limit.is_none() && self.format != Format::Json
+    }
+
+    /// `path?<same parameters>&cursor=<after>`.
+    fn next_url(&self, path: &str, after: Position) -> String {
+        let query = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(self.params.iter().filter(|(name, _)| name != "cursor"))
+            .append_pair("cursor", &encode_cursor(after))
+            .finish();
+        format!("{path}?{query}")
+    }
+}
+
+fn non_empty(name: &str, value: &str) -> Result<String, ParamError> {
+    if value.is_empty() {
+        Err(invalid(name, "must not be empty"))
+    } else {
+        Ok(value.to_owned())
+    }
+}
+
+/// Checks `value` against the record schema's enum `T` and returns it as a wire name.
+fn wire_enum<'de, T: serde::Deserialize<'de> + serde::Serialize>(
+    name: &str,
+    value: &'de str,
+) -> Result<String, ParamError> {
+    use serde::de::IntoDeserializer;
+    let parsed = T::deserialize(value.into_deserializer())
+        .map_err(|e: serde::de::value::Error| invalid(name, e.to_string()))?;
+    store::wire_name(&parsed).map_err(|e| invalid(name, e.to_string()))
+}
+
+/// Milliseconds since the epoch of a date (`YYYY-MM-DD`, UTC) or an RFC 3339 time.
+/// A date means its start, or its end (the next day's start) when `end_of_day`. A time with
+/// sub-millisecond digits is rounded up, which keeps `from` inclusive and `to` exclusive.
+fn parse_time(name: &str, value: &str, end_of_day: bool) -> Result<i64, ParamError> {
+    if value.len() == 10 {
+        if let Ok(date) = NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+            let day = if end_of_day {
+                date.succ_opt()
+            } else {
+                Some(date)
+            };
+            return day
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc().timestamp_millis())
+                .ok_or_else(|| invalid(name, "date out of range"));
+        }
+    }
+    let time = DateTime::parse_from_rfc3339(value).map_err(|e| {
+        invalid(
+            name,
+            format!("{value:?} is neither a date (YYYY-MM-DD) nor an RFC 3339 time ({e})"),
+        )
+    })?;
+    let sub_milli = time.timestamp_subsec_nanos() % 1_000_000 != 0;
+    Ok(time.timestamp_millis() + i64::from(sub_milli))
+}
+
+/// The cursor: `(ts, seq)` as 16 big-endian bytes in unpadded base64url.
+fn encode_cursor(p: Position) -> String {
+    let packed = (u128::from(p.ts as u64) << 64) | u128::from(p.seq as u64);
+    URL_SAFE_NO_PAD.encode(packed.to_be_bytes())
+}
+
+fn decode_cursor(cursor: &str) -> Result<Position, ParamError> {
+    let bytes: [u8; 16] = URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| invalid("cursor", "not a cursor from a previous page"))?;
+    let packed = u128::from_be_bytes(bytes);
+    Ok(Position {
+        ts: (packed >> 64) as u64 as i64,
+        seq: packed as u64 as i64,
+    })
+}
+
+pub async fn export(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let key = bearer(&headers)
+        .ok_or_else(ApiError::unauthorized)?
+        .to_owned();
+    let query = ExportQuery::parse(uri.query());
+    let db = state.db.clone();
+    let path_tenant = tenant.clone();
+    let conn = tokio::task::spawn_blocking(move || -> Result<Connection, ApiError> {
+        let conn = store::open_read(&db)?;
+        match apikeys::tenant_of(&conn, &key)? {
+            None => Err(ApiError::unauthorized()),
+            Some(owner) if owner != path_tenant => {
+                tracing::warn!(
+                    tenant = path_tenant,
+                    owner,
+                    "export refused: key of another tenant"
+                );
+                Err(ApiError::forbidden(
+                    "this API key is not valid for this tenant",
+                ))
+            }
+            Some(_) => Ok(conn),
+        }
+    })
+    .await??;
+    let mut query = query.map_err(|e| ApiError::bad_request(e.to_string()))?;
+    query.filter.tenant = tenant;
+
+    let format = query.format;
+    let mut response = if query.streams() {
+        let (chunks, body) = mpsc::channel(2);
+        tokio::task::spawn_blocking(move || stream(&conn, &query, &chunks));
+        Response::new(Body::from_stream(ReceiverStream::new(body)))
+    } else {
+        let path = uri.path().to_owned();
+        let (body, next) =
+            tokio::task::spawn_blocking(move || page(&conn, &query, &path)).await??;
+        let mut response = body.into_response();
+        if let Some(next) = next {
+            let link = HeaderValue::try_from(format!("<{next}>; rel=\"next\""))?;
+            response.headers_mut().insert(header::LINK, link);
+        }
+        response
+    };
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    Ok(response)
+}
+
+/// One page of at most `limit` records, and the next page's URL when there are more.
+fn page(
+    conn: &Connection,
+    query: &ExportQuery,
+    path: &str,
+) -> anyhow::Result<(Vec<u8>, Option<String>)> {
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    let mut records = store::query_page(conn, &query.filter, query.cursor, limit + 1)?;
+    let next = if records.len() > limit {
+        records.truncate(limit);
+        records.last().map(|r| query.next_url(path, r.position))
+    } else {
+        None
+    };
+    Ok((query.format.page(&records, next.as_deref())?, next))
+}
+
+type Chunk = Result<Vec<u8>, std::io::Error>;
+
+/// Sends the whole range as body chunks. Stops early when the client has gone; on a read
+/// error, sends the error, which aborts the response (the client sees a truncated body).
+fn stream(conn: &Connection, query: &ExportQuery, chunks: &mpsc::Sender<Chunk>) {
+    let mut after = query.cursor;
+    let mut first = true;
+    loop {
+        let (bytes, last) = match stream_chunk(conn, query, after, first) {
+            Ok(chunk) => chunk,
+            Err(err) => {
+                tracing::warn!(error = format!("{err:#}"), "export stream failed");
+                let _ = chunks.blocking_send(Err(std::io::Error::other(err.to_string())));
+                return;
+            }
+        };
+        if !bytes.is_empty() && chunks.blocking_send(Ok(bytes)).is_err() {
+            return;
+        }
+        match last {
+            Some(position) => after = Some(position),
+            None => return,
+        }
+        first = false;
+    }
+}
+
+/// The next chunk, and the position to go on after when it was full.
+fn stream_chunk(
+    conn: &Connection,
+    query: &ExportQuery,
+    after: Option<Position>,
+    first: bool,
+) -> anyhow::Result<(Vec<u8>, Option<Position>)> {
+    let records = store::query_page(conn, &query.filter, after, STREAM_CHUNK)?;
+    let bytes = query.format.rows(&records, first)?;
+    let full = records.len() == STREAM_CHUNK;
+    Ok((bytes, records.last().filter(|_| full).map(|r| r.position)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(query: &str) -> Result<ExportQuery, String> {
+        ExportQuery::parse(Some(query)).map_err(|e| e.to_string())
+    }
+
+    fn millis(rfc3339: &str) -> i64 {
+        DateTime::parse_from_rfc3339(rfc3339)
+            .unwrap()
+            .timestamp_millis()
+    }
+
+    #[test]
+    fn dates_cover_whole_utc_days() {
+        let q = parse("from=2026-03-01&to=2026-03-31").unwrap();
+        assert_eq!(q.filter.from, Some(millis("2026-03-01T00:00:00Z")));
+        assert_eq!(q.filter.to, Some(millis("2026-04-01T00:00:00Z")));
+        let q = parse("from=2026-03-01&to=2026-03-01").unwrap();
+        assert_eq!(q.filter.to, Some(millis("2026-03-02T00:00:00Z")));
+        let q = parse("to=2024-02-28").unwrap();
+        assert_eq!(q.filter.to, Some(millis("2024-02-29T00:00:00Z")));
+    }
+
+    #[test]
+    fn times_are_rfc3339_with_from_inclusive_and_to_exclusive() {
+        let q = parse("from=2026-03-15T14:23:07.142Z&to=2026-03-15T17:00:00%2B02:00").unwrap();
+        assert_eq!(q.filter.from, Some(millis("2026-03-15T14:23:07.142Z")));
+        assert_eq!(q.filter.to, Some(millis("2026-03-15T15:00:00Z")));
+        let q = parse("from=2026-03-15T14:23:07.1421Z").unwrap();
+        assert_eq!(q.filter.from, Some(millis("2026-03-15T14:23:07.143Z")));
+    }
+
+    #[test]
+    fn filters_format_and_limit() {
+        let q = parse(
+            "user=alice%40acme.com&tool=salesforce.query&result=auth_failed\
+                       &event=tool.denied&format=csv&limit=1000",
+        )
+        .unwrap();
+        assert_eq!(q.filter.user.as_deref(), Some("alice@acme.com"));
+        assert_eq!(q.filter.tool.as_deref(), Some("salesforce.query"));
+        assert_eq!(q.filter.result.as_deref(), Some("auth_failed"));
+        assert_eq!(q.filter.event.as_deref(), Some("tool.denied"));
+        assert_eq!((q.format, q.limit), (Format::Csv, Some(1000)));
+        assert!(!q.streams());
+        assert!(parse("format=ndjson").unwrap().streams());
+        assert!(!parse("").unwrap().streams());
+        assert_eq!(ExportQuery::parse(None).unwrap().format, Format::Json);
+    }
+
+    #[test]
+    fn bad_values_name_the_parameter() {
+        for (query, start) in [
+            ("from=yesterday", "invalid parameter `from`: "),
+            ("from=2026-02-30", "invalid parameter `from`: "),
+            ("to=2026-03-15T14:23:07", "invalid parameter `to`: "),
+            ("from=2026-03-02&to=2026-03-01", "invalid parameter `to`: "),
+            (
+                "from=2026-03-01T00:00:00Z&to=2026-03-01T00:00:00Z",
+                "invalid parameter `to`: ",
+            ),
+            ("user=", "invalid parameter `user`: "),
+            ("tool=", "invalid parameter `tool`: "),
+            (
+                "result=ok",
+                "invalid parameter `result`: unknown variant `ok`",
+            ),
+            ("event=tool.called", "invalid parameter `event`: "),
+            ("format=xml", "invalid parameter `format`: "),
+            ("limit=0", "invalid parameter `limit`: "),
+            ("limit=1001", "invalid parameter `limit`: "),
+            ("limit=ten", "invalid parameter `limit`: "),
+            ("cursor=abc", "invalid parameter `cursor`: "),
+            (
+                "tool=a&tool=b",
+                "invalid parameter `tool`: given more than once",
+            ),
+            ("tenant=x", "invalid parameter `tenant`: unknown"),
+        ] {
+            let err = parse(query).unwrap_err();
+            assert!(err.starts_with(start), "{query}: {err}");
+        }
+    }
+
+    #[test]
+    fn cursor_round_trips() {
+        for p in [
+            Position {
+                ts: 1_773_584_587_142,
+                seq: 42,
+            },
+            Position {
+                ts: -1,
+                seq: i64::MAX,
+            },
+            Position { ts: 0, seq: 0 },
+        ] {
+            let cursor = encode_cursor(p);
+            assert!(cursor
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)));
+            assert_eq!(decode_cursor(&cursor), Ok(p));
+        }
+    }
+
+    #[test]
+    fn next_url_keeps_the_query_and_replaces_the_cursor() {
+        let first = Position { ts: 1, seq: 2 };
+        let q = parse(&format!(
+            "user=a%26b&limit=2&cursor={}",
+            encode_cursor(first)
+        ))
+        .unwrap();
+        let after = Position { ts: 3, seq: 4 };
+        let url = q.next_url("/org_a/api/v1/audit", after);
+        assert_eq!(
+            url,
+            format!(
+                "/org_a/api/v1/audit?user=a%26b&limit=2&cursor={}",
+                encode_cursor(after)
+            )
+        );
+        let next = parse(url.split_once('?').unwrap().1).unwrap();
+        assert_eq!(
+            (next.cursor, next.filter.user.as_deref()),
+            (Some(after), Some("a&b"))
+        );
+    }
+}

@@ -1,0 +1,90 @@
+//! The HTTP service: routes, shared state, startup and graceful shutdown.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::auth::IngestToken;
+use crate::cli::ServeArgs;
+use crate::writer::Writer;
+use crate::{export, ingest, store};
+
+#[derive(Clone)]
+pub struct AppState {
+    /// The database file; export requests open their own read connections to it.
+    pub db: Arc<PathBuf>,
+    pub writer: Writer,
+    pub ingest_token: Arc<IngestToken>,
+}
+
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route(
+            acp_record::INGEST_PATH,
+            post(ingest::ingest).layer(DefaultBodyLimit::max(max_body_bytes)),
+        )
+        .route("/{tenant}/api/v1/audit", get(export::export))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(state)
+}
+
+/// Serves until SIGINT or SIGTERM, then finishes the requests in flight (and so their
+/// commits) and stops the writer.
+pub async fn run(db: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
+    let token = args
+        .ingest_token
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .context(
+            "the ingest token is required: pass --ingest-token, set ACP_INGEST_TOKEN \
+         or set ingest_token in the --config file",
+        )?;
+    let conn =
+        store::open_rw(&db).with_context(|| format!("cannot open database {}", db.display()))?;
+    let (writer, writer_thread) = Writer::start(conn)?;
+    let state = AppState {
+        db: Arc::new(db.clone()),
+        writer,
+        ingest_token: Arc::new(IngestToken::new(token)),
+    };
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        db = %db.display(),
+        max_body_bytes = args.max_body_bytes,
+        "acp-collector started"
+    );
+    axum::serve(listener, router(state, args.max_body_bytes))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    // The router, and with it every `Writer`, is gone: the writer commits what it has and ends.
+    tokio::task::spawn_blocking(move || writer_thread.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+    tracing::info!("acp-collector stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot watch SIGTERM; only SIGINT stops the service");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

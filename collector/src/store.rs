@@ -1,0 +1,306 @@
+//! SQLite storage: schema, connections and the export query.
+//!
+//! `records` is append-only, enforced by the database itself: triggers abort every UPDATE and
+//! DELETE. `seq` (the rowid) is the arrival order; exports are ordered by `(ts, seq)`, which the
+//! `records_export` index serves. `json` is the canonical JSON of the validated record, returned
+//! verbatim by the export API. Writes go through [`crate::writer`]; reads open their own
+//! connections, which WAL mode lets run beside the writer and the `apikey` subcommands.
+
+use std::path::Path;
+use std::time::Duration;
+
+use acp_record::AuditRecord;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{params, params_from_iter, Connection, OpenFlags};
+use serde::Serialize;
+
+/// How long a connection waits for another one's lock before failing with `SQLITE_BUSY`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS records (
+    seq    INTEGER PRIMARY KEY,
+    id     TEXT    NOT NULL UNIQUE,
+    tenant TEXT    NOT NULL,
+    ts     INTEGER NOT NULL,
+    sub    TEXT,
+    email  TEXT,
+    tool   TEXT,
+    result TEXT    NOT NULL,
+    event  TEXT    NOT NULL,
+    json   TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_export ON records (tenant, ts, seq);
+CREATE TRIGGER IF NOT EXISTS records_no_update BEFORE UPDATE ON records
+BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS records_no_delete BEFORE DELETE ON records
+BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+
+CREATE TABLE IF NOT EXISTS api_keys (
+    prefix     TEXT    PRIMARY KEY,
+    hash       BLOB    NOT NULL UNIQUE,
+    tenant     TEXT    NOT NULL,
+    name       TEXT,
+    created_ms INTEGER NOT NULL,
+    revoked_ms INTEGER
+);
+";
+
+/// Opens the database read-write (WAL, `synchronous=FULL`), creating the file and schema if needed.
+pub fn open_rw(path: &Path) -> anyhow::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    anyhow::ensure!(
+        mode.eq_ignore_ascii_case("wal"),
+        "{}: cannot use WAL journal mode (got {mode})",
+        path.display()
+    );
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.execute_batch(SCHEMA)?;
+    Ok(conn)
+}
+
+/// Opens a read-only connection to a database that [`open_rw`] has set up.
+pub fn open_read(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
+/// The JSON name of a unit enum variant (`Outcome::AuthFailed` → `auth_failed`).
+pub fn wire_name<T: Serialize>(value: &T) -> serde_json::Result<String> {
+    match serde_json::to_value(value)? {
+        serde_json::Value::String(name) => Ok(name),
+        other => Err(serde::ser::Error::custom(format!(
+            "not a unit enum variant: {other}"
+        ))),
+    }
+}
+
+/// A validated record with its indexed columns, ready to insert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRecord {
+    pub id: String,
+    pub tenant: String,
+    pub ts: i64,
+    pub sub: Option<String>,
+    pub email: Option<String>,
+    pub tool: Option<String>,
+    pub result: String,
+    pub event: String,
+    pub json: String,
+}
+
+impl NewRecord {
+    /// `ts` is the record's timestamp in milliseconds (from [`AuditRecord::timestamp_millis`]).
+    pub fn new(record: AuditRecord, ts: i64) -> serde_json::Result<Self> {
+        Ok(Self {
+            json: serde_json::to_string(&record)?,
+            result: wire_name(&record.result)?,
+            event: wire_name(&record.event)?,
+            id: record.id,
+            tenant: record.tenant_id,
+            ts,
+            sub: record.sub,
+            email: record.email,
+            tool: record.tool,
+        })
+    }
+}
+
+/// Inserts `record` unless its id is already stored; returns whether it was inserted.
+pub fn insert(conn: &Connection, record: &NewRecord) -> rusqlite::Result<bool> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO records (id, tenant, ts, sub, email, tool, result, event, json)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (id) DO NOTHING",
+    )?;
+    let changed = stmt.execute(params![
+        record.id,
+        record.tenant,
+        record.ts,
+        record.sub,
+        record.email,
+        record.tool,
+        record.result,
+        record.event,
+        record.json,
+    ])?;
+    Ok(changed == 1)
+}
+
+/// Which records of one tenant an export wants. Time bounds are Unix milliseconds, `from`
+/// inclusive and `to` exclusive; `result` and `event` are wire names.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    pub tenant: String,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    /// Matches `sub` or `email`.
+    pub user: Option<String>,
+    pub tool: Option<String>,
+    pub result: Option<String>,
+    pub event: Option<String>,
+}
+
+/// A place in the export order: the `(ts, seq)` of a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub ts: i64,
+    pub seq: i64,
+}
+
+/// A stored record: where it is in the export order and its JSON text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRecord {
+    pub position: Position,
+    pub json: String,
+}
+
+/// Up to `limit` records matching `filter` that come after `after`, in `(ts, seq)` order.
+pub fn query_page(
+    conn: &Connection,
+    filter: &Filter,
+    after: Option<Position>,
+    limit: usize,
+) -> rusqlite::Result<Vec<StoredRecord>> {
+    let mut sql = String::from("SELECT ts, seq, json FROM records WHERE tenant = ?");
+    let mut args = vec![SqlValue::from(filter.tenant.clone())];
+    let mut condition = |clause: &str, values: &[SqlValue]| {
+        sql.push_str(" AND ");
+        sql.push_str(clause);
+        args.extend_from_slice(values);
+    };
+    if let Some(from) = filter.from {
+        condition("ts >= ?", &[from.into()]);
+    }
+    if let Some(to) = filter.to {
+        condition("ts < ?", &[to.into()]);
+    }
+    if let Some(p) = after {
+        condition("(ts, seq) > (?, ?)", &[p.ts.into(), p.seq.into()]);
+    }
+    if let Some(user) = &filter.user {
+        condition(
+            "(sub = ? OR email = ?)",
+            &[user.clone().into(), user.clone().into()],
+        );
+    }
+    for (column, value) in [
+        ("tool", &filter.tool),
+        ("result", &filter.result),
+        ("event", &filter.event),
+    ] {
+        if let Some(value) = value {
+            condition(&format!("{column} = ?"), &[value.clone().into()]);
+        }
+    }
+    sql.push_str(" ORDER BY ts, seq LIMIT ?");
+    args.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
+
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params_from_iter(args), |row| {
+        Ok(StoredRecord {
+            position: Position {
+                ts: row.get(0)?,
+                seq: row.get(1)?,
+            },
+            json: row.get(2)?,
+        })
+    })?;
+    rows.collect()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    /// A valid `tool.call` record in the shape of the reference sample.
+    pub(crate) fn sample(id: &str, timestamp: &str) -> Value {
+        json!({
+            "id": id,
+            "event": "tool.call",
+            "timestamp": timestamp,
+            "sub": "auth0|alice",
+            "email": "alice@acme.com",
+            "tool": "salesforce.query",
+            "input": {"query": "SELECT Name FROM Opportunity"},
+            "scopes": ["salesforce:read"],
+            "scopeRequired": ["salesforce:read"],
+            "scopeResult": "pass",
+            "contentScan": null,
+            "result": "success",
+            "reason": null,
+            "latencyMs": 142.5,
+            "tenantId": "org_acme_corp",
+            "clientType": "claude-desktop",
+            "clientId": "claude-desktop-app",
+            "delegationChain": null
+        })
+    }
+
+    fn new_record(id: &str, timestamp: &str) -> NewRecord {
+        let record: AuditRecord = serde_json::from_value(sample(id, timestamp)).unwrap();
+        let ts = record.timestamp_millis().unwrap();
+        NewRecord::new(record, ts).unwrap()
+    }
+
+    #[test]
+    fn append_only_and_ordered_by_timestamp_then_arrival() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_rw(&dir.path().join("db")).unwrap();
+        let journal: String = conn
+            .pragma_query_value(None, "journal_mode", |row| row.get(0))
+            .unwrap();
+        let synchronous: i64 = conn
+            .pragma_query_value(None, "synchronous", |row| row.get(0))
+            .unwrap();
+        assert_eq!((journal.as_str(), synchronous), ("wal", 2), "2 is FULL");
+        let later = new_record("b", "2026-03-15T14:23:07.142Z");
+        let earlier = new_record("a", "2026-03-14T00:00:00.000Z");
+        let same_ts = new_record("c", "2026-03-15T14:23:07.142Z");
+        for r in [&later, &earlier, &same_ts] {
+            assert!(insert(&conn, r).unwrap());
+        }
+        assert!(!insert(&conn, &later).unwrap(), "duplicate id stored twice");
+
+        let filter = Filter {
+            tenant: "org_acme_corp".into(),
+            ..Filter::default()
+        };
+        let all = query_page(&conn, &filter, None, 10).unwrap();
+        let ids: Vec<Value> = all
+            .iter()
+            .map(|r| serde_json::from_str::<Value>(&r.json).unwrap()["id"].clone())
+            .collect();
+        assert_eq!(ids, [json!("a"), json!("b"), json!("c")]);
+        let rest = query_page(&conn, &filter, Some(all[1].position), 10).unwrap();
+        assert_eq!(rest, all[2..]);
+
+        for sql in ["UPDATE records SET tool = 'x'", "DELETE FROM records"] {
+            let err = conn.execute(sql, []).unwrap_err();
+            assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+        }
+    }
+
+    #[test]
+    fn export_query_uses_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_rw(&dir.path().join("db")).unwrap();
+        let plan: String = conn
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT ts, seq, json FROM records WHERE tenant = 't'
+                 AND ts >= 1 AND ts < 2 AND (ts, seq) > (1, 1) ORDER BY ts, seq LIMIT 10",
+                [],
+                |row| row.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("records_export"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    }
+}

@@ -1,0 +1,772 @@
+//! End-to-end tests: each starts the real `acp-collector` binary on a free port with its own
+//! database, creates API keys with the `apikey` subcommand, ingests over HTTP and reads back
+//! through the export API.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::{Client, Response};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+const BIN: &str = env!("CARGO_BIN_EXE_acp-collector");
+const TOKEN: &str = "test-ingest-token";
+const ACME: &str = "org_acme_corp";
+const GLOBEX: &str = "org_globex";
+
+/// A running collector; killed when dropped.
+struct Collector {
+    child: Child,
+    base: String,
+    db: PathBuf,
+    log: PathBuf,
+    http: Client,
+}
+
+impl Collector {
+    /// Starts a collector on `dir/audit.db` with extra `serve` flags.
+    fn start_with(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Collector {
+        let db = dir.join("audit.db");
+        let log = dir.join("collector.log");
+        for _attempt in 0..5 {
+            // The port is free now; another process could take it before the collector binds,
+            // which the retry covers.
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut child = Command::new(BIN)
+                .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+                .arg("--db")
+                .arg(&db)
+                .args(extra)
+                .envs(env.iter().copied())
+                .env("RUST_LOG", "debug")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap();
+            let base = format!("http://127.0.0.1:{port}");
+            let http = Client::new();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(r) = http.get(format!("{base}/healthz")).send() {
+                    assert_eq!(r.status(), StatusCode::OK);
+                    assert_eq!(r.text().unwrap(), "ok");
+                    return Collector {
+                        child,
+                        base,
+                        db,
+                        log,
+                        http,
+                    };
+                }
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!(
+            "collector did not start:\n{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+    }
+
+    fn start(dir: &Path) -> Collector {
+        Collector::start_with(dir, &["--ingest-token", TOKEN], &[])
+    }
+
+    fn post(&self, token: &str, body: impl Into<reqwest::blocking::Body>) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .post(format!("{}/v1/records", self.base))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .unwrap();
+        let status = r.status();
+        (status, r.json().unwrap())
+    }
+
+    /// Posts a batch; asserts that every record was valid.
+    fn ingest(&self, records: &[Value]) -> Value {
+        let (status, body) = self.post(TOKEN, json!({ "records": records }).to_string());
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// `GET` a path (with query) of the collector.
+    fn get(&self, key: &str, path_and_query: &str) -> Response {
+        self.http
+            .get(format!("{}{path_and_query}", self.base))
+            .bearer_auth(key)
+            .send()
+            .unwrap()
+    }
+
+    /// Follows `next` from `path_and_query` to the end; returns every page's records.
+    fn export_all_pages(&self, key: &str, path_and_query: &str) -> Vec<Vec<Value>> {
+        let mut pages = Vec::new();
+        let mut next = Some(path_and_query.to_owned());
+        while let Some(url) = next {
+            let r = self.get(key, &url);
+            assert_eq!(r.status(), StatusCode::OK);
+            let link = r
+                .headers()
+                .get("link")
+                .map(|l| l.to_str().unwrap().to_owned());
+            let page: Value = r.json().unwrap();
+            next = page["next"].as_str().map(str::to_owned);
+            assert_eq!(link, next.as_ref().map(|n| format!("<{n}>; rel=\"next\"")));
+            pages.push(page["records"].as_array().unwrap().clone());
+        }
+        pages
+    }
+
+    fn export(&self, key: &str, tenant: &str, query: &str) -> Vec<Value> {
+        self.export_all_pages(key, &format!("/{tenant}/api/v1/audit?limit=1000&{query}"))
+            .concat()
+    }
+
+    /// Stops the collector with SIGTERM, as a service manager would.
+    fn terminate(mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        self.child.wait().unwrap()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap()
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `acp-collector apikey ...` on `db`; returns stdout.
+fn apikey(db: &Path, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .arg("apikey")
+        .args(args)
+        .arg("--db")
+        .arg(db)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn create_key(db: &Path, tenant: &str) -> String {
+    let key = apikey(db, &["create", "--tenant", tenant, "--name", "auditor"]);
+    let key = key.strip_suffix('\n').unwrap().to_owned();
+    assert!(key.starts_with("gsk_") && key.len() >= 4 + 43, "{key}");
+    key
+}
+
+/// A valid `tool.call` record in the schema of the product reference.
+fn record(id: &str, timestamp: &str) -> Value {
+    json!({
+        "id": id,
+        "event": "tool.call",
+        "timestamp": timestamp,
+        "sub": "auth0|8f3a2b1c9d4e5f6a",
+        "email": "alice@acme.com",
+        "tool": "salesforce.query",
+        "input": {"query": "SELECT Name FROM Opportunity WHERE CloseDate = THIS_MONTH"},
+        "scopes": ["salesforce:read", "salesforce:write"],
+        "scopeRequired": ["salesforce:read"],
+        "scopeResult": "pass",
+        "contentScan": {"piiDetected": false, "riskScore": 0.02, "inputScanned": true,
+                        "outputScanned": true, "findings": []},
+        "result": "success",
+        "reason": null,
+        "latencyMs": 142.25,
+        "tenantId": ACME,
+        "clientType": "claude-desktop",
+        "clientId": "claude-desktop-app",
+        "delegationChain": null
+    })
+}
+
+fn denied(id: &str, timestamp: &str) -> Value {
+    let mut r = record(id, timestamp);
+    r["event"] = json!("tool.denied");
+    r["result"] = json!("denied");
+    r["reason"] = json!("insufficient_scope");
+    r["scopes"] = json!([]);
+    r["scopeResult"] = json!("fail");
+    r["contentScan"] = json!(null);
+    r["sub"] = json!("auth0|bob");
+    r["email"] = json!("bob@acme.com");
+    r["tool"] = json!("salesforce.update");
+    r["delegationChain"] = json!([{"sub": "agent-1"}]);
+    r
+}
+
+fn auth_failed(id: &str, timestamp: &str) -> Value {
+    let mut r = record(id, timestamp);
+    for field in [
+        "sub",
+        "email",
+        "tool",
+        "input",
+        "scopeRequired",
+        "scopeResult",
+        "contentScan",
+    ] {
+        r[field] = json!(null);
+    }
+    r["event"] = json!("auth.failed");
+    r["result"] = json!("auth_failed");
+    r["reason"] = json!("expired");
+    r["scopes"] = json!([]);
+    r
+}
+
+fn ids(records: &[Value]) -> Vec<&str> {
+    records.iter().map(|r| r["id"].as_str().unwrap()).collect()
+}
+
+#[test]
+fn records_read_back_exactly_as_ingested() {
+    let dir = TempDir::new().unwrap();
+    let c = Collector::start(dir.path());
+    let key = create_key(&c.db, ACME);
+    let sent = [
+        record("r1", "2026-03-15T14:23:07.142Z"),
+        denied("r2", "2026-03-15T14:23:08.000Z"),
+        auth_failed("r3", "2026-03-15T14:23:09.999Z"),
+    ];
+    assert_eq!(c.ingest(&sent), json!({"accepted": 3, "duplicates": 0}));
+
+    let r = c.get(&key, &format!("/{ACME}/api/v1/audit"));
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    assert!(r.headers().get("link").is_none());
+    let page: Value = r.json().unwrap();
+    assert_eq!(page["next"], Value::Null);
+    let got = page["records"].as_array().unwrap();
+    assert_eq!(got.len(), sent.len());
+    for (got, sent) in got.iter().zip(&sent) {
+        let (got, sent) = (got.as_object().unwrap(), sent.as_object().unwrap());
+        assert_eq!(got.len(), sent.len(), "{got:?}");
+        for (field, value) in sent {
+            assert_eq!(&got[field], value, "field {field} of {}", sent["id"]);
+        }
+    }
+    assert!(c.log().contains("ingested batch"));
+}
+
+#[test]
+fn pages_follow_the_cursor_and_link_header() {
+    let dir = TempDir::new().unwrap();
+    let c = Collector::start(dir.path());
+    let key = create_key(&c.db, ACME);
+    // Arrival order differs from time order, and some records share a timestamp.
+    let mut records: Vec<Value> = (0..25)
+        .rev()
+        .map(|i| {
+            record(
+                &format!("r{i:02}"),
+                &format!("2026-03-15T10:00:{:02}.000Z", i / 2),
+            )
+        })
+        .collect();
+    c.ingest(&records[..10]);
+    c.ingest(&records[10..]);
+
+    let pages = c.export_all_pages(
+        &key,
+        &format!("/{ACME}/api/v1/audit?limit=10&tool=salesforce.query"),
+    );
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [10, 10, 5]);
+    let got: Vec<Value> = pages.concat();
+    // Time order, and arrival order within one timestamp (r01 arrived before r00).
+    records.sort_by(|a, b| a["timestamp"].as_str().cmp(&b["timestamp"].as_str()));
+    assert_eq!(ids(&got), ids(&records));
+    assert_eq!(&ids(&got)[..4], ["r01", "r00", "r03", "r02"]);
+
+    // The next URL keeps the filters.
+    let r = c.get(
+        &key,
+        &format!("/{ACME}/api/v1/audit?limit=10&tool=salesforce.query"),
+    );
+    let next = r.json::<Value>().unwrap()["next"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(next.starts_with(&format!(
+        "/{ACME}/api/v1/audit?limit=10&tool=salesforce.query&cursor="
+    )));
+}
+
+#[test]
+fn filters_select_by_user_tool_result_event_and_time() {
+    let dir = TempDir::new().unwrap();
+    let c = Collector::start(dir.path());
+    let key = create_key(&c.db, ACME);
+    c.ingest(&[
+        record("a1", "2026-02-28T23:59:59.999Z"),
+        record("a2", "2026-03-01T00:00:00.000Z"),
+        denied("b1", "2026-03-15T12:00:00.000Z"),
+        auth_failed("x1", "2026-03-31T23:59:59.999Z"),
+        record("a3", "2026-04-01T00:00:00.000Z"),
+    ]);
+    let select = |query: &str| -> Vec<String> {
+        ids(&c.export(&key, ACME, query))
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(select("user=auth0%7C8f3a2b1c9d4e5f6a"), ["a1", "a2", "a3"]);
+    assert_eq!(select("user=bob%40acme.com"), ["b1"]);
+    assert_eq!(select("user=auth0%7Cbob"), ["b1"]);
+    assert_eq!(select("tool=salesforce.update"), ["b1"]);
+    assert_eq!(select("tool=salesforce"), Vec::<String>::new());
+    assert_eq!(select("result=auth_failed"), ["x1"]);
+    assert_eq!(select("result=success"), ["a1", "a2", "a3"]);
+    assert_eq!(select("event=tool.denied"), ["b1"]);
+    assert_eq!(select("from=2026-03-01&to=2026-03-31"), ["a2", "b1", "x1"]);
+    assert_eq!(
+        select("from=2026-03-01T00:00:00.001Z&to=2026-04-01T00:00:00Z"),
+        ["b1", "x1"]
+    );
+    assert_eq!(
+        select("from=2026-03-15T13:00:00%2B01:00"),
+        ["b1", "x1", "a3"]
+    );
+    assert_eq!(select("from=2026-03-01&result=success"), ["a2", "a3"]);
+
+    let r = c.get(&key, &format!("/{ACME}/api/v1/audit?from=last-week"));
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let error = r.json::<Value>().unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(error.starts_with("invalid parameter `from`: "), "{error}");
+    let r = c.get(&key, &format!("/{ACME}/api/v1/audit?colour=red"));
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().unwrap().contains("`colour`"));
+}
+
+#[test]
+fn ndjson_and_csv_stream_the_whole_range() {
+    let dir = TempDir::new().unwrap();
+    let c = Collector::start(dir.path());
+    let key = create_key(&c.db, ACME);
+    let records: Vec<Value> = (0..2500)
+        .map(|i| {
+            let ms = i % 1000;
+            record(
+                &format!("s{i:04}"),
+                &format!("2026-03-15T10:{:02}:{:02}.{ms:03}Z", i / 60_000, i / 1000),
+            )
+        })
+        .collect();
+    for batch in records.chunks(500) {
+        c.ingest(batch);
+    }
+    let mut expected: Vec<&Value> = records.iter().collect();
+    expected.sort_by_key(|r| r["timestamp"].as_str().unwrap().to_owned());
+
+    let r = c.get(&key, &format!("/{ACME}/api/v1/audit?format=ndjson"));
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "application/x-ndjson");
+    assert_eq!(r.headers()["transfer-encoding"], "chunked");
+    assert!(r.headers().get("link").is_none());
+    let body = r.text().unwrap();
+    let lines: Vec<Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2500);
+    assert_eq!(lines.iter().collect::<Vec<_>>(), expected);
+
+    let r = c.get(
+        &key,
+        &format!("/{ACME}/api/v1/audit?format=csv&tool=salesforce.query"),
+    );
+    assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+    assert!(r.headers().get("link").is_none());
+    let rows = csv_rows(&r.text().unwrap());
+    assert_eq!(rows.len(), 1 + 2500);
+    assert_eq!(rows[0][0], "id");
+    let csv_ids: Vec<&str> = rows[1..].iter().map(|row| row[0].as_str()).collect();
+    assert_eq!(
+        csv_ids,
+        ids(&expected.into_iter().cloned().collect::<Vec<_>>())
+    );
+
+    // With a limit, ndjson and csv paginate like json.
+    let r = c.get(&key, &format!("/{ACME}/api/v1/audit?format=csv&limit=1000"));
+    let link = r.headers()["link"].to_str().unwrap().to_owned();
+    assert!(link.starts_with(&format!(
+        "</{ACME}/api/v1/audit?format=csv&limit=1000&cursor="
+    )));
+    assert_eq!(csv_rows(&r.text().unwrap()).len(), 1 + 1000);
+    let next = link
+        .trim_start_matches('<')
+        .split_once('>')
+        .unwrap()
+        .0
+        .to_owned();
+    let r = c.get(&key, &next);
+    assert_eq!(csv_rows(&r.text().unwrap())[1][0], csv_ids[1000]);
+    let r = c.get(
+        &key,
+        &format!("/{ACME}/api/v1/audit?format=ndjson&limit=2&user=nobody"),
+    );
+    assert!(r.headers().get("link").is_none());
+    assert_eq!(r.text().unwrap(), "");
+}
+
+fn csv_rows(text: &str) -> Vec<Vec<String>> {
+    assert!(text.is_empty() || text.ends_with("\r\n"));
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(text.as_bytes())
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+        .collect()
+}
+
+#[test]
+fn csv_neutralises_formulas_and_escapes() {
+    let dir = TempDir::new().unwrap();
+    let c = Collector::start(dir.path());
+    let key = create_key(&c.db, ACME);
+    let mut evil = record("e1", "2026-03-15T14:23:07.142Z");
+    evil["sub"] = json!("@SUM(1+1)*cmd|' /C calc'!A0");
+    evil["email"] = json!("=HYPERLINK(\"http://evil\",\"click, here\")");
+    evil["tool"] = json!("+tool\r\nsecond line");
+    evil["reason"] = json!("-2+3");
+    evil["input"] = json!(-1);
+    evil["clientType"] = json!("\tindent");
+    c.ingest(&[evil]);
+
+    let r = c.get(&key, &format!("/{ACME}/api/v1/audit?format=csv"));
+    let rows = csv_rows(&r.text().unwrap());
+    let header = &rows[0];
+    let cell = |name: &str| &rows[1][header.iter().position(|h| h == name).unwrap()];
+    assert_eq!(
+        header,
+        &[
+            "id",
+            "timestamp",
+            "event",
+            "tenantId",
+            "sub",
+            "email",
+            "tool",
+            "result",
+            "reason",
+            "scopes",
+            "scopeRequired",
+            "scopeResult",
+            "latencyMs",
+            "clientType",
+            "clientId",
+            "input",
+            "contentScan",
+            "delegationChain"
+        ]
+    );
+    assert_eq!(cell("sub"), "'@SUM(1+1)*cmd|' /C calc'!A0");
+    assert_eq!(
+        cell("email"),
+        "'=HYPERLINK(\"http://evil\",\"click, here\")"
+    );
+    assert_eq!(cell("tool"), "'+tool\r\nsecond line");
+    assert_eq!(cell("reason"), "'-2+3");
+    assert_eq!(cell("input"), "'-1");
+    assert_eq!(cell("clientType"), "'\tindent");
+    assert_eq!(cell("scopes"), "salesforce:read salesforce:write");
+    assert_eq!(cell("latencyMs"), "142.25");
+    assert_eq!(cell("delegationChain"), "");
+    let scan: Value = serde_json::from_str(cell("contentScan")).unwrap();
+    assert_eq!(scan["riskScore"], json!(0.02));
+
+    // The JSON export keeps the record as it was.
+    let stored = c.export(&key, ACME, "");
+    assert_eq!(
+        stored[0]["email"],
+        json!("=HYPERLINK(\"http://evil\",\"click, here\")")
+    );
+}
+
+#[test]
+fn duplicates_are_stored_once() {
+    let dir = TempDir::new().unwrap();
+    let c = Collector::start(dir.path());
+    let key = create_key(&c.db, ACME);
+    let batch = [
+        record("d1", "2026-03-15T14:23:07.142Z"),
+        record("d2", "2026-03-15T14:23:07.143Z"),
+        record("d1", "2026-03-15T14:23:07.142Z"),
+    ];
+    assert_eq!(c.ingest(&batch), json!({"accepted": 2, "duplicates": 1}));
+    assert_eq!(c.ingest(&batch), json!({"accepted": 0, "duplicates": 3}));
+    assert_eq!(ids(&c.export(&key, ACME, "")), ["d1", "d2"]);
+}
+
+#[test]
+fn invalid_records_are_rejected_and_their_neighbours_stored() {
+    let dir = TempDir::new().unwrap();
+    let c = Collector::start(dir.path());
+    let key = create_key(&c.db, ACME);
+    let mut bad_time = record("v2", "2026-03-15T14:23:07.142Z");
+    bad_time["timestamp"] = json!("2026-03-15 14:23:07");
+    let mut extra = record("v4", "2026-03-15T14:23:07.142Z");
+    extra["password"] = json!("hunter2");
+    let batch = json!({"records": [
+        record("v1", "2026-03-15T14:23:07.142Z"),
+        bad_time,
+        record("v3", "2026-03-15T14:23:08.142Z"),
+        extra,
+        42,
+    ]});
+    let (status, body) = c.post(TOKEN, batch.to_string());
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["accepted"], 2);
+    assert_eq!(body["duplicates"], 0);
+    let rejected = body["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 3);
+    assert_eq!(
+        (&rejected[0]["index"], &rejected[0]["id"]),
+        (&json!(1), &json!("v2"))
+    );
+    assert!(rejected[0]["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("timestamp: "));
+    assert_eq!(
+        (&rejected[1]["index"], &rejected[1]["id"]),
+        (&json!(3), &json!("v4"))
+    );
+    assert!(rejected[1]["error"].as_str().unwrap().contains("password"));
+    assert_eq!(
+        (&rejected[2]["index"], &rejected[2]["id"]),
+        (&json!(4), &Value::Null)
+    );
+
+    assert_eq!(ids(&c.export(&key, ACME, "")), ["v1", "v3"]);
+    assert!(c.log().contains("rejected audit record"));
+}
+
+#[test]
+fn ingest_refuses_bad_tokens_and_bodies() {
+    let dir = TempDir::new().unwrap();
+    let c = Collector::start_with(
+        dir.path(),
+        &["--ingest-token", TOKEN, "--max-body-bytes", "4096"],
+        &[],
+    );
+    let key = create_key(&c.db, ACME);
+    let one = json!({"records": [record("t1", "2026-03-15T14:23:07.142Z")]}).to_string();
+
+    for token in ["wrong", "test-ingest-token2", "test-ingest-toke"] {
+        let (status, body) = c.post(token, one.clone());
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(body["error"].is_string());
+    }
+    let r = c
+        .http
+        .post(format!("{}/v1/records", c.base))
+        .body(one.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    for body in [
+        "not json",
+        "[]",
+        r#"{"records": {}}"#,
+        r#"{"records": [], "more": 1}"#,
+    ] {
+        let (status, answer) = c.post(TOKEN, body);
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(answer["error"].is_string(), "{answer}");
+    }
+    let big: Vec<Value> = (0..20)
+        .map(|i| record(&format!("big{i}"), "2026-03-15T14:23:07.142Z"))
+        .collect();
+    let (status, answer) = c.post(TOKEN, json!({"records": big}).to_string());
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(answer["error"].is_string());
+
+    assert_eq!(c.ingest(&[]), json!({"accepted": 0, "duplicates": 0}));
+    assert_eq!(c.post(TOKEN, one).0, StatusCode::OK);
+    assert_eq!(ids(&c.export(&key, ACME, "")), ["t1"]);
+}
+
+#[test]
+fn keys_only_read_their_own_tenant() {
+    let dir = TempDir::new().unwrap();
+    let c = Collector::start(dir.path());
+    let acme_key = create_key(&c.db, ACME);
+    let globex_key = create_key(&c.db, GLOBEX);
+    let mut g = record("g1", "2026-03-15T14:23:07.142Z");
+    g["tenantId"] = json!(GLOBEX);
+    c.ingest(&[record("a1", "2026-03-15T14:23:07.142Z"), g]);
+
+    assert_eq!(ids(&c.export(&acme_key, ACME, "")), ["a1"]);
+    assert_eq!(ids(&c.export(&globex_key, GLOBEX, "")), ["g1"]);
+    for format in ["json", "ndjson", "csv"] {
+        let r = c.get(
+            &acme_key,
+            &format!("/{GLOBEX}/api/v1/audit?format={format}"),
+        );
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert!(!r.text().unwrap().contains("g1"));
+    }
+    let unknown = format!("gsk_{}", "A".repeat(43));
+    for key in [unknown.as_str(), "", TOKEN] {
+        let r = c.get(key, &format!("/{ACME}/api/v1/audit"));
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{key:?}");
+    }
+    let r = c
+        .http
+        .get(format!("{}/{ACME}/api/v1/audit", c.base))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // A bad query with a foreign key is still 403, not 400: nothing about the query is checked.
+    let r = c.get(&acme_key, &format!("/{GLOBEX}/api/v1/audit?from=bad"));
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    // Revocation, by the prefix that `list` shows.
+    let list = apikey(&c.db, &["list", "--tenant", ACME]);
+    assert!(
+        !list.contains(&acme_key) && !list.contains(GLOBEX),
+        "{list}"
+    );
+    let prefix = list
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split('\t')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(acme_key.starts_with(&prefix));
+    apikey(&c.db, &["revoke", "--prefix", &prefix]);
+    let r = c.get(&acme_key, &format!("/{ACME}/api/v1/audit"));
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(apikey(&c.db, &["list"])
+        .lines()
+        .nth(1)
+        .unwrap()
+        .ends_with('Z'));
+    assert_eq!(
+        c.get(&globex_key, &format!("/{GLOBEX}/api/v1/audit"))
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[test]
+fn the_database_refuses_updates_and_deletes() {
+    let dir = TempDir::new().unwrap();
+    let c = Collector::start(dir.path());
+    let key = create_key(&c.db, ACME);
+    c.ingest(&[record("i1", "2026-03-15T14:23:07.142Z")]);
+
+    let conn = rusqlite::Connection::open(&c.db).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    for sql in [
+        "UPDATE records SET result = 'denied'",
+        "UPDATE records SET json = '{}' WHERE id = 'i1'",
+        "DELETE FROM records",
+        "DELETE FROM records WHERE id = 'i1'",
+    ] {
+        let err = conn.execute(sql, []).unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+    assert_eq!(
+        c.export(&key, ACME, "")[0],
+        record("i1", "2026-03-15T14:23:07.142Z")
+    );
+}
+
+#[test]
+fn records_survive_a_restart() {
+    let dir = TempDir::new().unwrap();
+    let c = Collector::start(dir.path());
+    let key = create_key(&c.db, ACME);
+    c.ingest(&[record("p1", "2026-03-15T14:23:07.142Z")]);
+    // Killed without warning: what was acknowledged is on disk.
+    drop(c);
+
+    let c = Collector::start(dir.path());
+    c.ingest(&[record("p2", "2026-03-15T14:23:08.142Z")]);
+    assert_eq!(ids(&c.export(&key, ACME, "")), ["p1", "p2"]);
+    let log = dir.path().join("collector.log");
+    let status = c.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(std::fs::read_to_string(log)
+        .unwrap()
+        .contains("acp-collector stopped"));
+
+    let c = Collector::start(dir.path());
+    assert_eq!(ids(&c.export(&key, ACME, "")), ["p1", "p2"]);
+}
+
+#[test]
+fn settings_come_from_flag_env_and_config_file() {
+    let dir = TempDir::new().unwrap();
+    let config = dir.path().join("acp.toml");
+    std::fs::write(
+        &config,
+        "ingest_token = \"from-file\"\nmax_body_bytes = 100000\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+
+    // The file gives the token.
+    let c = Collector::start_with(dir.path(), &["--config", config], &[]);
+    assert_eq!(c.post("from-file", r#"{"records": []}"#).0, StatusCode::OK);
+    drop(c);
+    // The environment overrides the file.
+    let c = Collector::start_with(
+        dir.path(),
+        &["--config", config],
+        &[("ACP_INGEST_TOKEN", "from-env")],
+    );
+    assert_eq!(
+        c.post("from-file", r#"{"records": []}"#).0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(c.post("from-env", r#"{"records": []}"#).0, StatusCode::OK);
+    drop(c);
+
+    // Without a token the service does not start, and says why.
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+        .arg(dir.path().join("audit.db"))
+        .env_remove("ACP_INGEST_TOKEN")
+        .env_remove("ACP_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ingest token is required"));
+}
