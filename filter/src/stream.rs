@@ -28,6 +28,8 @@ pub struct Stream {
     auth: Result<Rc<Identity>, AuthFailure>,
     mcp_method: Option<String>,
     mcp_name: Option<String>,
+    /// Size of the request body buffered so far.
+    body_size: usize,
     audits: Vec<CallAudit>,
     replied_locally: bool,
     status: u32,
@@ -47,6 +49,7 @@ impl Stream {
             auth: Err(AuthFailure::MissingToken),
             mcp_method: None,
             mcp_name: None,
+            body_size: 0,
             audits: Vec::new(),
             replied_locally: false,
             status: 0,
@@ -110,6 +113,15 @@ impl Stream {
         }
     }
 
+    fn decide_on_body(&mut self) -> Action {
+        let body = host::buffer(BufferType::HttpRequestBody, self.body_size);
+        if self.decide(Some(&body)) {
+            Action::Continue
+        } else {
+            Action::Pause
+        }
+    }
+
     fn expects_outcomes(&self) -> bool {
         !self.replied_locally && self.audits.iter().any(|a| a.refusal.is_none())
     }
@@ -136,15 +148,17 @@ impl HttpContext for Stream {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.body_size = body_size;
         if !end_of_stream {
             return Action::Pause;
         }
-        let body = host::buffer(BufferType::HttpRequestBody, body_size);
-        if self.decide(Some(&body)) {
-            Action::Continue
-        } else {
-            Action::Pause
-        }
+        self.decide_on_body()
+    }
+
+    /// Trailers end the request after its last body chunk: the body is complete now. Without
+    /// this, the paused request would resume undecided.
+    fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
+        self.decide_on_body()
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
