@@ -54,10 +54,12 @@ test-unit:
 test-e2e: build
 	$(PY) -m pytest -q tests
 
-# Envoy pinned to CPU 1, everything else (wrk, upstream, collector) to CPU 0.
+# The filter against plain Envoy (Envoys on CPU 1, wrk and the rest on CPU 0), then the
+# collector's durable ingest rate.
 bench: build
 	command -v wrk >/dev/null || apt-get install -y wrk
 	taskset -c 0 $(PY) tests/bench/run.py
+	cargo bench --locked -p acp-collector --bench ingest
 
 clean:
 	cargo clean

@@ -400,6 +400,10 @@ class Stack:
             time.sleep(0.05)
         return value
 
+    def pid(self, name: str) -> int:
+        """Process id of child `name` (e.g. to read its CPU time)."""
+        return self._children[name].proc.pid
+
     def failed(self) -> tuple[str, int] | None:
         """(name, exit status) of a child that has exited although it was not stopped."""
         for name, child in self._children.items():

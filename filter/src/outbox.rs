@@ -68,10 +68,12 @@ impl Outbox {
         true
     }
 
-    /// The next batch body to post, when none is in flight, records wait and any retry delay
-    /// has passed.
-    pub fn next_batch(&mut self, now: u64) -> Option<String> {
-        if self.in_flight.is_some() || self.queue.is_empty() || now < self.next_attempt_at {
+    /// The next batch body to post, when none is in flight, at least `min_records` wait and any
+    /// retry delay has passed. Ticks send whatever waits; an acknowledged batch is followed at
+    /// once only by a full one, so that batches stay large under load.
+    pub fn next_batch(&mut self, now: u64, min_records: usize) -> Option<String> {
+        let waiting = self.queue.len();
+        if self.in_flight.is_some() || waiting == 0 || waiting < min_records || now < self.next_attempt_at {
             return None;
         }
         let n = self.queue.len().min(self.batch_size);
@@ -111,6 +113,10 @@ impl Outbox {
         self.queue.len()
     }
 
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }
@@ -130,30 +136,31 @@ mod tests {
         for r in ["{\"a\":1}", "{\"b\":2}", "{\"c\":3}"] {
             assert!(o.push(r.into()));
         }
-        assert_eq!(o.next_batch(0).unwrap(), "{\"records\":[{\"a\":1},{\"b\":2}]}");
-        assert_eq!(o.next_batch(0), None, "one batch in flight");
+        assert_eq!(o.next_batch(0, 1).unwrap(), "{\"records\":[{\"a\":1},{\"b\":2}]}");
+        assert_eq!(o.next_batch(0, 1), None, "one batch in flight");
         assert_eq!(o.settle(Delivery::Done, 0), 2);
-        assert_eq!(o.next_batch(0).unwrap(), "{\"records\":[{\"c\":3}]}");
+        assert_eq!(o.next_batch(0, 2), None, "a follow-up batch must be full");
+        assert_eq!(o.next_batch(0, 1).unwrap(), "{\"records\":[{\"c\":3}]}");
         assert_eq!(o.settle(Delivery::Done, 0), 1);
         assert!(o.is_empty());
-        assert_eq!(o.next_batch(0), None);
+        assert_eq!(o.next_batch(0, 1), None);
     }
 
     #[test]
     fn failures_keep_the_batch_and_back_off() {
         let mut o = outbox();
         o.push("1".into());
-        o.next_batch(0).unwrap();
+        o.next_batch(0, 1).unwrap();
         o.settle(Delivery::Retry, 0);
         assert_eq!(o.len(), 1);
-        assert_eq!(o.next_batch(99), None);
-        assert!(o.next_batch(100).is_some());
+        assert_eq!(o.next_batch(99, 1), None);
+        assert!(o.next_batch(100, 1).is_some());
         o.settle(Delivery::Retry, 100);
-        assert_eq!(o.next_batch(299), None);
-        assert!(o.next_batch(300).is_some());
+        assert_eq!(o.next_batch(299, 1), None);
+        assert!(o.next_batch(300, 1).is_some());
         for i in 0..20 {
             o.settle(Delivery::Retry, 0);
-            assert!(o.next_batch(1000).is_some(), "delay capped at max_retry_delay ({i})");
+            assert!(o.next_batch(1000, 1).is_some(), "delay capped at max_retry_delay ({i})");
         }
         o.settle(Delivery::Rejected, 1000);
         assert!(o.is_empty());

@@ -43,7 +43,8 @@ impl Context for Plugin {
         } else if self.audit_call == Some(token) {
             self.audit_call = None;
             self.on_audit_response(status, &body);
-            self.flush();
+            let full = self.worker.as_ref().map_or(usize::MAX, |w| w.borrow().outbox.batch_size());
+            self.flush(full);
         }
     }
 }
@@ -78,7 +79,7 @@ impl RootContext for Plugin {
 
     fn on_tick(&mut self) {
         self.fetch_jwks();
-        self.flush();
+        self.flush(1);
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -135,15 +136,15 @@ impl Plugin {
         }
     }
 
-    /// Sends the next audit batch if none is in flight.
-    fn flush(&mut self) {
+    /// Sends the next audit batch if none is in flight and at least `min_records` wait.
+    fn flush(&mut self, min_records: usize) {
         let Some(worker) = &self.worker else { return };
         if self.audit_call.is_some() {
             return;
         }
         let mut w = worker.borrow_mut();
         let now = host::now_millis();
-        let Some(body) = w.outbox.next_batch(now) else { return };
+        let Some(body) = w.outbox.next_batch(now, min_records) else { return };
         let config = Rc::clone(&w.config);
         let audit = &config.audit;
         let authorization = format!("Bearer {}", audit.ingest_token);

@@ -175,9 +175,12 @@ def test_csv_export_neutralises_formula_cells_and_keeps_the_rest(stack: Stack, p
         assert row["email"] == f"'@{suffix}@evil.example"
         assert row["clientId"] == "'=cmd|' /C calc'!A0"
         assert row["scopes"] == "'-danger:scope salesforce:read"
-    allowed, *denied = rows
+    # Calls made within the same millisecond may reach the collector in any order (each Envoy
+    # worker sends its own batches), so rows are matched by content, not position.
+    [allowed] = [row for row in rows if row["result"] == "success"]
+    denied = [row for row in rows if row["result"] != "success"]
     # The argument value that starts with `=` sits inside the JSON cell, which starts with `{`.
     assert json.loads(allowed["input"]) == args and allowed["input"].startswith("{")
     assert allowed["tool"] == "salesforce.query" and allowed["result"] == "success"
-    assert [row["tool"] for row in denied] == [f"'{tool}" for tool in denied_tools]
+    assert sorted(row["tool"] for row in denied) == sorted(f"'{tool}" for tool in denied_tools)
     assert {(row["result"], row["reason"]) for row in denied} == {("denied", "unknown_tool")}
