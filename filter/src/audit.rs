@@ -2,9 +2,11 @@
 
 use std::collections::HashMap;
 
-use acp_record::{AuditRecord, Event, Outcome};
+use acp_record::{AuditRecord, ContentScan, Event, Finding, Outcome};
 
+use crate::content_scan::{risk_score, Hit};
 use crate::decision::CallAudit;
+use crate::scan::Detector;
 use crate::identity::Identity;
 use crate::mcp_response::{id_key, CallOutcome};
 
@@ -15,6 +17,17 @@ pub struct Upstream<'a> {
     pub outcomes: &'a HashMap<String, CallOutcome>,
     /// False when the response body was too large to keep, so `outcomes` is incomplete.
     pub inspected: bool,
+    /// Output scan results by request id (see [`crate::mcp_response::id_key`]); absent ids were
+    /// not scanned.
+    pub output_scans: &'a HashMap<String, OutputScan>,
+}
+
+/// What scanning one call's answer found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OutputScan {
+    pub hits: Vec<Hit>,
+    /// Set when a `block` hit replaced the answer with a JSON-RPC error.
+    pub blocked: Option<Detector>,
 }
 
 /// The request-wide facts every record of a request shares.
@@ -27,13 +40,19 @@ pub struct Context<'a> {
 }
 
 pub fn record(call: CallAudit, ctx: Context, upstream: &Upstream) -> AuditRecord {
-    let (event, result, reason) = match call.refusal {
-        Some(r) => (r.event, r.result, Some(r.reason)),
-        None => {
+    let output = match (&call.refusal, &call.rpc_id) {
+        (None, Some(id)) => upstream.output_scans.get(&id_key(id)),
+        _ => None,
+    };
+    let (event, result, reason) = match (call.refusal, output.and_then(|o| o.blocked)) {
+        (Some(r), _) => (r.event, r.result, Some(r.reason)),
+        (None, Some(detector)) => (Event::ToolDenied, Outcome::Blocked, Some(format!("blocked_output_{}", detector.as_str()))),
+        (None, None) => {
             let (result, reason) = forwarded_outcome(call.rpc_id.as_ref(), upstream);
             (Event::ToolCall, result, reason)
         }
     };
+    let content_scan = content_scan(call.input_hits.as_deref(), output);
     let id = ctx.identity;
     AuditRecord {
         id: ctx.id,
@@ -46,7 +65,7 @@ pub fn record(call: CallAudit, ctx: Context, upstream: &Upstream) -> AuditRecord
         scopes: id.map(|i| i.scopes.clone()).unwrap_or_default(),
         scope_required: call.scope_required,
         scope_result: call.scope_result,
-        content_scan: None,
+        content_scan,
         result,
         reason,
         latency_ms: (ctx.latency_ms * 1000.0).round() / 1000.0,
@@ -55,6 +74,33 @@ pub fn record(call: CallAudit, ctx: Context, upstream: &Upstream) -> AuditRecord
         client_id: id.and_then(|i| i.client_id.clone()),
         delegation_chain: id.and_then(|i| i.delegation_chain.clone()),
     }
+}
+
+/// The record's `contentScan`: `None` when neither the input nor the output was scanned.
+fn content_scan(input: Option<&[Hit]>, output: Option<&OutputScan>) -> Option<ContentScan> {
+    if input.is_none() && output.is_none() {
+        return None;
+    }
+    let found = |hits: &[Hit], location: &str| -> Vec<Finding> {
+        hits.iter()
+            .map(|h| Finding {
+                kind: h.detector.as_str().into(),
+                location: location.into(),
+                path: h.path.clone(),
+                action: h.action.as_str().into(),
+            })
+            .collect()
+    };
+    let input_hits = input.unwrap_or_default();
+    let output_hits = output.map(|o| o.hits.as_slice()).unwrap_or_default();
+    let all: Vec<Hit> = input_hits.iter().chain(output_hits).cloned().collect();
+    Some(ContentScan {
+        pii_detected: all.iter().any(|h| h.detector != Detector::Ssrf),
+        risk_score: risk_score(&all),
+        input_scanned: input.is_some(),
+        output_scanned: output.is_some(),
+        findings: [found(input_hits, "input"), found(output_hits, "output")].concat(),
+    })
 }
 
 fn forwarded_outcome(rpc_id: Option<&serde_json::Value>, up: &Upstream) -> (Outcome, Option<String>) {
@@ -90,6 +136,7 @@ mod tests {
             scope_required: Some(vec!["salesforce:read".into()]),
             scope_result: Some(ScopeResult::Pass),
             refusal: None,
+            input_hits: None,
         }
     }
 
@@ -119,7 +166,7 @@ mod tests {
     fn outcome_of(call: CallAudit, status: u32, outcomes: &[(&str, CallOutcome)], inspected: bool) -> (Outcome, Option<String>) {
         let outcomes: HashMap<String, CallOutcome> = outcomes.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
         let id = alice();
-        let r = record(call, ctx(Some(&id)), &Upstream { status, outcomes: &outcomes, inspected });
+        let r = record(call, ctx(Some(&id)), &Upstream { status, outcomes: &outcomes, inspected, output_scans: &HashMap::new() });
         (r.result, r.reason)
     }
 
@@ -127,7 +174,7 @@ mod tests {
     fn success_record_carries_identity_and_decision() {
         let id = alice();
         let outcomes = HashMap::from([("1".to_string(), CallOutcome::Success)]);
-        let r = record(forwarded(1), ctx(Some(&id)), &Upstream { status: 200, outcomes: &outcomes, inspected: true });
+        let r = record(forwarded(1), ctx(Some(&id)), &Upstream { status: 200, outcomes: &outcomes, inspected: true, output_scans: &HashMap::new() });
         r.validate().unwrap();
         assert_eq!((r.event, r.result, r.reason), (Event::ToolCall, Outcome::Success, None));
         assert_eq!(r.sub.as_deref(), Some("alice"));

@@ -8,8 +8,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::content_scan::{Action, Rules};
 use crate::jwks::KeySet;
 use crate::policy::ToolPolicy;
+use crate::ratelimit::Limit;
+use crate::scan::ssrf::AllowList;
+use crate::scan::Detector;
 
 /// Validated configuration, shared read-only by every stream of a worker.
 #[derive(Debug)]
@@ -22,7 +26,50 @@ pub struct Config {
     /// Largest upstream response body kept to decide a call's outcome; bigger bodies are
     /// forwarded untouched and the outcome is taken from the HTTP status alone.
     pub max_response_capture_bytes: usize,
+    pub scanning: Scanning,
+    /// Rate limit of each tenant's users; `None`: no limit.
+    pub rate_limits: Option<RateLimits>,
+    /// Remove from `tools/list` answers the tools the caller may not call.
+    pub filter_tools_list: bool,
 }
+
+#[derive(Debug)]
+pub struct Scanning {
+    pub input: Rules,
+    pub output: Rules,
+    /// Largest body (request or response) that is scanned.
+    pub max_scan_bytes: usize,
+    pub oversized: Oversized,
+}
+
+/// What happens to a body above `maxScanBytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Oversized {
+    /// Refuse it (413 for a request, a JSON-RPC error for an answer).
+    Reject,
+    /// Let it through unscanned; the record says it was not scanned.
+    Pass,
+}
+
+#[derive(Debug)]
+pub struct RateLimits {
+    pub default: Limit,
+    pub tenants: HashMap<String, Limit>,
+}
+
+impl RateLimits {
+    pub fn for_tenant(&self, tenant: &str) -> Limit {
+        self.tenants.get(tenant).copied().unwrap_or(self.default)
+    }
+}
+
+/// Platform rules no configuration can weaken: these detectors always block tool inputs.
+pub const IMMUTABLE_INPUT_BLOCKS: [(Detector, &str); 3] = [
+    (Detector::Ssn, "US Social Security numbers"),
+    (Detector::PaymentCard, "payment card numbers"),
+    (Detector::Ssrf, "URLs and hosts that reach internal addresses (SSRF)"),
+];
 
 #[derive(Debug)]
 pub struct Identity {
@@ -86,6 +133,45 @@ struct RawConfig {
     audit: RawAudit,
     #[serde(default = "default_capture")]
     max_response_capture_bytes: usize,
+    #[serde(default)]
+    scanning: RawScanning,
+    #[serde(default)]
+    rate_limits: Option<RawRateLimits>,
+    #[serde(default = "yes")]
+    filter_tools_list: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawScanning {
+    #[serde(default)]
+    input: BTreeMap<Detector, Action>,
+    #[serde(default)]
+    output: BTreeMap<Detector, Action>,
+    #[serde(default)]
+    ssrf_allow_hosts: Vec<String>,
+    #[serde(default)]
+    max_scan_bytes: Option<usize>,
+    #[serde(default)]
+    oversized: Option<Oversized>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawLimit {
+    requests_per_minute: u32,
+    burst: u32,
+    #[serde(default)]
+    per_tool: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawRateLimits {
+    #[serde(flatten)]
+    default: RawLimit,
+    #[serde(default)]
+    tenants: HashMap<String, RawLimit>,
 }
 
 #[derive(Deserialize)]
@@ -159,6 +245,19 @@ struct RawAudit {
 
 fn default_capture() -> usize {
     1 << 20
+}
+fn yes() -> bool {
+    true
+}
+fn default_input_actions() -> BTreeMap<Detector, Action> {
+    use Action::*;
+    use Detector::*;
+    BTreeMap::from([(Ssn, Block), (PaymentCard, Block), (Ssrf, Block), (Secret, Block), (Iban, Log), (Email, Log), (Phone, Log)])
+}
+fn default_output_actions() -> BTreeMap<Detector, Action> {
+    use Action::*;
+    use Detector::*;
+    BTreeMap::from([(Ssn, Redact), (PaymentCard, Redact), (Secret, Redact), (Iban, Redact), (Email, Log), (Phone, Log)])
 }
 fn default_skew() -> u64 {
     60
@@ -255,7 +354,62 @@ impl RawConfig {
             tools,
             audit: self.audit.validate()?,
             max_response_capture_bytes: self.max_response_capture_bytes,
+            scanning: self.scanning.validate()?,
+            rate_limits: self.rate_limits.map(RawRateLimits::validate).transpose()?,
+            filter_tools_list: self.filter_tools_list,
         })
+    }
+}
+
+impl RawScanning {
+    fn validate(self) -> Result<Scanning, String> {
+        for (detector, what) in IMMUTABLE_INPUT_BLOCKS {
+            match self.input.get(&detector) {
+                None | Some(Action::Block) => {}
+                Some(other) => {
+                    return Err(field_error(
+                        &format!("scanning.input.{}", detector.as_str()),
+                        format!(
+                            "`{}` refused: blocking {what} in tool inputs is a platform-enforced rule \
+                             that no configuration can weaken (see IMMUTABLE_RULES.md)",
+                            other.as_str()
+                        ),
+                    ));
+                }
+            }
+        }
+        let ssrf_allow = AllowList::new(self.ssrf_allow_hosts).map_err(|e| field_error("scanning.ssrfAllowHosts", e))?;
+        let merge = |mut base: BTreeMap<Detector, Action>, over: BTreeMap<Detector, Action>| {
+            base.extend(over);
+            base
+        };
+        let max_scan_bytes = self.max_scan_bytes.unwrap_or(1 << 20);
+        at_least("scanning.maxScanBytes", max_scan_bytes as u64, 1)?;
+        Ok(Scanning {
+            input: Rules { actions: merge(default_input_actions(), self.input), ssrf_allow: ssrf_allow.clone() },
+            output: Rules { actions: merge(default_output_actions(), self.output), ssrf_allow },
+            max_scan_bytes,
+            oversized: self.oversized.unwrap_or(Oversized::Reject),
+        })
+    }
+}
+
+impl RawLimit {
+    fn validate(self, field: &str) -> Result<Limit, String> {
+        at_least(&format!("{field}.requestsPerMinute"), u64::from(self.requests_per_minute), 1)?;
+        at_least(&format!("{field}.burst"), u64::from(self.burst), 1)?;
+        Ok(Limit { per_minute: self.requests_per_minute, burst: self.burst, per_tool: self.per_tool })
+    }
+}
+
+impl RawRateLimits {
+    fn validate(self) -> Result<RateLimits, String> {
+        let mut tenants = HashMap::new();
+        for (tenant, limit) in self.tenants {
+            let limit = limit.validate(&format!("rateLimits.tenants.{tenant}"))?;
+            tenants.insert(tenant, limit);
+        }
+        Ok(RateLimits { default: self.default.validate("rateLimits")?, tenants })
     }
 }
 
@@ -425,6 +579,40 @@ pub(crate) mod tests {
         let mut v = minimal();
         v["tools"] = json!({"a**": ["x"]});
         assert!(err(v).starts_with("tools:"));
+    }
+
+    #[test]
+    fn immutable_rules_cannot_be_weakened() {
+        for detector in ["ssn", "payment_card", "ssrf"] {
+            let mut v = minimal();
+            v["scanning"] = json!({"input": {detector: "log"}});
+            let e = err(v);
+            assert!(e.starts_with(&format!("scanning.input.{detector}: `log` refused")), "{e}");
+            assert!(e.contains("platform-enforced"), "{e}");
+        }
+        let mut v = minimal();
+        v["scanning"] = json!({"input": {"ssn": "block", "email": "redact"}, "output": {"ssn": "block"}});
+        let c = parse(v.to_string().as_bytes()).unwrap();
+        assert_eq!(c.scanning.input.actions[&Detector::Email], Action::Redact);
+        assert_eq!(c.scanning.input.actions[&Detector::PaymentCard], Action::Block, "defaults kept");
+        assert_eq!(c.scanning.output.actions[&Detector::Ssn], Action::Block);
+        assert_eq!(c.scanning.oversized, Oversized::Reject);
+    }
+
+    #[test]
+    fn rate_limits_per_tenant_with_a_default() {
+        let mut v = minimal();
+        v["rateLimits"] = json!({"requestsPerMinute": 60, "burst": 10,
+                                 "tenants": {"org_big": {"requestsPerMinute": 600, "burst": 50, "perTool": true}}});
+        let c = parse(v.to_string().as_bytes()).unwrap();
+        let r = c.rate_limits.as_ref().unwrap();
+        assert_eq!(r.for_tenant("org_acme_corp"), Limit { per_minute: 60, burst: 10, per_tool: false });
+        assert_eq!(r.for_tenant("org_big"), Limit { per_minute: 600, burst: 50, per_tool: true });
+        assert!(parse(minimal().to_string().as_bytes()).unwrap().rate_limits.is_none());
+
+        let mut v = minimal();
+        v["rateLimits"] = json!({"requestsPerMinute": 60, "burst": 0});
+        assert_eq!(err(v), "rateLimits.burst: must be at least 1, got 0");
     }
 
     #[test]

@@ -5,7 +5,8 @@
 use acp_record::{Event, Outcome, ScopeResult};
 use serde_json::{json, Value};
 
-use crate::config::Config;
+use crate::config::{Config, Oversized};
+use crate::content_scan::{self, Hit};
 use crate::identity::Identity;
 use crate::mcp_request::{self, McpRequest, Message, ParseError};
 use crate::policy::ScopeCheck;
@@ -20,7 +21,11 @@ pub mod codes {
     pub const FORBIDDEN: i64 = -32003;
     /// MCP: the `Mcp-Method`/`Mcp-Name` headers disagree with the body.
     pub const HEADER_MISMATCH: i64 = -32020;
+    pub const RATE_LIMITED: i64 = -32029;
 }
+
+/// Takes one call from the caller's rate-limit budget for `tool`; `Err(seconds)` to wait.
+pub type Limiter<'a> = dyn FnMut(&str) -> Result<(), u64> + 'a;
 
 pub struct Request<'a> {
     pub auth: Result<&'a Identity, AuthFailure>,
@@ -34,6 +39,10 @@ pub struct Request<'a> {
 pub struct Verdict {
     /// `None`: forward the request upstream.
     pub reply: Option<Reply>,
+    /// The body to forward instead of the original, when scanning redacted tool arguments.
+    pub rewritten_body: Option<String>,
+    /// Ids of forwarded `tools/list` requests, whose answers are filtered by permission.
+    pub tools_lists: Vec<Value>,
     /// One entry per audit record this request produces.
     pub audits: Vec<CallAudit>,
 }
@@ -55,6 +64,8 @@ pub struct CallAudit {
     pub scope_result: Option<ScopeResult>,
     /// `None`: the call was forwarded and its result comes from the upstream's response.
     pub refusal: Option<Refusal>,
+    /// Findings in the input, when it was scanned (`None`: not scanned).
+    pub input_hits: Option<Vec<Hit>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -65,7 +76,7 @@ pub struct Refusal {
     status: u32,
     code: i64,
     message: String,
-    www_authenticate: Option<String>,
+    headers: Vec<(&'static str, String)>,
 }
 
 impl Refusal {
@@ -77,12 +88,17 @@ impl Refusal {
             status,
             code,
             message,
-            www_authenticate: None,
+            headers: Vec::new(),
         }
+    }
+
+    fn with_result(mut self, result: Outcome) -> Self {
+        self.result = result;
+        self
     }
 }
 
-pub fn decide(cfg: &Config, req: &Request) -> Verdict {
+pub fn decide(cfg: &Config, req: &Request, limiter: &mut Limiter) -> Verdict {
     let parsed = req.body.map(mcp_request::parse);
     let identity = match req.auth {
         Ok(identity) => identity,
@@ -106,23 +122,58 @@ pub fn decide(cfg: &Config, req: &Request) -> Verdict {
         audit.refusal = Some(r);
         return refuse(vec![audit], &mcp.messages, mcp.batch);
     }
-    let audits: Vec<CallAudit> = mcp
-        .messages
-        .iter()
-        .filter_map(|m| authorize(cfg, identity, m))
-        .collect();
+    let scan_inputs = req.body.is_some_and(|b| b.len() <= cfg.scanning.max_scan_bytes);
+    let mut redactions = Vec::new();
+    let mut audits = Vec::new();
+    for (index, message) in mcp.messages.iter().enumerate() {
+        if let Some((audit, redacted)) = authorize(cfg, identity, message, scan_inputs, limiter) {
+            if let Some(arguments) = redacted {
+                redactions.push((index, arguments));
+            }
+            audits.push(audit);
+        }
+    }
     if audits.iter().any(|a| a.refusal.is_some()) {
         return refuse(audits, &mcp.messages, mcp.batch);
     }
-    forward(audits)
+    let mut verdict = forward(audits);
+    verdict.tools_lists = mcp
+        .messages
+        .iter()
+        .filter_map(|m| match m {
+            Message::Other { id: Some(id), method: Some(method) } if method == "tools/list" => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    if !redactions.is_empty() {
+        verdict.rewritten_body = req.body.and_then(|body| rewrite_arguments(body, mcp.batch, redactions));
+    }
+    verdict
 }
 
 fn forward(audits: Vec<CallAudit>) -> Verdict {
-    Verdict { reply: None, audits }
+    Verdict { reply: None, rewritten_body: None, tools_lists: Vec::new(), audits }
 }
 
-/// The audit entry of a tool call, with its scope decision; `None` for other messages.
-fn authorize(cfg: &Config, identity: &Identity, message: &Message) -> Option<CallAudit> {
+/// The request body with the arguments of the given messages replaced by their redacted form.
+fn rewrite_arguments(body: &[u8], batch: bool, redactions: Vec<(usize, Value)>) -> Option<String> {
+    let mut value: Value = serde_json::from_slice(body).ok()?;
+    for (index, arguments) in redactions {
+        let message = if batch { value.get_mut(index)? } else { &mut value };
+        *message.get_mut("params")?.get_mut("arguments")? = arguments;
+    }
+    Some(value.to_string())
+}
+
+/// The audit entry of a tool call, with its scope, rate-limit and input-scan decisions, and
+/// the redacted arguments to forward when scanning masked some; `None` for other messages.
+fn authorize(
+    cfg: &Config,
+    identity: &Identity,
+    message: &Message,
+    scan_input: bool,
+    limiter: &mut Limiter,
+) -> Option<(CallAudit, Option<Value>)> {
     match message {
         Message::ToolCall { id, name, arguments } => {
             let mut audit = CallAudit {
@@ -132,6 +183,7 @@ fn authorize(cfg: &Config, identity: &Identity, message: &Message) -> Option<Cal
                 scope_required: None,
                 scope_result: Some(ScopeResult::Fail),
                 refusal: None,
+                input_hits: None,
             };
             match cfg.tools.check(name, &identity.scopes) {
                 ScopeCheck::Pass { required } => {
@@ -145,12 +197,13 @@ fn authorize(cfg: &Config, identity: &Identity, message: &Message) -> Option<Cal
                         codes::FORBIDDEN,
                         format!("Insufficient scope: tool {name} requires {}", missing.join(" ")),
                     );
-                    r.www_authenticate = Some(format!(
-                        "Bearer error=\"insufficient_scope\", scope=\"{}\"",
-                        required.join(" ")
+                    r.headers.push((
+                        "www-authenticate",
+                        format!("Bearer error=\"insufficient_scope\", scope=\"{}\"", required.join(" ")),
                     ));
                     audit.scope_required = Some(required);
                     audit.refusal = Some(r);
+                    return Some((audit, None));
                 }
                 ScopeCheck::UnknownTool => {
                     audit.refusal = Some(Refusal::denied(
@@ -159,19 +212,60 @@ fn authorize(cfg: &Config, identity: &Identity, message: &Message) -> Option<Cal
                         codes::FORBIDDEN,
                         format!("Tool {name} is not permitted: no policy names it"),
                     ));
+                    return Some((audit, None));
                 }
             }
-            Some(audit)
+            if let Err(wait) = limiter(name) {
+                let mut r = Refusal::denied("rate_limited", 429, codes::RATE_LIMITED, format!("Rate limited: retry in {wait} s"))
+                    .with_result(Outcome::RateLimited);
+                r.headers.push(("retry-after", wait.to_string()));
+                audit.refusal = Some(r);
+                return Some((audit, None));
+            }
+            let Some(arguments) = arguments else {
+                audit.input_hits = Some(Vec::new());
+                return Some((audit, None));
+            };
+            if !scan_input {
+                if cfg.scanning.oversized == Oversized::Reject {
+                    audit.refusal = Some(Refusal::denied(
+                        "too_large_to_scan",
+                        413,
+                        codes::INVALID_REQUEST,
+                        format!("Request too large to scan (over {} bytes)", cfg.scanning.max_scan_bytes),
+                    ));
+                }
+                return Some((audit, None));
+            }
+            let scanned = content_scan::scan(arguments, &cfg.scanning.input, "$");
+            audit.input = Some(scanned.masked.clone());
+            if let Some(detector) = scanned.blocked_by() {
+                audit.refusal = Some(
+                    Refusal::denied(
+                        &format!("blocked_{}", detector.as_str()),
+                        403,
+                        codes::FORBIDDEN,
+                        format!("Blocked: the arguments contain {} (content policy)", detector.as_str()),
+                    )
+                    .with_result(Outcome::Blocked),
+                );
+            }
+            let redacted = scanned.redacted;
+            audit.input_hits = Some(scanned.hits);
+            Some((audit, redacted))
         }
-        Message::BadToolCall { id } => Some(CallAudit {
-            rpc_id: id.clone(),
-            ..unnamed(Refusal::denied(
-                "invalid_params",
-                400,
-                codes::INVALID_PARAMS,
-                "Invalid params: tools/call needs a string params.name".into(),
-            ))
-        }),
+        Message::BadToolCall { id } => Some((
+            CallAudit {
+                rpc_id: id.clone(),
+                ..unnamed(Refusal::denied(
+                    "invalid_params",
+                    400,
+                    codes::INVALID_PARAMS,
+                    "Invalid params: tools/call needs a string params.name".into(),
+                ))
+            },
+            None,
+        )),
         Message::Other { .. } => None,
     }
 }
@@ -184,6 +278,7 @@ fn unnamed(refusal: Refusal) -> CallAudit {
         scope_required: None,
         scope_result: None,
         refusal: Some(refusal),
+        input_hits: None,
     }
 }
 
@@ -196,6 +291,7 @@ fn first_tool_call(mcp: &McpRequest) -> Option<CallAudit> {
             scope_required: None,
             scope_result: None,
             refusal: None,
+            input_hits: None,
         }),
         _ => None,
     })
@@ -223,14 +319,14 @@ fn auth_failed(cfg: &Config, failure: AuthFailure, mcp: Option<&McpRequest>) -> 
         status,
         code: codes::UNAUTHORIZED,
         message: format!("Unauthorized: {}", failure.reason()),
-        www_authenticate: challenge,
+        headers: challenge.map(|c| ("www-authenticate", c)).into_iter().collect(),
     };
     let single = mcp.filter(|m| !m.batch);
     let mut audit = single.and_then(first_tool_call).unwrap_or_else(|| unnamed(refusal.clone()));
     audit.refusal = Some(refusal);
     let rpc_id = single.and_then(|m| m.messages.first()).and_then(Message::id).cloned();
     let reply = reply_for(audit.refusal.as_ref(), error_body(rpc_id.as_ref(), audit.refusal.as_ref()));
-    Verdict { reply: Some(reply), audits: vec![audit] }
+    Verdict { reply: Some(reply), rewritten_body: None, tools_lists: Vec::new(), audits: vec![audit] }
 }
 
 /// Refuses the whole request. In a batch, calls that were allowed are refused too (reason
@@ -266,7 +362,7 @@ fn refuse(mut audits: Vec<CallAudit>, messages: &[Message], batch: bool) -> Verd
         let id = messages.first().and_then(Message::id);
         error_body(id, first.as_ref())
     };
-    Verdict { reply: Some(reply_for(first.as_ref(), body)), audits }
+    Verdict { reply: Some(reply_for(first.as_ref(), body)), rewritten_body: None, tools_lists: Vec::new(), audits }
 }
 
 fn error_value(id: Option<&Value>, refusal: &Refusal) -> Value {
@@ -284,9 +380,7 @@ fn error_body(id: Option<&Value>, refusal: Option<&Refusal>) -> String {
 fn reply_for(refusal: Option<&Refusal>, body: String) -> Reply {
     let mut headers = vec![("content-type", "application/json".to_string())];
     let status = refusal.map_or(500, |r| r.status);
-    if let Some(challenge) = refusal.and_then(|r| r.www_authenticate.clone()) {
-        headers.push(("www-authenticate", challenge));
-    }
+    headers.extend(refusal.iter().flat_map(|r| r.headers.iter().cloned()));
     if status == 503 {
         headers.push(("retry-after", "5".to_string()));
     }
@@ -325,7 +419,7 @@ mod tests {
 
     fn decide_with(identity: Result<&Identity, AuthFailure>, body: &Value, headers: (Option<&str>, Option<&str>)) -> Verdict {
         let body = body.to_string();
-        decide(&config(), &Request { auth: identity, mcp_method: headers.0, mcp_name: headers.1, body: Some(body.as_bytes()) })
+        decide(&config(), &Request { auth: identity, mcp_method: headers.0, mcp_name: headers.1, body: Some(body.as_bytes()) }, &mut |_| Ok(()))
     }
 
     fn header<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {
@@ -335,6 +429,7 @@ mod tests {
     fn body(reply: &Reply) -> Value {
         serde_json::from_str(&reply.body).unwrap()
     }
+
 
     #[test]
     fn allowed_call_is_forwarded_with_its_audit() {
@@ -348,6 +443,7 @@ mod tests {
             scope_required: Some(vec!["salesforce:read".into()]),
             scope_result: Some(ScopeResult::Pass),
             refusal: None,
+            input_hits: Some(vec![]),
         }]);
     }
 
@@ -392,11 +488,11 @@ mod tests {
         assert_eq!((r.event, r.result, r.reason.as_str()), (Event::AuthFailed, Outcome::AuthFailed, "expired"));
         assert_eq!(v.audits[0].tool.as_deref(), Some("salesforce.query"));
 
-        let v = decide(&config(), &Request { auth: Err(AuthFailure::MissingToken), mcp_method: None, mcp_name: None, body: None });
+        let v = decide(&config(), &Request { auth: Err(AuthFailure::MissingToken), mcp_method: None, mcp_name: None, body: None }, &mut |_| Ok(()));
         let reply = v.reply.unwrap();
         assert_eq!(header(&reply, "www-authenticate"), Some("Bearer resource_metadata=\"https://mcp.example/.well-known/oauth-protected-resource\""));
         assert_eq!(v.audits[0].tool, None);
-        let v = decide(&config(), &Request { auth: Err(AuthFailure::KeysUnavailable), mcp_method: None, mcp_name: None, body: None });
+        let v = decide(&config(), &Request { auth: Err(AuthFailure::KeysUnavailable), mcp_method: None, mcp_name: None, body: None }, &mut |_| Ok(()));
         let reply = v.reply.unwrap();
         assert_eq!((reply.status, header(&reply, "retry-after")), (503, Some("5")));
     }
@@ -404,7 +500,7 @@ mod tests {
     #[test]
     fn malformed_bodies_are_400_and_recorded() {
         let id = alice(&[]);
-        let v = decide(&config(), &Request { auth: Ok(&id), mcp_method: None, mcp_name: None, body: Some(b"{") });
+        let v = decide(&config(), &Request { auth: Ok(&id), mcp_method: None, mcp_name: None, body: Some(b"{") }, &mut |_| Ok(()));
         let reply = v.reply.unwrap();
         assert_eq!((reply.status, body(&reply)["error"]["code"].as_i64()), (400, Some(codes::PARSE_ERROR)));
         assert_eq!(body(&reply)["id"], Value::Null);
@@ -448,11 +544,42 @@ mod tests {
     }
 
     #[test]
+    fn over_the_rate_limit_is_429_with_retry_after() {
+        let id = alice(&["salesforce:read"]);
+        let request = call(5, "salesforce.query").to_string();
+        let mut asked = Vec::new();
+        let v = decide(
+            &config(),
+            &Request { auth: Ok(&id), mcp_method: None, mcp_name: None, body: Some(request.as_bytes()) },
+            &mut |tool| {
+                asked.push(tool.to_string());
+                Err(7)
+            },
+        );
+        assert_eq!(asked, ["salesforce.query"]);
+        let reply = v.reply.unwrap();
+        assert_eq!((reply.status, header(&reply, "retry-after")), (429, Some("7")));
+        assert_eq!(body(&reply)["error"]["code"], codes::RATE_LIMITED);
+        let r = v.audits[0].refusal.as_ref().unwrap();
+        assert_eq!((r.event, r.result, r.reason.as_str()), (Event::ToolDenied, Outcome::RateLimited, "rate_limited"));
+        // Refused calls never draw from the budget.
+        let mut drawn = 0;
+        let denied = call(6, "github.create_issue").to_string();
+        decide(&config(), &Request { auth: Ok(&id), mcp_method: None, mcp_name: None, body: Some(denied.as_bytes()) }, &mut |_| {
+            drawn += 1;
+            Ok(())
+        });
+        assert_eq!(drawn, 0);
+    }
+
+    #[test]
     fn other_methods_and_bodiless_requests_pass_without_records() {
         let id = alice(&[]);
         let v = decide_with(Ok(&id), &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}), (None, None));
-        assert_eq!(v, Verdict { reply: None, audits: vec![] });
-        let v = decide(&config(), &Request { auth: Ok(&id), mcp_method: None, mcp_name: None, body: None });
-        assert_eq!(v, Verdict { reply: None, audits: vec![] });
+        assert_eq!(v, Verdict { reply: None, rewritten_body: None, tools_lists: vec![], audits: vec![] });
+        let v = decide_with(Ok(&id), &json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list"}), (None, None));
+        assert_eq!(v.tools_lists, [json!(7)]);
+        let v = decide(&config(), &Request { auth: Ok(&id), mcp_method: None, mcp_name: None, body: None }, &mut |_| Ok(()));
+        assert_eq!(v, Verdict { reply: None, rewritten_body: None, tools_lists: vec![], audits: vec![] });
     }
 }

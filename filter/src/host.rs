@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, MapType, MetricType};
+use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
 
 /// Host wall-clock time since the Unix epoch.
 pub fn now() -> Duration {
@@ -40,6 +40,40 @@ pub fn buffer(kind: BufferType, size: usize) -> Vec<u8> {
             Vec::new()
         }
     }
+}
+
+pub fn replace_buffer(kind: BufferType, size: usize, value: &[u8]) {
+    if let Err(e) = hostcalls::set_buffer(kind, 0, size, value) {
+        log::error!("replacing {kind:?} failed: {e:?}");
+    }
+}
+
+/// Removes a request (`request: true`) or response header.
+pub fn remove_header(request: bool, name: &str) {
+    let map = if request { MapType::HttpRequestHeaders } else { MapType::HttpResponseHeaders };
+    if let Err(e) = hostcalls::set_map_value(map, name, None) {
+        log::warn!("removing header {name} failed: {e:?}");
+    }
+}
+
+/// Updates shared-data `key` with compare-and-swap: `update` maps the current value to the new
+/// one and a result, retried on concurrent writes. `None` when the host refused or contention
+/// persisted (logged).
+pub fn update_shared<R>(key: &str, update: impl Fn(Option<&[u8]>) -> (Vec<u8>, R)) -> Option<R> {
+    for _ in 0..16 {
+        let (current, cas) = hostcalls::get_shared_data(key).unwrap_or((None, None));
+        let (next, result) = update(current.as_deref());
+        match hostcalls::set_shared_data(key, Some(&next), cas) {
+            Ok(()) => return Some(result),
+            Err(Status::CasMismatch) => continue,
+            Err(e) => {
+                log::error!("shared data {key:?} not updated: {e:?}");
+                return None;
+            }
+        }
+    }
+    log::error!("shared data {key:?} not updated: too much contention");
+    None
 }
 
 pub fn send_response(status: u32, headers: &[(&str, String)], body: &str) {

@@ -5,8 +5,10 @@
 //! `token`, `identity`, `policy`, `mcp_request`, `mcp_response`, `decision`, `audit`, `outbox`.
 //! The proxy-wasm contexts (`plugin`, `stream`) only move bytes between Envoy (`host`) and them.
 
+pub mod answer;
 pub mod audit;
 pub mod config;
+pub mod content_scan;
 pub mod decision;
 pub mod identity;
 pub mod jwks;
@@ -14,6 +16,8 @@ pub mod mcp_request;
 pub mod mcp_response;
 pub mod outbox;
 pub mod policy;
+pub mod ratelimit;
+pub mod scan;
 pub mod token;
 
 mod host;

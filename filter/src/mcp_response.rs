@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallOutcome {
@@ -32,8 +32,7 @@ pub fn id_key(id: &Value) -> String {
 /// Outcomes by request id of every JSON-RPC response in `body`.
 pub fn outcomes(content_type: Option<&str>, body: &[u8]) -> HashMap<String, CallOutcome> {
     let mut found = HashMap::new();
-    let is_sse = content_type.is_some_and(|ct| ct.trim_start().starts_with("text/event-stream"));
-    if is_sse {
+    if is_sse(content_type) {
         for data in sse_data(body) {
             if let Ok(value) = serde_json::from_str::<Value>(&data) {
                 collect(&value, &mut found);
@@ -65,6 +64,58 @@ fn collect(value: &Value, found: &mut HashMap<String, CallOutcome>) {
         }
         _ => {}
     }
+}
+
+/// Rewrites the JSON-RPC messages of `body` (JSON, or each event of `text/event-stream`):
+/// `edit` gets every message object and says whether it changed it. Returns the new body when
+/// anything changed; events and messages that did not change keep their exact bytes' meaning.
+pub fn rewrite(
+    content_type: Option<&str>,
+    body: &[u8],
+    edit: &mut dyn FnMut(&mut Map<String, Value>) -> bool,
+) -> Option<Vec<u8>> {
+    if !is_sse(content_type) {
+        let mut value: Value = serde_json::from_slice(body).ok()?;
+        return edit_value(&mut value, edit).then(|| value.to_string().into_bytes());
+    }
+    let text = std::str::from_utf8(body).ok()?;
+    let mut changed = false;
+    let mut out = String::with_capacity(text.len());
+    for event in text.split_inclusive("\n\n") {
+        let data: Vec<&str> = event
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:").map(|d| d.strip_prefix(' ').unwrap_or(d)))
+            .collect();
+        let edited = serde_json::from_str::<Value>(&data.join("\n"))
+            .ok()
+            .and_then(|mut v| edit_value(&mut v, edit).then_some(v));
+        match edited {
+            Some(value) => {
+                changed = true;
+                for line in event.lines().filter(|l| !l.is_empty() && !l.starts_with("data:")) {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+                out.push_str("data: ");
+                out.push_str(&value.to_string());
+                out.push_str("\n\n");
+            }
+            None => out.push_str(event),
+        }
+    }
+    changed.then(|| out.into_bytes())
+}
+
+fn edit_value(value: &mut Value, edit: &mut dyn FnMut(&mut Map<String, Value>) -> bool) -> bool {
+    match value {
+        Value::Array(items) => items.iter_mut().fold(false, |changed, item| edit_value(item, edit) | changed),
+        Value::Object(obj) => edit(obj),
+        _ => false,
+    }
+}
+
+fn is_sse(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|ct| ct.trim_start().starts_with("text/event-stream"))
 }
 
 /// The `data` of each complete event of a `text/event-stream` body (data lines joined by `\n`,

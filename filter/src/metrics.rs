@@ -12,6 +12,12 @@ pub struct Metrics {
     pub auth_failed: Counter,
     /// Forwarded tool calls the upstream answered with an HTTP or JSON-RPC error.
     pub calls_error: Counter,
+    /// Tool calls refused (input) or answers replaced (output) by content scanning.
+    pub calls_blocked: Counter,
+    /// Tool calls refused for exceeding the caller's rate limit.
+    pub calls_rate_limited: Counter,
+    /// Tools removed from `tools/list` answers because the caller may not call them.
+    pub tools_hidden: Counter,
     pub token_cache_hits: Counter,
     pub token_cache_misses: Counter,
     pub jwks_fetched: Counter,
@@ -33,6 +39,9 @@ impl Metrics {
             calls_denied: Counter::define("acp.calls_denied"),
             auth_failed: Counter::define("acp.auth_failed"),
             calls_error: Counter::define("acp.calls_error"),
+            calls_blocked: Counter::define("acp.calls_blocked"),
+            calls_rate_limited: Counter::define("acp.calls_rate_limited"),
+            tools_hidden: Counter::define("acp.tools_hidden"),
             token_cache_hits: Counter::define("acp.token_cache_hits"),
             token_cache_misses: Counter::define("acp.token_cache_misses"),
             jwks_fetched: Counter::define("acp.jwks_fetched"),

@@ -11,13 +11,15 @@ use acp_record::{Event, Outcome};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType};
 
-use crate::audit::{self, Upstream};
+use crate::answer::{self, Plan};
+use crate::audit::{self, OutputScan, Upstream};
 use crate::config::Config;
 use crate::decision::{self, CallAudit, Request};
 use crate::host;
 use crate::identity::{Identity, TokenCache};
-use crate::mcp_response;
+use crate::mcp_response::{self, id_key};
 use crate::plugin::Worker;
+use crate::ratelimit::{self, Bucket};
 use crate::token::{self, AuthFailure};
 
 pub struct Stream {
@@ -36,6 +38,9 @@ pub struct Stream {
     content_type: Option<String>,
     captured: Vec<u8>,
     capture_complete: bool,
+    /// Answers to scan or filter; the response is held until complete when not empty.
+    plan: Plan,
+    output_scans: HashMap<String, OutputScan>,
 }
 
 impl Stream {
@@ -56,6 +61,8 @@ impl Stream {
             content_type: None,
             captured: Vec::new(),
             capture_complete: true,
+            plan: Plan::default(),
+            output_scans: HashMap::new(),
         }
     }
 
@@ -93,6 +100,21 @@ impl Stream {
 
     /// Decides the request; answers it here when refused. Returns whether to go on upstream.
     fn decide(&mut self, body: Option<&[u8]>) -> bool {
+        let limit = self.config.rate_limits.as_ref().map(|r| r.for_tenant(&self.tenant));
+        let sub = self.auth.as_ref().map(|i| i.sub.clone()).unwrap_or_default();
+        let now_ms = host::now_millis();
+        let tenant = self.tenant.clone();
+        let mut limiter = |tool: &str| -> Result<(), u64> {
+            let Some(limit) = limit else { return Ok(()) };
+            let key = ratelimit::key(&tenant, &sub, limit.per_tool.then_some(tool));
+            let taken = host::update_shared(&key, |current| {
+                let (bucket, verdict) = ratelimit::take(current.and_then(Bucket::decode), limit, now_ms);
+                (bucket.encode().to_vec(), verdict)
+            });
+            // Shared data unavailable: the call goes on (logged); rate limits are not an
+            // authentication boundary.
+            taken.unwrap_or(Ok(()))
+        };
         let verdict = decision::decide(
             &self.config,
             &Request {
@@ -101,8 +123,22 @@ impl Stream {
                 mcp_name: self.mcp_name.as_deref(),
                 body,
             },
+            &mut limiter,
         );
         self.audits = verdict.audits;
+        self.plan = Plan {
+            tool_calls: self
+                .audits
+                .iter()
+                .filter(|a| a.refusal.is_none())
+                .filter_map(|a| a.rpc_id.as_ref().map(id_key))
+                .collect(),
+            tools_lists: verdict.tools_lists.iter().map(id_key).collect(),
+        };
+        if let Some(rewritten) = verdict.rewritten_body {
+            host::replace_buffer(BufferType::HttpRequestBody, self.body_size, rewritten.as_bytes());
+            host::remove_header(true, "content-length");
+        }
         match verdict.reply {
             None => true,
             Some(reply) => {
@@ -120,6 +156,46 @@ impl Stream {
         } else {
             Action::Pause
         }
+    }
+
+    /// Holds the answer until complete, then scans, filters and replaces it as needed. An
+    /// answer above `maxScanBytes` is released unscanned or refused, as configured.
+    fn hold_answer(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let scanning = &self.config.scanning;
+        if body_size > scanning.max_scan_bytes {
+            self.plan = Plan::default();
+            self.capture_complete = false;
+            if scanning.oversized == crate::config::Oversized::Reject {
+                let error = format!(
+                    "{{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{{\"code\":{},\"message\":\"Answer too large to scan\"}}}}",
+                    decision::codes::FORBIDDEN
+                );
+                host::replace_buffer(BufferType::HttpResponseBody, body_size, error.as_bytes());
+                self.status = 502;
+            }
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let body = host::buffer(BufferType::HttpResponseBody, body_size);
+        let scopes = self.auth.as_ref().map(|i| i.scopes.clone()).unwrap_or_default();
+        let processed = answer::process(&self.config, &scopes, &self.plan, self.content_type.as_deref(), &body);
+        self.worker.borrow().metrics.tools_hidden.add(processed.hidden_tools);
+        self.output_scans = processed.scans;
+        let body = match processed.body {
+            Some(new) => {
+                host::replace_buffer(BufferType::HttpResponseBody, body_size, &new);
+                new
+            }
+            None => body,
+        };
+        if body.len() <= self.config.max_response_capture_bytes {
+            self.captured = body;
+        } else {
+            self.capture_complete = false;
+        }
+        Action::Continue
     }
 
     fn expects_outcomes(&self) -> bool {
@@ -165,11 +241,18 @@ impl HttpContext for Stream {
         if !self.replied_locally {
             self.status = host::response_header(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
             self.content_type = host::response_header("content-type");
+            if !self.plan.is_empty() {
+                // The answer may be rewritten (redacted, blocked, filtered): its length may change.
+                host::remove_header(false, "content-length");
+            }
         }
         Action::Continue
     }
 
-    fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if !self.replied_locally && !self.plan.is_empty() {
+            return self.hold_answer(body_size, end_of_stream);
+        }
         // Read what passes without holding it back: the outcome is decided at the end.
         if self.expects_outcomes() && self.capture_complete {
             let limit = self.config.max_response_capture_bytes;
@@ -199,7 +282,12 @@ impl HttpContext for Stream {
         } else {
             HashMap::new()
         };
-        let upstream = Upstream { status: self.status, outcomes: &outcomes, inspected: self.capture_complete };
+        let upstream = Upstream {
+            status: self.status,
+            outcomes: &outcomes,
+            inspected: self.capture_complete,
+            output_scans: &self.output_scans,
+        };
         let identity = self.auth.as_ref().ok().map(Rc::as_ref);
         let mut w = self.worker.borrow_mut();
         let m = w.metrics;
@@ -218,6 +306,8 @@ impl HttpContext for Stream {
                     m.calls_error.inc();
                 }
                 (Event::ToolCall, _) => m.calls_allowed.inc(),
+                (Event::ToolDenied, Outcome::Blocked) => m.calls_blocked.inc(),
+                (Event::ToolDenied, Outcome::RateLimited) => m.calls_rate_limited.inc(),
                 (Event::ToolDenied, _) => m.calls_denied.inc(),
                 (Event::AuthFailed, _) => m.auth_failed.inc(),
             }

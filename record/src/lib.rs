@@ -68,6 +68,10 @@ pub enum Outcome {
     Error,
     /// The filter refused the call (scopes, unknown tool, malformed request).
     Denied,
+    /// Content scanning blocked the call's input or output.
+    Blocked,
+    /// The caller was over its rate limit.
+    RateLimited,
     /// The caller's token was missing or invalid.
     AuthFailed,
 }
@@ -88,8 +92,22 @@ pub struct ContentScan {
     pub risk_score: f64,
     pub input_scanned: bool,
     pub output_scanned: bool,
-    #[serde(default)]
-    pub findings: Vec<Value>,
+    pub findings: Vec<Finding>,
+}
+
+/// One content-scan hit: what was found where, and what was done. Never the value itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Finding {
+    /// Detector: `ssn`, `payment_card`, `email`, `phone`, `iban`, `secret`, `ssrf`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `input` (the tool arguments) or `output` (the tool's answer).
+    pub location: String,
+    /// JSON path of the string, e.g. `$.query` or `$.result.content[0].text`.
+    pub path: String,
+    /// `block`, `redact` or `log`.
+    pub action: String,
 }
 
 /// The body the filter posts to [`INGEST_PATH`].
@@ -121,7 +139,7 @@ impl AuditRecord {
         let consistent = matches!(
             (self.event, self.result),
             (Event::ToolCall, Outcome::Success | Outcome::Error)
-                | (Event::ToolDenied, Outcome::Denied)
+                | (Event::ToolDenied, Outcome::Denied | Outcome::Blocked | Outcome::RateLimited)
                 | (Event::AuthFailed, Outcome::AuthFailed)
         );
         if !consistent {

@@ -437,12 +437,20 @@ NO_IDENTITY: dict[str, Any] = {"sub": None, "email": None, "scopes": [], "client
                                "delegationChain": None}
 
 
+def clean_scan(*, output_scanned: bool = True) -> dict[str, Any]:
+    """`contentScan` of a forwarded call whose input (and answer) were scanned and found clean."""
+    return {"piiDetected": False, "riskScore": 0.0, "inputScanned": True, "outputScanned": output_scanned,
+            "findings": []}
+
+
 def expected_record(*, event: str, result: str, reason: str | None, tool: str | None, input: Any,
                     scope_required: list[str] | None, scope_result: str | None,
-                    identity: Mapping[str, Any] = NO_IDENTITY, tenant: str = "org_acme_corp") -> dict[str, Any]:
-    """Every field of a record except the volatile ones (`id`, `timestamp`, `latencyMs`)."""
+                    identity: Mapping[str, Any] = NO_IDENTITY, tenant: str = "org_acme_corp",
+                    content_scan: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Every field of a record except the volatile ones (`id`, `timestamp`, `latencyMs`);
+    `contentScan` is null unless given (calls refused before their input was scanned)."""
     return {"event": event, "result": result, "reason": reason, "tool": tool, "input": input,
-            "scopeRequired": scope_required, "scopeResult": scope_result, "contentScan": None,
+            "scopeRequired": scope_required, "scopeResult": scope_result, "contentScan": content_scan,
             "tenantId": tenant, **identity}
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 
 from support import (
+    clean_scan,
     acp_counters, assert_record, assert_unique_ids, call_tool, caller, expected_record, wait_for_counter_deltas,
     wait_for_records,
 )
@@ -38,7 +39,7 @@ def test_records_made_while_the_collector_is_down_arrive_exactly_once_after_it_r
         assert_record(by_query[args["query"]], expected_record(
             event="tool.call", result="success", reason=None, tool="salesforce.query", input=args,
             scope_required=["salesforce:read"], scope_result="pass",
-            identity=alice.identity(client_type="claude-desktop")), reply, forwarded=True)
+            identity=alice.identity(client_type="claude-desktop"), content_scan=clean_scan()), reply, forwarded=True)
 
     after = wait_for_counter_deltas(stack, before, {"audit_records_sent": CALLS})
     assert after["audit_records_retried"] - before.get("audit_records_retried", 0) > 0

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from stack import Stack
 from support import (
+    clean_scan,
     FORBIDDEN, INVALID_PARAMS, Caller, assert_jsonrpc_error, assert_record, assert_unique_ids, call_tool, caller,
     expected_record, h2c_post, post_chunked, post_mcp, tool_call, upstream_requests, wait_for_records,
 )
@@ -20,10 +21,11 @@ SOQL = {"query": "SELECT Name FROM Opportunity WHERE CloseDate = THIS_MONTH"}
 
 def tool_call_record(who: Caller, *, tool: str, input: Any, scope_required: list[str], result: str = "success",
                      reason: str | None = None, client_type: str | None = "claude-desktop",
-                     delegation_chain: list[Any] | None = None) -> dict[str, Any]:
+                     delegation_chain: list[Any] | None = None, output_scanned: bool = True) -> dict[str, Any]:
     return expected_record(event="tool.call", result=result, reason=reason, tool=tool, input=input,
                            scope_required=scope_required, scope_result="pass",
-                           identity=who.identity(client_type=client_type, delegation_chain=delegation_chain))
+                           identity=who.identity(client_type=client_type, delegation_chain=delegation_chain),
+                           content_scan=clean_scan(output_scanned=output_scanned))
 
 
 def assert_salesforce_rows(result: dict[str, Any], query: str) -> None:
@@ -204,7 +206,7 @@ def test_allowed_batch_is_forwarded_whole_and_each_call_recorded_with_the_upstre
     for args in (first, second):
         assert_record(by_input[args["query"]], tool_call_record(
             alice, tool="salesforce.query", input=args, scope_required=["salesforce:read"], result="error",
-            reason="upstream_status_400"), reply, forwarded=True)
+            reason="upstream_status_400", output_scanned=False), reply, forwarded=True)
 
 
 def test_batch_with_one_denied_call_is_refused_whole(stack: Stack) -> None:
@@ -230,7 +232,8 @@ def test_batch_with_one_denied_call_is_refused_whole(stack: Stack) -> None:
     identity = alice.identity(client_type="claude-desktop")
     assert_record(by_tool["salesforce.query"], expected_record(
         event="tool.denied", result="denied", reason="batch_refused", tool="salesforce.query", input=allowed,
-        scope_required=["salesforce:read"], scope_result="pass", identity=identity), reply)
+        scope_required=["salesforce:read"], scope_result="pass", identity=identity,
+        content_scan=clean_scan(output_scanned=False)), reply)
     assert_record(by_tool["github.create_issue"], expected_record(
         event="tool.denied", result="denied", reason="insufficient_scope", tool="github.create_issue",
         input=refused, scope_required=["github:write"], scope_result="fail", identity=identity), reply)
