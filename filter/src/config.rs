@@ -31,6 +31,9 @@ pub struct Config {
     pub rate_limits: Option<RateLimits>,
     /// Remove from `tools/list` answers the tools the caller may not call.
     pub filter_tools_list: bool,
+    /// Send the verified identity upstream as `x-acp-tenant` / `x-acp-sub` headers (e.g. for
+    /// Envoy's global rate limit descriptors); clients' own `x-acp-*` headers are always removed.
+    pub forward_identity_headers: bool,
 }
 
 #[derive(Debug)]
@@ -139,6 +142,8 @@ struct RawConfig {
     rate_limits: Option<RawRateLimits>,
     #[serde(default = "yes")]
     filter_tools_list: bool,
+    #[serde(default)]
+    forward_identity_headers: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -357,6 +362,7 @@ impl RawConfig {
             scanning: self.scanning.validate()?,
             rate_limits: self.rate_limits.map(RawRateLimits::validate).transpose()?,
             filter_tools_list: self.filter_tools_list,
+            forward_identity_headers: self.forward_identity_headers,
         })
     }
 }

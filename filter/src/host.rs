@@ -48,6 +48,12 @@ pub fn replace_buffer(kind: BufferType, size: usize, value: &[u8]) {
     }
 }
 
+pub fn set_request_header(name: &str, value: &str) {
+    if let Err(e) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)) {
+        log::warn!("setting header {name} failed: {e:?}");
+    }
+}
+
 /// Removes a request (`request: true`) or response header.
 pub fn remove_header(request: bool, name: &str) {
     let map = if request { MapType::HttpRequestHeaders } else { MapType::HttpResponseHeaders };

@@ -22,6 +22,9 @@ use crate::plugin::Worker;
 use crate::ratelimit::{self, Bucket};
 use crate::token::{self, AuthFailure};
 
+const IDENTITY_TENANT_HEADER: &str = "x-acp-tenant";
+const IDENTITY_SUB_HEADER: &str = "x-acp-sub";
+
 pub struct Stream {
     worker: Rc<RefCell<Worker>>,
     config: Rc<Config>,
@@ -158,6 +161,17 @@ impl Stream {
         }
     }
 
+    /// Replaces whatever `x-acp-*` identity headers the client sent with the verified ones
+    /// (when configured), so nothing downstream of the filter can be fooled by a client's.
+    fn identity_headers(&self) {
+        host::remove_header(true, IDENTITY_TENANT_HEADER);
+        host::remove_header(true, IDENTITY_SUB_HEADER);
+        if let (true, Ok(identity)) = (self.config.forward_identity_headers, &self.auth) {
+            host::set_request_header(IDENTITY_TENANT_HEADER, &self.tenant);
+            host::set_request_header(IDENTITY_SUB_HEADER, &identity.sub);
+        }
+    }
+
     /// Holds the answer until complete, then scans, filters and replaces it as needed. An
     /// answer above `maxScanBytes` is released unscanned or refused, as configured.
     fn hold_answer(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -212,6 +226,7 @@ impl HttpContext for Stream {
         self.auth = self.authenticate(host::request_header("authorization").as_deref());
         self.mcp_method = host::request_header("mcp-method");
         self.mcp_name = host::request_header("mcp-name");
+        self.identity_headers();
         if !end_of_stream {
             // Hold the headers until the body is complete, so a refused call never goes upstream.
             return Action::Pause;
