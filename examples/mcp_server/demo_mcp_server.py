@@ -1,4 +1,4 @@
-"""Demo MCP server behind ACP: fake Salesforce, GitHub and file tools over Streamable HTTP.
+"""Demo MCP server behind ACP: fake Salesforce, GitHub, file and HR tools over Streamable HTTP.
 
     demo_mcp_server.py --port 9100 [--host 127.0.0.1]
 
@@ -10,7 +10,10 @@ tools; they differ only in how a POST is answered:
               is streamed only when its handler sends notifications, otherwise it gets JSON)
 
 Error behaviour: `salesforce.update` always fails with a JSON-RPC error (code -32603, HTTP 200);
-`files.read` of an unknown path returns a tool result with `isError: true`.
+`files.read` of an unknown path and `hr.employee_lookup` of an unknown id return a tool result
+with `isError: true`. `hr.employee_lookup` answers with fake PII (a valid-format SSN, a test card
+number, an email, a phone number) for the output-scanning demos; `github.create_issue` echoes
+its `title`, so what reached the server can be seen in the answer.
 """
 
 from __future__ import annotations
@@ -49,9 +52,17 @@ FILES = {
     "customers.csv": "name,email,ssn,card\nJane Roe,jane@example.com,219-09-9999,4111 1111 1111 1111\n",
 }
 
+# Fake HR records for output-scanning demos: the SSN has a valid format (area, group and serial
+# in range, not an SSA-published sample), the card is the Visa test number (Luhn-valid).
+EMPLOYEES = {
+    "E-1001": {"employee_id": "E-1001", "name": "Jordan Avery", "department": "Payroll",
+               "ssn": "536-22-1987", "email": "jordan.avery@acme.example", "phone": "+1 415 555 2671",
+               "corporate_card": "4111 1111 1111 1111"},
+}
+
 
 def build_server() -> MCPServer:
-    """An MCPServer with the four demo tools."""
+    """An MCPServer with the five demo tools."""
     server = MCPServer("acp-demo-mcp", version="1.0.0", log_level="WARNING")
     issue_numbers = itertools.count(101)
 
@@ -80,6 +91,14 @@ def build_server() -> MCPServer:
             return FILES[path.lstrip("/")]
         except KeyError:
             raise ToolError(f"No such file: {path}") from None
+
+    @server.tool(name="hr.employee_lookup")
+    def hr_employee_lookup(employee_id: str) -> dict[str, Any]:
+        """Look up an employee in the (fake) HR system; the answer carries PII."""
+        try:
+            return EMPLOYEES[employee_id]
+        except KeyError:
+            raise ToolError(f"No such employee: {employee_id}") from None
 
     return server
 

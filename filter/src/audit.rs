@@ -20,6 +20,8 @@ pub struct Upstream<'a> {
     /// Output scan results by request id (see [`crate::mcp_response::id_key`]); absent ids were
     /// not scanned.
     pub output_scans: &'a HashMap<String, OutputScan>,
+    /// Set when the filter replaced the whole answer with an error (the reason).
+    pub refused: Option<&'a str>,
 }
 
 /// What scanning one call's answer found.
@@ -46,6 +48,9 @@ pub fn record(call: CallAudit, ctx: Context, upstream: &Upstream) -> AuditRecord
     };
     let (event, result, reason) = match (call.refusal, output.and_then(|o| o.blocked)) {
         (Some(r), _) => (r.event, r.result, Some(r.reason)),
+        (None, _) if upstream.refused.is_some() => {
+            (Event::ToolDenied, Outcome::Blocked, upstream.refused.map(str::to_string))
+        }
         (None, Some(detector)) => (Event::ToolDenied, Outcome::Blocked, Some(format!("blocked_output_{}", detector.as_str()))),
         (None, None) => {
             let (result, reason) = forwarded_outcome(call.rpc_id.as_ref(), upstream);
@@ -166,7 +171,7 @@ mod tests {
     fn outcome_of(call: CallAudit, status: u32, outcomes: &[(&str, CallOutcome)], inspected: bool) -> (Outcome, Option<String>) {
         let outcomes: HashMap<String, CallOutcome> = outcomes.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
         let id = alice();
-        let r = record(call, ctx(Some(&id)), &Upstream { status, outcomes: &outcomes, inspected, output_scans: &HashMap::new() });
+        let r = record(call, ctx(Some(&id)), &Upstream { status, outcomes: &outcomes, inspected, output_scans: &HashMap::new(), refused: None });
         (r.result, r.reason)
     }
 
@@ -174,7 +179,7 @@ mod tests {
     fn success_record_carries_identity_and_decision() {
         let id = alice();
         let outcomes = HashMap::from([("1".to_string(), CallOutcome::Success)]);
-        let r = record(forwarded(1), ctx(Some(&id)), &Upstream { status: 200, outcomes: &outcomes, inspected: true, output_scans: &HashMap::new() });
+        let r = record(forwarded(1), ctx(Some(&id)), &Upstream { status: 200, outcomes: &outcomes, inspected: true, output_scans: &HashMap::new(), refused: None });
         r.validate().unwrap();
         assert_eq!((r.event, r.result, r.reason), (Event::ToolCall, Outcome::Success, None));
         assert_eq!(r.sub.as_deref(), Some("alice"));

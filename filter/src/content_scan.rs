@@ -178,3 +178,61 @@ pub fn weight(detector: Detector) -> f64 {
         Detector::Email | Detector::Phone => 0.2,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rules(actions: &[(Detector, Action)]) -> Rules {
+        Rules { actions: actions.iter().copied().collect(), ssrf_allow: AllowList::default() }
+    }
+
+    #[test]
+    fn nested_strings_are_scanned_with_paths_masks_and_actions() {
+        let value = json!({"customer": {"notes": ["ssn 536-22-1987", "ok"], "contact": "bob@acme.com"},
+                           "weird key": "call +1 415 555 2671"});
+        let r = rules(&[(Detector::Ssn, Action::Block), (Detector::Email, Action::Redact), (Detector::Phone, Action::Log)]);
+        let s = scan(&value, &r, "$");
+        let hits: Vec<(Detector, &str, Action)> = s.hits.iter().map(|h| (h.detector, h.path.as_str(), h.action)).collect();
+        assert_eq!(hits, [
+            (Detector::Email, "$.customer.contact", Action::Redact),
+            (Detector::Ssn, "$.customer.notes[0]", Action::Block),
+            (Detector::Phone, "$[\"weird key\"]", Action::Log),
+        ]);
+        assert_eq!(s.blocked_by(), Some(Detector::Ssn));
+        assert_eq!(s.masked["customer"]["notes"][0], "ssn [REDACTED:ssn]");
+        assert_eq!(s.masked["customer"]["contact"], "[REDACTED:email]");
+        assert_eq!(s.masked["weird key"], "call [REDACTED:phone]");
+        let redacted = s.redacted.unwrap();
+        assert_eq!(redacted["customer"]["contact"], "[REDACTED:email]", "redact hits are masked on the wire");
+        assert_eq!(redacted["customer"]["notes"][0], "ssn 536-22-1987", "block and log hits are not");
+        assert_eq!(redacted["weird key"], "call +1 415 555 2671");
+    }
+
+    #[test]
+    fn detectors_without_an_action_are_not_run_and_clean_values_are_untouched() {
+        let value = json!({"a": "bob@acme.com", "n": 5, "ok": [true, null]});
+        let s = scan(&value, &rules(&[(Detector::Ssn, Action::Block)]), "$");
+        assert_eq!((s.hits.len(), s.redacted, s.masked), (0, None, value));
+    }
+
+    #[test]
+    fn ssrf_hits_are_reported_once_over_overlapping_pii() {
+        let value = json!({"url": "http://bob@127.0.0.1/admin"});
+        let r = rules(&[(Detector::Ssrf, Action::Block), (Detector::Email, Action::Log)]);
+        let s = scan(&value, &r, "$");
+        assert_eq!(s.hits.iter().map(|h| h.detector).collect::<Vec<_>>(), [Detector::Ssrf]);
+        assert_eq!(s.masked["url"], "[REDACTED:ssrf]");
+    }
+
+    #[test]
+    fn risk_score_formula() {
+        let hit = |d| Hit { detector: d, path: "$".into(), action: Action::Log };
+        assert_eq!(risk_score(&[]), 0.0);
+        assert_eq!(risk_score(&[hit(Detector::Ssn)]), 0.9);
+        assert_eq!(risk_score(&[hit(Detector::Email), hit(Detector::Email)]), 0.2);
+        assert_eq!(risk_score(&[hit(Detector::Email), hit(Detector::Phone)]), 0.36);
+        assert_eq!(risk_score(&[hit(Detector::Ssn), hit(Detector::PaymentCard), hit(Detector::Ssrf)]), 0.999);
+    }
+}

@@ -99,6 +99,23 @@ impl Refusal {
 }
 
 pub fn decide(cfg: &Config, req: &Request, limiter: &mut Limiter) -> Verdict {
+    let mut verdict = decide_unmasked(cfg, req, limiter);
+    let scannable = req.body.is_some_and(|b| b.len() <= cfg.scanning.max_scan_bytes);
+    for audit in verdict.audits.iter_mut().filter(|a| a.input_hits.is_none()) {
+        audit.input = mask_for_record(cfg, audit.input.take(), scannable);
+    }
+    verdict
+}
+
+/// The input of a call refused before the content policy ran, as its record keeps it: with
+/// every detected value masked all the same (the audit trail never holds one), and not at all
+/// when it was too large to scan. Its `contentScan` stays null: no policy decision was made.
+fn mask_for_record(cfg: &Config, input: Option<Value>, scannable: bool) -> Option<Value> {
+    let input = input?;
+    scannable.then(|| content_scan::scan(&input, &cfg.scanning.input, "$").masked)
+}
+
+fn decide_unmasked(cfg: &Config, req: &Request, limiter: &mut Limiter) -> Verdict {
     let parsed = req.body.map(mcp_request::parse);
     let identity = match req.auth {
         Ok(identity) => identity,
@@ -227,6 +244,8 @@ fn authorize(
                 return Some((audit, None));
             };
             if !scan_input {
+                audit.input = None;
+                audit.input_hits = None;
                 if cfg.scanning.oversized == Oversized::Reject {
                     audit.refusal = Some(Refusal::denied(
                         "too_large_to_scan",
@@ -541,6 +560,47 @@ mod tests {
         assert_eq!(b[0]["error"]["data"]["reason"], "batch_refused");
         let reasons: Vec<_> = v.audits.iter().map(|a| a.refusal.as_ref().unwrap().reason.as_str()).collect();
         assert_eq!(reasons, ["batch_refused", "insufficient_scope"]);
+    }
+
+    #[test]
+    fn input_scanning_blocks_or_redacts_before_forwarding() {
+        let id = alice(&["salesforce:read"]);
+        let mut blocked = call(1, "salesforce.query");
+        blocked["params"]["arguments"] = json!({"customer": {"ssn": "536-22-1987"}});
+        let v = decide_with(Ok(&id), &blocked, (None, None));
+        let reply = v.reply.unwrap();
+        assert_eq!((reply.status, body(&reply)["error"]["code"].as_i64()), (403, Some(codes::FORBIDDEN)));
+        let audit = &v.audits[0];
+        let r = audit.refusal.as_ref().unwrap();
+        assert_eq!((r.result, r.reason.as_str()), (Outcome::Blocked, "blocked_ssn"));
+        assert_eq!(audit.input, Some(json!({"customer": {"ssn": "[REDACTED:ssn]"}})), "never the value");
+        assert_eq!(audit.input_hits.as_ref().unwrap()[0].path, "$.customer.ssn");
+
+        let mut cfg = minimal();
+        cfg["tools"] = json!({"salesforce.query": ["salesforce:read"]});
+        cfg["scanning"] = json!({"input": {"email": "redact"}});
+        let cfg = parse(cfg.to_string().as_bytes()).unwrap();
+        let mut redact = call(2, "salesforce.query");
+        redact["params"]["arguments"] = json!({"q": "mail bob@acme.com"});
+        let raw = redact.to_string();
+        let v = decide(&cfg, &Request { auth: Ok(&id), mcp_method: None, mcp_name: None, body: Some(raw.as_bytes()) }, &mut |_| Ok(()));
+        assert_eq!(v.reply, None);
+        let forwarded: Value = serde_json::from_str(v.rewritten_body.as_deref().unwrap()).unwrap();
+        assert_eq!(forwarded["params"]["arguments"]["q"], "mail [REDACTED:email]");
+        assert_eq!(forwarded["id"], 2);
+    }
+
+    #[test]
+    fn inputs_of_calls_refused_before_scanning_are_still_masked_in_the_record() {
+        let id = alice(&["files:read"]);
+        let mut denied = call(1, "salesforce.query");
+        denied["params"]["arguments"] = json!({"q": "ssn 536-22-1987"});
+        let v = decide_with(Ok(&id), &denied, (None, None));
+        assert_eq!(v.audits[0].refusal.as_ref().unwrap().reason, "insufficient_scope");
+        assert_eq!(v.audits[0].input, Some(json!({"q": "ssn [REDACTED:ssn]"})));
+        assert_eq!(v.audits[0].input_hits, None, "no content decision was made");
+        let v = decide_with(Err(AuthFailure::Expired), &denied, (None, None));
+        assert_eq!(v.audits[0].input, Some(json!({"q": "ssn [REDACTED:ssn]"})));
     }
 
     #[test]

@@ -23,6 +23,8 @@ use crate::ratelimit::{self, Bucket};
 use crate::token::{self, AuthFailure};
 
 const IDENTITY_TENANT_HEADER: &str = "x-acp-tenant";
+/// Reason of a call whose answer was refused for being too large to scan.
+const OVERSIZED_ANSWER: &str = "output_too_large_to_scan";
 const IDENTITY_SUB_HEADER: &str = "x-acp-sub";
 
 pub struct Stream {
@@ -44,6 +46,8 @@ pub struct Stream {
     /// Answers to scan or filter; the response is held until complete when not empty.
     plan: Plan,
     output_scans: HashMap<String, OutputScan>,
+    /// The answer was too large to scan and is being replaced by an error.
+    answer_refused: bool,
 }
 
 impl Stream {
@@ -66,6 +70,7 @@ impl Stream {
             capture_complete: true,
             plan: Plan::default(),
             output_scans: HashMap::new(),
+            answer_refused: false,
         }
     }
 
@@ -173,20 +178,21 @@ impl Stream {
     }
 
     /// Holds the answer until complete, then scans, filters and replaces it as needed. An
-    /// answer above `maxScanBytes` is released unscanned or refused, as configured.
+    /// answer growing above `maxScanBytes` is refused whole (its every byte replaced) or, with
+    /// `oversized: pass`, released unscanned.
     fn hold_answer(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let scanning = &self.config.scanning;
-        if body_size > scanning.max_scan_bytes {
-            self.plan = Plan::default();
+        if self.answer_refused {
+            host::replace_buffer(BufferType::HttpResponseBody, body_size, b"");
+            return Action::Continue;
+        }
+        if body_size > self.config.scanning.max_scan_bytes {
             self.capture_complete = false;
-            if scanning.oversized == crate::config::Oversized::Reject {
-                let error = format!(
-                    "{{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{{\"code\":{},\"message\":\"Answer too large to scan\"}}}}",
-                    decision::codes::FORBIDDEN
-                );
-                host::replace_buffer(BufferType::HttpResponseBody, body_size, error.as_bytes());
-                self.status = 502;
+            if self.config.scanning.oversized == crate::config::Oversized::Reject {
+                self.answer_refused = true;
+                let refusal = self.oversized_answer_error();
+                host::replace_buffer(BufferType::HttpResponseBody, body_size, refusal.as_bytes());
             }
+            self.plan = Plan::default();
             return Action::Continue;
         }
         if !end_of_stream {
@@ -210,6 +216,25 @@ impl Stream {
             self.capture_complete = false;
         }
         Action::Continue
+    }
+
+    /// The JSON-RPC error sent in place of an answer too large to scan, framed as the answer
+    /// was (an SSE event or a JSON body), for the first forwarded call.
+    fn oversized_answer_error(&self) -> String {
+        let id = self.audits.iter().find(|a| a.refusal.is_none()).and_then(|a| a.rpc_id.clone());
+        let error = serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": id,
+            "error": {"code": decision::codes::FORBIDDEN,
+                      "message": format!("Blocked: the answer is larger than {} bytes and cannot be scanned", self.config.scanning.max_scan_bytes),
+                      "data": {"reason": OVERSIZED_ANSWER}},
+        })
+        .to_string();
+        if self.content_type.as_deref().is_some_and(|ct| ct.starts_with("text/event-stream")) {
+            format!("event: message\ndata: {error}\n\n")
+        } else {
+            error
+        }
     }
 
     fn expects_outcomes(&self) -> bool {
@@ -265,7 +290,7 @@ impl HttpContext for Stream {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if !self.replied_locally && !self.plan.is_empty() {
+        if self.answer_refused || (!self.replied_locally && !self.plan.is_empty()) {
             return self.hold_answer(body_size, end_of_stream);
         }
         // Read what passes without holding it back: the outcome is decided at the end.
@@ -302,6 +327,7 @@ impl HttpContext for Stream {
             outcomes: &outcomes,
             inspected: self.capture_complete,
             output_scans: &self.output_scans,
+            refused: self.answer_refused.then_some(OVERSIZED_ANSWER),
         };
         let identity = self.auth.as_ref().ok().map(Rc::as_ref);
         let mut w = self.worker.borrow_mut();

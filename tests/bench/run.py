@@ -3,9 +3,10 @@
 One run, same load: Envoy (`--concurrency 1`) in front of a fixed-answer upstream Envoy, both
 pinned to CPU 1, driven by wrk (2 connections, on CPU 0 with everything else), alternating
 (a) Envoy without the filter and (b) Envoy with the ACP filter (cached valid token, allowed
-1 KiB `tools/call`, audit records batched to the real collector). Prints requests/s and
-p50/p99 per round, the medians, and b/a; then checks that the collector stored one record per
-call made through the filter.
+1 KiB `tools/call`, content scanning on, audit records batched to the real collector), and the
+filter with scanning off (bodies above `maxScanBytes: 1` pass unscanned) at 1 KiB and 64 KiB.
+Prints requests/s, p50/p99 and Envoy CPU per request per round, the medians, b/a and the scan
+cost; checks that the collector stored one record per call made through the filter.
 
 Run under `taskset -c 0` (the Makefile does) so that only the two Envoys use CPU 1: the
 load generator and the collector can then never be the bottleneck.
@@ -30,7 +31,7 @@ sys.path.insert(0, str(ROOT / "examples"))
 from idp import demo_idp  # noqa: E402
 from stack import ENVOY_BIN, Ports, Stack, PlaceholderTemplate, free_port  # noqa: E402
 
-ROUNDS = 5
+ROUNDS = 3
 DURATION_S = 10
 WARMUP_S = 2
 CONNECTIONS = 2
@@ -38,22 +39,35 @@ ENVOY_CPU = 1
 UPSTREAM_TEMPLATE = ROOT / "envoy" / "bench-upstream.template.yaml"
 
 
-def tools_call_body() -> str:
-    """A `tools/call` of exactly 1 KiB."""
+SCANNING_OFF = {"maxScanBytes": 1, "oversized": "pass"}
+# name, with the filter, scanning override, body size
+CONFIGURATIONS = [
+    ("plain", False, None, 1024),
+    ("acp", True, None, 1024),
+    ("acp-noscan", True, SCANNING_OFF, 1024),
+    ("acp-64k", True, None, 65536),
+    ("acp-64k-noscan", True, SCANNING_OFF, 65536),
+]
+# Ordinary business text with numbers, dates and amounts: what scanning sees most of the time.
+FILLER = "Opportunity 0065e00000A1xQ1 Globex renewal closes 2026-03-27, amount 120000 USD, stage 4. "
+
+
+def tools_call_body(size: int) -> str:
+    """A `tools/call` of exactly `size` bytes."""
     call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
             "params": {"name": "salesforce.query", "arguments": {"query": ""}}}
-    pad = 1024 - len(json.dumps(call, separators=(",", ":")))
-    call["params"]["arguments"]["query"] = "SELECT Name FROM Opportunity WHERE " + "x" * (pad - 35)
+    pad = size - len(json.dumps(call, separators=(",", ":")))
+    call["params"]["arguments"]["query"] = (FILLER * (pad // len(FILLER) + 1))[:pad]
     body = json.dumps(call, separators=(",", ":"))
-    assert len(body) == 1024, len(body)
+    assert len(body) == size, len(body)
     return body
 
 
-def wrk_script(path: Path, token: str) -> Path:
+def wrk_script(path: Path, token: str, size: int) -> Path:
     lua = path / "post.lua"
     lua.write_text(
         'wrk.method = "POST"\n'
-        f"wrk.body = {json.dumps(tools_call_body())}\n"
+        f"wrk.body = {json.dumps(tools_call_body(size))}\n"
         'wrk.headers["Content-Type"] = "application/json"\n'
         'wrk.headers["Accept"] = "application/json, text/event-stream"\n'
         f'wrk.headers["Authorization"] = "Bearer {token}"\n'
@@ -102,13 +116,14 @@ def stored_records(stack: Stack, user: str) -> int:
     return count
 
 
-def measure(run_dir: Path, with_filter: bool) -> tuple[dict[str, float], int | None]:
+def measure(run_dir: Path, with_filter: bool, scanning: dict | None, size: int) -> tuple[dict[str, float], int | None]:
     ports = Ports.free()
-    with Stack(run_dir, ports, wasm_filter=with_filter, concurrency=1, envoy_log_level="warn",
+    config = (lambda c: {**c, "scanning": scanning}) if scanning else None
+    with Stack(run_dir, ports, wasm_filter=with_filter, filter_config=config, concurrency=1, envoy_log_level="warn",
                upstream=upstream_command(run_dir, ports.mcp), envoy_cpu=ENVOY_CPU) as stack:
         user = f"bench-{time.time_ns()}"
         token = demo_idp.mint(iss=stack.issuer, sub=user)
-        script = wrk_script(run_dir, token)
+        script = wrk_script(run_dir, token, size)
         envoy = stack.pid("envoy")
         wrk(stack.mcp_url, script, WARMUP_S, envoy)
         result = wrk(stack.mcp_url, script, DURATION_S, envoy)
@@ -122,14 +137,14 @@ def measure(run_dir: Path, with_filter: bool) -> tuple[dict[str, float], int | N
 
 
 def main() -> int:
-    rows: dict[str, list[dict[str, float]]] = {"plain": [], "acp": []}
+    rows: dict[str, list[dict[str, float]]] = {name: [] for name, *_ in CONFIGURATIONS}
     with tempfile.TemporaryDirectory(prefix="acp-bench-") as tmp:
         for round_no in range(1, ROUNDS + 1):
-            for name in ("plain", "acp"):
-                result, missing = measure(Path(tmp) / f"{name}-{round_no}", name == "acp")
+            for name, with_filter, scanning, size in CONFIGURATIONS:
+                result, missing = measure(Path(tmp) / f"{name}-{round_no}", with_filter, scanning, size)
                 rows[name].append(result)
                 note = "" if missing is None else f"  records stored - calls = {missing}"
-                print(f"round {round_no} {name:5}  {result['rps']:8.0f} req/s  p50 {result['p50_ms']:.3f} ms"
+                print(f"round {round_no} {name:14}  {result['rps']:8.0f} req/s  p50 {result['p50_ms']:.3f} ms"
                       f"  p99 {result['p99_ms']:.3f} ms  Envoy CPU {result['cpu_us']:.0f} us/req{note}", flush=True)
                 if missing:
                     print("FAIL: the collector did not store exactly one record per call", file=sys.stderr)
@@ -138,12 +153,18 @@ def main() -> int:
            for name, runs in rows.items()}
     a, b = med["plain"], med["acp"]
     print(f"\nmedian of {ROUNDS} rounds, {DURATION_S} s each, wrk -c{CONNECTIONS}, Envoy and upstream on CPU {ENVOY_CPU}")
+    labels = {"plain": "(a) Envoy, no filter, 1 KiB", "acp": "(b) Envoy + ACP filter, 1 KiB",
+              "acp-noscan": "ACP, scanning off, 1 KiB", "acp-64k": "ACP, 64 KiB",
+              "acp-64k-noscan": "ACP, scanning off, 64 KiB"}
     print("| configuration | requests/s | p50 ms | p99 ms | Envoy CPU per request |\n|---|---|---|---|---|")
-    for label, m in (("(a) Envoy, no filter", a), ("(b) Envoy + ACP filter", b)):
-        print(f"| {label} | {m['rps']:.0f} | {m['p50_ms']:.3f} | {m['p99_ms']:.3f} | {m['cpu_us']:.0f} us |")
+    for name, m in med.items():
+        print(f"| {labels[name]} | {m['rps']:.0f} | {m['p50_ms']:.3f} | {m['p99_ms']:.3f} | {m['cpu_us']:.0f} us |")
     print(f"\nb/a throughput {b['rps'] / a['rps']:.3f} (target >= 0.85); "
           f"p99 added {b['p99_ms'] - a['p99_ms']:.3f} ms (target <= 0.3 ms); "
           f"filter CPU per request {b['cpu_us'] - a['cpu_us']:.0f} us")
+    for size, on, off in (("1 KiB", "acp", "acp-noscan"), ("64 KiB", "acp-64k", "acp-64k-noscan")):
+        print(f"scanning at {size}: throughput {med[on]['rps'] / med[off]['rps']:.3f} of scanning off "
+              f"(target at 1 KiB >= 0.95), {med[on]['cpu_us'] - med[off]['cpu_us']:.0f} us CPU per request")
     return 0
 
 

@@ -48,6 +48,7 @@ INVALID_PARAMS = -32602
 UNAUTHORIZED = -32001
 FORBIDDEN = -32003
 HEADER_MISMATCH = -32020
+RATE_LIMITED = -32029
 
 UPSTREAM_REQUESTS = "cluster.mcp_server.upstream_rq_total"
 ACP_STATS = "wasmcustom.acp."
@@ -87,15 +88,20 @@ def http_request(host_port: tuple[str, int], method: str, path: str, *, body: by
     """One request on a fresh connection. `read_body=False` returns after the response headers
     (for endless SSE streams) and closes the connection."""
     conn = http.client.HTTPConnection(*host_port, timeout=timeout)
-    started = time.time()
     try:
-        conn.request(method, path, body=body, headers=dict(headers or {}))
-        response = conn.getresponse()
-        text = response.read().decode("utf-8", "replace") if read_body else ""
-        finished = time.time()
-        return _reply(response.status, response.headers, text, started, finished)
+        return request_on(conn, method, path, body=body, headers=headers, read_body=read_body)
     finally:
         conn.close()
+
+
+def request_on(conn: http.client.HTTPConnection, method: str, path: str, *, body: bytes | None = None,
+               headers: Mapping[str, str] | None = None, read_body: bool = True) -> Reply:
+    """One request on `conn` (opened if needed; kept open for the next request)."""
+    started = time.time()
+    conn.request(method, path, body=body, headers=dict(headers or {}))
+    response = conn.getresponse()
+    text = response.read().decode("utf-8", "replace") if read_body else ""
+    return _reply(response.status, response.headers, text, started, time.time())
 
 
 def _reply(status: int, headers: http.client.HTTPMessage, text: str, started: float, finished: float) -> Reply:
@@ -163,10 +169,60 @@ def tool_call(name: str, arguments: Any, id: Any = 1) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
 
 
+def tools_list(id: Any = 1) -> dict[str, Any]:
+    """A JSON-RPC `tools/list` message."""
+    return {"jsonrpc": "2.0", "id": id, "method": "tools/list"}
+
+
 def call_tool(stack: Stack, token: str | None, name: str, args: Any, *, id: Any = 1,
               headers: Mapping[str, str | None] | None = None, path: str = "/mcp") -> Reply:
     """One `tools/call` through Envoy (`path` `/mcp` answers JSON, `/mcp/sse` SSE)."""
     return post_mcp(stack, token, tool_call(name, args, id), headers=headers, path=path)
+
+
+def post_upstream(stack: Stack, payload: Any, *, path: str = "/mcp") -> Reply:
+    """POSTs `payload` to the demo MCP server directly, bypassing Envoy (what it answers unfiltered)."""
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return http_request(("127.0.0.1", stack.ports.mcp), "POST", path, body=body, headers=mcp_headers(None))
+
+
+def worker_connections(stack: Stack, per_worker: int, *, max_connections: int = 200,
+                       timeout: float = 15.0) -> list[list[http.client.HTTPConnection]]:
+    """`per_worker` open connections to Envoy's MCP listener on each of its `concurrency`
+    workers, by worker. Connections are opened one at a time and each is attributed to the
+    worker whose `listener.<addr>.worker_<n>.downstream_cx_total` moved; surplus ones are closed.
+    Nothing else may connect to the listener meanwhile. The caller closes the connections."""
+    prefix = f"listener.127.0.0.1_{stack.ports.envoy}.worker_"
+
+    def accepted() -> dict[str, int]:
+        return {name: value for name, value in stack.stats(prefix).items()
+                if name.endswith(".downstream_cx_total")}
+
+    by_worker: list[list[http.client.HTTPConnection]] = [[] for _ in range(stack.concurrency)]
+    before = accepted()
+    for _ in range(max_connections):
+        if all(len(conns) >= per_worker for conns in by_worker):
+            return by_worker
+        conn = http.client.HTTPConnection(*envoy(stack), timeout=timeout)
+        conn.connect()
+        deadline = time.monotonic() + 5
+        while True:
+            now = accepted()
+            moved = [name for name, value in now.items() if value != before.get(name, 0)]
+            if moved:
+                break
+            assert time.monotonic() < deadline, "Envoy did not count the new connection"
+            time.sleep(0.01)
+        assert len(moved) == 1, f"one connection, several workers moved: {moved}"
+        before = now
+        worker = int(moved[0].removeprefix(prefix).split(".")[0])
+        if len(by_worker[worker]) < per_worker:
+            by_worker[worker].append(conn)
+        else:
+            conn.close()
+    for conn in (c for conns in by_worker for c in conns):
+        conn.close()
+    raise AssertionError(f"{max_connections} connections did not reach {per_worker} on each worker")
 
 
 def post_chunked(stack: Stack, token: str | None, payload: Any, *, chunk_size: int = 64,
@@ -374,30 +430,33 @@ def window(since: float | None, until: float | None) -> dict[str, str]:
 
 
 def fetch_records(stack: Stack, *, since: float | None = None, until: float | None = None,
-                  **params: Any) -> list[dict[str, Any]]:
-    """Every record (JSON format, all pages) matching the export filters `params`."""
-    reply = export(stack, params={"limit": 1000, **window(since, until), **params})
+                  tenant: str | None = None, api_key: str | None = None, **params: Any) -> list[dict[str, Any]]:
+    """Every record (JSON format, all pages) matching the export filters `params`, of the
+    stack's tenant or of `tenant` (with an `api_key` of that tenant)."""
+    reply = export(stack, api_key=api_key, tenant=tenant, params={"limit": 1000, **window(since, until), **params})
     records: list[dict[str, Any]] = []
     while True:
         assert reply.status == 200, f"export: HTTP {reply.status}: {reply.text[:500]}"
         records.extend(reply.body["records"])
         if not reply.body["next"]:
             return records
-        reply = export(stack, path=reply.body["next"])
+        reply = export(stack, api_key=api_key, path=reply.body["next"])
 
 
 def wait_for_records(stack: Stack, count: int, *, where: Callable[[dict[str, Any]], bool] | None = None,
                      since: float | None = None, until: float | None = None, timeout: float = RECORD_WAIT,
-                     **params: Any) -> list[dict[str, Any]]:
+                     tenant: str | None = None, api_key: str | None = None, **params: Any) -> list[dict[str, Any]]:
     """Polls the export API until at least `count` records match `params` (export filters such
     as `user`, `tool`, `result`) and `where`; returns all that match, so that the caller can
     assert the exact number. Fails with the filter's counters and the logs after `timeout`.
+    `tenant` and `api_key` read another tenant's records (see `fetch_records`).
 
     The records of one request are queued together, so they arrive in the same batch: once
     one is there, all of them are."""
     deadline = time.monotonic() + timeout
     while True:
-        records = [r for r in fetch_records(stack, since=since, until=until, **params) if where is None or where(r)]
+        records = [r for r in fetch_records(stack, since=since, until=until, tenant=tenant, api_key=api_key, **params)
+                   if where is None or where(r)]
         if len(records) >= count:
             return records
         if time.monotonic() > deadline:
@@ -439,8 +498,22 @@ NO_IDENTITY: dict[str, Any] = {"sub": None, "email": None, "scopes": [], "client
 
 def clean_scan(*, output_scanned: bool = True) -> dict[str, Any]:
     """`contentScan` of a forwarded call whose input (and answer) were scanned and found clean."""
-    return {"piiDetected": False, "riskScore": 0.0, "inputScanned": True, "outputScanned": output_scanned,
-            "findings": []}
+    return scan_report([], risk_score=0.0, output_scanned=output_scanned)
+
+
+def finding(type: str, path: str, action: str, *, location: str = "input") -> dict[str, Any]:
+    """One `contentScan.findings` entry: detector, JSON path (`$.a.b[0]`, `$.result...`), action."""
+    return {"type": type, "location": location, "path": path, "action": action}
+
+
+def scan_report(findings: Iterable[Mapping[str, Any]], *, risk_score: float, input_scanned: bool = True,
+                output_scanned: bool = True) -> dict[str, Any]:
+    """A record's `contentScan`: `riskScore` is `1 - Π(1 - w)` over the distinct detectors found
+    (given by the test, e.g. 0.9 for an SSN); `piiDetected` is true when a detector other than
+    `ssrf` found something. `assert_record` compares `findings` in any order."""
+    findings = [dict(f) for f in findings]
+    return {"piiDetected": any(f["type"] != "ssrf" for f in findings), "riskScore": risk_score,
+            "inputScanned": input_scanned, "outputScanned": output_scanned, "findings": findings}
 
 
 def expected_record(*, event: str, result: str, reason: str | None, tool: str | None, input: Any,
@@ -463,7 +536,7 @@ def assert_record(record: Mapping[str, Any], expected: Mapping[str, Any], reply:
     assert set(record) == RECORD_FIELDS, f"fields {sorted(set(record) ^ RECORD_FIELDS)} differ"
     assert set(expected) == RECORD_FIELDS - VOLATILE_FIELDS, "test bug: expected must give every field"
     actual = {k: v for k, v in record.items() if k not in VOLATILE_FIELDS}
-    assert actual == dict(expected)
+    assert _findings_in_order(actual) == _findings_in_order(expected)
 
     rid = uuid.UUID(record["id"])
     assert str(rid) == record["id"] and rid.version == 7, f"id {record['id']!r} is not a UUIDv7"
@@ -479,6 +552,16 @@ def assert_record(record: Mapping[str, Any], expected: Mapping[str, Any], reply:
         assert math.floor(reply.started * 1000) - 5 <= ts_ms <= math.floor(reply.finished * 1000) + 5, (
             f"timestamp {ts} outside the exchange [{rfc3339_ms(reply.started)}, {rfc3339_ms(reply.finished)}]")
         assert latency <= reply.elapsed_ms + 1000, f"latencyMs {latency} > client round trip {reply.elapsed_ms:.1f} ms"
+
+
+def _findings_in_order(record: Mapping[str, Any]) -> dict[str, Any]:
+    """`record` with its `contentScan.findings` sorted (their order follows the filter's walk of
+    the JSON and is no part of the record's meaning)."""
+    scan = record.get("contentScan")
+    if not isinstance(scan, dict) or not isinstance(scan.get("findings"), list):
+        return dict(record)
+    findings = sorted(scan["findings"], key=lambda f: json.dumps(f, sort_keys=True))
+    return {**record, "contentScan": {**scan, "findings": findings}}
 
 
 def _millis(ts: str) -> int:
@@ -511,6 +594,11 @@ def upstream_requests(stack: Stack) -> int:
 def acp_counters(stack: Stack) -> dict[str, int]:
     """The filter's counters, by short name (`calls_allowed`, ...)."""
     return {name.removeprefix(ACP_STATS): value for name, value in stack.stats(ACP_STATS).items()}
+
+
+def counter_deltas(before: Mapping[str, int], after: Mapping[str, int], *names: str) -> dict[str, int]:
+    """How much each counter `names` grew from `before` to `after` (`acp_counters` readings)."""
+    return {name: after.get(name, 0) - before.get(name, 0) for name in names}
 
 
 def wait_for_counter_deltas(stack: Stack, before: Mapping[str, int], deltas: Mapping[str, int],
