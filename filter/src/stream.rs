@@ -210,11 +210,7 @@ impl Stream {
             }
             None => body,
         };
-        if body.len() <= self.config.max_response_capture_bytes {
-            self.captured = body;
-        } else {
-            self.capture_complete = false;
-        }
+        self.capture(body);
         Action::Continue
     }
 
@@ -234,6 +230,19 @@ impl Stream {
             format!("event: message\ndata: {error}\n\n")
         } else {
             error
+        }
+    }
+
+    /// Keeps answer bytes for deciding the calls' outcomes, up to `maxResponseCaptureBytes`;
+    /// beyond it nothing is kept and the outcome comes from the HTTP status.
+    fn capture(&mut self, bytes: Vec<u8>) {
+        if self.captured.len() + bytes.len() > self.config.max_response_capture_bytes {
+            self.capture_complete = false;
+            self.captured = Vec::new();
+        } else if self.captured.is_empty() {
+            self.captured = bytes;
+        } else {
+            self.captured.extend_from_slice(&bytes);
         }
     }
 
@@ -295,14 +304,8 @@ impl HttpContext for Stream {
         }
         // Read what passes without holding it back: the outcome is decided at the end.
         if self.expects_outcomes() && self.capture_complete {
-            let limit = self.config.max_response_capture_bytes;
             let seen = host::buffer(BufferType::HttpResponseBody, body_size);
-            if self.captured.len() + seen.len() > limit {
-                self.capture_complete = false;
-                self.captured = Vec::new();
-            } else {
-                self.captured.extend_from_slice(&seen);
-            }
+            self.capture(seen);
         }
         Action::Continue
     }
