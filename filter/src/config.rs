@@ -12,6 +12,7 @@ use crate::content_scan::{Action, Rules};
 use crate::jwks::KeySet;
 use crate::policy::ToolPolicy;
 use crate::ratelimit::Limit;
+use crate::resource_metadata::{ProtectedResource, RawProtectedResource};
 use crate::scan::ssrf::AllowList;
 use crate::scan::Detector;
 
@@ -34,6 +35,8 @@ pub struct Config {
     /// Send the verified identity upstream as `x-acp-tenant` / `x-acp-sub` headers (e.g. for
     /// Envoy's global rate limit descriptors); clients' own `x-acp-*` headers are always removed.
     pub forward_identity_headers: bool,
+    /// The OAuth protected resource metadata the filter serves (RFC 9728); `None`: not served.
+    pub protected_resource: Option<ProtectedResource>,
 }
 
 #[derive(Debug)]
@@ -144,6 +147,8 @@ struct RawConfig {
     filter_tools_list: bool,
     #[serde(default)]
     forward_identity_headers: bool,
+    #[serde(default)]
+    protected_resource: Option<RawProtectedResource>,
 }
 
 #[derive(Deserialize, Default)]
@@ -346,8 +351,17 @@ impl RawConfig {
         for (host, tenant) in &self.tenants_by_host {
             non_empty(&format!("tenantsByHost.{host}"), tenant)?;
         }
+        let mut tool_scopes: Vec<String> =
+            self.tools.values().chain(&self.default_scopes).flatten().cloned().collect();
+        tool_scopes.sort();
+        tool_scopes.dedup();
         let tools = ToolPolicy::new(self.tools, self.default_scopes)
             .map_err(|e| field_error("tools", e))?;
+        let protected_resource = self.protected_resource.map(|p| p.validate(tool_scopes)).transpose()?;
+        let mut identity = self.identity.validate()?;
+        if let Some(resource) = &protected_resource {
+            identity.resource_metadata_url.get_or_insert_with(|| resource.url.clone());
+        }
         Ok(Config {
             tenant: self.tenant,
             tenants_by_host: self
@@ -355,7 +369,7 @@ impl RawConfig {
                 .into_iter()
                 .map(|(host, tenant)| (host.to_ascii_lowercase(), tenant))
                 .collect(),
-            identity: self.identity.validate()?,
+            identity,
             tools,
             audit: self.audit.validate()?,
             max_response_capture_bytes: self.max_response_capture_bytes,
@@ -363,6 +377,7 @@ impl RawConfig {
             rate_limits: self.rate_limits.map(RawRateLimits::validate).transpose()?,
             filter_tools_list: self.filter_tools_list,
             forward_identity_headers: self.forward_identity_headers,
+            protected_resource,
         })
     }
 }

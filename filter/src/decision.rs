@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use crate::config::{Config, Oversized};
 use crate::content_scan::{self, Hit};
 use crate::identity::Identity;
+use crate::mcp_headers::McpHeaders;
 use crate::mcp_request::{self, McpRequest, Message, ParseError};
 use crate::policy::ScopeCheck;
 use crate::token::AuthFailure;
@@ -29,8 +30,8 @@ pub type Limiter<'a> = dyn FnMut(&str) -> Result<(), u64> + 'a;
 
 pub struct Request<'a> {
     pub auth: Result<&'a Identity, AuthFailure>,
-    pub mcp_method: Option<&'a str>,
-    pub mcp_name: Option<&'a str>,
+    /// The MCP headers the body is mirrored into (`Mcp-Method`, `Mcp-Name`, ...).
+    pub headers: &'a McpHeaders,
     /// `None` when the request has no body (e.g. the GET that opens an SSE stream).
     pub body: Option<&'a [u8]>,
 }
@@ -133,7 +134,7 @@ fn decide_unmasked(cfg: &Config, req: &Request, limiter: &mut Limiter) -> Verdic
             return refuse(vec![unnamed(r)], &[], false);
         }
     };
-    if let Err(why) = mcp_request::check_headers(&mcp, req.mcp_method, req.mcp_name) {
+    if let Err(why) = mcp_request::check_headers(&mcp, req.headers) {
         let r = Refusal::denied("header_mismatch", 400, codes::HEADER_MISMATCH, format!("Header mismatch: {why}"));
         let mut audit = first_tool_call(&mcp).unwrap_or_else(|| unnamed(r.clone()));
         audit.refusal = Some(r);
@@ -438,7 +439,8 @@ mod tests {
 
     fn decide_with(identity: Result<&Identity, AuthFailure>, body: &Value, headers: (Option<&str>, Option<&str>)) -> Verdict {
         let body = body.to_string();
-        decide(&config(), &Request { auth: identity, mcp_method: headers.0, mcp_name: headers.1, body: Some(body.as_bytes()) }, &mut |_| Ok(()))
+        let headers = McpHeaders { method: headers.0.map(Into::into), name: headers.1.map(Into::into), ..McpHeaders::default() };
+        decide(&config(), &Request { auth: identity, headers: &headers, body: Some(body.as_bytes()) }, &mut |_| Ok(()))
     }
 
     fn header<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {
@@ -507,11 +509,11 @@ mod tests {
         assert_eq!((r.event, r.result, r.reason.as_str()), (Event::AuthFailed, Outcome::AuthFailed, "expired"));
         assert_eq!(v.audits[0].tool.as_deref(), Some("salesforce.query"));
 
-        let v = decide(&config(), &Request { auth: Err(AuthFailure::MissingToken), mcp_method: None, mcp_name: None, body: None }, &mut |_| Ok(()));
+        let v = decide(&config(), &Request { auth: Err(AuthFailure::MissingToken), headers: &McpHeaders::default(), body: None }, &mut |_| Ok(()));
         let reply = v.reply.unwrap();
         assert_eq!(header(&reply, "www-authenticate"), Some("Bearer resource_metadata=\"https://mcp.example/.well-known/oauth-protected-resource\""));
         assert_eq!(v.audits[0].tool, None);
-        let v = decide(&config(), &Request { auth: Err(AuthFailure::KeysUnavailable), mcp_method: None, mcp_name: None, body: None }, &mut |_| Ok(()));
+        let v = decide(&config(), &Request { auth: Err(AuthFailure::KeysUnavailable), headers: &McpHeaders::default(), body: None }, &mut |_| Ok(()));
         let reply = v.reply.unwrap();
         assert_eq!((reply.status, header(&reply, "retry-after")), (503, Some("5")));
     }
@@ -519,7 +521,7 @@ mod tests {
     #[test]
     fn malformed_bodies_are_400_and_recorded() {
         let id = alice(&[]);
-        let v = decide(&config(), &Request { auth: Ok(&id), mcp_method: None, mcp_name: None, body: Some(b"{") }, &mut |_| Ok(()));
+        let v = decide(&config(), &Request { auth: Ok(&id), headers: &McpHeaders::default(), body: Some(b"{") }, &mut |_| Ok(()));
         let reply = v.reply.unwrap();
         assert_eq!((reply.status, body(&reply)["error"]["code"].as_i64()), (400, Some(codes::PARSE_ERROR)));
         assert_eq!(body(&reply)["id"], Value::Null);
@@ -542,6 +544,34 @@ mod tests {
         assert_eq!(v.audits[0].refusal.as_ref().unwrap().reason, "header_mismatch");
         let ok = decide_with(Ok(&id), &call(1, "salesforce.query"), (Some("tools/call"), Some("salesforce.query")));
         assert_eq!(ok.reply, None);
+    }
+
+    #[test]
+    fn modern_envelope_requests_are_checked_against_every_mirrored_header() {
+        let id = alice(&["salesforce:read"]);
+        let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}});
+        let mut request = call(1, "salesforce.query");
+        request["params"]["_meta"] = meta.clone();
+        let raw = request.to_string();
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            McpHeaders::from_pairs([("mcp-method", "tools/call"), ("mcp-name", "salesforce.query")].into_iter().chain(pairs.iter().copied()))
+        };
+        let run = |h: &McpHeaders| decide(&config(), &Request { auth: Ok(&id), headers: h, body: Some(raw.as_bytes()) }, &mut |_| Ok(()));
+        let ok = run(&headers(&[("mcp-protocol-version", "2026-07-28"), ("mcp-param-q", "1")]));
+        assert_eq!(ok.reply, None);
+        assert_eq!(ok.audits[0].input, Some(json!({"q": 1})), "_meta is not part of the recorded input");
+        for bad in [&[("mcp-protocol-version", "2025-11-25")][..], &[("mcp-protocol-version", "2026-07-28"), ("mcp-param-q", "2")]] {
+            let v = run(&headers(bad));
+            let reply = v.reply.unwrap();
+            assert_eq!((reply.status, body(&reply)["error"]["code"].as_i64()), (400, Some(codes::HEADER_MISMATCH)), "{bad:?}");
+            assert_eq!(v.audits[0].refusal.as_ref().unwrap().reason, "header_mismatch");
+            assert_eq!(v.audits[0].tool.as_deref(), Some("salesforce.query"));
+        }
+        // server/discover is authenticated and forwarded, without a record.
+        let discover = json!({"jsonrpc": "2.0", "id": 2, "method": "server/discover", "params": {"_meta": meta}}).to_string();
+        let h = McpHeaders::from_pairs([("mcp-method", "server/discover"), ("mcp-protocol-version", "2026-07-28")]);
+        let v = decide(&config(), &Request { auth: Ok(&id), headers: &h, body: Some(discover.as_bytes()) }, &mut |_| Ok(()));
+        assert_eq!((v.reply, v.audits.len()), (None, 0));
     }
 
     #[test]
@@ -583,7 +613,7 @@ mod tests {
         let mut redact = call(2, "salesforce.query");
         redact["params"]["arguments"] = json!({"q": "mail bob@acme.com"});
         let raw = redact.to_string();
-        let v = decide(&cfg, &Request { auth: Ok(&id), mcp_method: None, mcp_name: None, body: Some(raw.as_bytes()) }, &mut |_| Ok(()));
+        let v = decide(&cfg, &Request { auth: Ok(&id), headers: &McpHeaders::default(), body: Some(raw.as_bytes()) }, &mut |_| Ok(()));
         assert_eq!(v.reply, None);
         let forwarded: Value = serde_json::from_str(v.rewritten_body.as_deref().unwrap()).unwrap();
         assert_eq!(forwarded["params"]["arguments"]["q"], "mail [REDACTED:email]");
@@ -610,7 +640,7 @@ mod tests {
         let mut asked = Vec::new();
         let v = decide(
             &config(),
-            &Request { auth: Ok(&id), mcp_method: None, mcp_name: None, body: Some(request.as_bytes()) },
+            &Request { auth: Ok(&id), headers: &McpHeaders::default(), body: Some(request.as_bytes()) },
             &mut |tool| {
                 asked.push(tool.to_string());
                 Err(7)
@@ -625,7 +655,7 @@ mod tests {
         // Refused calls never draw from the budget.
         let mut drawn = 0;
         let denied = call(6, "github.create_issue").to_string();
-        decide(&config(), &Request { auth: Ok(&id), mcp_method: None, mcp_name: None, body: Some(denied.as_bytes()) }, &mut |_| {
+        decide(&config(), &Request { auth: Ok(&id), headers: &McpHeaders::default(), body: Some(denied.as_bytes()) }, &mut |_| {
             drawn += 1;
             Ok(())
         });
@@ -639,7 +669,7 @@ mod tests {
         assert_eq!(v, Verdict { reply: None, rewritten_body: None, tools_lists: vec![], audits: vec![] });
         let v = decide_with(Ok(&id), &json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list"}), (None, None));
         assert_eq!(v.tools_lists, [json!(7)]);
-        let v = decide(&config(), &Request { auth: Ok(&id), mcp_method: None, mcp_name: None, body: None }, &mut |_| Ok(()));
+        let v = decide(&config(), &Request { auth: Ok(&id), headers: &McpHeaders::default(), body: None }, &mut |_| Ok(()));
         assert_eq!(v, Verdict { reply: None, rewritten_body: None, tools_lists: vec![], audits: vec![] });
     }
 }

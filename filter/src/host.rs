@@ -24,6 +24,14 @@ pub fn request_header(name: &str) -> Option<String> {
     hostcalls::get_map_value(MapType::HttpRequestHeaders, name).ok().flatten()
 }
 
+/// Every request header, in order (duplicates kept).
+pub fn request_headers() -> Vec<(String, String)> {
+    hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_else(|e| {
+        log::warn!("reading the request headers failed: {e:?}");
+        Vec::new()
+    })
+}
+
 pub fn response_header(name: &str) -> Option<String> {
     hostcalls::get_map_value(MapType::HttpResponseHeaders, name).ok().flatten()
 }

@@ -12,11 +12,13 @@ pub mod content_scan;
 pub mod decision;
 pub mod identity;
 pub mod jwks;
+pub mod mcp_headers;
 pub mod mcp_request;
 pub mod mcp_response;
 pub mod outbox;
 pub mod policy;
 pub mod ratelimit;
+pub mod resource_metadata;
 pub mod scan;
 pub mod token;
 

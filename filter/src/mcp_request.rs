@@ -5,6 +5,8 @@
 
 use serde_json::Value;
 
+use crate::mcp_headers::{self, McpHeaders};
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
     ToolCall { id: Option<Value>, name: String, arguments: Option<Value> },
@@ -18,6 +20,34 @@ pub enum Message {
 pub struct McpRequest {
     pub batch: bool,
     pub messages: Vec<Message>,
+    /// What MCP 2026-07-28 mirrors into headers, for a single message (empty for a batch).
+    pub envelope: Envelope,
+}
+
+/// Of a single message: the protocol version of its `params._meta` envelope (MCP 2026-07-28)
+/// and the value of its name-bearing parameter (`name` of `tools/call` and `prompts/get`,
+/// `uri` of `resources/read`), which the `Mcp-Name` header mirrors.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Envelope {
+    pub protocol_version: Option<Value>,
+    pub name: Option<Value>,
+}
+
+const PROTOCOL_VERSION_META_KEY: &str = "io.modelcontextprotocol/protocolVersion";
+
+impl Envelope {
+    fn of(message: &Value) -> Envelope {
+        let params = message.get("params");
+        let name_key = match message.get("method").and_then(Value::as_str) {
+            Some("tools/call" | "prompts/get") => Some("name"),
+            Some("resources/read") => Some("uri"),
+            _ => None,
+        };
+        Envelope {
+            protocol_version: params.and_then(|p| p.get("_meta")?.get(PROTOCOL_VERSION_META_KEY)).cloned(),
+            name: name_key.and_then(|key| params?.get(key)).cloned(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +83,7 @@ pub fn parse(body: &[u8]) -> Result<McpRequest, ParseError> {
         }
         Value::Array(items) => Ok(McpRequest {
             batch: true,
+            envelope: Envelope::default(),
             messages: items
                 .into_iter()
                 .enumerate()
@@ -61,6 +92,7 @@ pub fn parse(body: &[u8]) -> Result<McpRequest, ParseError> {
         }),
         other => Ok(McpRequest {
             batch: false,
+            envelope: Envelope::of(&other),
             messages: vec![message(other).map_err(ParseError::InvalidRequest)?],
         }),
     }
@@ -95,17 +127,18 @@ fn message(value: Value) -> Result<Message, String> {
     }
 }
 
-/// Checks the `Mcp-Method` and `Mcp-Name` headers against the body. Deciding on a header while
-/// the server executes the body (or the reverse) would be an authorization bypass, so any
-/// disagreement is refused; a batch cannot be described by one header and is refused too.
-pub fn check_headers(req: &McpRequest, mcp_method: Option<&str>, mcp_name: Option<&str>) -> Result<(), String> {
-    if mcp_method.is_none() && mcp_name.is_none() {
-        return Ok(());
+/// Checks the `Mcp-Method` and `Mcp-Name` headers against the body, then the other headers
+/// MCP mirrors the body into (`mcp_headers::check`). Deciding on a header while the server
+/// executes the body (or the reverse) would be an authorization bypass, so any disagreement is
+/// refused; a batch cannot be described by one header and is refused too.
+pub fn check_headers(req: &McpRequest, headers: &McpHeaders) -> Result<(), String> {
+    if headers.method.is_none() && headers.name.is_none() {
+        return mcp_headers::check(req, headers);
     }
     let (false, [only]) = (req.batch, req.messages.as_slice()) else {
         return Err("Mcp-Method/Mcp-Name headers cannot describe a batch".into());
     };
-    if let Some(header) = mcp_method {
+    if let Some(header) = headers.method.as_deref() {
         if only.method() != Some(header) {
             return Err(format!(
                 "Mcp-Method header {header:?} does not match the body's method {:?}",
@@ -113,15 +146,19 @@ pub fn check_headers(req: &McpRequest, mcp_method: Option<&str>, mcp_name: Optio
             ));
         }
     }
-    if let (Some(header), Message::ToolCall { name, .. }) = (mcp_name, only) {
-        if header != name {
-            return Err(format!("Mcp-Name header {header:?} does not match the body's tool {name:?}"));
+    if let Some(header) = headers.name.as_deref() {
+        match (&req.envelope.name, mcp_headers::decode(header)) {
+            (Some(Value::String(name)), Some(decoded)) if *name == decoded => {}
+            (Some(Value::String(name)), _) => {
+                return Err(format!("Mcp-Name header {header:?} does not match the body's name {name:?}"));
+            }
+            (_, _) if matches!(only, Message::BadToolCall { .. }) => {
+                return Err("Mcp-Name header given but the body names no tool".into());
+            }
+            _ => {}
         }
     }
-    if let (Some(_), Message::BadToolCall { .. }) = (mcp_name, only) {
-        return Err("Mcp-Name header given but the body names no tool".into());
-    }
-    Ok(())
+    mcp_headers::check(req, headers)
 }
 
 #[cfg(test)]
@@ -177,16 +214,43 @@ mod tests {
         assert!(matches!(&r.messages[0], Message::ToolCall { name, .. } if name == "b"));
     }
 
+    fn h(method: Option<&str>, name: Option<&str>) -> McpHeaders {
+        McpHeaders { method: method.map(Into::into), name: name.map(Into::into), ..McpHeaders::default() }
+    }
+
     #[test]
     fn headers_must_match_the_body() {
         let call = p(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "a"}})).unwrap();
-        assert!(check_headers(&call, None, None).is_ok());
-        assert!(check_headers(&call, Some("tools/call"), Some("a")).is_ok());
-        assert!(check_headers(&call, Some("tools/list"), None).is_err());
-        assert!(check_headers(&call, Some("tools/call"), Some("b")).is_err());
+        assert!(check_headers(&call, &h(None, None)).is_ok());
+        assert!(check_headers(&call, &h(Some("tools/call"), Some("a"))).is_ok());
+        assert!(check_headers(&call, &h(Some("tools/list"), None)).is_err());
+        assert!(check_headers(&call, &h(Some("tools/call"), Some("b"))).is_err());
         let list = p(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})).unwrap();
-        assert!(check_headers(&list, Some("tools/list"), None).is_ok());
+        assert!(check_headers(&list, &h(Some("tools/list"), None)).is_ok());
         let batch = p(json!([{"jsonrpc": "2.0", "id": 1, "method": "tools/list"}])).unwrap();
-        assert!(check_headers(&batch, Some("tools/list"), None).is_err());
+        assert!(check_headers(&batch, &h(Some("tools/list"), None)).is_err());
+    }
+
+    #[test]
+    fn mcp_name_mirrors_the_name_bearing_parameter_of_each_method() {
+        let prompt = p(json!({"jsonrpc": "2.0", "id": 1, "method": "prompts/get", "params": {"name": "greet"}})).unwrap();
+        assert!(check_headers(&prompt, &h(Some("prompts/get"), Some("greet"))).is_ok());
+        assert!(check_headers(&prompt, &h(Some("prompts/get"), Some("other"))).is_err());
+        let read = p(json!({"jsonrpc": "2.0", "id": 1, "method": "resources/read", "params": {"uri": "file:///a b"}})).unwrap();
+        assert!(check_headers(&read, &h(Some("resources/read"), Some("=?base64?ZmlsZTovLy9hIGI=?="))).is_ok());
+        assert!(check_headers(&read, &h(Some("resources/read"), Some("file:///c"))).is_err());
+        let call = p(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": 5}})).unwrap();
+        assert!(check_headers(&call, &h(Some("tools/call"), Some("5"))).is_err());
+        let discover = p(json!({"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {}})).unwrap();
+        assert!(check_headers(&discover, &h(Some("server/discover"), None)).is_ok());
+    }
+
+    #[test]
+    fn the_envelope_of_a_single_message_is_kept() {
+        let r = p(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "a",
+            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}})).unwrap();
+        assert_eq!(r.envelope, Envelope { protocol_version: Some(json!("2026-07-28")), name: Some(json!("a")) });
+        let batch = p(json!([{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "a"}}])).unwrap();
+        assert_eq!(batch.envelope, Envelope::default());
     }
 }

@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::decision::{self, CallAudit, Request};
 use crate::host;
 use crate::identity::{Identity, TokenCache};
+use crate::mcp_headers::McpHeaders;
 use crate::mcp_response::{self, id_key};
 use crate::plugin::Worker;
 use crate::ratelimit::{self, Bucket};
@@ -33,8 +34,7 @@ pub struct Stream {
     started: Duration,
     tenant: String,
     auth: Result<Rc<Identity>, AuthFailure>,
-    mcp_method: Option<String>,
-    mcp_name: Option<String>,
+    mcp_headers: McpHeaders,
     /// Size of the request body buffered so far.
     body_size: usize,
     audits: Vec<CallAudit>,
@@ -59,8 +59,7 @@ impl Stream {
             started: Duration::ZERO,
             tenant: String::new(),
             auth: Err(AuthFailure::MissingToken),
-            mcp_method: None,
-            mcp_name: None,
+            mcp_headers: McpHeaders::default(),
             body_size: 0,
             audits: Vec::new(),
             replied_locally: false,
@@ -127,8 +126,7 @@ impl Stream {
             &self.config,
             &Request {
                 auth: self.auth.as_deref().map_err(|f| *f),
-                mcp_method: self.mcp_method.as_deref(),
-                mcp_name: self.mcp_name.as_deref(),
+                headers: &self.mcp_headers,
                 body,
             },
             &mut limiter,
@@ -256,10 +254,20 @@ impl Context for Stream {}
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
         self.started = host::now();
+        if let Some(resource) = &self.config.protected_resource {
+            let (method, path) = (host::request_header(":method"), host::request_header(":path"));
+            if resource.serves(method.as_deref().unwrap_or_default(), path.as_deref().unwrap_or_default()) {
+                // Public by design (RFC 9728): how a client without a token finds the IdP.
+                self.replied_locally = true;
+                let headers = [("content-type", "application/json".to_string()), ("cache-control", "max-age=300".to_string())];
+                host::send_response(200, &headers, &resource.document);
+                return Action::Pause;
+            }
+        }
         self.tenant = self.config.tenant_for_host(host::request_header(":authority").as_deref()).to_string();
         self.auth = self.authenticate(host::request_header("authorization").as_deref());
-        self.mcp_method = host::request_header("mcp-method");
-        self.mcp_name = host::request_header("mcp-name");
+        let headers = host::request_headers();
+        self.mcp_headers = McpHeaders::from_pairs(headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
         self.identity_headers();
         if !end_of_stream {
             // Hold the headers until the body is complete, so a refused call never goes upstream.
