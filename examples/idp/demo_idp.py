@@ -48,6 +48,10 @@ DEMO_TENANT = "org_acme_corp"
 
 JWKS_PATH = "/.well-known/jwks.json"
 DISCOVERY_PATH = "/.well-known/openid-configuration"
+# Named in the discovery document so MCP clients following a 401 find an authorization server;
+# the demo issues tokens only with `make token`, so both answer an OAuth error.
+AUTHORIZE_PATH = "/authorize"
+TOKEN_PATH = "/token"
 
 
 # ---- Keys ---------------------------------------------------------------------------------
@@ -201,16 +205,35 @@ def make_server(host: str, port: int) -> ThreadingHTTPServer:
     documents = {
         JWKS_PATH: jwks(),
         DISCOVERY_PATH: {"issuer": issuer, "jwks_uri": issuer + JWKS_PATH,
-                         "id_token_signing_alg_values_supported": ["RS256"]},
+                         "id_token_signing_alg_values_supported": ["RS256"],
+                         "authorization_endpoint": issuer + AUTHORIZE_PATH, "token_endpoint": issuer + TOKEN_PATH,
+                         "response_types_supported": ["code"], "subject_types_supported": ["public"],
+                         "code_challenge_methods_supported": ["S256"]},
     }
+    unsupported = {"error": "unsupported_response_type",
+                   "error_description": "the demo identity provider issues tokens with `make token` only"}
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive for Envoy's pooled upstream connections
 
         def do_GET(self) -> None:
-            document = documents.get(self.path.split("?", 1)[0])
-            body = _json(document if document is not None else {"error": "not_found"})
-            self.send_response(200 if document is not None else 404)
+            path = self.path.split("?", 1)[0]
+            if path in documents:
+                self._send(200, documents[path])
+            elif path == AUTHORIZE_PATH:
+                self._send(400, unsupported)
+            else:
+                self._send(404, {"error": "not_found"})
+
+        def do_POST(self) -> None:
+            if self.path == TOKEN_PATH:
+                self._send(400, {**unsupported, "error": "unsupported_grant_type"})
+            else:
+                self._send(404, {"error": "not_found"})
+
+        def _send(self, status: int, document: Any) -> None:
+            body = _json(document)
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
