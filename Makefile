@@ -16,7 +16,9 @@ AZP    ?=
 ACT    ?=
 TTL    ?= 3600
 
-.PHONY: setup build demo demo-calls token test test-unit test-e2e lint bench clean
+NODE_DEPS := tests/interop/ts-client/node_modules/.installed
+
+.PHONY: setup build demo demo-calls token test test-unit test-e2e lint bench clean interop-deps
 
 setup: $(VENV)/.installed .wasm-target
 
@@ -51,8 +53,17 @@ lint:
 test-unit:
 	cargo test --locked --workspace
 
-test-e2e: build
+test-e2e: build interop-deps
 	$(PY) -m pytest -q tests
+
+# The npm pieces of the interoperability tests (the MCP TypeScript SDK, server-everything),
+# installed from the committed lock file into tests/interop/ts-client/node_modules.
+interop-deps: $(NODE_DEPS)
+
+$(NODE_DEPS): tests/interop/ts-client/package.json tests/interop/ts-client/package-lock.json
+	command -v npm >/dev/null || (apt-get update && apt-get install -y nodejs npm)
+	cd tests/interop/ts-client && npm ci --no-audit --no-fund
+	@touch $@
 
 # The filter against plain Envoy (Envoys on CPU 1, wrk and the rest on CPU 0), then the
 # collector's durable ingest rate.

@@ -13,7 +13,8 @@ Error behaviour: `salesforce.update` always fails with a JSON-RPC error (code -3
 `files.read` of an unknown path and `hr.employee_lookup` of an unknown id return a tool result
 with `isError: true`. `hr.employee_lookup` answers with fake PII (a valid-format SSN, a test card
 number, an email, a phone number) for the output-scanning demos; `github.create_issue` echoes
-its `title`, so what reached the server can be seen in the answer.
+its `title`, so what reached the server can be seen in the answer. `files.read`'s `path` is
+mirrored into the `Mcp-Param-Path` header by 2026-07-28 clients (`x-mcp-header`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import argparse
 import contextlib
 import itertools
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 import uvicorn
 from mcp.server.mcpserver import MCPServer
@@ -30,6 +31,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR
+from pydantic import Field
 from starlette.applications import Starlette
 
 JSON_PATH = "/mcp"
@@ -85,7 +87,7 @@ def build_server() -> MCPServer:
                 "url": f"https://github.com/{repo}/issues/{number}"}
 
     @server.tool(name="files.read")
-    def files_read(path: str) -> str:
+    def files_read(path: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Path"})]) -> str:
         """Read a file from the (fake) shared drive."""
         try:
             return FILES[path.lstrip("/")]
