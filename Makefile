@@ -17,8 +17,12 @@ ACT    ?=
 TTL    ?= 3600
 
 NODE_DEPS := tests/interop/ts-client/node_modules/.installed
+VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' filter/Cargo.toml)
+# wasm-opt (Debian binaryen 108) must be told the features rustc's wasm32-wasip1 output uses.
+WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
+	--enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types
 
-.PHONY: setup build demo demo-calls token test test-unit test-e2e lint bench clean interop-deps
+.PHONY: setup build demo demo-calls token test test-unit test-e2e lint bench clean interop-deps package
 
 setup: $(VENV)/.installed .wasm-target
 
@@ -53,8 +57,24 @@ lint:
 test-unit:
 	cargo test --locked --workspace
 
-test-e2e: build interop-deps
+test-e2e: build interop-deps package
 	$(PY) -m pytest -q tests
+
+# dist/: the optimised module, its sha256, and an OCI image layout (Wasm "compat" variant) of
+# it tagged $(VERSION), for Envoy (`code.remote` with sha256) and Istio (`WasmPlugin.url`).
+package: build dist/acp_filter.wasm.sha256 dist/oci/index.json
+
+dist/acp_filter.wasm: $(WASM)
+	command -v wasm-opt >/dev/null || (apt-get update && apt-get install -y binaryen)
+	command -v skopeo >/dev/null || (apt-get update && apt-get install -y skopeo)
+	mkdir -p dist
+	wasm-opt -O3 $(WASM_FEATURES) --strip-debug --strip-producers $(WASM) -o $@
+
+dist/acp_filter.wasm.sha256: dist/acp_filter.wasm
+	cd dist && sha256sum acp_filter.wasm > acp_filter.wasm.sha256
+
+dist/oci/index.json: dist/acp_filter.wasm packaging/oci_layout.py
+	$(PY) packaging/oci_layout.py dist/acp_filter.wasm dist/oci --tag $(VERSION)
 
 # The npm pieces of the interoperability tests (the MCP TypeScript SDK, server-everything),
 # installed from the committed lock file into tests/interop/ts-client/node_modules.
@@ -74,4 +94,4 @@ bench: build
 
 clean:
 	cargo clean
-	rm -rf $(VENV) .wasm-target .run
+	rm -rf $(VENV) .wasm-target .run dist
