@@ -2,7 +2,8 @@
 //! audited (one record per call, batched to the collector).
 //!
 //! The decisions are plain functions over plain data, unit-tested natively: `config`, `jwks`,
-//! `token`, `identity`, `policy`, `mcp_request`, `mcp_response`, `decision`, `audit`, `outbox`.
+//! `token`, `identity`, `policy`, `mcp_request`, `mcp_headers`, `mcp_response`, `decision`,
+//! `resource_metadata`, `audit`, `outbox`.
 //! The proxy-wasm contexts (`plugin`, `stream`) only move bytes between Envoy (`host`) and them.
 
 pub mod answer;
