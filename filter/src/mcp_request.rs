@@ -25,8 +25,9 @@ pub struct McpRequest {
 }
 
 /// Of a single message: the protocol version of its `params._meta` envelope (MCP 2026-07-28)
-/// and the value of its name-bearing parameter (`name` of `tools/call` and `prompts/get`,
-/// `uri` of `resources/read`), which the `Mcp-Name` header mirrors.
+/// and, for the methods that have one, the value of the name-bearing parameter the `Mcp-Name`
+/// header mirrors (`name` of `tools/call` and `prompts/get`, `uri` of `resources/read`; `Null`
+/// when absent).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Envelope {
     pub protocol_version: Option<Value>,
@@ -45,7 +46,7 @@ impl Envelope {
         };
         Envelope {
             protocol_version: params.and_then(|p| p.get("_meta")?.get(PROTOCOL_VERSION_META_KEY)).cloned(),
-            name: name_key.and_then(|key| params?.get(key)).cloned(),
+            name: name_key.map(|key| params.and_then(|p| p.get(key)).cloned().unwrap_or(Value::Null)),
         }
     }
 }
@@ -147,15 +148,13 @@ pub fn check_headers(req: &McpRequest, headers: &McpHeaders) -> Result<(), Strin
         }
     }
     if let Some(header) = headers.name.as_deref() {
-        match (&req.envelope.name, mcp_headers::decode(header)) {
-            (Some(Value::String(name)), Some(decoded)) if *name == decoded => {}
-            (Some(Value::String(name)), _) => {
+        match &req.envelope.name {
+            Some(Value::String(name)) if mcp_headers::decode(header).as_ref() == Some(name) => {}
+            Some(Value::String(name)) => {
                 return Err(format!("Mcp-Name header {header:?} does not match the body's name {name:?}"));
             }
-            (_, _) if matches!(only, Message::BadToolCall { .. }) => {
-                return Err("Mcp-Name header given but the body names no tool".into());
-            }
-            _ => {}
+            Some(_) => return Err("Mcp-Name header given but the body names nothing".into()),
+            None => {}
         }
     }
     mcp_headers::check(req, headers)
@@ -241,8 +240,11 @@ mod tests {
         assert!(check_headers(&read, &h(Some("resources/read"), Some("file:///c"))).is_err());
         let call = p(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": 5}})).unwrap();
         assert!(check_headers(&call, &h(Some("tools/call"), Some("5"))).is_err());
+        let unnamed = p(json!({"jsonrpc": "2.0", "id": 1, "method": "prompts/get", "params": {}})).unwrap();
+        assert!(check_headers(&unnamed, &h(Some("prompts/get"), Some("greet"))).is_err());
         let discover = p(json!({"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {}})).unwrap();
         assert!(check_headers(&discover, &h(Some("server/discover"), None)).is_ok());
+        assert!(check_headers(&discover, &h(Some("server/discover"), Some("ignored"))).is_ok());
     }
 
     #[test]
