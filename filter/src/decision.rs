@@ -567,6 +567,19 @@ mod tests {
             assert_eq!(v.audits[0].refusal.as_ref().unwrap().reason, "header_mismatch");
             assert_eq!(v.audits[0].tool.as_deref(), Some("salesforce.query"));
         }
+        // A redacted call is forwarded with its envelope as sent.
+        let mut redacting = minimal();
+        redacting["tools"] = json!({"salesforce.query": ["salesforce:read"]});
+        redacting["scanning"] = json!({"input": {"email": "redact"}});
+        let redacting = parse(redacting.to_string().as_bytes()).unwrap();
+        let mut with_email = request.clone();
+        with_email["params"]["arguments"] = json!({"q": "bob@acme.com"});
+        let raw_email = with_email.to_string();
+        let h = headers(&[("mcp-protocol-version", "2026-07-28")]);
+        let v = decide(&redacting, &Request { auth: Ok(&id), headers: &h, body: Some(raw_email.as_bytes()) }, &mut |_| Ok(()));
+        let forwarded: Value = serde_json::from_str(v.rewritten_body.as_deref().unwrap()).unwrap();
+        assert_eq!(forwarded["params"]["_meta"], meta);
+        assert_eq!(forwarded["params"]["arguments"]["q"], "[REDACTED:email]");
         // server/discover is authenticated and forwarded, without a record.
         let discover = json!({"jsonrpc": "2.0", "id": 2, "method": "server/discover", "params": {"_meta": meta}}).to_string();
         let h = McpHeaders::from_pairs([("mcp-method", "server/discover"), ("mcp-protocol-version", "2026-07-28")]);
