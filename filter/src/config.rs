@@ -34,6 +34,19 @@ pub struct Config {
     /// Send the verified identity upstream as `x-acp-tenant` / `x-acp-sub` headers (e.g. for
     /// Envoy's global rate limit descriptors); clients' own `x-acp-*` headers are always removed.
     pub forward_identity_headers: bool,
+    pub audit_failure_mode: AuditFailureMode,
+}
+
+/// What happens to a call whose audit record cannot be buffered (the collector is down or slow
+/// and the worker's buffer is full).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditFailureMode {
+    /// Calls go on; records beyond the buffer are dropped and counted.
+    #[default]
+    Open,
+    /// No audit, no action: calls whose records would not fit are refused with 503.
+    Closed,
 }
 
 #[derive(Debug)]
@@ -144,6 +157,8 @@ struct RawConfig {
     filter_tools_list: bool,
     #[serde(default)]
     forward_identity_headers: bool,
+    #[serde(default)]
+    audit_failure_mode: AuditFailureMode,
 }
 
 #[derive(Deserialize, Default)]
@@ -363,6 +378,7 @@ impl RawConfig {
             rate_limits: self.rate_limits.map(RawRateLimits::validate).transpose()?,
             filter_tools_list: self.filter_tools_list,
             forward_identity_headers: self.forward_identity_headers,
+            audit_failure_mode: self.audit_failure_mode,
         })
     }
 }
@@ -551,6 +567,7 @@ pub(crate) mod tests {
         assert_eq!(c.identity.scope_claims, ["scope", "scp", "permissions"]);
         assert_eq!(c.audit.batch_size, 100);
         assert_eq!(c.audit.authority, "collector");
+        assert_eq!(c.audit_failure_mode, AuditFailureMode::Open);
         let KeySource::Remote(r) = &c.identity.keys else { panic!("remote expected") };
         assert_eq!((r.authority.as_str(), r.path.as_str()), ("idp.example:9000", "/jwks.json"));
     }
@@ -619,6 +636,16 @@ pub(crate) mod tests {
         let mut v = minimal();
         v["rateLimits"] = json!({"requestsPerMinute": 60, "burst": 0});
         assert_eq!(err(v), "rateLimits.burst: must be at least 1, got 0");
+    }
+
+    #[test]
+    fn audit_failure_mode_is_open_or_closed() {
+        let mut v = minimal();
+        v["auditFailureMode"] = json!("closed");
+        assert_eq!(parse(v.to_string().as_bytes()).unwrap().audit_failure_mode, AuditFailureMode::Closed);
+        v["auditFailureMode"] = json!("shut");
+        let e = err(v);
+        assert!(e.starts_with("auditFailureMode: unknown variant `shut`"), "{e}");
     }
 
     #[test]
