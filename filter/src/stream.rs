@@ -85,6 +85,9 @@ impl Stream {
             return true;
         }
         let mut w = self.worker.borrow_mut();
+        if let Some(held) = self.reservation.take() {
+            w.outbox.release(held);
+        }
         self.reservation = w.outbox.reserve(Reservation::estimate(records, body_bytes));
         let admitted = self.reservation.is_some();
         if !admitted {

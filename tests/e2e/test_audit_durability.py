@@ -21,7 +21,7 @@ from idp import demo_idp
 from stack import Stack
 from support import (
     AUDIT_UNAVAILABLE, acp_counters, assert_jsonrpc_error, assert_unique_ids, call_tool, caller, counter_deltas,
-    fetch_records, http_request, mcp_headers, request_on, rfc3339_ms, tool_call, upstream_requests,
+    envoy, fetch_records, http_request, mcp_headers, request_on, rfc3339_ms, tool_call, upstream_requests,
     wait_for_counter_deltas, wait_for_records, worker_connections,
 )
 
@@ -164,20 +164,34 @@ class IngestClients:
 
 class ToolCalls:
     """Tool calls through Envoy, each with a distinct input; `answered` maps each input to the
-    HTTP status it got, `unanswered` lists those that got no HTTP answer."""
+    HTTP status it got, `unanswered` lists those that got no HTTP answer. Odd-numbered clients
+    keep their connection open from call to call, the others open one per call."""
 
     def __init__(self, stack: Stack, token: str, prefix: str):
         self.stack, self.token, self.prefix = stack, token, prefix
         self.answered: dict[str, int] = {}
         self.unanswered: list[str] = []
+        self._connections: dict[int, http.client.HTTPConnection] = {}
 
     def step(self, client: int, n: int) -> bool:
         query = f"{self.prefix} {client}-{n}"
         try:
-            self.answered[query] = call_tool(self.stack, self.token, "salesforce.query", {"query": query}).status
+            if client % 2:
+                conn = self._connections.setdefault(client, http.client.HTTPConnection(*envoy(self.stack), timeout=15))
+                body = json.dumps(tool_call("salesforce.query", {"query": query})).encode()
+                reply = request_on(conn, "POST", "/mcp", body=body, headers=mcp_headers(self.token))
+            else:
+                reply = call_tool(self.stack, self.token, "salesforce.query", {"query": query})
+            self.answered[query] = reply.status
         except (OSError, http.client.HTTPException):
             self.unanswered.append(query)
+            if client in self._connections:
+                self._connections.pop(client).close()
         return True
+
+    def close(self) -> None:
+        for conn in self._connections.values():
+            conn.close()
 
 
 def test_collector_killed_mid_ingest_keeps_every_acknowledged_batch_once(make_stack) -> None:
@@ -198,6 +212,7 @@ def test_collector_killed_mid_ingest_keeps_every_acknowledged_batch_once(make_st
     finally:
         direct.stop()
         through_envoy.stop()
+        calls.close()
 
     assert ingest.failed_posts > 0, "some posts must have met the killed collector"
     stored = wait_for_records(stack, len(ingest.acked) * IngestClients.BATCH, user=ingest.sub, timeout=30)
@@ -288,19 +303,19 @@ def generation(n: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
 
 
 def test_listener_reloads_under_load_lose_and_duplicate_no_record(make_stack) -> None:
-    config = generation
-    stack = make_stack(lds=True, drain_seconds=2, filter_config=config(0)).start()
+    stack = make_stack(lds=True, drain_seconds=2, filter_config=generation(0)).start()
     alice = caller(stack, ["salesforce:read"])
     before = acp_counters(stack)
     calls = ToolCalls(stack, alice.token, "reload call")
     load = Load(4, calls.step)
     try:
-        for generation in range(1, RELOADS + 1):
-            load.wait_for(generation * 100)
-            stack.reload_listeners(config(generation))
+        for n in range(1, RELOADS + 1):
+            load.wait_for(n * 100)
+            stack.reload_listeners(generation(n))
         load.wait_for((RELOADS + 1) * 100)
     finally:
         load.stop()
+        calls.close()
 
     assert not calls.unanswered, f"{len(calls.unanswered)} calls got no answer: {calls.unanswered[:5]}"
     assert set(calls.answered.values()) == {200}, Counter(calls.answered.values())
