@@ -245,7 +245,7 @@ class Stack:
     `upstream` replaces the demo MCP server with another command listening on `ports.mcp`
     (`{port}` in its arguments is replaced); `envoy_cpu` pins Envoy to one CPU (benchmarks).
     `lds=True` serves the listener from a watched LDS file (`reload_listeners`);
-    `drain_seconds` sets Envoy's `--drain-time-s` (how long a replaced listener drains).
+    `drain_seconds` sets Envoy's `--drain-time-s` (how long a replaced listener or filter chain drains).
     """
 
     def __init__(self, run_dir: str | os.PathLike[str], ports: Ports | None = None, *,
@@ -425,7 +425,7 @@ class Stack:
     def reload_listeners(self, filter_config: FilterConfig | None = None) -> None:
         """With `lds=True`: rewrites the watched LDS file, with `filter_config` (as in the
         constructor) as the ACP filter's new configuration when given, and waits until Envoy has
-        accepted the update. The replaced listener drains for `drain_seconds`."""
+        accepted the update. The replaced filter chain drains for `drain_seconds`."""
         if not self.lds:
             raise StackError("reload_listeners needs Stack(..., lds=True)")
         if filter_config is not None:
