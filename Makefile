@@ -22,7 +22,7 @@ VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' filter/Cargo.toml)
 WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
 	--enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types
 
-.PHONY: setup build demo demo-calls token test test-unit test-e2e lint bench clean interop-deps package
+.PHONY: setup build demo demo-calls token test test-unit test-e2e lint bench clean interop-deps package soak
 
 setup: $(VENV)/.installed .wasm-target
 
@@ -91,6 +91,11 @@ bench: build
 	command -v wrk >/dev/null || apt-get install -y wrk
 	taskset -c 0 $(PY) tests/bench/run.py
 	cargo bench --locked -p acp-collector --bench ingest
+
+# A fixed rate of tool calls through the whole stack for SOAK_SECONDS (default 600) at SOAK_RATE
+# calls/s (default 50): records stored == calls made, RSS and p99 latency per minute.
+soak: build
+	$(PY) tests/soak/run.py
 
 clean:
 	cargo clean

@@ -6,7 +6,8 @@ ACP filter), used by `make demo` and by the end-to-end tests.
     from stack import Ports, Stack     # with examples/ on sys.path
     with Stack(tmp_path, Ports.free(), filter_config=lambda cfg: {**cfg, "tools": {...}}) as s:
         s.mcp_url, s.api_key, s.issuer, ...
-        s.stop_collector(); ...; s.start_collector()
+        s.stop_collector(); ...; s.start_collector()      # or s.kill_collector() (SIGKILL)
+        s.reload_listeners(new_filter_config)             # with Stack(..., lds=True)
 
 Every child runs in its own session (Envoy gets a SIGTERM otherwise), logs to `<run dir>/<name>.log`,
 and is waited for until ready; `stop()` sends SIGTERM to each child's process group, then SIGKILL.
@@ -142,6 +143,20 @@ def _split_value_block(yaml_text: str) -> tuple[list[str], list[str], list[str]]
     return lines[:start], lines[start:end], lines[end:]
 
 
+def _split_listeners(envoy_yaml: str, lds_path: Path) -> tuple[str, str]:
+    """A rendered bootstrap split in two: the bootstrap without its listeners, reading them from
+    the watched LDS file `lds_path`, and that file's content."""
+    lines = envoy_yaml.splitlines()
+    start, end = lines.index("  listeners:"), lines.index("  clusters:")
+    listeners = [line[2:] for line in lines[start + 1:end]]
+    first = listeners[0].replace("- ", '- "@type": type.googleapis.com/envoy.config.listener.v3.Listener\n  ', 1)
+    lds = "\n".join(["resources:", first, *listeners[1:]]) + "\n"
+    bootstrap = "\n".join([*lines[:start], *lines[end:], "node: { id: acp, cluster: acp }",
+                           "dynamic_resources:",
+                           f"  lds_config: {{ resource_api_version: V3, path_config_source: {{ path: {lds_path} }} }}"])
+    return bootstrap + "\n", lds
+
+
 def _issuer(ports: Ports) -> str:
     return f"http://127.0.0.1:{ports.idp}"
 
@@ -164,6 +179,9 @@ class Child:
 
     def terminate(self) -> None:
         self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
 
     def wait(self, timeout: float) -> None:
         """Waits up to `timeout` for the child to exit, then kills its process group."""
@@ -226,6 +244,8 @@ class Stack:
     per worker, one on the main thread) has loaded the keys, unless `wait_for_jwks=False`.
     `upstream` replaces the demo MCP server with another command listening on `ports.mcp`
     (`{port}` in its arguments is replaced); `envoy_cpu` pins Envoy to one CPU (benchmarks).
+    `lds=True` serves the listener from a watched LDS file (`reload_listeners`);
+    `drain_seconds` sets Envoy's `--drain-time-s` (how long a replaced listener or filter chain drains).
     """
 
     def __init__(self, run_dir: str | os.PathLike[str], ports: Ports | None = None, *,
@@ -233,7 +253,8 @@ class Stack:
                  wasm_filter: bool = True, filter_config: FilterConfig | None = None,
                  collector: bool = True, concurrency: int = 2, envoy_log_level: str = "info",
                  wait_for_jwks: bool = True, startup_timeout: float = 60.0, stop_timeout: float = 10.0,
-                 upstream: list[str] | None = None, envoy_cpu: int | None = None):
+                 upstream: list[str] | None = None, envoy_cpu: int | None = None, lds: bool = False,
+                 drain_seconds: int | None = None):
         self.run_dir = Path(run_dir).resolve()
         self.ports = ports or Ports.free()
         self.tenant = tenant
@@ -249,6 +270,8 @@ class Stack:
         self._upstream = upstream
         self._envoy_cpu = envoy_cpu
         self._with_collector = collector
+        self.lds = lds
+        self._drain_seconds = drain_seconds
         self._children: dict[str, Child] = {}
 
     # -- addresses
@@ -292,6 +315,11 @@ class Stack:
     @property
     def audience(self) -> str:
         return AUDIENCE
+
+    @property
+    def lds_path(self) -> Path:
+        """The LDS file Envoy watches (with `lds=True`)."""
+        return self.run_dir / "lds.yaml"
 
     @property
     def db_path(self) -> Path:
@@ -338,10 +366,15 @@ class Stack:
             self._wait("idp", lambda: _http_ok(f"{self.issuer}/.well-known/jwks.json"))
             self._wait("mcp", lambda: _tcp_open(self.ports.mcp))
             config = self.run_dir / "envoy.yaml"
-            config.write_text(self.envoy_config())
+            bootstrap = self.envoy_config()
+            if self.lds:
+                bootstrap, listeners = _split_listeners(bootstrap, self.lds_path)
+                self._write_lds(listeners)
+            config.write_text(bootstrap)
             pin = [] if self._envoy_cpu is None else ["taskset", "-c", str(self._envoy_cpu)]
+            drain = [] if self._drain_seconds is None else ["--drain-time-s", str(self._drain_seconds)]
             self._spawn("envoy", [*pin, str(ENVOY_BIN), "-c", str(config), "--concurrency", str(self.concurrency),
-                                  "--disable-hot-restart", "-l", self.envoy_log_level])
+                                  "--disable-hot-restart", "-l", self.envoy_log_level, *drain])
             self._wait("envoy", lambda: _http_ok(f"{self.admin_url}/ready"))
             if self.wasm_filter and self.wait_for_jwks and "remote" in self.filter_config()["identity"]["jwks"]:
                 self.wait_for_stat(JWKS_FETCHED_STAT, self.concurrency + 1)
@@ -376,11 +409,37 @@ class Stack:
 
     def stop_collector(self) -> None:
         """Stops the collector alone (SIGTERM, then SIGKILL after `stop_timeout`)."""
-        child = self._children.pop("collector", None)
-        if child is None:
+        self._collector().terminate()
+        self._children.pop("collector").wait(self.stop_timeout)
+
+    def kill_collector(self) -> None:
+        """Kills the collector with SIGKILL, whatever it is doing, and reaps it."""
+        self._collector().kill()
+        self._children.pop("collector").wait(self.stop_timeout)
+
+    def _collector(self) -> Child:
+        if "collector" not in self._children:
             raise StackError("the collector is not running")
-        child.terminate()
-        child.wait(self.stop_timeout)
+        return self._children["collector"]
+
+    def reload_listeners(self, filter_config: FilterConfig | None = None) -> None:
+        """With `lds=True`: rewrites the watched LDS file, with `filter_config` (as in the
+        constructor) as the ACP filter's new configuration when given, and waits until Envoy has
+        accepted the update. The replaced filter chain drains for `drain_seconds`."""
+        if not self.lds:
+            raise StackError("reload_listeners needs Stack(..., lds=True)")
+        if filter_config is not None:
+            self._filter_override = filter_config
+        accepted = "listener_manager.lds.update_success"
+        before = self.stats(accepted).get(accepted, 0)
+        self._write_lds(_split_listeners(self.envoy_config(), self.lds_path)[1])
+        self.wait_for_stat(accepted, before + 1)
+
+    def _write_lds(self, content: str) -> None:
+        # Envoy sees a watched file change when another file is moved onto it.
+        staged = self.lds_path.with_suffix(".staged")
+        staged.write_text(content)
+        os.replace(staged, self.lds_path)
 
     def stats(self, prefix: str = "") -> dict[str, int]:
         """Envoy's counters and gauges whose name starts with `prefix` (the filter's are

@@ -37,6 +37,19 @@ pub struct Config {
     pub forward_identity_headers: bool,
     /// The OAuth protected resource metadata the filter serves (RFC 9728); `None`: not served.
     pub protected_resource: Option<ProtectedResource>,
+    pub audit_failure_mode: AuditFailureMode,
+}
+
+/// What happens to a call whose audit record cannot be buffered (the collector is down or slow
+/// and the worker's buffer is full).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditFailureMode {
+    /// Calls go on; records beyond the buffer are dropped and counted.
+    #[default]
+    Open,
+    /// No audit, no action: calls whose records would not fit are refused with 503.
+    Closed,
 }
 
 #[derive(Debug)]
@@ -149,6 +162,8 @@ struct RawConfig {
     forward_identity_headers: bool,
     #[serde(default)]
     protected_resource: Option<RawProtectedResource>,
+    #[serde(default)]
+    audit_failure_mode: AuditFailureMode,
 }
 
 #[derive(Deserialize, Default)]
@@ -378,6 +393,7 @@ impl RawConfig {
             filter_tools_list: self.filter_tools_list,
             forward_identity_headers: self.forward_identity_headers,
             protected_resource,
+            audit_failure_mode: self.audit_failure_mode,
         })
     }
 }
@@ -566,6 +582,7 @@ pub(crate) mod tests {
         assert_eq!(c.identity.scope_claims, ["scope", "scp", "permissions"]);
         assert_eq!(c.audit.batch_size, 100);
         assert_eq!(c.audit.authority, "collector");
+        assert_eq!(c.audit_failure_mode, AuditFailureMode::Open);
         let KeySource::Remote(r) = &c.identity.keys else { panic!("remote expected") };
         assert_eq!((r.authority.as_str(), r.path.as_str()), ("idp.example:9000", "/jwks.json"));
     }
@@ -634,6 +651,16 @@ pub(crate) mod tests {
         let mut v = minimal();
         v["rateLimits"] = json!({"requestsPerMinute": 60, "burst": 0});
         assert_eq!(err(v), "rateLimits.burst: must be at least 1, got 0");
+    }
+
+    #[test]
+    fn audit_failure_mode_is_open_or_closed() {
+        let mut v = minimal();
+        v["auditFailureMode"] = json!("closed");
+        assert_eq!(parse(v.to_string().as_bytes()).unwrap().audit_failure_mode, AuditFailureMode::Closed);
+        v["auditFailureMode"] = json!("shut");
+        let e = err(v);
+        assert!(e.starts_with("auditFailureMode: unknown variant `shut`"), "{e}");
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub mod codes {
     /// MCP: the `Mcp-Method`/`Mcp-Name` headers disagree with the body.
     pub const HEADER_MISMATCH: i64 = -32020;
     pub const RATE_LIMITED: i64 = -32029;
+    /// The call's audit record cannot be buffered (`auditFailureMode: closed`).
+    pub const AUDIT_UNAVAILABLE: i64 = -32050;
 }
 
 /// Takes one call from the caller's rate-limit budget for `tool`; `Err(seconds)` to wait.
@@ -385,6 +387,26 @@ fn refuse(mut audits: Vec<CallAudit>, messages: &[Message], batch: bool) -> Verd
     Verdict { reply: Some(reply_for(first.as_ref(), body)), rewritten_body: None, tools_lists: Vec::new(), audits }
 }
 
+/// The answer to a request refused because its audit records cannot be buffered
+/// (`auditFailureMode: closed`): 503, `Retry-After`, and a JSON-RPC error for the request (one
+/// per request of a batch). The refused request produces no record.
+pub fn audit_unavailable(body: Option<&[u8]>) -> Verdict {
+    let r = Refusal::denied(
+        "audit_unavailable",
+        503,
+        codes::AUDIT_UNAVAILABLE,
+        "Service unavailable: the audit trail cannot record this call right now; retry later".into(),
+    );
+    let body = match body.map(mcp_request::parse) {
+        Some(Ok(mcp)) if mcp.batch => {
+            Value::Array(mcp.messages.iter().filter_map(Message::id).map(|id| error_value(Some(id), &r)).collect()).to_string()
+        }
+        Some(Ok(mcp)) => error_body(mcp.messages.first().and_then(Message::id), Some(&r)),
+        _ => error_body(None, Some(&r)),
+    };
+    Verdict { reply: Some(reply_for(Some(&r), body)), rewritten_body: None, tools_lists: Vec::new(), audits: Vec::new() }
+}
+
 fn error_value(id: Option<&Value>, refusal: &Refusal) -> Value {
     json!({
         "jsonrpc": "2.0",
@@ -441,6 +463,25 @@ mod tests {
         let body = body.to_string();
         let headers = McpHeaders { method: headers.0.map(Into::into), name: headers.1.map(Into::into), ..McpHeaders::default() };
         decide(&config(), &Request { auth: identity, headers: &headers, body: Some(body.as_bytes()) }, &mut |_| Ok(()))
+    }
+
+    #[test]
+    fn audit_unavailable_is_a_503_json_rpc_error_per_request() {
+        let v = audit_unavailable(Some(call(7, "salesforce.query").to_string().as_bytes()));
+        assert!(v.audits.is_empty());
+        let reply = v.reply.unwrap();
+        assert_eq!((reply.status, header(&reply, "retry-after")), (503, Some("5")));
+        let b = body(&reply);
+        assert_eq!((b["id"].as_i64(), b["error"]["code"].as_i64()), (Some(7), Some(codes::AUDIT_UNAVAILABLE)));
+        assert_eq!(b["error"]["data"]["reason"], "audit_unavailable");
+
+        let batch = json!([call(1, "a"), {"jsonrpc": "2.0", "method": "notifications/x"}, call(2, "b")]);
+        let b = body(&audit_unavailable(Some(batch.to_string().as_bytes())).reply.unwrap());
+        let ids: Vec<_> = b.as_array().unwrap().iter().map(|e| e["id"].as_i64()).collect();
+        assert_eq!(ids, [Some(1), Some(2)]);
+
+        let b = body(&audit_unavailable(Some(b"not json")).reply.unwrap());
+        assert_eq!((b["id"].is_null(), b["error"]["code"].as_i64()), (true, Some(codes::AUDIT_UNAVAILABLE)));
     }
 
     fn header<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {

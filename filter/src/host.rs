@@ -107,6 +107,13 @@ pub fn dispatch(cluster: &str, headers: Vec<(&str, &str)>, body: Option<&[u8]>, 
     }
 }
 
+/// Tells Envoy that the root context, which answered `on_done` with `false`, has finished.
+pub fn done() {
+    if let Err(e) = hostcalls::done() {
+        log::error!("reporting the plugin done failed: {e:?}");
+    }
+}
+
 pub fn set_tick_period(period: Duration) {
     if let Err(e) = hostcalls::set_tick_period(period) {
         log::error!("setting the tick period failed: {e:?}");
@@ -132,5 +139,24 @@ impl Counter {
 
     pub fn inc(self) {
         self.add(1);
+    }
+}
+
+/// A gauge in Envoy's stats that every worker moves by its own changes, so that it shows the
+/// sum over the workers (`wasmcustom.acp.x` at `/stats`, `acp_x` at `/stats/prometheus`).
+#[derive(Debug, Clone, Copy)]
+pub struct Gauge(Option<u32>);
+
+impl Gauge {
+    pub fn define(name: &str) -> Gauge {
+        Gauge(hostcalls::define_metric(MetricType::Gauge, name).ok())
+    }
+
+    /// Moves the gauge from `from` to `to` (this worker's part of it).
+    pub fn shift(self, from: usize, to: usize) {
+        let delta = i64::try_from(to).unwrap_or(i64::MAX).saturating_sub(i64::try_from(from).unwrap_or(i64::MAX));
+        if let (Some(id), true) = (self.0, delta != 0) {
+            let _ = hostcalls::increment_metric(id, delta);
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! The filter's Envoy counters, visible at the admin `/stats` and `/stats/prometheus`.
 
-use crate::host::Counter;
+use crate::host::{Counter, Gauge};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Metrics {
@@ -30,6 +30,11 @@ pub struct Metrics {
     pub audit_retried: Counter,
     /// Audit records lost: the buffer was full, or the collector refused the batch for good.
     pub audit_dropped: Counter,
+    /// Audit records waiting in the workers' buffers (sum over the workers).
+    pub audit_buffered: Gauge,
+    /// Calls refused with 503 because their audit records could not be buffered
+    /// (`auditFailureMode: closed`).
+    pub calls_refused_audit_unavailable: Counter,
 }
 
 impl Metrics {
@@ -50,6 +55,8 @@ impl Metrics {
             audit_sent: Counter::define("acp.audit_records_sent"),
             audit_retried: Counter::define("acp.audit_records_retried"),
             audit_dropped: Counter::define("acp.audit_records_dropped"),
+            audit_buffered: Gauge::define("acp.audit_records_buffered"),
+            calls_refused_audit_unavailable: Counter::define("acp.calls_refused_audit_unavailable"),
         }
     }
 }

@@ -2,6 +2,9 @@
 //! and leave in batches, one batch in flight at a time, in order. A failed batch stays at the
 //! front and is retried after a growing delay; the collector stores each record id once, so a
 //! batch that was stored but whose answer was lost is harmless to resend.
+//!
+//! With `auditFailureMode: closed` a call is admitted only once room for its records is
+//! reserved ([`Outbox::reserve`]); the records of an admitted call are then always kept.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -20,6 +23,26 @@ pub struct Outbox {
     in_flight: Option<usize>,
     failures: u32,
     next_attempt_at: u64,
+    /// Room promised to admitted calls whose records are not queued yet.
+    reserved: Reservation,
+}
+
+/// Room in the buffer promised to one call: its records and an estimate of their bytes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Reservation {
+    records: usize,
+    bytes: usize,
+}
+
+/// Bytes reserved per record on top of the request body (identity, scopes, scan report).
+const RECORD_OVERHEAD_BYTES: usize = 2048;
+
+impl Reservation {
+    /// Room for `records` records of a request whose body has `body_bytes` bytes (each record's
+    /// input comes from that body).
+    pub fn estimate(records: usize, body_bytes: usize) -> Self {
+        Reservation { records, bytes: body_bytes.saturating_add(records.saturating_mul(RECORD_OVERHEAD_BYTES)) }
+    }
 }
 
 /// What became of a sent batch.
@@ -55,12 +78,43 @@ impl Outbox {
             in_flight: None,
             failures: 0,
             next_attempt_at: 0,
+            reserved: Reservation::default(),
         }
     }
 
-    /// Queues a serialized record; `false` when the buffer is full and the record is dropped.
+    /// The admission rule of `auditFailureMode: closed`: the call is admitted when its records
+    /// fit beside those waiting and those promised to other admitted calls, in count and bytes.
+    /// On admission the room is held until [`Outbox::release`].
+    pub fn reserve(&mut self, want: Reservation) -> Option<Reservation> {
+        let records = self.queue.len() + self.reserved.records + want.records;
+        let bytes = self.bytes.saturating_add(self.reserved.bytes).saturating_add(want.bytes);
+        if records > self.max_records || bytes > self.max_bytes {
+            return None;
+        }
+        self.reserved.records += want.records;
+        self.reserved.bytes += want.bytes;
+        Some(want)
+    }
+
+    /// Gives back room reserved for a call (its records are queued with [`Outbox::push_admitted`]).
+    pub fn release(&mut self, r: Reservation) {
+        self.reserved.records = self.reserved.records.saturating_sub(r.records);
+        self.reserved.bytes = self.reserved.bytes.saturating_sub(r.bytes);
+    }
+
+    /// Queues the record of an admitted call: kept whatever its size (the count was reserved;
+    /// the bytes only estimated).
+    pub fn push_admitted(&mut self, record: String) {
+        self.bytes += record.len();
+        self.queue.push_back(record);
+    }
+
+    /// Queues a serialized record; `false` when the buffer (less the room reserved for admitted
+    /// calls) is full and the record is dropped.
     pub fn push(&mut self, record: String) -> bool {
-        if self.queue.len() >= self.max_records || self.bytes + record.len() > self.max_bytes {
+        if self.queue.len() + self.reserved.records >= self.max_records
+            || self.bytes + self.reserved.bytes + record.len() > self.max_bytes
+        {
             return false;
         }
         self.bytes += record.len();
@@ -177,6 +231,32 @@ mod tests {
         assert!(o.push("12345".into()));
         assert!(!o.push("123456".into()));
         assert!(o.push("12345".into()));
+    }
+
+    #[test]
+    fn admission_reserves_room_in_records_and_bytes() {
+        let mut o = Outbox::new(3, 10_000, 2, Duration::from_secs(1));
+        o.push("x".into());
+        let two = o.reserve(Reservation::estimate(2, 0)).expect("1 queued + 2 reserved fit in 3");
+        assert_eq!(o.reserve(Reservation::estimate(1, 0)), None, "full: queued and reserved count");
+        assert!(!o.push("y".into()), "an unadmitted record may not take reserved room");
+        o.release(two);
+        o.push_admitted("a".into());
+        o.push_admitted("b".into());
+        assert_eq!(o.len(), 3);
+        assert_eq!(o.reserve(Reservation::estimate(1, 0)), None);
+        o.next_batch(0, 1).unwrap();
+        o.settle(Delivery::Done, 0);
+        assert!(o.reserve(Reservation::estimate(1, 0)).is_some(), "delivery frees room");
+
+        let mut o = Outbox::new(100, 5_000, 2, Duration::from_secs(1));
+        assert_eq!(o.reserve(Reservation::estimate(2, 1_000)), None, "2 records of ~5 KiB do not fit 5,000 bytes");
+        let one = o.reserve(Reservation::estimate(1, 1_000)).unwrap();
+        assert_eq!(o.reserve(Reservation::estimate(1, 0)), None, "reserved bytes count");
+        o.release(one);
+        o.push_admitted("z".repeat(6_000));
+        assert_eq!(o.len(), 1, "an admitted record is kept even above its estimate");
+        assert_eq!(o.reserve(Reservation::estimate(1, 0)), None);
     }
 
     #[test]

@@ -24,6 +24,19 @@ pub struct Worker {
     pub cache: TokenCache,
     pub outbox: Outbox,
     pub metrics: Metrics,
+    /// `auditFailureMode: closed`: whether the last call was admitted (logged when it changes).
+    pub admitting: bool,
+    /// This worker's part of the `audit_records_buffered` gauge.
+    buffered_reported: usize,
+}
+
+impl Worker {
+    /// Brings this worker's part of the `audit_records_buffered` gauge up to date.
+    pub fn report_buffered(&mut self) {
+        let now = self.outbox.len();
+        self.metrics.audit_buffered.shift(self.buffered_reported, now);
+        self.buffered_reported = now;
+    }
 }
 
 #[derive(Default)]
@@ -31,6 +44,8 @@ pub struct Plugin {
     worker: Option<Rc<RefCell<Worker>>>,
     jwks_call: Option<u32>,
     audit_call: Option<u32>,
+    /// Envoy is removing this plugin; it reports done once its records are delivered.
+    closing: bool,
 }
 
 impl Context for Plugin {
@@ -45,7 +60,20 @@ impl Context for Plugin {
             self.on_audit_response(status, &body);
             let full = self.worker.as_ref().map_or(usize::MAX, |w| w.borrow().outbox.batch_size());
             self.flush(full);
+            self.finish_closing();
         }
+    }
+
+    /// Envoy removes the plugin (e.g. a listener update replaced its configuration): records
+    /// still buffered are delivered first, then the root context reports done.
+    fn on_done(&mut self) -> bool {
+        let waiting = self.worker.as_ref().map_or(0, |w| w.borrow().outbox.len());
+        if waiting == 0 && self.audit_call.is_none() {
+            return true;
+        }
+        log::info!("plugin removed with {waiting} audit record(s) buffered: delivering them before it ends");
+        self.closing = true;
+        false
     }
 }
 
@@ -73,6 +101,8 @@ impl RootContext for Plugin {
             refresh,
             outbox,
             metrics: Metrics::define(),
+            admitting: true,
+            buffered_reported: 0,
         })));
         true
     }
@@ -80,6 +110,7 @@ impl RootContext for Plugin {
     fn on_tick(&mut self) {
         self.fetch_jwks();
         self.flush(1);
+        self.finish_closing();
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -136,6 +167,16 @@ impl Plugin {
         }
     }
 
+    /// Reports a closing plugin done once no record waits and no batch is in flight.
+    fn finish_closing(&mut self) {
+        let empty = self.worker.as_ref().is_none_or(|w| w.borrow().outbox.is_empty());
+        if self.closing && empty && self.audit_call.is_none() {
+            log::info!("buffered audit records delivered; the removed plugin ends");
+            self.closing = false;
+            host::done();
+        }
+    }
+
     /// Sends the next audit batch if none is in flight and at least `min_records` wait.
     fn flush(&mut self, min_records: usize) {
         let Some(worker) = &self.worker else { return };
@@ -167,6 +208,7 @@ impl Plugin {
         let mut w = worker.borrow_mut();
         let delivery = Delivery::from_status(status);
         let n = w.outbox.settle(delivery, host::now_millis());
+        w.report_buffered();
         let m = w.metrics;
         match delivery {
             Delivery::Done => {

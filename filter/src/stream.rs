@@ -13,12 +13,13 @@ use proxy_wasm::types::{Action, BufferType};
 
 use crate::answer::{self, Plan};
 use crate::audit::{self, OutputScan, Upstream};
-use crate::config::Config;
+use crate::config::{AuditFailureMode, Config};
 use crate::decision::{self, CallAudit, Request};
 use crate::host;
 use crate::identity::{Identity, TokenCache};
 use crate::mcp_headers::McpHeaders;
 use crate::mcp_response::{self, id_key};
+use crate::outbox::Reservation;
 use crate::plugin::Worker;
 use crate::ratelimit::{self, Bucket};
 use crate::token::{self, AuthFailure};
@@ -48,6 +49,8 @@ pub struct Stream {
     output_scans: HashMap<String, OutputScan>,
     /// The answer was too large to scan and is being replaced by an error.
     answer_refused: bool,
+    /// Buffer room held for this request's records (`auditFailureMode: closed`).
+    reservation: Option<Reservation>,
 }
 
 impl Stream {
@@ -70,7 +73,38 @@ impl Stream {
             plan: Plan::default(),
             output_scans: HashMap::new(),
             answer_refused: false,
+            reservation: None,
         }
+    }
+
+    /// `auditFailureMode: closed`: holds buffer room for the `records` this request produces;
+    /// `false` when there is none, and the request is to be refused.
+    fn admit(&mut self, records: usize, body_bytes: usize) -> bool {
+        if records == 0 || self.config.audit_failure_mode == AuditFailureMode::Open {
+            return true;
+        }
+        let mut w = self.worker.borrow_mut();
+        if let Some(held) = self.reservation.take() {
+            w.outbox.release(held);
+        }
+        self.reservation = w.outbox.reserve(Reservation::estimate(records, body_bytes));
+        let admitted = self.reservation.is_some();
+        if !admitted {
+            w.metrics.calls_refused_audit_unavailable.add(records);
+        }
+        if admitted != w.admitting {
+            w.admitting = admitted;
+            if admitted {
+                log::warn!("the audit buffer has room again: calls are admitted");
+            } else {
+                log::error!(
+                    "the audit buffer is full ({} records waiting for the collector): calls are refused with 503 \
+                     (auditFailureMode closed) until records are delivered",
+                    w.outbox.len()
+                );
+            }
+        }
+        admitted
     }
 
     /// The caller's identity: from the token cache, or verified now and cached.
@@ -122,7 +156,7 @@ impl Stream {
             // authentication boundary.
             taken.unwrap_or(Ok(()))
         };
-        let verdict = decision::decide(
+        let mut verdict = decision::decide(
             &self.config,
             &Request {
                 auth: self.auth.as_deref().map_err(|f| *f),
@@ -131,6 +165,9 @@ impl Stream {
             },
             &mut limiter,
         );
+        if !self.admit(verdict.audits.len(), body.map_or(0, <[u8]>::len)) {
+            verdict = decision::audit_unavailable(body);
+        }
         self.audits = verdict.audits;
         self.plan = Plan {
             tool_calls: self
@@ -343,6 +380,7 @@ impl HttpContext for Stream {
         let identity = self.auth.as_ref().ok().map(Rc::as_ref);
         let mut w = self.worker.borrow_mut();
         let m = w.metrics;
+        let admitted = self.reservation.take().inspect(|r| w.outbox.release(*r)).is_some();
         for call in std::mem::take(&mut self.audits) {
             let ctx = audit::Context {
                 id: uuid::Uuid::now_v7().to_string(),
@@ -363,7 +401,14 @@ impl HttpContext for Stream {
                 (Event::ToolDenied, _) => m.calls_denied.inc(),
                 (Event::AuthFailed, _) => m.auth_failed.inc(),
             }
-            let queued = serde_json::to_string(&record).map(|json| w.outbox.push(json));
+            let queued = serde_json::to_string(&record).map(|json| {
+                if admitted {
+                    w.outbox.push_admitted(json);
+                    true
+                } else {
+                    w.outbox.push(json)
+                }
+            });
             match queued {
                 Ok(true) => m.audit_queued.inc(),
                 Ok(false) => {
@@ -375,6 +420,16 @@ impl HttpContext for Stream {
                     log::error!("audit record {} could not be serialized: {e}", record.id);
                 }
             }
+        }
+        w.report_buffered();
+    }
+}
+
+impl Drop for Stream {
+    /// Room held for a request that ended without `on_log` goes back to the buffer.
+    fn drop(&mut self) {
+        if let (Some(r), Ok(mut w)) = (self.reservation.take(), self.worker.try_borrow_mut()) {
+            w.outbox.release(r);
         }
     }
 }

@@ -10,7 +10,7 @@ from stack import Stack
 from support import acp_counters, call_tool, caller, post_mcp, wait_for_counter_deltas, wait_for_records
 
 COUNTERS = ("calls_allowed", "calls_denied", "calls_error", "auth_failed", "audit_records_queued",
-            "audit_records_sent", "audit_records_retried", "audit_records_dropped")
+            "audit_records_sent", "audit_records_retried", "audit_records_dropped", "calls_refused_audit_unavailable")
 
 
 def test_each_outcome_moves_its_counter_and_prometheus_shows_the_same(stack: Stack) -> None:
@@ -27,7 +27,7 @@ def test_each_outcome_moves_its_counter_and_prometheus_shows_the_same(stack: Sta
 
     expected = {"calls_allowed": 3, "calls_error": 2, "calls_denied": 3, "auth_failed": 1,
                 "audit_records_queued": 7, "audit_records_sent": 7, "audit_records_retried": 0,
-                "audit_records_dropped": 0}
+                "audit_records_dropped": 0, "calls_refused_audit_unavailable": 0}
     after = wait_for_counter_deltas(stack, before, expected)
     wait_for_records(stack, 6, user=alice.sub)
     after = acp_counters(stack)
@@ -40,3 +40,6 @@ def test_each_outcome_moves_its_counter_and_prometheus_shows_the_same(stack: Sta
         match = re.search(rf"^acp_{name}(?:\{{\}})? (\d+)$", prometheus, re.MULTILINE)
         assert match, f"acp_{name} missing from /stats/prometheus"
         assert int(match.group(1)) == after[name], name
+    # Once delivered, nothing waits in the buffers.
+    assert "# TYPE acp_audit_records_buffered gauge" in prometheus
+    assert re.search(r"^acp_audit_records_buffered(?:\{\})? 0$", prometheus, re.MULTILINE), prometheus
