@@ -6,6 +6,8 @@ PY        := $(VENV)/bin/python
 ENVOY     := $(VENV)/bin/envoy
 WASM      := target/wasm32-wasip1/wasm/acp_filter.wasm
 COLLECTOR := target/release/acp-collector
+# A real OpenID provider (npm oidc-provider) for the identity-provider tests.
+IDP_NPM   := tests/interop/idp
 
 # `make token` arguments (see README).
 SUB    ?= alice
@@ -16,7 +18,7 @@ AZP    ?=
 ACT    ?=
 TTL    ?= 3600
 
-.PHONY: setup build demo demo-calls token test test-unit test-e2e lint bench clean
+.PHONY: setup build demo demo-calls token test test-unit test-e2e interop-deps lint bench clean
 
 setup: $(VENV)/.installed .wasm-target
 
@@ -51,8 +53,13 @@ lint:
 test-unit:
 	cargo test --locked --workspace
 
-test-e2e: build
+test-e2e: build interop-deps
 	$(PY) -m pytest -q tests
+
+interop-deps: $(IDP_NPM)/node_modules/.package-lock.json
+
+$(IDP_NPM)/node_modules/.package-lock.json: $(IDP_NPM)/package-lock.json
+	cd $(IDP_NPM) && npm ci --no-audit --no-fund
 
 # The filter against plain Envoy (Envoys on CPU 1, wrk and the rest on CPU 0), then the
 # collector's durable ingest rate.
@@ -63,4 +70,4 @@ bench: build
 
 clean:
 	cargo clean
-	rm -rf $(VENV) .wasm-target .run
+	rm -rf $(VENV) .wasm-target .run $(IDP_NPM)/node_modules
