@@ -16,11 +16,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from idp import demo_idp
 from oidc_provider import AUDIENCE, OidcProvider, jwt_part
 from stack import Stack
 from support import (
     FORBIDDEN, UNAUTHORIZED, Reply, acp_counters, assert_jsonrpc_error, assert_record, call_tool, clean_scan,
-    expected_record, mcp_headers, request_on, tool_call, unique, wait_for_records, worker_connections,
+    expected_record, mcp_headers, request_on, tool_call, unique, wait_for_counter_deltas, wait_for_records,
+    worker_connections,
 )
 
 CLIENT = "ci-agent"
@@ -159,6 +161,30 @@ def until_accepted(conn: Any, token: str, attempts: int = 50) -> Reply:
         assert reply.body["error"]["data"]["reason"] == "unknown_kid", reply.body
         time.sleep(0.1)
     return reply
+
+
+def test_a_failed_refetch_keeps_the_last_good_keys(idp_stack: Stack, provider: OidcProvider) -> None:
+    fresh = issue(idp_stack)  # signed by the current key, not verified (cached) yet
+    idp_stack.stop_idp()
+    try:
+        before = acp_counters(idp_stack)
+        rogue = demo_idp.mint(iss=idp_stack.issuer, aud=AUDIENCE, key=demo_idp.generate_key(),
+                              header_overrides={"kid": "rogue"})
+        reply = call_tool(idp_stack, rogue, "salesforce.query", {"query": unique("rogue")})
+        assert reply.status == 401, reply.text
+        assert_jsonrpc_error(reply.body, code=UNAUTHORIZED, id=1, reason="unknown_kid")
+        after = wait_for_counter_deltas(idp_stack, before, {"jwks_fetch_failed": 1})
+        assert after["jwks_fetched"] == before["jwks_fetched"]
+
+        args = {"query": unique("kept-keys")}
+        reply = call_tool(idp_stack, fresh, "salesforce.query", args)
+        assert reply.status == 200, reply.text
+        records = wait_for_records(idp_stack, 1, where=lambda r: r["input"] == args, since=reply.started)
+        assert_record(records[0], allowed(args), reply, forwarded=True)
+        assert "JWKS fetch failed" in idp_stack.log_path("envoy").read_text()
+        assert "keeping the previous keys and retrying" in idp_stack.log_path("envoy").read_text()
+    finally:
+        idp_stack.start_idp()
 
 
 def test_provider_down_at_startup_means_503_keys_unavailable_until_its_keys_arrive(
