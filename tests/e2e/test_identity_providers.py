@@ -209,3 +209,18 @@ def test_provider_down_at_startup_means_503_keys_unavailable_until_its_keys_arri
     assert reply.status == 200, reply.text
     records = wait_for_records(stack, 1, where=lambda r: r["input"] == args, since=reply.started)
     assert_record(records[0], allowed(args), reply, forwarded=True)
+
+
+def test_a_discovery_document_for_another_issuer_is_refused(make_stack: Any, provider: OidcProvider) -> None:
+    def trailing_slash(cfg: dict[str, Any]) -> dict[str, Any]:
+        cfg = discovery_config()(cfg)
+        cfg["identity"]["issuer"] += "/"  # the provider's issuer has none: not the same issuer
+        return cfg
+    stack = make_stack(wait_for_jwks=False, idp_command=provider.command("k1"), filter_config=trailing_slash).start()
+    stack.wait_for_stat("wasmcustom.acp.discovery_failed", stack.concurrency + 1)
+    reply = call_tool(stack, issue(stack), "salesforce.query", {"query": unique("other-issuer")}, id=9)
+    assert reply.status == 503, reply.text
+    assert_jsonrpc_error(reply.body, code=UNAUTHORIZED, id=9, reason="keys_unavailable")
+    assert acp_counters(stack)["jwks_fetched"] == 0
+    assert (f'the document\'s issuer "{stack.issuer}" is not the configured issuer "{stack.issuer}/"'
+            in stack.log_path("envoy").read_text())
