@@ -59,6 +59,7 @@ test-e2e: build interop-deps
 interop-deps: $(IDP_NPM)/node_modules/.package-lock.json
 
 $(IDP_NPM)/node_modules/.package-lock.json: $(IDP_NPM)/package-lock.json
+	command -v npm >/dev/null || apt-get install -y nodejs npm
 	cd $(IDP_NPM) && npm ci --no-audit --no-fund
 
 # The filter against plain Envoy (Envoys on CPU 1, wrk and the rest on CPU 0), then the
