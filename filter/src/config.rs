@@ -218,7 +218,7 @@ struct RawIdentity {
 
 /// A claim path, or a list of them tried in order.
 #[derive(Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "a claim path or a list of claim paths")]
 enum OneOrMany {
     One(String),
     Many(Vec<String>),
@@ -484,9 +484,7 @@ impl RawIdentity {
             token_cache_size: self.token_cache_size,
         })
     }
-}
 
-impl RawIdentity {
     /// The preset's claim layout (or the generic one) with the explicitly configured fields.
     fn claim_layout(&self) -> Result<ClaimLayout, String> {
         let mut layout = match self.preset {
@@ -732,6 +730,9 @@ pub(crate) mod tests {
         let mut v = minimal();
         v["identity"]["scopeClaims"] = json!([]);
         assert_eq!(err(v), "identity.scopeClaims: list at least one claim");
+        let mut v = minimal();
+        v["identity"]["emailClaim"] = json!(5);
+        assert!(err(v).starts_with("identity.emailClaim: a claim path or a list of claim paths"));
         let mut v = minimal();
         v["identity"]["tenantClaim"] = json!("org.");
         assert!(err(v).starts_with("identity.tenantClaim: claim paths"));

@@ -7,8 +7,7 @@
 //! message, decoded here with prost. Clients cannot write dynamic metadata; issuer, audience and
 //! lifetime are checked again on the payload.
 
-use std::collections::{BTreeMap, HashMap};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use prost::Message;
