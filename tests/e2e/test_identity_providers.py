@@ -1,8 +1,10 @@
 """A real OpenID provider (npm `oidc-provider`) in front of the filter: the filter is configured
 with the issuer alone and finds the keys through OpenID discovery; the provider's access tokens
-are accepted through real Envoy with the identity the Keycloak claim layout describes; a key
-rotation is followed without restarting Envoy and the retired key stops working; with the
-provider down at startup requests get 503 `keys_unavailable` until the keys arrive.
+are accepted through real Envoy with the identity the Keycloak claim layout describes; key
+rotations are followed without restarting Envoy (a key published ahead through the periodic
+refresh, an unannounced one through the unknown-`kid` refetch) and the retired key stops
+working; a failed refetch keeps the last good keys; with the provider down at startup, or a
+document naming another issuer, requests get 503 `keys_unavailable` until good keys arrive.
 
 The provider adds Keycloak-shaped role claims (`realm_access`, `resource_access`) to its tokens
 (`extraTokenClaims`), so the `keycloak` preset is exercised on tokens a real provider signed.
@@ -161,6 +163,30 @@ def until_accepted(conn: Any, token: str, attempts: int = 50) -> Reply:
         assert reply.body["error"]["data"]["reason"] == "unknown_kid", reply.body
         time.sleep(0.1)
     return reply
+
+
+def test_a_key_published_before_use_is_fetched_by_the_periodic_refresh(
+        make_stack: Any, provider: OidcProvider) -> None:
+    """The usual rotation: the IdP publishes the next key before signing with it, and the
+    periodic refresh (here every second) has it before the first token signed with it arrives."""
+    stack = make_stack(idp_command=provider.command("k1"), filter_config=discovery_config(refresh_seconds=1)).start()
+    stack.stop_idp()
+    stack.start_idp(provider.command("k1", "k4"))
+    before = acp_counters(stack)["jwks_fetched"]
+    # Each VM refreshes every second: after three refreshes' worth, every VM has refreshed.
+    stack.wait_for_stat("wasmcustom.acp.jwks_fetched", before + 3 * (stack.concurrency + 1))
+    stack.stop_idp()
+    stack.start_idp(provider.command("k4", "k1"))
+    token = issue(stack)
+    assert jwt_part(token, 0)["kid"] == "k4"
+    conns = [c for per_worker in worker_connections(stack, 1) for c in per_worker]
+    try:
+        for conn in conns:
+            reply = call_on(conn, token, {"query": unique("pre-published")})
+            assert reply.status == 200, reply.text
+    finally:
+        for conn in conns:
+            conn.close()
 
 
 def test_a_failed_refetch_keeps_the_last_good_keys(idp_stack: Stack, provider: OidcProvider) -> None:
