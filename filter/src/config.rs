@@ -725,6 +725,11 @@ pub(crate) mod tests {
         assert_eq!(c, ClaimLayout { email: vec!["upn".into()], roles: vec!["groups".into(), "wids".into()], ..entra });
 
         let mut v = minimal();
+        v["identity"]["preset"] = json!("auth0");
+        v["identity"]["tenantClaim"] = json!([]);
+        assert!(parse(v.to_string().as_bytes()).unwrap().identity.claims.tenant.is_empty(), "tenant check off");
+
+        let mut v = minimal();
         v["identity"]["preset"] = json!("ping");
         assert!(err(v).starts_with("identity.preset: unknown variant `ping`"));
         let mut v = minimal();
