@@ -163,6 +163,32 @@ mod tests {
     }
 
     #[test]
+    fn preset_layouts_read_their_providers_tokens() {
+        use crate::claims::{ClaimLayout, Preset};
+        let id = identity(
+            json!({"oid": "0000-66f3", "tid": "72f988bf", "azp": "6e74172b", "scp": "Files.Read Mail.Send",
+                   "roles": ["Salesforce.Write"], "upn": "u@acme.com", "preferred_username": "alice@acme.com"}),
+            |c| c.claims = ClaimLayout::preset(Preset::Entra, &c.audiences),
+        );
+        assert_eq!((id.sub.as_str(), id.email.as_deref(), id.tenant.as_deref()), ("0000-66f3", Some("alice@acme.com"), Some("72f988bf")));
+        assert_eq!(id.scopes, ["Files.Read", "Mail.Send", "Salesforce.Write"]);
+        assert_eq!(id.client_id.as_deref(), Some("6e74172b"));
+
+        let id = identity(
+            json!({"scope": "openid files:read", "realm_access": {"roles": ["sales"]},
+                   "resource_access": {"acp": {"roles": ["admin"]}, "account": {"roles": ["hr"]}}}),
+            |c| {
+                c.claims = ClaimLayout::preset(Preset::Keycloak, &c.audiences);
+                for (role, scope) in [("sales", "salesforce:read"), ("admin", "salesforce:write"), ("hr", "hr:read")] {
+                    c.role_scopes.insert(role.into(), vec![scope.into()]);
+                }
+            },
+        );
+        assert_eq!((id.sub.as_str(), id.tenant.as_deref()), ("alice", None), "`sub` when no other subject claim");
+        assert_eq!(id.scopes, ["openid", "files:read", "salesforce:read", "salesforce:write"]);
+    }
+
+    #[test]
     fn unmapped_client_and_permissions_claim() {
         let id = identity(json!({"client_id": "cli", "permissions": ["a:b"]}), |_| {});
         assert_eq!((id.client_id.as_deref(), id.client_type), (Some("cli"), None));
