@@ -6,6 +6,8 @@ PY        := $(VENV)/bin/python
 ENVOY     := $(VENV)/bin/envoy
 WASM      := target/wasm32-wasip1/wasm/acp_filter.wasm
 COLLECTOR := target/release/acp-collector
+# A real OpenID provider (npm oidc-provider) for the identity-provider tests.
+IDP_NPM   := tests/interop/idp
 
 # `make token` arguments (see README).
 SUB    ?= alice
@@ -76,14 +78,18 @@ dist/acp_filter.wasm.sha256: dist/acp_filter.wasm
 dist/oci/index.json: dist/acp_filter.wasm packaging/oci_layout.py
 	$(PY) packaging/oci_layout.py dist/acp_filter.wasm dist/oci --tag $(VERSION)
 
-# The npm pieces of the interoperability tests (the MCP TypeScript SDK, server-everything),
-# installed from the committed lock file into tests/interop/ts-client/node_modules.
-interop-deps: $(NODE_DEPS)
+# The npm pieces of the interoperability tests (the MCP TypeScript SDK, server-everything; the
+# OpenID provider), installed from the committed lock files into each directory's node_modules.
+interop-deps: $(NODE_DEPS) $(IDP_NPM)/node_modules/.package-lock.json
 
 $(NODE_DEPS): tests/interop/ts-client/package.json tests/interop/ts-client/package-lock.json
 	command -v npm >/dev/null || (apt-get update && apt-get install -y nodejs npm)
 	cd tests/interop/ts-client && npm ci --no-audit --no-fund
 	@touch $@
+
+$(IDP_NPM)/node_modules/.package-lock.json: $(IDP_NPM)/package-lock.json
+	command -v npm >/dev/null || (apt-get update && apt-get install -y nodejs npm)
+	cd $(IDP_NPM) && npm ci --no-audit --no-fund
 
 # The filter against plain Envoy (Envoys on CPU 1, wrk and the rest on CPU 0), then the
 # collector's durable ingest rate.
@@ -99,4 +105,4 @@ soak: build
 
 clean:
 	cargo clean
-	rm -rf $(VENV) .wasm-target .run dist
+	rm -rf $(VENV) .wasm-target .run dist $(IDP_NPM)/node_modules tests/interop/ts-client/node_modules

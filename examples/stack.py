@@ -243,9 +243,12 @@ class Stack:
     returns the one to use. With a remote JWKS, `start()` also waits until every Wasm VM (one
     per worker, one on the main thread) has loaded the keys, unless `wait_for_jwks=False`.
     `upstream` replaces the demo MCP server with another command listening on `ports.mcp`
-    (`{port}` in its arguments is replaced); `envoy_cpu` pins Envoy to one CPU (benchmarks).
-    `lds=True` serves the listener from a watched LDS file (`reload_listeners`);
-    `drain_seconds` sets Envoy's `--drain-time-s` (how long a replaced listener or filter chain drains).
+    (`{port}` in its arguments is replaced), `idp_command` the demo IdP likewise on `ports.idp`;
+    `idp=False` leaves the IdP stopped until `start_idp()`. `http_filters_before` is Envoy YAML
+    of HTTP filters placed before the ACP filter (e.g. `jwt_authn`); `envoy_cpu` pins Envoy to
+    one CPU (benchmarks). `lds=True` serves the listener from a watched LDS file
+    (`reload_listeners`); `drain_seconds` sets Envoy's `--drain-time-s` (how long a replaced
+    listener or filter chain drains).
     """
 
     def __init__(self, run_dir: str | os.PathLike[str], ports: Ports | None = None, *,
@@ -254,7 +257,8 @@ class Stack:
                  collector: bool = True, concurrency: int = 2, envoy_log_level: str = "info",
                  wait_for_jwks: bool = True, startup_timeout: float = 60.0, stop_timeout: float = 10.0,
                  upstream: list[str] | None = None, envoy_cpu: int | None = None, lds: bool = False,
-                 drain_seconds: int | None = None):
+                 drain_seconds: int | None = None, idp: bool = True, idp_command: list[str] | None = None,
+                 http_filters_before: str = ""):
         self.run_dir = Path(run_dir).resolve()
         self.ports = ports or Ports.free()
         self.tenant = tenant
@@ -272,6 +276,9 @@ class Stack:
         self._with_collector = collector
         self.lds = lds
         self._drain_seconds = drain_seconds
+        self._with_idp = idp
+        self._idp_command = idp_command
+        self._http_filters_before = http_filters_before
         self._children: dict[str, Child] = {}
 
     # -- addresses
@@ -347,7 +354,7 @@ class Stack:
         """The rendered Envoy bootstrap YAML."""
         acp_filter = (render_filter(self.ports, self.tenant, self.ingest_token, self.filter_config())
                       if self.wasm_filter else "")
-        return render_envoy(self.ports, acp_filter)
+        return render_envoy(self.ports, self._http_filters_before + acp_filter)
 
     # -- lifecycle
 
@@ -360,10 +367,10 @@ class Stack:
         try:
             if self._with_collector:
                 self.start_collector()
-            self._spawn("idp", [str(PYTHON), str(IDP_SCRIPT), "serve", "--port", str(self.ports.idp)])
+            if self._with_idp:
+                self.start_idp()
             upstream = self._upstream or [str(PYTHON), str(MCP_SCRIPT), "--port", "{port}"]
             self._spawn("mcp", [arg.replace("{port}", str(self.ports.mcp)) for arg in upstream])
-            self._wait("idp", lambda: _http_ok(f"{self.issuer}/.well-known/jwks.json"))
             self._wait("mcp", lambda: _tcp_open(self.ports.mcp))
             config = self.run_dir / "envoy.yaml"
             bootstrap = self.envoy_config()
@@ -376,7 +383,8 @@ class Stack:
             self._spawn("envoy", [*pin, str(ENVOY_BIN), "-c", str(config), "--concurrency", str(self.concurrency),
                                   "--disable-hot-restart", "-l", self.envoy_log_level, *drain])
             self._wait("envoy", lambda: _http_ok(f"{self.admin_url}/ready"))
-            if self.wasm_filter and self.wait_for_jwks and "remote" in self.filter_config()["identity"]["jwks"]:
+            fetched = {"remote", "discovery"} & set(self.filter_config()["identity"]["jwks"])
+            if self.wasm_filter and self.wait_for_jwks and fetched:
                 self.wait_for_stat(JWKS_FETCHED_STAT, self.concurrency + 1)
         except BaseException:
             self.stop()
@@ -409,18 +417,11 @@ class Stack:
 
     def stop_collector(self) -> None:
         """Stops the collector alone (SIGTERM, then SIGKILL after `stop_timeout`)."""
-        self._collector().terminate()
-        self._children.pop("collector").wait(self.stop_timeout)
+        self._stop_child("collector")
 
     def kill_collector(self) -> None:
         """Kills the collector with SIGKILL, whatever it is doing, and reaps it."""
-        self._collector().kill()
-        self._children.pop("collector").wait(self.stop_timeout)
-
-    def _collector(self) -> Child:
-        if "collector" not in self._children:
-            raise StackError("the collector is not running")
-        return self._children["collector"]
+        self._stop_child("collector", kill=True)
 
     def reload_listeners(self, filter_config: FilterConfig | None = None) -> None:
         """With `lds=True`: rewrites the watched LDS file, with `filter_config` (as in the
@@ -440,6 +441,22 @@ class Stack:
         staged = self.lds_path.with_suffix(".staged")
         staged.write_text(content)
         os.replace(staged, self.lds_path)
+
+    def start_idp(self, command: list[str] | None = None) -> None:
+        """Starts the IdP (the demo IdP, `idp_command`, or `command`, which then replaces it)
+        and waits until its port accepts connections."""
+        if command is not None:
+            self._idp_command = command
+        if "idp" in self._children:
+            raise StackError("the IdP is already running")
+        self._check_port("idp", self.ports.idp)
+        argv = self._idp_command or [str(PYTHON), str(IDP_SCRIPT), "serve", "--port", "{port}"]
+        self._spawn("idp", [arg.replace("{port}", str(self.ports.idp)) for arg in argv])
+        self._wait("idp", lambda: _tcp_open(self.ports.idp))
+
+    def stop_idp(self) -> None:
+        """Stops the IdP alone (SIGTERM, then SIGKILL after `stop_timeout`)."""
+        self._stop_child("idp")
 
     def stats(self, prefix: str = "") -> dict[str, int]:
         """Envoy's counters and gauges whose name starts with `prefix` (the filter's are
@@ -496,6 +513,16 @@ class Stack:
         if done.returncode != 0 or not key.startswith("gsk_"):
             raise StackError(f"`{' '.join(argv)}` failed (exit {done.returncode}):\n{done.stdout}{done.stderr}")
         return key
+
+    def _stop_child(self, name: str, kill: bool = False) -> None:
+        child = self._children.pop(name, None)
+        if child is None:
+            raise StackError(f"the {name} is not running")
+        if kill:
+            child.kill()
+        else:
+            child.terminate()
+        child.wait(self.stop_timeout)
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         self._children[name] = Child(argv, self.log_path(name))

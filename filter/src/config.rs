@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::claims::{ClaimLayout, Preset};
 use crate::content_scan::{Action, Rules};
+use crate::discovery::{self, Discovery};
 use crate::jwks::KeySet;
 use crate::policy::ToolPolicy;
 use crate::ratelimit::Limit;
@@ -96,12 +98,9 @@ pub struct Identity {
     pub audiences: Vec<String>,
     pub keys: KeySource,
     pub clock_skew: Duration,
-    pub tenant_claim: Option<String>,
-    pub email_claim: String,
-    pub scope_claims: Vec<String>,
-    pub role_claim: Option<String>,
+    /// Where each identity field is in the token: the preset's layout, fields overridden.
+    pub claims: ClaimLayout,
     pub role_scopes: HashMap<String, Vec<String>>,
-    pub client_id_claims: Vec<String>,
     pub client_types: HashMap<String, String>,
     pub resource_metadata_url: Option<String>,
     pub token_cache_size: usize,
@@ -111,14 +110,20 @@ pub struct Identity {
 pub enum KeySource {
     Inline(Rc<KeySet>),
     Remote(RemoteJwks),
+    /// No keys: Envoy's `jwt_authn` verified the token and left its payload in the dynamic
+    /// metadata under this key (its `payload_in_metadata`).
+    TrustJwtAuthn { payload_in_metadata: String },
 }
 
 #[derive(Debug, Clone)]
 pub struct RemoteJwks {
     pub cluster: String,
-    /// `Host`/`:authority` and path of the JWKS request, from `uri`.
+    /// `Host`/`:authority` and path of the JWKS request, from `uri`; with discovery, of the
+    /// discovery document.
     pub authority: String,
     pub path: String,
+    /// The JWKS location comes from the issuer's discovery document.
+    pub discovery: Option<Discovery>,
     pub refresh_interval: Duration,
     pub min_refetch_interval: Duration,
     pub timeout: Duration,
@@ -208,17 +213,21 @@ struct RawIdentity {
     #[serde(default = "default_skew")]
     clock_skew_seconds: u64,
     #[serde(default)]
-    tenant_claim: Option<String>,
-    #[serde(default = "default_email_claim")]
-    email_claim: String,
-    #[serde(default = "default_scope_claims")]
-    scope_claims: Vec<String>,
+    preset: Option<Preset>,
     #[serde(default)]
-    role_claim: Option<String>,
+    subject_claim: Option<OneOrMany>,
+    #[serde(default)]
+    tenant_claim: Option<OneOrMany>,
+    #[serde(default)]
+    email_claim: Option<OneOrMany>,
+    #[serde(default)]
+    scope_claims: Option<Vec<String>>,
+    #[serde(default)]
+    role_claim: Option<OneOrMany>,
     #[serde(default)]
     role_scopes: HashMap<String, Vec<String>>,
-    #[serde(default = "default_client_id_claims")]
-    client_id_claims: Vec<String>,
+    #[serde(default)]
+    client_id_claims: Option<Vec<String>>,
     #[serde(default)]
     client_types: HashMap<String, String>,
     #[serde(default)]
@@ -227,18 +236,49 @@ struct RawIdentity {
     token_cache_size: usize,
 }
 
+/// A claim path, or a list of them tried in order.
+#[derive(Deserialize)]
+#[serde(untagged, expecting = "a claim path or a list of claim paths")]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(one) => vec![one.clone()],
+            OneOrMany::Many(many) => many.clone(),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 enum RawJwks {
     Inline(serde_json::Value),
     Remote(RawRemoteJwks),
+    /// The same fields as `remote`, without `uri`: the JWKS is found through the issuer.
+    Discovery(RawRemoteJwks),
+    TrustJwtAuthn(RawTrustJwtAuthn),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawTrustJwtAuthn {
+    payload_in_metadata: String,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawRemoteJwks {
     cluster: String,
-    uri: String,
+    #[serde(default)]
+    uri: Option<String>,
+    #[serde(default)]
+    jwks_cluster: Option<String>,
+    #[serde(default)]
+    allow_http_loopback: bool,
     #[serde(default = "default_refresh")]
     refresh_seconds: u64,
     #[serde(default = "default_min_refetch")]
@@ -286,15 +326,6 @@ fn default_output_actions() -> BTreeMap<Detector, Action> {
 }
 fn default_skew() -> u64 {
     60
-}
-fn default_email_claim() -> String {
-    "email".into()
-}
-fn default_scope_claims() -> Vec<String> {
-    vec!["scope".into(), "scp".into(), "permissions".into()]
-}
-fn default_client_id_claims() -> Vec<String> {
-    vec!["azp".into(), "client_id".into()]
 }
 fn default_token_cache() -> usize {
     10_000
@@ -459,45 +490,107 @@ impl RawIdentity {
                 "list at least one non-empty audience",
             ));
         }
-        if self.scope_claims.is_empty() {
-            return Err(field_error("identity.scopeClaims", "list at least one claim"));
-        }
         at_least("identity.tokenCacheSize", self.token_cache_size as u64, 1)?;
+        let claims = self.claim_layout()?;
         let keys = match self.jwks {
             RawJwks::Inline(jwks) => KeySource::Inline(Rc::new(
                 KeySet::from_jwks_value(&jwks).map_err(|e| field_error("identity.jwks.inline", e))?,
             )),
-            RawJwks::Remote(remote) => KeySource::Remote(remote.validate()?),
+            RawJwks::Remote(remote) => KeySource::Remote(remote.validate("remote", None)?),
+            RawJwks::Discovery(remote) => KeySource::Remote(remote.validate("discovery", Some(&self.issuer))?),
+            RawJwks::TrustJwtAuthn(trust) => {
+                non_empty("identity.jwks.trustJwtAuthn.payloadInMetadata", &trust.payload_in_metadata)?;
+                KeySource::TrustJwtAuthn { payload_in_metadata: trust.payload_in_metadata }
+            }
         };
         Ok(Identity {
             issuer: self.issuer,
             audiences: self.audiences,
             keys,
             clock_skew: Duration::from_secs(self.clock_skew_seconds),
-            tenant_claim: self.tenant_claim,
-            email_claim: self.email_claim,
-            scope_claims: self.scope_claims,
-            role_claim: self.role_claim,
+            claims,
             role_scopes: self.role_scopes,
-            client_id_claims: self.client_id_claims,
             client_types: self.client_types,
             resource_metadata_url: self.resource_metadata_url,
             token_cache_size: self.token_cache_size,
         })
     }
+
+    /// The preset's claim layout (or the generic one) with the explicitly configured fields.
+    fn claim_layout(&self) -> Result<ClaimLayout, String> {
+        let mut layout = match self.preset {
+            Some(preset) => ClaimLayout::preset(preset, &self.audiences),
+            None => ClaimLayout::generic(),
+        };
+        let overrides = [
+            ("subjectClaim", &self.subject_claim, &mut layout.subject),
+            ("tenantClaim", &self.tenant_claim, &mut layout.tenant),
+            ("emailClaim", &self.email_claim, &mut layout.email),
+            ("roleClaim", &self.role_claim, &mut layout.roles),
+        ];
+        for (field, value, target) in overrides {
+            if let Some(value) = value {
+                *target = claim_paths(&format!("identity.{field}"), value.to_vec())?;
+            }
+        }
+        if let Some(scopes) = &self.scope_claims {
+            layout.scopes = claim_paths("identity.scopeClaims", scopes.clone())?;
+        }
+        if let Some(ids) = &self.client_id_claims {
+            layout.client_id = claim_paths("identity.clientIdClaims", ids.clone())?;
+        }
+        for (field, paths) in [("subjectClaim", &layout.subject), ("scopeClaims", &layout.scopes)] {
+            if paths.is_empty() {
+                return Err(field_error(&format!("identity.{field}"), "list at least one claim"));
+            }
+        }
+        Ok(layout)
+    }
+}
+
+fn claim_paths(field: &str, paths: Vec<String>) -> Result<Vec<String>, String> {
+    if paths.iter().any(|p| p.is_empty() || p.starts_with('.') || p.ends_with('.')) {
+        return Err(field_error(field, "claim paths must be non-empty and not start or end with `.`"));
+    }
+    Ok(paths)
 }
 
 impl RawRemoteJwks {
-    fn validate(self) -> Result<RemoteJwks, String> {
-        non_empty("identity.jwks.remote.cluster", &self.cluster)?;
-        let (authority, path) = split_http_uri(&self.uri)
-            .ok_or_else(|| field_error("identity.jwks.remote.uri", "must be an http(s) URL"))?;
-        at_least("identity.jwks.remote.refreshSeconds", self.refresh_seconds, 1)?;
-        at_least("identity.jwks.remote.timeoutMs", self.timeout_ms, 1)?;
+    /// `kind` is `remote` (the JWKS at `uri`) or `discovery` (of `issuer`).
+    fn validate(self, kind: &str, issuer: Option<&str>) -> Result<RemoteJwks, String> {
+        let field = |name: &str| format!("identity.jwks.{kind}.{name}");
+        non_empty(&field("cluster"), &self.cluster)?;
+        let ((authority, path), discovery) = match (issuer, self.uri) {
+            (None, Some(uri)) => {
+                if self.jwks_cluster.is_some() || self.allow_http_loopback {
+                    return Err(field_error(&field("jwksCluster"), "jwksCluster and allowHttpLoopback belong to `discovery`"));
+                }
+                (split_http_uri(&uri).ok_or_else(|| field_error(&field("uri"), "must be an http(s) URL"))?, None)
+            }
+            (None, None) => return Err(field_error(&field("uri"), "missing field `uri`")),
+            (Some(_), Some(_)) => {
+                return Err(field_error(&field("uri"), "not with discovery: the JWKS URL comes from the issuer's discovery document"))
+            }
+            (Some(issuer), None) => {
+                if let Some(cluster) = &self.jwks_cluster {
+                    non_empty(&field("jwksCluster"), cluster)?;
+                }
+                let discovery = Discovery {
+                    issuer: issuer.to_string(),
+                    jwks_cluster: self.jwks_cluster,
+                    allow_http_loopback: self.allow_http_loopback,
+                };
+                let url = discovery::document_url(issuer, self.allow_http_loopback).map_err(|e| field_error("identity.issuer", e))?;
+                (split_http_uri(&url).ok_or_else(|| field_error("identity.issuer", "must be an http(s) URL"))?, Some(discovery))
+            }
+        };
+        at_least(&field("refreshSeconds"), self.refresh_seconds, 1)?;
+        at_least(&field("timeoutMs"), self.timeout_ms, 1)?;
         Ok(RemoteJwks {
             cluster: self.cluster,
             authority,
             path,
+            discovery,
             refresh_interval: Duration::from_secs(self.refresh_seconds),
             min_refetch_interval: Duration::from_secs(self.min_refetch_seconds),
             timeout: Duration::from_millis(self.timeout_ms),
@@ -530,7 +623,7 @@ impl RawAudit {
 }
 
 /// `http://host:port/path?q` → (`host:port`, `/path?q`).
-fn split_http_uri(uri: &str) -> Option<(String, String)> {
+pub fn split_http_uri(uri: &str) -> Option<(String, String)> {
     let rest = uri
         .strip_prefix("http://")
         .or_else(|| uri.strip_prefix("https://"))?;
@@ -579,7 +672,7 @@ pub(crate) mod tests {
     fn minimal_config_gets_defaults() {
         let c = parse(minimal().to_string().as_bytes()).unwrap();
         assert_eq!(c.identity.clock_skew, Duration::from_secs(60));
-        assert_eq!(c.identity.scope_claims, ["scope", "scp", "permissions"]);
+        assert_eq!(c.identity.claims, ClaimLayout::generic());
         assert_eq!(c.audit.batch_size, 100);
         assert_eq!(c.audit.authority, "collector");
         assert_eq!(c.audit_failure_mode, AuditFailureMode::Open);
@@ -661,6 +754,71 @@ pub(crate) mod tests {
         v["auditFailureMode"] = json!("shut");
         let e = err(v);
         assert!(e.starts_with("auditFailureMode: unknown variant `shut`"), "{e}");
+    }
+
+    #[test]
+    fn presets_are_overridden_field_by_field() {
+        let mut v = minimal();
+        v["identity"]["preset"] = json!("entra");
+        v["identity"]["emailClaim"] = json!("upn");
+        v["identity"]["roleClaim"] = json!(["groups", "wids"]);
+        let c = parse(v.to_string().as_bytes()).unwrap().identity.claims;
+        let entra = ClaimLayout::preset(Preset::Entra, &["acp".into()]);
+        assert_eq!(c, ClaimLayout { email: vec!["upn".into()], roles: vec!["groups".into(), "wids".into()], ..entra });
+
+        let mut v = minimal();
+        v["identity"]["preset"] = json!("auth0");
+        v["identity"]["tenantClaim"] = json!([]);
+        assert!(parse(v.to_string().as_bytes()).unwrap().identity.claims.tenant.is_empty(), "tenant check off");
+
+        let mut v = minimal();
+        v["identity"]["preset"] = json!("ping");
+        assert!(err(v).starts_with("identity.preset: unknown variant `ping`"));
+        let mut v = minimal();
+        v["identity"]["scopeClaims"] = json!([]);
+        assert_eq!(err(v), "identity.scopeClaims: list at least one claim");
+        let mut v = minimal();
+        v["identity"]["emailClaim"] = json!(5);
+        assert!(err(v).starts_with("identity.emailClaim: a claim path or a list of claim paths"));
+        let mut v = minimal();
+        v["identity"]["tenantClaim"] = json!("org.");
+        assert!(err(v).starts_with("identity.tenantClaim: claim paths"));
+    }
+
+    #[test]
+    fn discovery_needs_only_the_issuer_and_a_cluster() {
+        let mut v = minimal();
+        v["identity"]["jwks"] = json!({"discovery": {"cluster": "idp", "jwksCluster": "keys"}});
+        let c = parse(v.to_string().as_bytes()).unwrap();
+        let KeySource::Remote(r) = &c.identity.keys else { panic!("remote expected") };
+        assert_eq!((r.authority.as_str(), r.path.as_str()), ("idp.example", "/.well-known/openid-configuration"));
+        let d = r.discovery.as_ref().unwrap();
+        assert_eq!((d.issuer.as_str(), d.jwks_cluster.as_deref()), ("https://idp.example", Some("keys")));
+
+        v["identity"]["issuer"] = json!("http://idp.example");
+        assert!(err(v.clone()).starts_with("identity.issuer: \"http://idp.example\" must use https"));
+        v["identity"]["issuer"] = json!("http://127.0.0.1:9000");
+        v["identity"]["jwks"]["discovery"]["allowHttpLoopback"] = json!(true);
+        assert!(parse(v.to_string().as_bytes()).is_ok());
+        v["identity"]["jwks"]["discovery"]["uri"] = json!("http://127.0.0.1:9000/jwks");
+        assert!(err(v).starts_with("identity.jwks.discovery.uri: not with discovery"));
+
+        let mut v = minimal();
+        v["identity"]["jwks"]["remote"]["jwksCluster"] = json!("keys");
+        assert!(err(v).starts_with("identity.jwks.remote.jwksCluster:"));
+        let mut v = minimal();
+        v["identity"]["jwks"] = json!({"remote": {"cluster": "idp"}});
+        assert_eq!(err(v), "identity.jwks.remote.uri: missing field `uri`");
+    }
+
+    #[test]
+    fn trust_mode_names_the_metadata_key() {
+        let mut v = minimal();
+        v["identity"]["jwks"] = json!({"trustJwtAuthn": {"payloadInMetadata": "jwt_payload"}});
+        let c = parse(v.to_string().as_bytes()).unwrap();
+        assert!(matches!(&c.identity.keys, KeySource::TrustJwtAuthn { payload_in_metadata } if payload_in_metadata == "jwt_payload"));
+        v["identity"]["jwks"] = json!({"trustJwtAuthn": {"payloadInMetadata": ""}});
+        assert!(err(v).starts_with("identity.jwks.trustJwtAuthn.payloadInMetadata:"));
     }
 
     #[test]

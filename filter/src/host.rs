@@ -40,6 +40,17 @@ pub fn call_response_header(name: &str) -> Option<String> {
     hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name).ok().flatten()
 }
 
+/// A property of the stream (e.g. `["metadata"]`, serialized as Envoy does); `None` if unset.
+pub fn property(path: &[&str]) -> Option<Vec<u8>> {
+    match hostcalls::get_property(path.to_vec()) {
+        Ok(value) => value,
+        Err(status) => {
+            log::warn!("reading property {path:?} failed: {status:?}");
+            None
+        }
+    }
+}
+
 pub fn buffer(kind: BufferType, size: usize) -> Vec<u8> {
     match hostcalls::get_buffer(kind, 0, size) {
         Ok(bytes) => bytes.unwrap_or_default(),

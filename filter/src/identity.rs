@@ -8,6 +8,7 @@ use std::rc::Rc;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::claims::{all_strings, first_string};
 use crate::config::Identity as IdentityConfig;
 use crate::token::Claims;
 
@@ -29,56 +30,30 @@ pub struct Identity {
 
 impl Identity {
     pub fn from_claims(claims: &Claims, cfg: &IdentityConfig) -> Identity {
-        let custom = &claims.custom;
-        let mut scopes = Vec::new();
-        for name in &cfg.scope_claims {
-            push_unique(&mut scopes, strings(custom.get(name)));
+        // Registered claims are parsed out by jwt-simple; put `sub` back for the claim paths.
+        let mut custom = claims.custom.clone();
+        if let Some(sub) = &claims.subject {
+            custom.insert("sub".into(), Value::String(sub.clone()));
         }
-        if let Some(role_claim) = &cfg.role_claim {
-            for role in strings(custom.get(role_claim)) {
-                if let Some(granted) = cfg.role_scopes.get(&role) {
-                    push_unique(&mut scopes, granted.iter().cloned());
+        let layout = &cfg.claims;
+        let mut scopes = all_strings(&custom, &layout.scopes);
+        for role in all_strings(&custom, &layout.roles) {
+            for granted in cfg.role_scopes.get(&role).into_iter().flatten() {
+                if !scopes.contains(granted) {
+                    scopes.push(granted.clone());
                 }
             }
         }
-        let client_id = cfg
-            .client_id_claims
-            .iter()
-            .find_map(|name| custom.get(name).and_then(Value::as_str))
-            .map(str::to_string);
+        let client_id = first_string(&custom, &layout.client_id);
         Identity {
-            sub: claims.subject.clone().unwrap_or_default(),
-            email: string(custom.get(&cfg.email_claim)),
-            tenant: cfg.tenant_claim.as_ref().and_then(|c| string(custom.get(c))),
+            sub: first_string(&custom, &layout.subject).unwrap_or_default(),
+            email: first_string(&custom, &layout.email),
+            tenant: first_string(&custom, &layout.tenant),
             scopes,
             client_type: client_id.as_ref().and_then(|id| cfg.client_types.get(id).cloned()),
             client_id,
             delegation_chain: delegation_chain(custom.get("act")),
             expires_at: claims.expires_at.map_or(0, |t| t.as_secs()),
-        }
-    }
-}
-
-fn string(v: Option<&Value>) -> Option<String> {
-    v.and_then(Value::as_str).map(str::to_string)
-}
-
-/// A claim holding either a space-delimited string (`scope`) or an array of strings (`scp`,
-/// `permissions`, `roles`).
-fn strings(v: Option<&Value>) -> Vec<String> {
-    match v {
-        Some(Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
-        Some(Value::Array(items)) => {
-            items.iter().filter_map(Value::as_str).map(str::to_string).collect()
-        }
-        _ => Vec::new(),
-    }
-}
-
-fn push_unique(into: &mut Vec<String>, items: impl IntoIterator<Item = String>) {
-    for item in items {
-        if !into.contains(&item) {
-            into.push(item);
         }
     }
 }
@@ -171,8 +146,8 @@ mod tests {
                    "scope": "salesforce:read files:read", "scp": ["files:read", "github:write"],
                    "roles": ["admin"]}),
             |c| {
-                c.tenant_claim = Some("org_id".into());
-                c.role_claim = Some("roles".into());
+                c.claims.tenant = vec!["org_id".into()];
+                c.claims.roles = vec!["roles".into()];
                 c.role_scopes.insert("admin".into(), vec!["salesforce:write".into()]);
                 c.client_types.insert("claude-desktop-app".into(), "claude-desktop".into());
             },
@@ -185,6 +160,32 @@ mod tests {
         assert_eq!(id.client_type.as_deref(), Some("claude-desktop"));
         assert_eq!(id.delegation_chain, None);
         assert_eq!(id.expires_at, NOW + 3600);
+    }
+
+    #[test]
+    fn preset_layouts_read_their_providers_tokens() {
+        use crate::claims::{ClaimLayout, Preset};
+        let id = identity(
+            json!({"oid": "0000-66f3", "tid": "72f988bf", "azp": "6e74172b", "scp": "Files.Read Mail.Send",
+                   "roles": ["Salesforce.Write"], "upn": "u@acme.com", "preferred_username": "alice@acme.com"}),
+            |c| c.claims = ClaimLayout::preset(Preset::Entra, &c.audiences),
+        );
+        assert_eq!((id.sub.as_str(), id.email.as_deref(), id.tenant.as_deref()), ("0000-66f3", Some("alice@acme.com"), Some("72f988bf")));
+        assert_eq!(id.scopes, ["Files.Read", "Mail.Send", "Salesforce.Write"]);
+        assert_eq!(id.client_id.as_deref(), Some("6e74172b"));
+
+        let id = identity(
+            json!({"scope": "openid files:read", "realm_access": {"roles": ["sales"]},
+                   "resource_access": {"acp": {"roles": ["admin"]}, "account": {"roles": ["hr"]}}}),
+            |c| {
+                c.claims = ClaimLayout::preset(Preset::Keycloak, &c.audiences);
+                for (role, scope) in [("sales", "salesforce:read"), ("admin", "salesforce:write"), ("hr", "hr:read")] {
+                    c.role_scopes.insert(role.into(), vec![scope.into()]);
+                }
+            },
+        );
+        assert_eq!((id.sub.as_str(), id.tenant.as_deref()), ("alice", None), "`sub` when no other subject claim");
+        assert_eq!(id.scopes, ["openid", "files:read", "salesforce:read", "salesforce:write"]);
     }
 
     #[test]

@@ -232,6 +232,7 @@ pub(crate) mod tests {
             cluster: "idp".into(),
             authority: "idp".into(),
             path: "/jwks".into(),
+            discovery: None,
             refresh_interval: Duration::from_secs(300),
             min_refetch_interval: Duration::from_secs(30),
             timeout: Duration::from_secs(2),

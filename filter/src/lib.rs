@@ -2,17 +2,20 @@
 //! audited (one record per call, batched to the collector).
 //!
 //! The decisions are plain functions over plain data, unit-tested natively: `config`, `jwks`,
-//! `token`, `identity`, `policy`, `mcp_request`, `mcp_headers`, `mcp_response`, `decision`,
-//! `resource_metadata`, `audit`, `outbox`.
+//! `discovery`, `token`, `jwt_authn`, `claims`, `identity`, `policy`, `mcp_request`, `mcp_headers`,
+//! `mcp_response`, `decision`, `resource_metadata`, `audit`, `outbox`.
 //! The proxy-wasm contexts (`plugin`, `stream`) only move bytes between Envoy (`host`) and them.
 
 pub mod answer;
 pub mod audit;
+pub mod claims;
 pub mod config;
 pub mod content_scan;
 pub mod decision;
+pub mod discovery;
 pub mod identity;
 pub mod jwks;
+pub mod jwt_authn;
 pub mod mcp_headers;
 pub mod mcp_request;
 pub mod mcp_response;

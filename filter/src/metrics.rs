@@ -22,6 +22,9 @@ pub struct Metrics {
     pub token_cache_misses: Counter,
     pub jwks_fetched: Counter,
     pub jwks_fetch_failed: Counter,
+    /// OpenID discovery documents fetched and accepted, and fetches that failed or were refused.
+    pub discovery_fetched: Counter,
+    pub discovery_failed: Counter,
     /// Audit records created and queued for the collector.
     pub audit_queued: Counter,
     /// Audit records the collector acknowledged.
@@ -51,6 +54,8 @@ impl Metrics {
             token_cache_misses: Counter::define("acp.token_cache_misses"),
             jwks_fetched: Counter::define("acp.jwks_fetched"),
             jwks_fetch_failed: Counter::define("acp.jwks_fetch_failed"),
+            discovery_fetched: Counter::define("acp.discovery_fetched"),
+            discovery_failed: Counter::define("acp.discovery_failed"),
             audit_queued: Counter::define("acp.audit_records_queued"),
             audit_sent: Counter::define("acp.audit_records_sent"),
             audit_retried: Counter::define("acp.audit_records_retried"),

@@ -1,6 +1,7 @@
 //! The root context: one per worker VM. It parses the configuration, owns the worker's state
 //! (keys, token cache, audit outbox) shared with its streams, and on each tick fetches the
-//! remote JWKS when due and sends audit batches to the collector.
+//! remote JWKS when due (through the issuer's discovery document when configured) and sends
+//! audit batches to the collector.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -9,6 +10,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
 
 use crate::config::{self, Config, KeySource};
+use crate::discovery::{KeyDocument, KeyLocation, Target};
 use crate::host;
 use crate::identity::TokenCache;
 use crate::jwks::{KeySet, RefreshSchedule};
@@ -42,7 +44,9 @@ impl Worker {
 #[derive(Default)]
 pub struct Plugin {
     worker: Option<Rc<RefCell<Worker>>>,
-    jwks_call: Option<u32>,
+    /// Where the remote keys are fetched from (none with inline keys or trust mode).
+    location: Option<KeyLocation>,
+    key_call: Option<(u32, KeyDocument)>,
     audit_call: Option<u32>,
     /// Envoy is removing this plugin; it reports done once its records are delivered.
     closing: bool,
@@ -52,9 +56,12 @@ impl Context for Plugin {
     fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
         let status = host::call_response_header(":status").and_then(|s| s.parse::<u32>().ok());
         let body = host::buffer(BufferType::HttpCallResponseBody, body_size);
-        if self.jwks_call == Some(token) {
-            self.jwks_call = None;
-            self.on_jwks(status, &body);
+        if let Some((_, document)) = self.key_call.filter(|(call, _)| *call == token) {
+            self.key_call = None;
+            match document {
+                KeyDocument::Discovery => self.on_discovery(status, &body),
+                KeyDocument::Jwks => self.on_jwks(status, &body),
+            }
         } else if self.audit_call == Some(token) {
             self.audit_call = None;
             self.on_audit_response(status, &body);
@@ -90,6 +97,11 @@ impl RootContext for Plugin {
         let (keys, refresh) = match &config.identity.keys {
             KeySource::Inline(set) => (Some(Rc::clone(set)), None),
             KeySource::Remote(remote) => (None, Some(RefreshSchedule::new(remote.clone()))),
+            KeySource::TrustJwtAuthn { .. } => (None, None),
+        };
+        self.location = match &config.identity.keys {
+            KeySource::Remote(remote) => Some(KeyLocation::new(remote)),
+            _ => None,
         };
         let audit = &config.audit;
         let outbox = Outbox::new(audit.max_buffered_records, audit.max_buffered_bytes, audit.batch_size, audit.max_retry_delay);
@@ -124,47 +136,94 @@ impl RootContext for Plugin {
 }
 
 impl Plugin {
+    /// Starts the next key fetch when due: the discovery document, or the JWKS.
     fn fetch_jwks(&mut self) {
         let Some(worker) = &self.worker else { return };
-        let mut w = worker.borrow_mut();
-        let now = host::now_millis();
-        let Some(refresh) = w.refresh.as_mut() else { return };
-        if !refresh.start_fetch(now) {
-            return;
+        let due = {
+            let mut w = worker.borrow_mut();
+            let now = host::now_millis();
+            w.refresh.as_mut().is_some_and(|refresh| refresh.start_fetch(now))
+        };
+        if let (true, Some(location)) = (due, &self.location) {
+            let (document, target) = location.next();
+            let target = target.clone();
+            self.dispatch_key_request(document, &target);
         }
-        let remote = refresh.remote().clone();
-        let headers = vec![(":method", "GET"), (":path", remote.path.as_str()), (":authority", remote.authority.as_str())];
-        self.jwks_call = host::dispatch(&remote.cluster, headers, None, remote.timeout);
-        if self.jwks_call.is_none() {
-            refresh.failed(now);
-            w.metrics.jwks_fetch_failed.inc();
+    }
+
+    fn dispatch_key_request(&mut self, document: KeyDocument, target: &Target) {
+        let Some(worker) = &self.worker else { return };
+        let timeout = worker.borrow().refresh.as_ref().map(|r| r.remote().timeout).unwrap_or_default();
+        let headers = vec![(":method", "GET"), (":path", target.path.as_str()), (":authority", target.authority.as_str())];
+        match host::dispatch(&target.cluster, headers, None, timeout) {
+            Some(call) => self.key_call = Some((call, document)),
+            None => self.key_fetch_failed(document, "the request could not start"),
+        }
+    }
+
+    fn on_discovery(&mut self, status: Option<u32>, body: &[u8]) {
+        let Some(location) = self.location.as_mut() else { return };
+        match location.discovered(status, body) {
+            Ok(target) => {
+                let target = target.clone();
+                log::info!("OpenID discovery: JWKS at {}{} through cluster {}", target.authority, target.path, target.cluster);
+                if let Some(worker) = &self.worker {
+                    worker.borrow().metrics.discovery_fetched.inc();
+                }
+                self.dispatch_key_request(KeyDocument::Jwks, &target);
+            }
+            Err(e) => self.key_fetch_failed(KeyDocument::Discovery, &e),
+        }
+    }
+
+    /// Schedules the retry (with backoff), counts and logs a failed key fetch. The previous
+    /// keys stay in use; without any, requests are refused with 503 `keys_unavailable`.
+    fn key_fetch_failed(&mut self, document: KeyDocument, error: &str) {
+        let Some(worker) = &self.worker else { return };
+        let mut w = worker.borrow_mut();
+        if let Some(refresh) = w.refresh.as_mut() {
+            refresh.failed(host::now_millis());
+        }
+        let what = match document {
+            KeyDocument::Discovery => {
+                w.metrics.discovery_failed.inc();
+                "OpenID discovery document"
+            }
+            KeyDocument::Jwks => {
+                w.metrics.jwks_fetch_failed.inc();
+                if let Some(location) = self.location.as_mut() {
+                    location.jwks_failed();
+                }
+                "JWKS"
+            }
+        };
+        if w.keys.is_some() {
+            log::warn!("{what} fetch failed ({error}); keeping the previous keys and retrying");
+        } else {
+            log::error!("{what} fetch failed ({error}); no signing keys yet: requests are refused with 503 keys_unavailable until keys arrive; retrying");
         }
     }
 
     fn on_jwks(&mut self, status: Option<u32>, body: &[u8]) {
-        let Some(worker) = &self.worker else { return };
-        let mut w = worker.borrow_mut();
-        let now = host::now_millis();
         let parsed = match status {
             Some(200) => KeySet::from_jwks_bytes(body),
             other => Err(format!("HTTP status {other:?}")),
         };
-        let Some(refresh) = w.refresh.as_mut() else { return };
-        match parsed {
-            Ok(set) => {
-                refresh.fetched(now);
-                log::info!("loaded {} signing key(s) from the JWKS", set.key_count());
-                w.keys = Some(Rc::new(set));
-                // A key may have been withdrawn: identities it vouched for must be verified again.
-                w.cache.clear();
-                w.metrics.jwks_fetched.inc();
-            }
-            Err(e) => {
-                refresh.failed(now);
-                log::warn!("JWKS fetch failed ({e}); keeping the previous keys and retrying");
-                w.metrics.jwks_fetch_failed.inc();
-            }
+        let set = match parsed {
+            Ok(set) => set,
+            Err(e) => return self.key_fetch_failed(KeyDocument::Jwks, &e),
+        };
+        let Some(worker) = &self.worker else { return };
+        let mut w = worker.borrow_mut();
+        if let Some(refresh) = w.refresh.as_mut() {
+            refresh.fetched(host::now_millis());
         }
+        log::info!("loaded {} signing key(s) from the JWKS", set.key_count());
+        // Keys absent from the new set are retired, and identities they vouched for must be
+        // verified again.
+        w.keys = Some(Rc::new(set));
+        w.cache.clear();
+        w.metrics.jwks_fetched.inc();
     }
 
     /// Reports a closing plugin done once no record waits and no batch is in flight.

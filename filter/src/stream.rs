@@ -13,10 +13,11 @@ use proxy_wasm::types::{Action, BufferType};
 
 use crate::answer::{self, Plan};
 use crate::audit::{self, OutputScan, Upstream};
-use crate::config::{AuditFailureMode, Config};
+use crate::config::{AuditFailureMode, Config, KeySource};
 use crate::decision::{self, CallAudit, Request};
 use crate::host;
 use crate::identity::{Identity, TokenCache};
+use crate::jwt_authn;
 use crate::mcp_headers::McpHeaders;
 use crate::mcp_response::{self, id_key};
 use crate::outbox::Reservation;
@@ -107,36 +108,51 @@ impl Stream {
         admitted
     }
 
-    /// The caller's identity: from the token cache, or verified now and cached.
+    /// The caller's identity: verified here (token cache first), or in trust mode taken from
+    /// what `jwt_authn` verified; then checked against the request's tenant.
     fn authenticate(&self, authorization: Option<&str>) -> Result<Rc<Identity>, AuthFailure> {
+        let identity = match &self.config.identity.keys {
+            KeySource::TrustJwtAuthn { payload_in_metadata } => self.trusted(payload_in_metadata)?,
+            _ => self.verified(authorization)?,
+        };
+        if !self.config.identity.claims.tenant.is_empty() && identity.tenant.as_deref() != Some(self.tenant.as_str()) {
+            return Err(AuthFailure::TenantMismatch);
+        }
+        Ok(identity)
+    }
+
+    fn verified(&self, authorization: Option<&str>) -> Result<Rc<Identity>, AuthFailure> {
         let token = token::bearer_token(authorization)?;
         let mut w = self.worker.borrow_mut();
         let now = self.started;
         let key = TokenCache::key(token);
-        let identity = match w.cache.get(&key, now.as_secs()) {
-            Some(identity) => {
-                w.metrics.token_cache_hits.inc();
-                identity
-            }
-            None => {
-                w.metrics.token_cache_misses.inc();
-                let keys = w.keys.clone().ok_or(AuthFailure::KeysUnavailable)?;
-                let claims = token::verify(token, &keys, &self.config.identity, now).inspect_err(|f| {
-                    if *f == AuthFailure::UnknownKid {
-                        if let Some(refresh) = w.refresh.as_mut() {
-                            refresh.unknown_kid(host::now_millis());
-                        }
-                    }
-                })?;
-                let identity = Rc::new(Identity::from_claims(&claims, &self.config.identity));
-                w.cache.insert(key, Rc::clone(&identity), now.as_secs());
-                identity
-            }
-        };
-        if self.config.identity.tenant_claim.is_some() && identity.tenant.as_deref() != Some(self.tenant.as_str()) {
-            return Err(AuthFailure::TenantMismatch);
+        if let Some(identity) = w.cache.get(&key, now.as_secs()) {
+            w.metrics.token_cache_hits.inc();
+            return Ok(identity);
         }
+        w.metrics.token_cache_misses.inc();
+        let keys = w.keys.clone().ok_or(AuthFailure::KeysUnavailable)?;
+        let claims = token::verify(token, &keys, &self.config.identity, now).inspect_err(|f| {
+            if *f == AuthFailure::UnknownKid {
+                if let Some(refresh) = w.refresh.as_mut() {
+                    refresh.unknown_kid(host::now_millis());
+                }
+            }
+        })?;
+        let identity = Rc::new(Identity::from_claims(&claims, &self.config.identity));
+        w.cache.insert(key, Rc::clone(&identity), now.as_secs());
         Ok(identity)
+    }
+
+    /// The identity of the payload `jwt_authn` verified; `missing_token` when it verified none.
+    fn trusted(&self, payload_key: &str) -> Result<Rc<Identity>, AuthFailure> {
+        let metadata = host::property(&["metadata"]).unwrap_or_default();
+        let payload = jwt_authn::payload(&metadata, payload_key)
+            .inspect_err(|e| log::error!("trust mode: {e}"))
+            .map_err(|_| AuthFailure::Malformed)?
+            .ok_or(AuthFailure::MissingToken)?;
+        let claims = jwt_authn::claims(payload, &self.config.identity, self.started)?;
+        Ok(Rc::new(Identity::from_claims(&claims, &self.config.identity)))
     }
 
     /// Decides the request; answers it here when refused. Returns whether to go on upstream.
