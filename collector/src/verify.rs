@@ -158,7 +158,7 @@ fn verify_tenant(
     check_roots(&mut expected, &frontier, first)?;
 
     let mut stmt = conn.prepare(
-        "SELECT tseq, id, tenant, json, hashes FROM records WHERE tenant = ?1 ORDER BY tseq",
+        "SELECT tseq, id, tenant, json, hashes FROM records WHERE tenant = ?1 ORDER BY tseq, seq",
     )?;
     let mut rows = stmt.query([tenant])?;
     let mut records = 0;

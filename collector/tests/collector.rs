@@ -770,3 +770,193 @@ fn settings_come_from_flag_env_and_config_file() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("ingest token is required"));
 }
+
+/// Runs `acp-collector <args> --db <db>`; returns whether it succeeded, stdout and stderr.
+fn run(db: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--db")
+        .arg(db)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// The verifier key that `key show` publishes.
+fn public_key(db: &Path) -> String {
+    let (ok, out, err) = run(db, &["key", "show"]);
+    assert!(ok, "{err}");
+    out.trim().to_owned()
+}
+
+/// `verify --public-key <the collector's key>`: success and stdout.
+fn verify(db: &Path) -> (bool, String) {
+    let (ok, out, err) = run(db, &["verify", "--public-key", &public_key(db)]);
+    assert!(err.contains("records/s"), "{err}");
+    (ok, out)
+}
+
+fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    for part in parts {
+        hash.update(part);
+    }
+    hash.finalize().into()
+}
+
+/// A copy of `db` changed by `sql`, as someone with write access to the file could.
+fn tampered(db: &Path, name: &str, sql: &str) -> PathBuf {
+    let copy = db.with_file_name(name);
+    std::fs::copy(db, &copy).unwrap();
+    std::fs::copy(
+        db.with_extension("db.signing-key"),
+        copy.with_extension("db.signing-key"),
+    )
+    .unwrap();
+    let conn = rusqlite::Connection::open(&copy).unwrap();
+    conn.execute_batch(&format!(
+        "DROP TRIGGER records_no_update; DROP TRIGGER records_no_delete;
+         DROP TRIGGER expiries_no_delete; DROP INDEX records_tseq; {sql}"
+    ))
+    .unwrap();
+    copy
+}
+
+#[test]
+fn verify_names_the_altered_removed_or_inserted_record() {
+    let dir = TempDir::new().unwrap();
+    let c = Collector::start(dir.path());
+    let acme: Vec<Value> = (0..10)
+        .map(|i| record(&format!("r{i}"), &format!("2026-03-15T10:00:0{i}.000Z")))
+        .collect();
+    c.ingest(&acme[..6]);
+    c.ingest(&acme[6..]);
+    let mut other = record("g0", "2026-03-15T10:00:00.000Z");
+    other["tenantId"] = json!(GLOBEX);
+    c.ingest(&[other]);
+    // Stopping signs a checkpoint of every tree that grew.
+    let db = c.db.clone();
+    assert!(c.terminate().success());
+
+    let (ok, out) = verify(&db);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("org_acme_corp: ok: 10 records, 1 checkpoints (latest covers 10 of 10)"),
+        "{out}"
+    );
+    assert!(out.contains("org_globex: ok: 1 records"), "{out}");
+
+    let seq_of = |id: &str| format!("(SELECT tseq FROM records WHERE id = '{id}')");
+    for (name, sql, expected) in [
+        (
+            "altered.db",
+            "UPDATE records SET json = replace(json, 'alice', 'mallory') WHERE id = 'r4'"
+                .to_owned(),
+            "org_acme_corp: FAILED: record seq 4 (id \"r4\") was altered: its bytes no longer \
+             match its leaf hash",
+        ),
+        (
+            "removed.db",
+            "DELETE FROM records WHERE id = 'r6'".to_owned(),
+            "org_acme_corp: FAILED: 1 record removed: seq 6..6 is missing (the next record \
+             present is seq 7, id \"r7\")",
+        ),
+        (
+            "removed-last.db",
+            "DELETE FROM records WHERE id = 'r9'".to_owned(),
+            "org_acme_corp: FAILED: 1 record removed: the checkpoint of tree size 10 covers 10 \
+             records but the store ends before seq 9",
+        ),
+        (
+            "inserted.db",
+            format!(
+                "INSERT INTO records (id, tenant, ts, result, event, json, tseq, hashes)
+                 SELECT 'forged', tenant, ts, result, event, replace(json, '\"r3\"', '\"forged\"'),
+                 tseq, hashes FROM records WHERE id = 'r3'"
+            ),
+            "org_acme_corp: FAILED: record seq 3 (id \"forged\") was inserted: another record \
+             already has seq 3",
+        ),
+        (
+            "renumbered.db",
+            format!(
+                "UPDATE records SET tseq = tseq + 1 WHERE tseq >= {}",
+                seq_of("r8")
+            ),
+            "org_acme_corp: FAILED: 1 record removed: seq 8..8 is missing",
+        ),
+        (
+            "moved.db",
+            format!("UPDATE records SET tenant = '{GLOBEX}' WHERE id = 'r0'"),
+            "org_acme_corp: FAILED: 1 record removed: seq 0..0 is missing",
+        ),
+    ] {
+        let copy = tampered(&db, name, &sql);
+        let (ok, out) = verify(&copy);
+        assert!(!ok, "{name}: {out}");
+        assert!(out.contains(expected), "{name}: {out}");
+        assert!(out.contains("org_globex: "), "{name}: {out}");
+    }
+    let copy = tampered(
+        &db,
+        "moved-too.db",
+        &format!("UPDATE records SET tenant = '{GLOBEX}' WHERE id = 'r0'"),
+    );
+    let (_, out) = verify(&copy);
+    assert!(
+        out.contains("org_globex: FAILED: record seq 0 (id \"r0\") was altered: its id or tenant column differs"),
+        "{out}"
+    );
+
+    // The altered record's stored hashes recomputed as well (seq 8 holds its leaf hash, seq 9
+    // the hash over both): only the signed checkpoint gives it away.
+    let copy = tampered(&db, "rehashed.db", "");
+    let conn = rusqlite::Connection::open(&copy).unwrap();
+    let json_of = |id: &str| -> String {
+        conn.query_row("SELECT json FROM records WHERE id = ?1", [id], |r| r.get(0))
+            .unwrap()
+    };
+    let altered = json_of("r8").replace("alice", "mallory");
+    let leaf8 = sha256(&[&[0], altered.as_bytes()]);
+    let leaf9 = sha256(&[&[0], json_of("r9").as_bytes()]);
+    let node = sha256(&[&[1], &leaf8, &leaf9]);
+    conn.execute(
+        "UPDATE records SET json = ?1, hashes = ?2 WHERE id = 'r8'",
+        rusqlite::params![altered, leaf8.to_vec()],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE records SET hashes = ?1 WHERE id = 'r9'",
+        [[leaf9, node].concat()],
+    )
+    .unwrap();
+    drop(conn);
+    let (ok, out) = verify(&copy);
+    assert!(!ok);
+    assert!(
+        out.contains(
+            "org_acme_corp: FAILED: the checkpoint of tree size 10 does not match the \
+                      records: a record before seq 10 was altered"
+        ),
+        "{out}"
+    );
+
+    // Signatures count only with a trusted key.
+    let other = dir.path().join("other.key");
+    let (ok, stranger, _) = run(
+        &db,
+        &["key", "show", "--signing-key", other.to_str().unwrap()],
+    );
+    assert!(ok);
+    let (ok, out, _) = run(&db, &["verify", "--public-key", stranger.trim()]);
+    assert!(!ok);
+    assert!(
+        out.contains("org_acme_corp: FAILED: the checkpoint of tree size 10: not signed by any trusted public key"),
+        "{out}"
+    );
+}
