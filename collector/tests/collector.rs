@@ -960,3 +960,155 @@ fn verify_names_the_altered_removed_or_inserted_record() {
         "{out}"
     );
 }
+
+/// `verify-proof <file> --public-key <key>`: success and stdout or stderr.
+fn verify_proof(db: &Path, export: &str, key: &str) -> (bool, String) {
+    let file = db.with_file_name("export.json");
+    std::fs::write(&file, export).unwrap();
+    let (ok, out, err) = run(
+        db,
+        &["verify-proof", file.to_str().unwrap(), "--public-key", key],
+    );
+    (ok, out + &err)
+}
+
+/// The base64 root hash of the checkpoint note `note`.
+fn root_of(note: &str) -> String {
+    note.lines().nth(2).unwrap().to_owned()
+}
+
+#[test]
+fn exports_carry_inclusion_proofs_that_verify_offline() {
+    let dir = TempDir::new().unwrap();
+    // A checkpoint as soon as a tree grows.
+    let c = Collector::start_with(
+        dir.path(),
+        &["--ingest-token", TOKEN, "--checkpoint-records", "1"],
+        &[],
+    );
+    let key = create_key(&c.db, ACME);
+    let records: Vec<Value> = (0..7)
+        .map(|i| record(&format!("p{i}"), &format!("2026-03-15T10:00:0{i}.000Z")))
+        .collect();
+    c.ingest(&records[..3]);
+    c.ingest(&records[3..]);
+
+    let published = c
+        .http
+        .get(format!("{}/v1/signing-keys", c.base))
+        .send()
+        .unwrap();
+    assert_eq!(published.status(), StatusCode::OK);
+    let published = published.text().unwrap();
+    assert_eq!(published.trim(), public_key(&c.db));
+
+    let latest: Value = c
+        .get(&key, &format!("/{ACME}/api/v1/checkpoints/latest"))
+        .json()
+        .unwrap();
+    assert_eq!(latest["treeSize"], 7);
+    let note = latest["note"].as_str().unwrap();
+    assert!(
+        note.starts_with("acp-collector/org_acme_corp\n7\n"),
+        "{note}"
+    );
+    assert_eq!(latest["rootHash"], root_of(note));
+
+    // A JSON page: records as stored plus a proof each.
+    let page = c
+        .get(&key, &format!("/{ACME}/api/v1/audit?limit=3&proof=true"))
+        .text()
+        .unwrap();
+    let parsed: Value = serde_json::from_str(&page).unwrap();
+    assert_eq!(parsed["records"].as_array().unwrap()[..], records[..3]);
+    assert_eq!(parsed["proofs"][2]["seq"], 2);
+    assert_eq!(parsed["proofs"][2]["treeSize"], 7);
+    let (ok, out) = verify_proof(&c.db, &page, published.trim());
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("ok: 3 records of org_acme_corp are in the checkpoint of tree size 7"),
+        "{out}"
+    );
+
+    // The whole range as NDJSON.
+    let ndjson = c
+        .get(
+            &key,
+            &format!("/{ACME}/api/v1/audit?format=ndjson&proof=true"),
+        )
+        .text()
+        .unwrap();
+    assert_eq!(ndjson.lines().count(), 8);
+    let (ok, out) = verify_proof(&c.db, &ndjson, published.trim());
+    assert!(ok, "{out}");
+    assert!(out.contains("ok: 7 records"), "{out}");
+
+    // An altered record, a wrong key, a checkpoint of another tenant's log fail.
+    let mut lines: Vec<String> = ndjson.lines().map(str::to_owned).collect();
+    lines[3] = lines[3].replace("alice@acme.com", "mallory@acme.com");
+    let altered = lines.join("\n");
+    let (ok, out) = verify_proof(&c.db, &altered, published.trim());
+    assert!(!ok);
+    assert!(
+        out.contains("record seq 2: its bytes are not in the checkpoint's tree"),
+        "{out}"
+    );
+    let other = dir.path().join("other.key");
+    let (_, stranger, _) = run(
+        &c.db,
+        &["key", "show", "--signing-key", other.to_str().unwrap()],
+    );
+    let (ok, out) = verify_proof(&c.db, &ndjson, stranger.trim());
+    assert!(!ok);
+    assert!(
+        out.contains("not signed by any trusted public key"),
+        "{out}"
+    );
+
+    // Consistency between the tree of 3 and that of 7, against both signed roots.
+    let proof: Value = c
+        .get(
+            &key,
+            &format!("/{ACME}/api/v1/checkpoints/consistency?from=3&to=7"),
+        )
+        .json()
+        .unwrap();
+    let conn = rusqlite::Connection::open(&c.db).unwrap();
+    let old_note: String = conn
+        .query_row(
+            "SELECT note FROM checkpoints WHERE tenant = ?1 AND tree_size = 3",
+            [ACME],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let hash = |b64: &str| tlog_tiles::tlog::Hash::parse_hash(b64).unwrap();
+    let path: Vec<_> = proof["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| hash(h.as_str().unwrap()))
+        .collect();
+    let (old_root, new_root) = (hash(&root_of(&old_note)), hash(&root_of(note)));
+    assert!(tlog_tiles::tlog::check_tree(&path, 7, new_root, 3, old_root).is_ok());
+    assert!(tlog_tiles::tlog::check_tree(&path, 7, old_root, 3, new_root).is_err());
+
+    for (query, status) in [
+        ("audit?proof=true&format=csv", StatusCode::BAD_REQUEST),
+        ("checkpoints/consistency?from=0", StatusCode::BAD_REQUEST),
+        (
+            "checkpoints/consistency?from=3&to=8",
+            StatusCode::BAD_REQUEST,
+        ),
+        ("checkpoints/consistency?to=3", StatusCode::BAD_REQUEST),
+        ("checkpoints/consistency?from=x", StatusCode::BAD_REQUEST),
+    ] {
+        let r = c.get(&key, &format!("/{ACME}/api/v1/{query}"));
+        assert_eq!(r.status(), status, "{query}");
+        let body: Value = r.json().unwrap();
+        assert!(!body["error"].as_str().unwrap().is_empty(), "{query}");
+    }
+    let r = c.get(&key, &format!("/{GLOBEX}/api/v1/checkpoints/latest"));
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = c.get("gsk_unknown", &format!("/{ACME}/api/v1/checkpoints/latest"));
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
