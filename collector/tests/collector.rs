@@ -1112,3 +1112,114 @@ fn exports_carry_inclusion_proofs_that_verify_offline() {
     let r = c.get("gsk_unknown", &format!("/{ACME}/api/v1/checkpoints/latest"));
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
+
+/// Polls `query` (one integer) on the database until it is `want`; at most 30 s.
+fn wait_for(db: &Path, query: &str, want: i64) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got: i64 = conn.query_row(query, [], |r| r.get(0)).unwrap();
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{query}: {got}, expected {want}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn retention_removes_old_records_and_verify_explains_the_gap() {
+    let dir = TempDir::new().unwrap();
+    let args = [
+        "--ingest-token",
+        TOKEN,
+        "--checkpoint-interval",
+        "1",
+        "--tenant-retention-days",
+        "org_acme_corp=30, org_globex=0",
+    ];
+    let c = Collector::start_with(dir.path(), &args, &[]);
+    let key = create_key(&c.db, ACME);
+    let now = || chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut records: Vec<Value> = (0..5)
+        .map(|i| {
+            record(
+                &format!("old{i}"),
+                &format!("2025-01-0{}T00:00:00.000Z", i + 1),
+            )
+        })
+        .collect();
+    records.extend((0..3).map(|i| record(&format!("new{i}"), &now())));
+    c.ingest(&records);
+    let mut kept = record("globex-old", "2025-01-01T00:00:00.000Z");
+    kept["tenantId"] = json!(GLOBEX);
+    c.ingest(&[kept]);
+
+    wait_for(&c.db, "SELECT COUNT(*) FROM expiries", 1);
+    assert_eq!(ids(&c.export(&key, ACME, "")), ["new0", "new1", "new2"]);
+    c.ingest(&[record("new3", &now()), record("new4", &now())]);
+    wait_for(
+        &c.db,
+        "SELECT MAX(tree_size) FROM checkpoints WHERE tenant = 'org_acme_corp'",
+        10,
+    );
+
+    // Proofs of the records kept go through the hashes the expiry note keeps.
+    let ndjson = c
+        .get(
+            &key,
+            &format!("/{ACME}/api/v1/audit?format=ndjson&proof=true"),
+        )
+        .text()
+        .unwrap();
+    let (ok, out) = verify_proof(&c.db, &ndjson, &public_key(&c.db));
+    assert!(ok, "{out}");
+    assert!(out.contains("ok: 5 records"), "{out}");
+    let gone = c.get(
+        &key,
+        &format!("/{ACME}/api/v1/checkpoints/consistency?from=2"),
+    );
+    assert_eq!(gone.status(), StatusCode::GONE);
+    let r = c.get(
+        &key,
+        &format!("/{ACME}/api/v1/checkpoints/consistency?from=5&to=10"),
+    );
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // Records not covered by an expiry note stay undeletable.
+    let conn = rusqlite::Connection::open(&c.db).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    let err = conn
+        .execute("DELETE FROM records WHERE id = 'new0'", [])
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+    drop(conn);
+    let db = c.db.clone();
+    assert!(c.terminate().success());
+
+    // The tree goes on after a restart.
+    let c = Collector::start_with(dir.path(), &args, &[]);
+    c.ingest(&[record("new5", &now())]);
+    assert!(c.terminate().success());
+    let (ok, out) = verify(&db);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("org_acme_corp: ok: 6 records, seq 0..4 expired (1 expiry notes)"),
+        "{out}"
+    );
+    assert!(out.contains("(latest covers 11 of 11)"), "{out}");
+    assert!(out.contains("org_globex: ok: 1 records,"), "{out}");
+
+    // Without its expiry note, the gap is unexplained.
+    let copy = tampered(&db, "no-expiry.db", "DELETE FROM expiries");
+    let (ok, out) = verify(&copy);
+    assert!(!ok);
+    assert!(
+        out.contains(
+            "org_acme_corp: FAILED: 5 records removed: seq 0..4 is missing (the next \
+                      record present is seq 5, id \"new0\")"
+        ),
+        "{out}"
+    );
+}
