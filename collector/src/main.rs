@@ -12,6 +12,7 @@ mod formats;
 mod ingest;
 mod ledger;
 mod merkle;
+mod migrate;
 mod proofs;
 mod server;
 mod signing;

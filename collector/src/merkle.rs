@@ -11,8 +11,6 @@
 //! subtrees (the [`Frontier`] at the cut) are kept in the signed expiry note, which is all that
 //! proofs over the remaining records need.
 
-use std::collections::HashMap;
-
 use rusqlite::{Connection, OptionalExtension};
 use tlog_tiles::tlog::{self, Hash, HashReader, HASH_SIZE};
 
@@ -63,16 +61,16 @@ impl Frontier {
         tlog::stored_hashes_for_record_hash(self.size, leaf, self)
     }
 
-    /// Appends the leaf whose stored hashes [`Frontier::next_hashes`] returned.
+    /// Appends the leaf whose stored hashes [`Frontier::next_hashes`] returned: the subtrees
+    /// it completed replace the frontier's smallest ones.
     pub fn push(&mut self, stored: &[Hash]) {
+        let merged = stored.len().saturating_sub(1);
         let first = tlog::stored_hash_index(0, self.size);
+        self.nodes.truncate(self.nodes.len().saturating_sub(merged));
+        if let Some(top) = stored.last() {
+            self.nodes.push((first + merged as u64, *top));
+        }
         self.size += 1;
-        let mut known: HashMap<u64, Hash> = self.nodes.drain(..).collect();
-        known.extend((first..).zip(stored.iter().copied()));
-        self.nodes = tlog::sub_tree_index(0, self.size, Vec::new())
-            .into_iter()
-            .filter_map(|i| known.get(&i).map(|h| (i, *h)))
-            .collect();
     }
 
     /// The root hash of the tree (RFC 6962 MTH).

@@ -86,7 +86,7 @@ CREATE TABLE IF NOT EXISTS api_keys (
 
 /// Opens the database read-write (WAL, `synchronous=FULL`), creating the file and schema if needed.
 pub fn open_rw(path: &Path) -> anyhow::Result<Connection> {
-    let conn = Connection::open(path)?;
+    let mut conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     let mode: String =
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
@@ -96,6 +96,7 @@ pub fn open_rw(path: &Path) -> anyhow::Result<Connection> {
         path.display()
     );
     conn.pragma_update(None, "synchronous", "FULL")?;
+    crate::migrate::add_tree_columns(&mut conn)?;
     conn.execute_batch(SCHEMA)?;
     Ok(conn)
 }
