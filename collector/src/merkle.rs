@@ -96,7 +96,7 @@ impl HashReader for Frontier {
 
 /// Splits a `hashes` column into hashes; `None` when its length is not a multiple of 32.
 pub fn split_hashes(blob: &[u8]) -> Option<Vec<Hash>> {
-    if blob.is_empty() || blob.len() % HASH_SIZE != 0 {
+    if blob.is_empty() || !blob.len().is_multiple_of(HASH_SIZE) {
         return None;
     }
     blob.chunks_exact(HASH_SIZE)

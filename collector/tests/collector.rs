@@ -874,11 +874,10 @@ fn verify_names_the_altered_removed_or_inserted_record() {
         ),
         (
             "inserted.db",
-            format!(
-                "INSERT INTO records (id, tenant, ts, result, event, json, tseq, hashes)
-                 SELECT 'forged', tenant, ts, result, event, replace(json, '\"r3\"', '\"forged\"'),
-                 tseq, hashes FROM records WHERE id = 'r3'"
-            ),
+            "INSERT INTO records (id, tenant, ts, result, event, json, tseq, hashes)
+             SELECT 'forged', tenant, ts, result, event, replace(json, '\"r3\"', '\"forged\"'),
+             tseq, hashes FROM records WHERE id = 'r3'"
+                .to_owned(),
             "org_acme_corp: FAILED: record seq 3 (id \"forged\") was inserted: another record \
              already has seq 3",
         ),
