@@ -12,6 +12,7 @@
 //!
 //! The first problem of a tenant is reported with the record it concerns.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
@@ -201,7 +202,7 @@ fn verify_tenant(
         let names: Names = serde_json::from_str(&json)
             .with_context(|| format!("record seq {seq} (id {id:?}) was altered: not a record"))?;
         ensure!(
-            names.id == id && names.tenant_id == row.get::<_, String>(2)?,
+            names.id == id && names.tenant_id == row.get_ref(2)?.as_str()?,
             "record seq {seq} (id {id:?}) was altered: its id or tenant column differs from its \
              JSON (id {:?}, tenant {:?})",
             names.id,
@@ -255,7 +256,9 @@ fn count(n: u64) -> String {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Names {
-    id: String,
-    tenant_id: String,
+struct Names<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    tenant_id: Cow<'a, str>,
 }
