@@ -108,7 +108,7 @@ pub async fn run(
 
 /// Asks the writer for due checkpoints and expiries every `period`.
 async fn tick_every(writer: Writer, period: Duration) {
-    let mut interval = tokio::time::interval(period);
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
