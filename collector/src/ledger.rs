@@ -56,7 +56,7 @@ pub fn parse_tenant_retention(text: &str) -> Result<BTreeMap<String, u32>, Strin
         .collect()
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct Tree {
     frontier: Frontier,
     /// Size of the latest checkpoint.
@@ -121,14 +121,7 @@ impl Ledger {
         record: &NewRecord,
         now_ms: i64,
     ) -> anyhow::Result<bool> {
-        let tree = self
-            .trees
-            .entry(record.tenant.clone())
-            .or_insert_with(|| Tree {
-                frontier: Frontier::default(),
-                checkpointed: 0,
-                expired_to: 0,
-            });
+        let tree = self.trees.entry(record.tenant.clone()).or_default();
         let hashes = tree
             .frontier
             .next_hashes(merkle::leaf_hash(record.json.as_bytes()))?;
