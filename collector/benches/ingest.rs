@@ -1,7 +1,9 @@
 //! Ingest throughput over HTTP: starts the release `acp-collector` on a temporary database and
 //! has concurrent clients post batches of records for a fixed time. A batch counts once its
 //! 200 answer has arrived, which the collector sends only after the commit, so the figure is
-//! durable records per second. Clients and collector share the machine.
+//! durable records per second. Clients and collector share the machine. Then `acp-collector
+//! verify` checks the database the run left (every leaf, root and signature) and its
+//! records/s are printed too.
 //!
 //! `cargo bench -p acp-collector --bench ingest`; tune with `ACP_BENCH_CLIENTS` (default 8),
 //! `ACP_BENCH_SECONDS` (10), `ACP_BENCH_BATCH` (100 records).
@@ -77,6 +79,19 @@ fn main() -> anyhow::Result<()> {
         percentile(99),
         db_bytes >> 20,
     );
+
+    let verify = Command::new(BIN)
+        .arg("verify")
+        .arg("--db")
+        .arg(dir.path().join("bench.db"))
+        .output()?;
+    let report = String::from_utf8_lossy(&verify.stderr);
+    ensure!(verify.status.success(), "verify failed: {report}");
+    let line = report
+        .lines()
+        .find(|l| l.starts_with("verified"))
+        .unwrap_or_default();
+    println!("verify: {line}");
     Ok(())
 }
 

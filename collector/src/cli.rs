@@ -18,9 +18,25 @@ pub struct Cli {
     pub db: PathBuf,
 
     /// TOML file with settings (`db`, `listen`, `ingest_token`, `max_body_bytes`,
-    /// `log_format`).
+    /// `log_format`, `log_name`, `signing_key`, `checkpoint_interval`, `checkpoint_records`,
+    /// `retention_days`, `tenant_retention_days`).
     #[arg(long, global = true, env = "ACP_CONFIG", value_name = "FILE.toml")]
     pub config: Option<PathBuf>,
+
+    /// Name of the log: the signing key's name and the checkpoint origin prefix (a tenant's
+    /// checkpoints have the origin `<log name>/<tenant>`). No spaces or `+`.
+    #[arg(
+        long,
+        global = true,
+        env = "ACP_LOG_NAME",
+        default_value = "acp-collector"
+    )]
+    pub log_name: String,
+
+    /// Checkpoint signing key (Ed25519, signed-note format); created with mode 0600 when
+    /// missing. Default: the database path with `.signing-key` appended.
+    #[arg(long, global = true, env = "ACP_SIGNING_KEY", value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -35,6 +51,56 @@ pub enum Command {
     /// is running.
     #[command(subcommand)]
     Apikey(ApikeyCommand),
+    /// Check the database offline: every record's leaf hash and sequence number, every
+    /// checkpoint's root and signature, every expiry note. Names the first altered, removed or
+    /// inserted record of each tenant and exits non-zero when anything is wrong.
+    Verify(VerifyArgs),
+    /// Check an export made with `proof=true` (JSON page or NDJSON file) offline: the
+    /// checkpoint's signature and every record's inclusion proof.
+    VerifyProof(VerifyProofArgs),
+    /// The checkpoint signing key.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+impl Cli {
+    /// The signing key file: `--signing-key`, or the database path with `.signing-key` appended.
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.signing_key.clone().unwrap_or_else(|| {
+            let mut path = self.db.clone().into_os_string();
+            path.push(".signing-key");
+            path.into()
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// A trusted verifier key (`<name>+<key id>+<base64>`, as `key show` prints it); repeat for
+    /// keys from before a rotation. Without one, the keys recorded in the database are used,
+    /// which proves nothing against someone who could rewrite the database.
+    #[arg(long = "public-key", value_name = "VKEY")]
+    pub public_keys: Vec<String>,
+    /// Only this tenant (default: every tenant).
+    #[arg(long)]
+    pub tenant: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyProofArgs {
+    /// The exported file (`-` for standard input).
+    pub file: PathBuf,
+    /// A trusted verifier key; repeat for several.
+    #[arg(long = "public-key", value_name = "VKEY", required = true)]
+    pub public_keys: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Print the verifier (public) key of the signing key, creating the key when missing.
+    Show,
+    /// Print every verifier key that has signed checkpoints in this database, oldest first.
+    List,
 }
 
 #[derive(Debug, Args)]
@@ -56,6 +122,30 @@ pub struct ServeArgs {
     /// Largest ingest body in bytes; a larger one is refused with 413.
     #[arg(long, env = "ACP_MAX_BODY_BYTES", value_name = "N", default_value_t = 8 << 20)]
     pub max_body_bytes: usize,
+
+    /// Seconds between checkpoints of the trees that have grown (also when expiry runs).
+    #[arg(long, env = "ACP_CHECKPOINT_INTERVAL", value_name = "SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub checkpoint_interval: u64,
+
+    /// A checkpoint as soon as a tenant's tree has grown by this many records.
+    #[arg(long, env = "ACP_CHECKPOINT_RECORDS", value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub checkpoint_records: u64,
+
+    /// Days a record is kept after its timestamp; 0 keeps records forever.
+    #[arg(
+        long,
+        env = "ACP_RETENTION_DAYS",
+        value_name = "DAYS",
+        default_value_t = 400
+    )]
+    pub retention_days: u32,
+
+    /// Per-tenant retention, overriding `--retention-days`: `tenant=days,tenant=days`.
+    #[arg(long, env = "ACP_TENANT_RETENTION_DAYS", value_name = "TENANT=DAYS,...",
+          default_value = "", value_parser = crate::ledger::parse_tenant_retention)]
+    pub tenant_retention_days: std::collections::BTreeMap<String, u32>,
 
     /// Log format on stderr. The level filter is `RUST_LOG` (default `info`; `debug` adds a
     /// line per ingest batch).

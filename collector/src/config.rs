@@ -76,7 +76,7 @@ mod tests {
     fn serve_args(cli: &Cli) -> &ServeArgs {
         match &cli.command {
             Sub::Serve(args) => args,
-            Sub::Apikey(_) => panic!("not serve"),
+            _ => panic!("not serve"),
         }
     }
 

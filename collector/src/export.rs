@@ -23,6 +23,7 @@ use crate::apikeys;
 use crate::auth::bearer;
 use crate::error::ApiError;
 use crate::formats::Format;
+use crate::proofs::Prover;
 use crate::server::AppState;
 use crate::store::{self, Filter, Position};
 
@@ -30,7 +31,7 @@ pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1000;
 /// Records read from SQLite per chunk of a streamed body.
 const STREAM_CHUNK: usize = 1000;
-const PARAMS: &str = "from, to, user, tool, result, event, format, limit, cursor";
+const PARAMS: &str = "from, to, user, tool, result, event, format, limit, cursor, proof";
 
 /// A parsed export query string.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +41,8 @@ pub struct ExportQuery {
     pub format: Format,
     pub limit: Option<usize>,
     pub cursor: Option<Position>,
+    /// Add inclusion proofs ([`crate::proofs`]).
+    pub proof: bool,
     /// The parameters as given, to build the next page's URL from.
     params: Vec<(String, String)>,
 }
@@ -69,6 +72,7 @@ impl ExportQuery {
             format: Format::Json,
             limit: None,
             cursor: None,
+            proof: false,
             params: Vec::new(),
         };
         for (i, (name, value)) in params.iter().enumerate() {
@@ -100,8 +104,16 @@ impl ExportQuery {
                     )
                 }
                 "cursor" => q.cursor = Some(decode_cursor(value)?),
+                "proof" => {
+                    q.proof = value
+                        .parse()
+                        .map_err(|_| invalid(name, "expected true or false"))?
+                }
                 _ => return Err(invalid(name, format!("unknown; expected one of {PARAMS}"))),
             }
+        }
+        if q.proof && q.format == Format::Csv {
+            return Err(invalid("proof", "needs format json or ndjson"));
         }
         if let (Some(from), Some(to)) = (q.filter.from, q.filter.to) {
             if to <= from {
@@ -192,19 +204,19 @@ fn decode_cursor(cursor: &str) -> Result<Position, ParamError> {
     })
 }
 
-pub async fn export(
-    State(state): State<AppState>,
-    Path(tenant): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let key = bearer(&headers)
+/// A read connection for a request on `tenant`'s records, once the request's API key has been
+/// checked against that tenant.
+pub async fn tenant_connection(
+    state: &AppState,
+    tenant: &str,
+    headers: &HeaderMap,
+) -> Result<Connection, ApiError> {
+    let key = bearer(headers)
         .ok_or_else(ApiError::unauthorized)?
         .to_owned();
-    let query = ExportQuery::parse(uri.query());
     let db = state.db.clone();
-    let path_tenant = tenant.clone();
-    let conn = tokio::task::spawn_blocking(move || -> Result<Connection, ApiError> {
+    let path_tenant = tenant.to_owned();
+    tokio::task::spawn_blocking(move || -> Result<Connection, ApiError> {
         let conn = store::open_read(&db)?;
         match apikeys::tenant_of(&conn, &key)? {
             None => Err(ApiError::unauthorized()),
@@ -221,7 +233,17 @@ pub async fn export(
             Some(_) => Ok(conn),
         }
     })
-    .await??;
+    .await?
+}
+
+pub async fn export(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let query = ExportQuery::parse(uri.query());
+    let conn = tenant_connection(&state, &tenant, &headers).await?;
     let mut query = query.map_err(|e| ApiError::bad_request(e.to_string()))?;
     query.filter.tenant = tenant;
 
@@ -262,7 +284,12 @@ fn page(
     } else {
         None
     };
-    Ok((query.format.page(&records, next.as_deref())?, next))
+    let body = if query.proof {
+        Prover::load(conn, &query.filter.tenant)?.page(&records, next.as_deref())?
+    } else {
+        query.format.page(&records, next.as_deref())?
+    };
+    Ok((body, next))
 }
 
 type Chunk = Result<Vec<u8>, std::io::Error>;
@@ -270,23 +297,31 @@ type Chunk = Result<Vec<u8>, std::io::Error>;
 /// Sends the whole range as body chunks. Stops early when the client has gone; on a read
 /// error, sends the error, which aborts the response (the client sees a truncated body).
 fn stream(conn: &Connection, query: &ExportQuery, chunks: &mpsc::Sender<Chunk>) {
+    if let Err(err) = send_chunks(conn, query, chunks) {
+        tracing::warn!(error = format!("{err:#}"), "export stream failed");
+        let _ = chunks.blocking_send(Err(std::io::Error::other(err.to_string())));
+    }
+}
+
+fn send_chunks(
+    conn: &Connection,
+    query: &ExportQuery,
+    chunks: &mpsc::Sender<Chunk>,
+) -> anyhow::Result<()> {
+    let prover = query
+        .proof
+        .then(|| Prover::load(conn, &query.filter.tenant))
+        .transpose()?;
     let mut after = query.cursor;
     let mut first = true;
     loop {
-        let (bytes, last) = match stream_chunk(conn, query, after, first) {
-            Ok(chunk) => chunk,
-            Err(err) => {
-                tracing::warn!(error = format!("{err:#}"), "export stream failed");
-                let _ = chunks.blocking_send(Err(std::io::Error::other(err.to_string())));
-                return;
-            }
-        };
+        let (bytes, last) = stream_chunk(conn, query, prover.as_ref(), after, first)?;
         if !bytes.is_empty() && chunks.blocking_send(Ok(bytes)).is_err() {
-            return;
+            return Ok(());
         }
         match last {
             Some(position) => after = Some(position),
-            None => return,
+            None => return Ok(()),
         }
         first = false;
     }
@@ -296,11 +331,15 @@ fn stream(conn: &Connection, query: &ExportQuery, chunks: &mpsc::Sender<Chunk>) 
 fn stream_chunk(
     conn: &Connection,
     query: &ExportQuery,
+    prover: Option<&Prover>,
     after: Option<Position>,
     first: bool,
 ) -> anyhow::Result<(Vec<u8>, Option<Position>)> {
     let records = store::query_page(conn, &query.filter, after, STREAM_CHUNK)?;
-    let bytes = query.format.rows(&records, first)?;
+    let bytes = match prover {
+        Some(prover) => prover.ndjson(&records, first)?,
+        None => query.format.rows(&records, first)?,
+    };
     let full = records.len() == STREAM_CHUNK;
     Ok((bytes, records.last().filter(|_| full).map(|r| r.position)))
 }
@@ -385,6 +424,8 @@ mod tests {
                 "invalid parameter `tool`: given more than once",
             ),
             ("tenant=x", "invalid parameter `tenant`: unknown"),
+            ("proof=yes", "invalid parameter `proof`: "),
+            ("proof=true&format=csv", "invalid parameter `proof`: "),
         ] {
             let err = parse(query).unwrap_err();
             assert!(err.starts_with(start), "{query}: {err}");

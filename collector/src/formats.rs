@@ -155,6 +155,7 @@ mod tests {
     fn stored(record: Value) -> StoredRecord {
         StoredRecord {
             position: Position { ts: 0, seq: 0 },
+            tseq: 0,
             json: record.to_string(),
         }
     }

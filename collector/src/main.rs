@@ -3,14 +3,22 @@
 
 mod apikeys;
 mod auth;
+mod checkpoints;
 mod cli;
 mod config;
 mod error;
 mod export;
 mod formats;
 mod ingest;
+mod ledger;
+mod merkle;
+mod migrate;
+mod proofs;
 mod server;
+mod signing;
 mod store;
+mod verify;
+mod verify_proof;
 mod writer;
 
 use std::io::Write;
@@ -20,7 +28,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use tracing_subscriber::EnvFilter;
 
-use cli::{ApikeyCommand, Command, LogFormat};
+use cli::{ApikeyCommand, Command, KeyCommand, LogFormat};
 
 fn main() -> ExitCode {
     match run() {
@@ -34,13 +42,36 @@ fn main() -> ExitCode {
 
 fn run() -> anyhow::Result<()> {
     let cli = config::parse_cli()?;
+    let key_path = cli.signing_key_path();
     match cli.command {
         Command::Serve(args) => {
             init_logging(args.log_format);
-            tokio::runtime::Runtime::new()?.block_on(server::run(cli.db, args))
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(server::run(cli.db, &key_path, &cli.log_name, args))
         }
         Command::Apikey(command) => apikey(&cli.db, command),
+        Command::Verify(args) => verify::run(&cli.db, &cli.log_name, &args),
+        Command::VerifyProof(args) => verify_proof::run(&cli.log_name, &args),
+        Command::Key(command) => key(&cli.db, &key_path, &cli.log_name, command),
     }
+}
+
+fn key(db: &Path, key_path: &Path, log_name: &str, command: KeyCommand) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match command {
+        KeyCommand::Show => {
+            let key = signing::SigningKey::load_or_create(key_path, log_name)?;
+            writeln!(out, "{}", key.vkey())?;
+        }
+        KeyCommand::List => {
+            let conn =
+                store::open_read(db).with_context(|| format!("cannot open {}", db.display()))?;
+            for vkey in checkpoints::keys(&conn)? {
+                writeln!(out, "{vkey}")?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Logs go to stderr; `RUST_LOG` sets the filter (default `info`).

@@ -1,7 +1,8 @@
 //! The HTTP service: routes, shared state, startup and graceful shutdown.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
@@ -12,8 +13,10 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::auth::IngestToken;
 use crate::cli::ServeArgs;
+use crate::ledger::{Ledger, Policy};
+use crate::signing::SigningKey;
 use crate::writer::Writer;
-use crate::{export, ingest, store};
+use crate::{export, ingest, proofs, store};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -30,13 +33,27 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             post(ingest::ingest).layer(DefaultBodyLimit::max(max_body_bytes)),
         )
         .route("/{tenant}/api/v1/audit", get(export::export))
+        .route(
+            "/{tenant}/api/v1/checkpoints/latest",
+            get(proofs::latest_checkpoint),
+        )
+        .route(
+            "/{tenant}/api/v1/checkpoints/consistency",
+            get(proofs::consistency),
+        )
+        .route("/v1/signing-keys", get(proofs::signing_keys))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
 }
 
 /// Serves until SIGINT or SIGTERM, then finishes the requests in flight (and so their
 /// commits) and stops the writer.
-pub async fn run(db: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
+pub async fn run(
+    db: PathBuf,
+    signing_key: &Path,
+    log_name: &str,
+    args: ServeArgs,
+) -> anyhow::Result<()> {
     let token = args
         .ingest_token
         .as_deref()
@@ -47,7 +64,20 @@ pub async fn run(db: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
         )?;
     let conn =
         store::open_rw(&db).with_context(|| format!("cannot open database {}", db.display()))?;
-    let (writer, writer_thread) = Writer::start(conn)?;
+    let key = SigningKey::load_or_create(signing_key, log_name)?;
+    let vkey = key.vkey().to_owned();
+    let policy = Policy {
+        log_name: log_name.to_owned(),
+        checkpoint_records: args.checkpoint_records,
+        retention_days: args.retention_days,
+        tenant_retention_days: args.tenant_retention_days.clone(),
+    };
+    let ledger = Ledger::load(&conn, key, policy, chrono::Utc::now().timestamp_millis())?;
+    let (writer, writer_thread) = Writer::start(conn, ledger)?;
+    let ticker = tokio::spawn(tick_every(
+        writer.clone(),
+        Duration::from_secs(args.checkpoint_interval),
+    ));
     let state = AppState {
         db: Arc::new(db.clone()),
         writer,
@@ -60,17 +90,32 @@ pub async fn run(db: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
         listen = %listener.local_addr()?,
         db = %db.display(),
         max_body_bytes = args.max_body_bytes,
+        signing_key = %vkey,
         "acp-collector started"
     );
     axum::serve(listener, router(state, args.max_body_bytes))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    ticker.abort();
+    let _ = ticker.await;
     // The router, and with it every `Writer`, is gone: the writer commits what it has and ends.
     tokio::task::spawn_blocking(move || writer_thread.join())
         .await?
         .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
     tracing::info!("acp-collector stopped");
     Ok(())
+}
+
+/// Asks the writer for due checkpoints and expiries every `period`.
+async fn tick_every(writer: Writer, period: Duration) {
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        if writer.tick().await.is_err() {
+            return;
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -1,8 +1,11 @@
 //! SQLite storage: schema, connections and the export query.
 //!
-//! `records` is append-only, enforced by the database itself: triggers abort every UPDATE and
-//! DELETE. `seq` (the rowid) is the arrival order; exports are ordered by `(ts, seq)`, which the
-//! `records_export` index serves. `json` is the canonical JSON of the validated record, returned
+//! `records` is append-only, enforced by the database itself: triggers abort every UPDATE, and
+//! every DELETE but that of records an expiry note covers (retention). `seq` (the rowid) is the
+//! arrival order; exports are ordered by `(ts, seq)`, which the `records_export` index serves.
+//! `tseq` is the record's gapless sequence number within its tenant, its leaf index in the
+//! tenant's Merkle tree, and `hashes` the tree hashes stored with it ([`crate::merkle`]).
+//! `checkpoints` and `expiries` hold the signed notes of [`crate::checkpoints`]. `json` is the canonical JSON of the validated record, returned
 //! verbatim by the export API. Writes go through [`crate::writer`]; reads open their own
 //! connections, which WAL mode lets run beside the writer and the `apikey` subcommands.
 
@@ -28,13 +31,48 @@ CREATE TABLE IF NOT EXISTS records (
     tool   TEXT,
     result TEXT    NOT NULL,
     event  TEXT    NOT NULL,
-    json   TEXT    NOT NULL
+    json   TEXT    NOT NULL,
+    tseq   INTEGER NOT NULL,
+    hashes BLOB    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS records_export ON records (tenant, ts, seq);
+CREATE UNIQUE INDEX IF NOT EXISTS records_tseq ON records (tenant, tseq);
 CREATE TRIGGER IF NOT EXISTS records_no_update BEFORE UPDATE ON records
 BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS records_no_delete BEFORE DELETE ON records
+WHEN NOT EXISTS (SELECT 1 FROM expiries WHERE tenant = OLD.tenant AND to_seq > OLD.tseq)
 BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+
+CREATE TABLE IF NOT EXISTS checkpoints (
+    tenant     TEXT    NOT NULL,
+    tree_size  INTEGER NOT NULL,
+    root       BLOB    NOT NULL,
+    created_ms INTEGER NOT NULL,
+    note       TEXT    NOT NULL,
+    PRIMARY KEY (tenant, tree_size)
+);
+CREATE TABLE IF NOT EXISTS expiries (
+    tenant     TEXT    NOT NULL,
+    from_seq   INTEGER NOT NULL,
+    to_seq     INTEGER NOT NULL,
+    tree_size  INTEGER NOT NULL,
+    cutoff_ms  INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    note       TEXT    NOT NULL,
+    PRIMARY KEY (tenant, to_seq)
+);
+CREATE TABLE IF NOT EXISTS signing_keys (
+    vkey       TEXT    PRIMARY KEY,
+    created_ms INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS checkpoints_no_change BEFORE UPDATE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS checkpoints_no_delete BEFORE DELETE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS expiries_no_change BEFORE UPDATE ON expiries
+BEGIN SELECT RAISE(ABORT, 'expiry notes are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS expiries_no_delete BEFORE DELETE ON expiries
+BEGIN SELECT RAISE(ABORT, 'expiry notes are append-only'); END;
 
 CREATE TABLE IF NOT EXISTS api_keys (
     prefix     TEXT    PRIMARY KEY,
@@ -48,7 +86,7 @@ CREATE TABLE IF NOT EXISTS api_keys (
 
 /// Opens the database read-write (WAL, `synchronous=FULL`), creating the file and schema if needed.
 pub fn open_rw(path: &Path) -> anyhow::Result<Connection> {
-    let conn = Connection::open(path)?;
+    let mut conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     let mode: String =
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
@@ -58,6 +96,7 @@ pub fn open_rw(path: &Path) -> anyhow::Result<Connection> {
         path.display()
     );
     conn.pragma_update(None, "synchronous", "FULL")?;
+    crate::migrate::add_tree_columns(&mut conn)?;
     conn.execute_batch(SCHEMA)?;
     Ok(conn)
 }
@@ -113,11 +152,17 @@ impl NewRecord {
     }
 }
 
-/// Inserts `record` unless its id is already stored; returns whether it was inserted.
-pub fn insert(conn: &Connection, record: &NewRecord) -> rusqlite::Result<bool> {
+/// Inserts `record` as `tseq` of its tenant with its tree `hashes`, unless its id is already
+/// stored; returns whether it was inserted.
+pub fn insert(
+    conn: &Connection,
+    record: &NewRecord,
+    tseq: u64,
+    hashes: &[u8],
+) -> rusqlite::Result<bool> {
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO records (id, tenant, ts, sub, email, tool, result, event, json)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO records (id, tenant, ts, sub, email, tool, result, event, json, tseq, hashes)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (id) DO NOTHING",
     )?;
     let changed = stmt.execute(params![
         record.id,
@@ -129,6 +174,8 @@ pub fn insert(conn: &Connection, record: &NewRecord) -> rusqlite::Result<bool> {
         record.result,
         record.event,
         record.json,
+        tseq as i64,
+        hashes,
     ])?;
     Ok(changed == 1)
 }
@@ -154,10 +201,12 @@ pub struct Position {
     pub seq: i64,
 }
 
-/// A stored record: where it is in the export order and its JSON text.
+/// A stored record: where it is in the export order, its sequence number in its tenant's
+/// tree and its JSON text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredRecord {
     pub position: Position,
+    pub tseq: u64,
     pub json: String,
 }
 
@@ -168,7 +217,7 @@ pub fn query_page(
     after: Option<Position>,
     limit: usize,
 ) -> rusqlite::Result<Vec<StoredRecord>> {
-    let mut sql = String::from("SELECT ts, seq, json FROM records WHERE tenant = ?");
+    let mut sql = String::from("SELECT ts, seq, json, tseq FROM records WHERE tenant = ?");
     let mut args = vec![SqlValue::from(filter.tenant.clone())];
     let mut condition = |clause: &str, values: &[SqlValue]| {
         sql.push_str(" AND ");
@@ -210,6 +259,7 @@ pub fn query_page(
                 seq: row.get(1)?,
             },
             json: row.get(2)?,
+            tseq: row.get::<_, i64>(3)? as u64,
         })
     })?;
     rows.collect()
@@ -264,10 +314,13 @@ pub(crate) mod tests {
         let later = new_record("b", "2026-03-15T14:23:07.142Z");
         let earlier = new_record("a", "2026-03-14T00:00:00.000Z");
         let same_ts = new_record("c", "2026-03-15T14:23:07.142Z");
-        for r in [&later, &earlier, &same_ts] {
-            assert!(insert(&conn, r).unwrap());
+        for (tseq, r) in [&later, &earlier, &same_ts].into_iter().enumerate() {
+            assert!(insert(&conn, r, tseq as u64, &[0; 32]).unwrap());
         }
-        assert!(!insert(&conn, &later).unwrap(), "duplicate id stored twice");
+        assert!(
+            !insert(&conn, &later, 3, &[0; 32]).unwrap(),
+            "duplicate id stored twice"
+        );
 
         let filter = Filter {
             tenant: "org_acme_corp".into(),

@@ -3,11 +3,16 @@
 //! takes everything pending, writes it in one transaction, commits (`synchronous=FULL`: the
 //! commit is on disk when it returns), and only then answers every sender. One fsync thus
 //! covers many concurrent batches.
+//!
+//! The same transaction gives each record its tenant's next sequence number and tree hashes,
+//! and signs the checkpoints that fall due ([`Ledger`]); a tick (timer, and once more at
+//! shutdown) signs a checkpoint of every tree that has grown and applies retention.
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{self, NewRecord};
+use crate::ledger::Ledger;
+use crate::store::NewRecord;
 
 /// Batches that may wait for the writer before senders are held back.
 const QUEUE_DEPTH: usize = 256;
@@ -30,9 +35,12 @@ pub enum WriteError {
     Database(String),
 }
 
-struct Job {
-    records: Vec<NewRecord>,
-    reply: oneshot::Sender<Result<Stored, WriteError>>,
+enum Job {
+    Write {
+        records: Vec<NewRecord>,
+        reply: Reply,
+    },
+    Tick,
 }
 
 /// Sends batches to the writer thread. The thread ends once every clone has been dropped and
@@ -43,12 +51,15 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn` (from [`store::open_rw`]).
-    pub fn start(conn: Connection) -> std::io::Result<(Writer, std::thread::JoinHandle<()>)> {
+    /// Starts the writer thread on `conn` (from [`crate::store::open_rw`]).
+    pub fn start(
+        conn: Connection,
+        ledger: Ledger,
+    ) -> std::io::Result<(Writer, std::thread::JoinHandle<()>)> {
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
         let thread = std::thread::Builder::new()
             .name("acp-writer".into())
-            .spawn(move || run(conn, queue))?;
+            .spawn(move || run(conn, ledger, queue))?;
         Ok((Writer { jobs }, thread))
     }
 
@@ -56,47 +67,83 @@ impl Writer {
     pub async fn write(&self, records: Vec<NewRecord>) -> Result<Stored, WriteError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Job { records, reply })
+            .send(Job::Write { records, reply })
             .await
             .map_err(|_| WriteError::Stopped)?;
         answer.await.map_err(|_| WriteError::Stopped)?
     }
+
+    /// Asks for the checkpoints and expiries that are due by time; does not wait for them.
+    pub async fn tick(&self) -> Result<(), WriteError> {
+        self.jobs
+            .send(Job::Tick)
+            .await
+            .map_err(|_| WriteError::Stopped)
+    }
 }
 
-fn run(mut conn: Connection, mut queue: mpsc::Receiver<Job>) {
+fn run(mut conn: Connection, mut ledger: Ledger, mut queue: mpsc::Receiver<Job>) {
     let mut group = Vec::new();
     while let Some(job) = queue.blocking_recv() {
-        group.push(job);
-        while let Ok(job) = queue.try_recv() {
-            group.push(job);
-        }
-        let records: usize = group.iter().map(|j| j.records.len()).sum();
-        match commit(&mut conn, &group) {
-            Ok(stored) => {
-                tracing::debug!(batches = group.len(), records, "committed");
-                for (job, stored) in group.drain(..).zip(stored) {
-                    // A sender that has gone away (client disconnected) needs no answer.
-                    let _ = job.reply.send(Ok(stored));
-                }
+        let mut ticked = false;
+        for job in std::iter::once(job).chain(std::iter::from_fn(|| queue.try_recv().ok())) {
+            match job {
+                Job::Write { records, reply } => group.push((records, reply)),
+                Job::Tick => ticked = true,
             }
-            Err(err) => {
-                tracing::warn!(batches = group.len(), records, error = %err, "commit failed");
-                for job in group.drain(..) {
-                    let _ = job.reply.send(Err(WriteError::Database(err.to_string())));
-                }
+        }
+        if !group.is_empty() {
+            write_group(&mut conn, &mut ledger, &mut group);
+        }
+        if ticked {
+            tick(&mut conn, &mut ledger);
+        }
+    }
+    // Every sender is gone: sign what the last commits added.
+    tick(&mut conn, &mut ledger);
+}
+
+type Reply = oneshot::Sender<Result<Stored, WriteError>>;
+
+fn write_group(
+    conn: &mut Connection,
+    ledger: &mut Ledger,
+    group: &mut Vec<(Vec<NewRecord>, Reply)>,
+) {
+    let records: usize = group.iter().map(|(r, _)| r.len()).sum();
+    let mut next = ledger.clone();
+    match commit(conn, &mut next, group) {
+        Ok(stored) => {
+            *ledger = next;
+            tracing::debug!(batches = group.len(), records, "committed");
+            for ((_, reply), stored) in group.drain(..).zip(stored) {
+                // A sender that has gone away (client disconnected) needs no answer.
+                let _ = reply.send(Ok(stored));
+            }
+        }
+        Err(err) => {
+            let err = format!("{err:#}");
+            tracing::warn!(batches = group.len(), records, error = err, "commit failed");
+            for (_, reply) in group.drain(..) {
+                let _ = reply.send(Err(WriteError::Database(err.clone())));
             }
         }
     }
 }
 
-/// Writes every job of `group` in one transaction.
-fn commit(conn: &mut Connection, group: &[Job]) -> rusqlite::Result<Vec<Stored>> {
+/// Writes every batch of `group` in one transaction.
+fn commit(
+    conn: &mut Connection,
+    ledger: &mut Ledger,
+    group: &[(Vec<NewRecord>, Reply)],
+) -> anyhow::Result<Vec<Stored>> {
+    let now_ms = chrono::Utc::now().timestamp_millis();
     let tx = conn.transaction()?;
     let mut stored = Vec::with_capacity(group.len());
-    for job in group {
+    for (records, _) in group {
         let mut counts = Stored::default();
-        for record in &job.records {
-            if store::insert(&tx, record)? {
+        for record in records {
+            if ledger.append(&tx, record, now_ms)? {
                 counts.accepted += 1;
             } else {
                 counts.duplicates += 1;
@@ -106,4 +153,21 @@ fn commit(conn: &mut Connection, group: &[Job]) -> rusqlite::Result<Vec<Stored>>
     }
     tx.commit()?;
     Ok(stored)
+}
+
+/// Signs due checkpoints and applies retention in a transaction of its own, so that a failure
+/// there never costs an ingest batch.
+fn tick(conn: &mut Connection, ledger: &mut Ledger) {
+    let mut next = ledger.clone();
+    let result = conn
+        .transaction()
+        .map_err(anyhow::Error::from)
+        .and_then(|tx| {
+            next.tick(&tx, chrono::Utc::now().timestamp_millis())?;
+            Ok(tx.commit()?)
+        });
+    match result {
+        Ok(()) => *ledger = next,
+        Err(err) => tracing::warn!(error = format!("{err:#}"), "checkpoint or retention failed"),
+    }
 }

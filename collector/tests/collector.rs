@@ -770,3 +770,455 @@ fn settings_come_from_flag_env_and_config_file() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("ingest token is required"));
 }
+
+/// Runs `acp-collector <args> --db <db>`; returns whether it succeeded, stdout and stderr.
+fn run(db: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--db")
+        .arg(db)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// The verifier key that `key show` publishes.
+fn public_key(db: &Path) -> String {
+    let (ok, out, err) = run(db, &["key", "show"]);
+    assert!(ok, "{err}");
+    out.trim().to_owned()
+}
+
+/// `verify --public-key <the collector's key>`: success and stdout.
+fn verify(db: &Path) -> (bool, String) {
+    let (ok, out, err) = run(db, &["verify", "--public-key", &public_key(db)]);
+    assert!(err.contains("records/s"), "{err}");
+    (ok, out)
+}
+
+fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    for part in parts {
+        hash.update(part);
+    }
+    hash.finalize().into()
+}
+
+/// A copy of `db` changed by `sql`, as someone with write access to the file could.
+fn tampered(db: &Path, name: &str, sql: &str) -> PathBuf {
+    let copy = db.with_file_name(name);
+    std::fs::copy(db, &copy).unwrap();
+    std::fs::copy(
+        db.with_extension("db.signing-key"),
+        copy.with_extension("db.signing-key"),
+    )
+    .unwrap();
+    let conn = rusqlite::Connection::open(&copy).unwrap();
+    conn.execute_batch(&format!(
+        "DROP TRIGGER records_no_update; DROP TRIGGER records_no_delete;
+         DROP TRIGGER expiries_no_delete; DROP INDEX records_tseq; {sql}"
+    ))
+    .unwrap();
+    copy
+}
+
+#[test]
+fn verify_names_the_altered_removed_or_inserted_record() {
+    let dir = TempDir::new().unwrap();
+    let c = Collector::start(dir.path());
+    let acme: Vec<Value> = (0..10)
+        .map(|i| record(&format!("r{i}"), &format!("2026-03-15T10:00:0{i}.000Z")))
+        .collect();
+    c.ingest(&acme[..6]);
+    c.ingest(&acme[6..]);
+    let mut other = record("g0", "2026-03-15T10:00:00.000Z");
+    other["tenantId"] = json!(GLOBEX);
+    c.ingest(&[other]);
+    // Stopping signs a checkpoint of every tree that grew.
+    let db = c.db.clone();
+    assert!(c.terminate().success());
+
+    let (ok, out) = verify(&db);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("org_acme_corp: ok: 10 records, 1 checkpoints (latest covers 10 of 10)"),
+        "{out}"
+    );
+    assert!(out.contains("org_globex: ok: 1 records"), "{out}");
+
+    let seq_of = |id: &str| format!("(SELECT tseq FROM records WHERE id = '{id}')");
+    for (name, sql, expected) in [
+        (
+            "altered.db",
+            "UPDATE records SET json = replace(json, 'alice', 'mallory') WHERE id = 'r4'"
+                .to_owned(),
+            "org_acme_corp: FAILED: record seq 4 (id \"r4\") was altered: its bytes no longer \
+             match its leaf hash",
+        ),
+        (
+            "removed.db",
+            "DELETE FROM records WHERE id = 'r6'".to_owned(),
+            "org_acme_corp: FAILED: 1 record removed: seq 6..6 is missing (the next record \
+             present is seq 7, id \"r7\")",
+        ),
+        (
+            "removed-last.db",
+            "DELETE FROM records WHERE id = 'r9'".to_owned(),
+            "org_acme_corp: FAILED: 1 record removed: the checkpoint of tree size 10 covers 10 \
+             records but the store ends before seq 9",
+        ),
+        (
+            "inserted.db",
+            "INSERT INTO records (id, tenant, ts, result, event, json, tseq, hashes)
+             SELECT 'forged', tenant, ts, result, event, replace(json, '\"r3\"', '\"forged\"'),
+             tseq, hashes FROM records WHERE id = 'r3'"
+                .to_owned(),
+            "org_acme_corp: FAILED: record seq 3 (id \"forged\") was inserted: another record \
+             already has seq 3",
+        ),
+        (
+            "renumbered.db",
+            format!(
+                "UPDATE records SET tseq = tseq + 1 WHERE tseq >= {}",
+                seq_of("r8")
+            ),
+            "org_acme_corp: FAILED: 1 record removed: seq 8..8 is missing",
+        ),
+        (
+            "moved.db",
+            format!("UPDATE records SET tenant = '{GLOBEX}' WHERE id = 'r0'"),
+            "org_acme_corp: FAILED: 1 record removed: seq 0..0 is missing",
+        ),
+    ] {
+        let copy = tampered(&db, name, &sql);
+        let (ok, out) = verify(&copy);
+        assert!(!ok, "{name}: {out}");
+        assert!(out.contains(expected), "{name}: {out}");
+        assert!(out.contains("org_globex: "), "{name}: {out}");
+    }
+    let copy = tampered(
+        &db,
+        "moved-too.db",
+        &format!("UPDATE records SET tenant = '{GLOBEX}' WHERE id = 'r0'"),
+    );
+    let (_, out) = verify(&copy);
+    assert!(
+        out.contains("org_globex: FAILED: record seq 0 (id \"r0\") was altered: its id or tenant column differs"),
+        "{out}"
+    );
+
+    // The altered record's stored hashes recomputed as well (seq 8 holds its leaf hash, seq 9
+    // the hash over both): only the signed checkpoint gives it away.
+    let copy = tampered(&db, "rehashed.db", "");
+    let conn = rusqlite::Connection::open(&copy).unwrap();
+    let json_of = |id: &str| -> String {
+        conn.query_row("SELECT json FROM records WHERE id = ?1", [id], |r| r.get(0))
+            .unwrap()
+    };
+    let altered = json_of("r8").replace("alice", "mallory");
+    let leaf8 = sha256(&[&[0], altered.as_bytes()]);
+    let leaf9 = sha256(&[&[0], json_of("r9").as_bytes()]);
+    let node = sha256(&[&[1], &leaf8, &leaf9]);
+    conn.execute(
+        "UPDATE records SET json = ?1, hashes = ?2 WHERE id = 'r8'",
+        rusqlite::params![altered, leaf8.to_vec()],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE records SET hashes = ?1 WHERE id = 'r9'",
+        [[leaf9, node].concat()],
+    )
+    .unwrap();
+    drop(conn);
+    let (ok, out) = verify(&copy);
+    assert!(!ok);
+    assert!(
+        out.contains(
+            "org_acme_corp: FAILED: the checkpoint of tree size 10 does not match the \
+                      records: a record before seq 10 was altered"
+        ),
+        "{out}"
+    );
+
+    // Signatures count only with a trusted key.
+    let other = dir.path().join("other.key");
+    let (ok, stranger, _) = run(
+        &db,
+        &["key", "show", "--signing-key", other.to_str().unwrap()],
+    );
+    assert!(ok);
+    let (ok, out, _) = run(&db, &["verify", "--public-key", stranger.trim()]);
+    assert!(!ok);
+    assert!(
+        out.contains("org_acme_corp: FAILED: the checkpoint of tree size 10: not signed by any trusted public key"),
+        "{out}"
+    );
+}
+
+/// `verify-proof <file> --public-key <key>`: success and stdout or stderr.
+fn verify_proof(db: &Path, export: &str, key: &str) -> (bool, String) {
+    let file = db.with_file_name("export.json");
+    std::fs::write(&file, export).unwrap();
+    let (ok, out, err) = run(
+        db,
+        &["verify-proof", file.to_str().unwrap(), "--public-key", key],
+    );
+    (ok, out + &err)
+}
+
+/// The base64 root hash of the checkpoint note `note`.
+fn root_of(note: &str) -> String {
+    note.lines().nth(2).unwrap().to_owned()
+}
+
+#[test]
+fn exports_carry_inclusion_proofs_that_verify_offline() {
+    let dir = TempDir::new().unwrap();
+    // A checkpoint as soon as a tree grows.
+    let c = Collector::start_with(
+        dir.path(),
+        &["--ingest-token", TOKEN, "--checkpoint-records", "1"],
+        &[],
+    );
+    let key = create_key(&c.db, ACME);
+    let records: Vec<Value> = (0..7)
+        .map(|i| record(&format!("p{i}"), &format!("2026-03-15T10:00:0{i}.000Z")))
+        .collect();
+    c.ingest(&records[..3]);
+    c.ingest(&records[3..]);
+
+    let published = c
+        .http
+        .get(format!("{}/v1/signing-keys", c.base))
+        .send()
+        .unwrap();
+    assert_eq!(published.status(), StatusCode::OK);
+    let published = published.text().unwrap();
+    assert_eq!(published.trim(), public_key(&c.db));
+
+    let latest: Value = c
+        .get(&key, &format!("/{ACME}/api/v1/checkpoints/latest"))
+        .json()
+        .unwrap();
+    assert_eq!(latest["treeSize"], 7);
+    let note = latest["note"].as_str().unwrap();
+    assert!(
+        note.starts_with("acp-collector/org_acme_corp\n7\n"),
+        "{note}"
+    );
+    assert_eq!(latest["rootHash"], root_of(note));
+
+    // A JSON page: records as stored plus a proof each.
+    let page = c
+        .get(&key, &format!("/{ACME}/api/v1/audit?limit=3&proof=true"))
+        .text()
+        .unwrap();
+    let parsed: Value = serde_json::from_str(&page).unwrap();
+    assert_eq!(parsed["records"].as_array().unwrap()[..], records[..3]);
+    assert_eq!(parsed["proofs"][2]["seq"], 2);
+    assert_eq!(parsed["proofs"][2]["treeSize"], 7);
+    let (ok, out) = verify_proof(&c.db, &page, published.trim());
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("ok: 3 records of org_acme_corp are in the checkpoint of tree size 7"),
+        "{out}"
+    );
+
+    // The whole range as NDJSON.
+    let ndjson = c
+        .get(
+            &key,
+            &format!("/{ACME}/api/v1/audit?format=ndjson&proof=true"),
+        )
+        .text()
+        .unwrap();
+    assert_eq!(ndjson.lines().count(), 8);
+    let (ok, out) = verify_proof(&c.db, &ndjson, published.trim());
+    assert!(ok, "{out}");
+    assert!(out.contains("ok: 7 records"), "{out}");
+
+    // An altered record, a wrong key, a checkpoint of another tenant's log fail.
+    let mut lines: Vec<String> = ndjson.lines().map(str::to_owned).collect();
+    lines[3] = lines[3].replace("alice@acme.com", "mallory@acme.com");
+    let altered = lines.join("\n");
+    let (ok, out) = verify_proof(&c.db, &altered, published.trim());
+    assert!(!ok);
+    assert!(
+        out.contains("record seq 2: its bytes are not in the checkpoint's tree"),
+        "{out}"
+    );
+    let other = dir.path().join("other.key");
+    let (_, stranger, _) = run(
+        &c.db,
+        &["key", "show", "--signing-key", other.to_str().unwrap()],
+    );
+    let (ok, out) = verify_proof(&c.db, &ndjson, stranger.trim());
+    assert!(!ok);
+    assert!(
+        out.contains("not signed by any trusted public key"),
+        "{out}"
+    );
+
+    // Consistency between the tree of 3 and that of 7, against both signed roots.
+    let proof: Value = c
+        .get(
+            &key,
+            &format!("/{ACME}/api/v1/checkpoints/consistency?from=3&to=7"),
+        )
+        .json()
+        .unwrap();
+    let conn = rusqlite::Connection::open(&c.db).unwrap();
+    let old_note: String = conn
+        .query_row(
+            "SELECT note FROM checkpoints WHERE tenant = ?1 AND tree_size = 3",
+            [ACME],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let hash = |b64: &str| tlog_tiles::tlog::Hash::parse_hash(b64).unwrap();
+    let path: Vec<_> = proof["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| hash(h.as_str().unwrap()))
+        .collect();
+    let (old_root, new_root) = (hash(&root_of(&old_note)), hash(&root_of(note)));
+    assert!(tlog_tiles::tlog::check_tree(&path, 7, new_root, 3, old_root).is_ok());
+    assert!(tlog_tiles::tlog::check_tree(&path, 7, old_root, 3, new_root).is_err());
+
+    for (query, status) in [
+        ("audit?proof=true&format=csv", StatusCode::BAD_REQUEST),
+        ("checkpoints/consistency?from=0", StatusCode::BAD_REQUEST),
+        (
+            "checkpoints/consistency?from=3&to=8",
+            StatusCode::BAD_REQUEST,
+        ),
+        ("checkpoints/consistency?to=3", StatusCode::BAD_REQUEST),
+        ("checkpoints/consistency?from=x", StatusCode::BAD_REQUEST),
+    ] {
+        let r = c.get(&key, &format!("/{ACME}/api/v1/{query}"));
+        assert_eq!(r.status(), status, "{query}");
+        let body: Value = r.json().unwrap();
+        assert!(!body["error"].as_str().unwrap().is_empty(), "{query}");
+    }
+    let r = c.get(&key, &format!("/{GLOBEX}/api/v1/checkpoints/latest"));
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = c.get("gsk_unknown", &format!("/{ACME}/api/v1/checkpoints/latest"));
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// Polls `query` (one integer) on the database until it is `want`; at most 30 s.
+fn wait_for(db: &Path, query: &str, want: i64) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got: i64 = conn.query_row(query, [], |r| r.get(0)).unwrap();
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{query}: {got}, expected {want}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn retention_removes_old_records_and_verify_explains_the_gap() {
+    let dir = TempDir::new().unwrap();
+    let args = [
+        "--ingest-token",
+        TOKEN,
+        "--checkpoint-interval",
+        "1",
+        "--tenant-retention-days",
+        "org_acme_corp=30, org_globex=0",
+    ];
+    let c = Collector::start_with(dir.path(), &args, &[]);
+    let key = create_key(&c.db, ACME);
+    let now = || chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut records: Vec<Value> = (0..5)
+        .map(|i| {
+            record(
+                &format!("old{i}"),
+                &format!("2025-01-0{}T00:00:00.000Z", i + 1),
+            )
+        })
+        .collect();
+    records.extend((0..3).map(|i| record(&format!("new{i}"), &now())));
+    c.ingest(&records);
+    let mut kept = record("globex-old", "2025-01-01T00:00:00.000Z");
+    kept["tenantId"] = json!(GLOBEX);
+    c.ingest(&[kept]);
+
+    wait_for(&c.db, "SELECT COUNT(*) FROM expiries", 1);
+    assert_eq!(ids(&c.export(&key, ACME, "")), ["new0", "new1", "new2"]);
+    c.ingest(&[record("new3", &now()), record("new4", &now())]);
+    wait_for(
+        &c.db,
+        "SELECT MAX(tree_size) FROM checkpoints WHERE tenant = 'org_acme_corp'",
+        10,
+    );
+
+    // Proofs of the records kept go through the hashes the expiry note keeps.
+    let ndjson = c
+        .get(
+            &key,
+            &format!("/{ACME}/api/v1/audit?format=ndjson&proof=true"),
+        )
+        .text()
+        .unwrap();
+    let (ok, out) = verify_proof(&c.db, &ndjson, &public_key(&c.db));
+    assert!(ok, "{out}");
+    assert!(out.contains("ok: 5 records"), "{out}");
+    let gone = c.get(
+        &key,
+        &format!("/{ACME}/api/v1/checkpoints/consistency?from=2"),
+    );
+    assert_eq!(gone.status(), StatusCode::GONE);
+    let r = c.get(
+        &key,
+        &format!("/{ACME}/api/v1/checkpoints/consistency?from=5&to=10"),
+    );
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // Records not covered by an expiry note stay undeletable.
+    let conn = rusqlite::Connection::open(&c.db).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    let err = conn
+        .execute("DELETE FROM records WHERE id = 'new0'", [])
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+    drop(conn);
+    let db = c.db.clone();
+    assert!(c.terminate().success());
+
+    // The tree goes on after a restart.
+    let c = Collector::start_with(dir.path(), &args, &[]);
+    c.ingest(&[record("new5", &now())]);
+    assert!(c.terminate().success());
+    let (ok, out) = verify(&db);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("org_acme_corp: ok: 6 records, seq 0..4 expired (1 expiry notes)"),
+        "{out}"
+    );
+    assert!(out.contains("(latest covers 11 of 11)"), "{out}");
+    assert!(out.contains("org_globex: ok: 1 records,"), "{out}");
+
+    // Without its expiry note, the gap is unexplained.
+    let copy = tampered(&db, "no-expiry.db", "DELETE FROM expiries");
+    let (ok, out) = verify(&copy);
+    assert!(!ok);
+    assert!(
+        out.contains(
+            "org_acme_corp: FAILED: 5 records removed: seq 0..4 is missing (the next \
+                      record present is seq 5, id \"new0\")"
+        ),
+        "{out}"
+    );
+}

@@ -1,0 +1,227 @@
+//! The writer's view of every tenant's tree: appends records with their sequence numbers and
+//! tree hashes, signs checkpoints and applies retention, always inside the writer's transaction.
+//! A [`Ledger`] is cloned before a transaction and kept only once it has committed, so a
+//! rolled-back group leaves no trace in it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use anyhow::Context;
+use rusqlite::Connection;
+
+use crate::checkpoints::{self, Expired};
+use crate::merkle::{self, Frontier, StoredTree};
+use crate::signing::SigningKey;
+use crate::store::{self, NewRecord};
+
+const DAY_MS: i64 = 86_400_000;
+
+/// How often to sign and how long to keep records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// Key name and origin prefix of the checkpoints.
+    pub log_name: String,
+    /// A checkpoint once a tenant's tree has grown by this many records since its last one.
+    pub checkpoint_records: u64,
+    /// Days records are kept (by their timestamp); 0 keeps them forever.
+    pub retention_days: u32,
+    /// Per-tenant exceptions to `retention_days`.
+    pub tenant_retention_days: BTreeMap<String, u32>,
+}
+
+impl Policy {
+    fn retention_days(&self, tenant: &str) -> u32 {
+        self.tenant_retention_days
+            .get(tenant)
+            .copied()
+            .unwrap_or(self.retention_days)
+    }
+}
+
+/// Parses `tenant=days,tenant=days` (an empty text is no exception).
+pub fn parse_tenant_retention(text: &str) -> Result<BTreeMap<String, u32>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            let (tenant, days) = item
+                .split_once('=')
+                .ok_or_else(|| format!("{item:?} is not tenant=days"))?;
+            let days = days
+                .trim()
+                .parse()
+                .map_err(|_| format!("{item:?}: days must be a whole number"))?;
+            Ok((tenant.trim().to_owned(), days))
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Default)]
+struct Tree {
+    frontier: Frontier,
+    /// Size of the latest checkpoint.
+    checkpointed: u64,
+    /// Records below this seq have expired.
+    expired_to: u64,
+}
+
+#[derive(Clone)]
+pub struct Ledger {
+    key: Arc<SigningKey>,
+    policy: Arc<Policy>,
+    trees: HashMap<String, Tree>,
+}
+
+impl Ledger {
+    /// Reads every tenant's tree from the database and records the signing key as one in use.
+    pub fn load(
+        conn: &Connection,
+        key: SigningKey,
+        policy: Policy,
+        now_ms: i64,
+    ) -> anyhow::Result<Self> {
+        checkpoints::record_key(conn, key.vkey(), now_ms)?;
+        let mut trees = HashMap::new();
+        for tenant in checkpoints::tenants(conn)? {
+            let expired = checkpoints::latest_expired(conn, &tenant)?;
+            let expired_to = expired.as_ref().map_or(0, |e| e.to);
+            let next: Option<i64> = conn.query_row(
+                "SELECT MAX(tseq) + 1 FROM records WHERE tenant = ?1",
+                [&tenant],
+                |row| row.get(0),
+            )?;
+            let size = next.map_or(expired_to, |n| n as u64);
+            let frontier = Frontier::read(
+                size,
+                &StoredTree::new(conn, &tenant, expired.map(|e| e.frontier)),
+            )
+            .with_context(|| format!("cannot read the tree of {tenant:?} (size {size})"))?;
+            let checkpointed = checkpoints::latest(conn, &tenant)?.map_or(0, |c| c.tree_size);
+            trees.insert(
+                tenant,
+                Tree {
+                    frontier,
+                    checkpointed,
+                    expired_to,
+                },
+            );
+        }
+        Ok(Self {
+            key: Arc::new(key),
+            policy: Arc::new(policy),
+            trees,
+        })
+    }
+
+    /// Stores `record` as the next leaf of its tenant's tree unless its id is already stored;
+    /// returns whether it was stored. Signs a checkpoint when one is due by count.
+    pub fn append(
+        &mut self,
+        conn: &Connection,
+        record: &NewRecord,
+        now_ms: i64,
+    ) -> anyhow::Result<bool> {
+        let tree = self.trees.entry(record.tenant.clone()).or_default();
+        let hashes = tree
+            .frontier
+            .next_hashes(merkle::leaf_hash(record.json.as_bytes()))?;
+        let seq = tree.frontier.size();
+        if !store::insert(conn, record, seq, &merkle::join_hashes(&hashes))? {
+            return Ok(false);
+        }
+        tree.frontier.push(&hashes);
+        if tree.frontier.size() - tree.checkpointed >= self.policy.checkpoint_records {
+            let tenant = record.tenant.clone();
+            self.checkpoint(conn, &tenant, now_ms)?;
+        }
+        Ok(true)
+    }
+
+    /// Signs a checkpoint of every tree that has grown since its last one, then removes expired
+    /// records.
+    pub fn tick(&mut self, conn: &Connection, now_ms: i64) -> anyhow::Result<()> {
+        let tenants: Vec<String> = self.trees.keys().cloned().collect();
+        for tenant in &tenants {
+            self.checkpoint(conn, tenant, now_ms)?;
+            self.expire(conn, tenant, now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Signs and stores a checkpoint of `tenant`'s tree unless its latest covers it already.
+    fn checkpoint(&mut self, conn: &Connection, tenant: &str, now_ms: i64) -> anyhow::Result<()> {
+        let Some(tree) = self.trees.get_mut(tenant) else {
+            return Ok(());
+        };
+        let size = tree.frontier.size();
+        if size == tree.checkpointed {
+            return Ok(());
+        }
+        let root = tree.frontier.root();
+        let origin = checkpoints::origin(&self.policy.log_name, tenant);
+        let note = self.key.checkpoint(&origin, size, root, "")?;
+        checkpoints::insert_checkpoint(conn, tenant, size, root, now_ms, &note)?;
+        tree.checkpointed = size;
+        tracing::debug!(tenant, size, "signed checkpoint");
+        Ok(())
+    }
+
+    /// Removes the oldest records of `tenant` whose timestamp is past its retention, as one
+    /// prefix of its sequence (up to the first record still kept), and stores the signed
+    /// expiry note that accounts for them.
+    fn expire(&mut self, conn: &Connection, tenant: &str, now_ms: i64) -> anyhow::Result<()> {
+        let days = self.policy.retention_days(tenant);
+        let Some(tree) = self.trees.get(tenant) else {
+            return Ok(());
+        };
+        if days == 0 || tree.frontier.size() == tree.expired_to {
+            return Ok(());
+        }
+        let cutoff_ms = now_ms - i64::from(days) * DAY_MS;
+        let from = tree.expired_to;
+        let mut to = from;
+        {
+            let mut stmt = conn.prepare_cached(
+                "SELECT tseq, ts FROM records WHERE tenant = ?1 AND tseq >= ?2 ORDER BY tseq",
+            )?;
+            let mut rows = stmt.query(rusqlite::params![tenant, from as i64])?;
+            while let Some(row) = rows.next()? {
+                if row.get::<_, i64>(1)? >= cutoff_ms {
+                    break;
+                }
+                to = row.get::<_, i64>(0)? as u64 + 1;
+            }
+        }
+        if to == from {
+            return Ok(());
+        }
+        self.checkpoint(conn, tenant, now_ms)?;
+        let before = checkpoints::latest_expired(conn, tenant)?.map(|e| e.frontier);
+        let frontier = Frontier::read(to, &StoredTree::new(conn, tenant, before))
+            .with_context(|| format!("cannot read the tree of {tenant:?} at {to}"))?;
+        let expired = Expired { from, to, frontier };
+        let tree = &self.trees[tenant];
+        let size = tree.frontier.size();
+        let origin = checkpoints::origin(&self.policy.log_name, tenant);
+        let note =
+            self.key
+                .checkpoint(&origin, size, tree.frontier.root(), &expired.extension())?;
+        checkpoints::insert_expiry(conn, tenant, &expired, size, cutoff_ms, now_ms, &note)?;
+        let removed = conn.execute(
+            "DELETE FROM records WHERE tenant = ?1 AND tseq < ?2",
+            rusqlite::params![tenant, to as i64],
+        )?;
+        if let Some(tree) = self.trees.get_mut(tenant) {
+            tree.expired_to = to;
+        }
+        tracing::info!(
+            tenant,
+            from,
+            to,
+            removed,
+            days,
+            "expired records past retention"
+        );
+        Ok(())
+    }
+}

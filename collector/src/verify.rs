@@ -1,0 +1,264 @@
+//! `acp-collector verify`: checks the database offline, tenant by tenant, in sequence order.
+//!
+//! - Expiry notes: signature, origin, and that they remove consecutive prefixes; the latest
+//!   one's frontier stands in for the removed records.
+//! - Records: sequence numbers gapless from the end of the expired prefix; the leaf hash
+//!   recomputed from the stored bytes and the tree hashes recomputed from the records before;
+//!   the `id` and `tenant` columns equal the JSON's.
+//! - Checkpoints: signature, origin, and root equal to the root recomputed from the records at
+//!   its size. All roots come from one sequence of leaves, so consecutive checkpoints are
+//!   consistent (each tree extends the one before). Checkpoints older than the expired prefix
+//!   can only be checked by their signature.
+//!
+//! The first problem of a tenant is reported with the record it concerns.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, ensure, Context};
+use rusqlite::Connection;
+use serde::Deserialize;
+use tlog_tiles::tlog::Hash;
+
+use crate::checkpoints::{self, Expired};
+use crate::cli::VerifyArgs;
+use crate::merkle::{self, Frontier};
+use crate::signing::Verifiers;
+use crate::store;
+
+/// What verified for one tenant.
+#[derive(Debug, Default, PartialEq)]
+struct Summary {
+    /// Records stored.
+    records: u64,
+    /// Seq of the first stored record (records below it expired).
+    first: u64,
+    checkpoints: usize,
+    expiries: usize,
+    /// Size of the latest checkpoint.
+    checkpointed: u64,
+}
+
+pub fn run(db: &Path, log_name: &str, args: &VerifyArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(db.exists(), "no database at {}", db.display());
+    let conn = store::open_read(db).with_context(|| format!("cannot open {}", db.display()))?;
+    let vkeys = if args.public_keys.is_empty() {
+        eprintln!(
+            "warning: no --public-key given: trusting the keys recorded in the database, \
+             which someone able to rewrite it could replace"
+        );
+        checkpoints::keys(&conn)?
+    } else {
+        args.public_keys.clone()
+    };
+    let trusted = Verifiers::new(vkeys.iter().map(String::as_str))?;
+    ensure!(
+        !trusted.is_empty(),
+        "no public key to check signatures with"
+    );
+    let tenants = match &args.tenant {
+        Some(tenant) => vec![tenant.clone()],
+        None => checkpoints::tenants(&conn)?,
+    };
+    let started = Instant::now();
+    let (mut records, mut failed) = (0, 0);
+    for tenant in &tenants {
+        match verify_tenant(&conn, &trusted, log_name, tenant) {
+            Ok(s) => {
+                records += s.records;
+                let expired = match s.first {
+                    0 => String::new(),
+                    first => format!(
+                        ", seq 0..{} expired ({} expiry notes)",
+                        first - 1,
+                        s.expiries
+                    ),
+                };
+                println!(
+                    "{tenant}: ok: {} records{expired}, {} checkpoints (latest covers {} of {})",
+                    s.records,
+                    s.checkpoints,
+                    s.checkpointed,
+                    s.first + s.records
+                );
+            }
+            Err(err) => {
+                failed += 1;
+                println!("{tenant}: FAILED: {err:#}");
+            }
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "verified {records} records of {} tenants in {seconds:.2} s ({:.0} records/s)",
+        tenants.len(),
+        records as f64 / seconds.max(1e-9)
+    );
+    ensure!(
+        failed == 0,
+        "{failed} of {} tenants failed verification",
+        tenants.len()
+    );
+    Ok(())
+}
+
+/// Roots the records must reproduce, by tree size, with what stated them.
+type Expected = BTreeMap<u64, Vec<(Hash, String)>>;
+
+fn verify_tenant(
+    conn: &Connection,
+    trusted: &Verifiers,
+    log_name: &str,
+    tenant: &str,
+) -> anyhow::Result<Summary> {
+    let origin = checkpoints::origin(log_name, tenant);
+    let mut expected = Expected::new();
+    let mut frontier = Frontier::default();
+    let expiries = checkpoints::expiries(conn, tenant)?;
+    for stored in &expiries {
+        let label = format!("the expiry note of tree size {}", stored.tree_size);
+        let checkpoint = trusted
+            .open(&stored.note, &origin)
+            .with_context(|| label.clone())?;
+        let expired = Expired::parse(checkpoint.extension())
+            .with_context(|| format!("{label} does not say what it removed"))?;
+        ensure!(
+            expired.from == frontier.size() && checkpoint.size() >= expired.to,
+            "{label} removes seq {}..{} but the records before ended at seq {}",
+            expired.from,
+            expired.to,
+            frontier.size()
+        );
+        expected
+            .entry(checkpoint.size())
+            .or_default()
+            .push((*checkpoint.hash(), label));
+        frontier = expired.frontier;
+    }
+    let first = frontier.size();
+    let stored_checkpoints = checkpoints::all(conn, tenant)?;
+    for stored in &stored_checkpoints {
+        let label = format!("the checkpoint of tree size {}", stored.tree_size);
+        let checkpoint = trusted
+            .open(&stored.note, &origin)
+            .with_context(|| label.clone())?;
+        ensure!(
+            checkpoint.size() == stored.tree_size,
+            "{label} is signed for tree size {}",
+            checkpoint.size()
+        );
+        expected
+            .entry(checkpoint.size())
+            .or_default()
+            .push((*checkpoint.hash(), label));
+    }
+    // Checkpoints of trees that ended before the expired prefix verify by signature only.
+    let mut expected = expected.split_off(&first);
+    check_roots(&mut expected, &frontier, first)?;
+
+    let mut stmt = conn.prepare(
+        "SELECT tseq, id, tenant, json, hashes FROM records WHERE tenant = ?1 ORDER BY tseq, seq",
+    )?;
+    let mut rows = stmt.query([tenant])?;
+    let mut records = 0;
+    while let Some(row) = rows.next()? {
+        let seq: Option<i64> = row.get(0)?;
+        let id: String = row.get(1)?;
+        let next = frontier.size();
+        let seq = match seq.map(|s| s as u64) {
+            None => bail!("record id {id:?} was inserted: it has no sequence number"),
+            Some(seq) if seq < first => bail!(
+                "record seq {seq} (id {id:?}) was inserted: seq 0..{} expired",
+                first - 1
+            ),
+            Some(seq) if seq < next => bail!(
+                "record seq {seq} (id {id:?}) was inserted: another record already has seq {seq}"
+            ),
+            Some(seq) if seq > next => bail!(
+                "{} removed: seq {next}..{} is missing (the next record present is seq {seq}, \
+                 id {id:?})",
+                count(seq - next),
+                seq - 1
+            ),
+            Some(seq) => seq,
+        };
+        let json: String = row.get(3)?;
+        let leaf = merkle::leaf_hash(json.as_bytes());
+        let computed = frontier.next_hashes(leaf)?;
+        let stored = merkle::split_hashes(&row.get::<_, Vec<u8>>(4)?);
+        if stored.as_ref().and_then(|h| h.first()) != Some(&leaf) {
+            bail!(
+                "record seq {seq} (id {id:?}) was altered: its bytes no longer match its leaf hash"
+            );
+        }
+        if stored.as_ref() != Some(&computed) {
+            bail!(
+                "record seq {seq} (id {id:?}): its stored tree hashes disagree with the records \
+                 before it: a record at or before seq {seq} was altered"
+            );
+        }
+        let names: Names = serde_json::from_str(&json)
+            .with_context(|| format!("record seq {seq} (id {id:?}) was altered: not a record"))?;
+        ensure!(
+            names.id == id && names.tenant_id == row.get_ref(2)?.as_str()?,
+            "record seq {seq} (id {id:?}) was altered: its id or tenant column differs from its \
+             JSON (id {:?}, tenant {:?})",
+            names.id,
+            names.tenant_id
+        );
+        frontier.push(&computed);
+        records += 1;
+        check_roots(&mut expected, &frontier, seq + 1)?;
+    }
+    if let Some((size, stated)) = expected.first_key_value() {
+        let next = frontier.size();
+        bail!(
+            "{} removed: {} covers {size} records but the store ends before seq {next}, so seq \
+             {next}..{} is missing",
+            count(size - next),
+            stated[0].1,
+            size - 1
+        );
+    }
+    Ok(Summary {
+        records,
+        first,
+        checkpoints: stored_checkpoints.len(),
+        expiries: expiries.len(),
+        checkpointed: stored_checkpoints.last().map_or(0, |c| c.tree_size),
+    })
+}
+
+/// Checks the roots stated for the tree of `frontier` (of `size` records).
+fn check_roots(expected: &mut Expected, frontier: &Frontier, size: u64) -> anyhow::Result<()> {
+    let Some(stated) = expected.remove(&size) else {
+        return Ok(());
+    };
+    let root = frontier.root();
+    for (hash, label) in stated {
+        ensure!(
+            hash == root,
+            "{label} does not match the records: a record before seq {size} was altered \
+             (with its stored hashes) or the checkpoint is not of this tree"
+        );
+    }
+    Ok(())
+}
+
+fn count(n: u64) -> String {
+    match n {
+        1 => "1 record".to_owned(),
+        n => format!("{n} records"),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Names<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    tenant_id: Cow<'a, str>,
+}
