@@ -16,7 +16,7 @@ AZP    ?=
 ACT    ?=
 TTL    ?= 3600
 
-.PHONY: setup build demo demo-calls token test test-unit test-e2e lint bench clean
+.PHONY: setup build demo demo-calls token test test-unit test-wasm test-e2e lint bench clean
 
 setup: $(VENV)/.installed .wasm-target
 
@@ -43,13 +43,19 @@ token: setup
 	@$(PY) examples/idp/demo_idp.py token --sub '$(SUB)' --email '$(EMAIL)' --tenant '$(TENANT)' \
 		--scopes '$(SCOPES)' --azp '$(AZP)' --act '$(ACT)' --ttl '$(TTL)'
 
-test: build lint test-unit test-e2e
+test: build lint test-unit test-wasm test-e2e
 
 lint:
 	cargo clippy --locked -p acp-filter --target wasm32-wasip1 --profile wasm -- -D warnings
 
 test-unit:
 	cargo test --locked --workspace
+
+# The Wycheproof signature vectors in V8 (Node.js's WASI), the engine Envoy runs the filter in.
+test-wasm: .wasm-target
+	command -v node >/dev/null || apt-get install -y nodejs
+	CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings $(CURDIR)/tests/wasm/wasi-run.mjs" \
+		cargo test --locked -p acp-filter --target wasm32-wasip1 --test wycheproof
 
 test-e2e: build
 	$(PY) -m pytest -q tests

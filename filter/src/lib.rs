@@ -18,6 +18,7 @@ pub mod outbox;
 pub mod policy;
 pub mod ratelimit;
 pub mod scan;
+pub mod signature;
 pub mod token;
 
 mod host;
