@@ -68,7 +68,7 @@ impl RsaKey {
         let Ok(s) = BoxedUint::from_be_slice(signature, precision) else {
             return false;
         };
-        if &s >= self.params.modulus().as_ref() {
+        if s.cmp_vartime(self.params.modulus().as_ref()).is_ge() {
             return false;
         }
         let base = BoxedMontyForm::new(s, &self.params);
