@@ -60,8 +60,8 @@ test-wasm: .wasm-target
 test-e2e: build
 	$(PY) -m pytest -q tests
 
-# The filter against plain Envoy (Envoys on CPU 1, wrk and the rest on CPU 0), then the
-# collector's durable ingest rate.
+# The filter against plain Envoy and against Envoy's jwt_authn + RBAC (Envoys on CPU 1, wrk and
+# the rest on CPU 0), first-seen-token cost, Envoy memory; then the collector's ingest rate.
 bench: build
 	command -v wrk >/dev/null || apt-get install -y wrk
 	taskset -c 0 $(PY) tests/bench/run.py

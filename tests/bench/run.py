@@ -175,8 +175,11 @@ def stored_records(stack: Stack, user: str) -> int:
 
 def missing_records(stack: Stack, user: str) -> tuple[int, int]:
     """(records stored + dropped - calls made, dropped) once the outbox has drained (60 s at most)."""
+    # Requests still in flight when wrk stopped are counted once Envoy has finished them.
+    calls = -1
+    while calls != (calls := int(stack.stats("wasmcustom.acp.")["wasmcustom.acp.calls_allowed"])):
+        time.sleep(0.5)
     counters = stack.stats("wasmcustom.acp.")
-    calls = int(counters["wasmcustom.acp.calls_allowed"])
     dropped = int(counters["wasmcustom.acp.audit_records_dropped"])
     deadline = time.monotonic() + 60
     while (stored := stored_records(stack, user)) + dropped < calls and time.monotonic() < deadline:
