@@ -238,6 +238,19 @@ pub(crate) mod tests {
         assert!(err.starts_with("keys[0]:"), "{err}");
     }
 
+    #[test]
+    fn rsa_keys_need_2048_to_4096_bits_and_exponent_65537() {
+        let rsa = |n: &[u8], e: &[u8]| {
+            KeySet::from_jwks_value(&json!({"keys": [{"kty": "RSA", "kid": "r",
+                "n": URL_SAFE_NO_PAD.encode(n), "e": URL_SAFE_NO_PAD.encode(e)}]}))
+        };
+        assert_eq!(rsa(&[0xff; 256], &[1, 0, 1]).unwrap().get(Some("r")).unwrap().alg(), "RS256");
+        assert!(rsa(&[0xff; 512], &[1, 0, 1]).is_ok());
+        assert!(rsa(&[0xff; 128], &[1, 0, 1]).unwrap_err().contains("1024 bits"));
+        assert!(rsa(&[0xff; 513], &[1, 0, 1]).unwrap_err().contains("4104 bits"));
+        assert!(rsa(&[0xff; 256], &[3]).unwrap_err().contains("65537"));
+    }
+
     fn schedule() -> RefreshSchedule {
         RefreshSchedule::new(RemoteJwks {
             cluster: "idp".into(),

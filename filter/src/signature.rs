@@ -73,7 +73,7 @@ impl RsaKey {
         }
         let base = BoxedMontyForm::new(s, &self.params);
         let mut m = base.clone();
-        for &bit in &self.exponent_bits[1..] {
+        for &bit in self.exponent_bits.iter().skip(1) {
             m = m.square();
             if bit {
                 m = m.mul(&base);
@@ -81,7 +81,9 @@ impl RsaKey {
         }
         let m = m.retrieve().to_be_bytes();
         // `m` has the limb-aligned width; the encoded message is its last `size` bytes.
-        let (high, em) = m.split_at(m.len() - self.size);
+        let Some((high, em)) = m.len().checked_sub(self.size).map(|cut| m.split_at(cut)) else {
+            return false;
+        };
         high.iter().all(|&b| b == 0) && em == expected_encoding(message, self.size)
     }
 }
@@ -126,5 +128,39 @@ impl EcKey {
     /// ECDSA verification of a JWS signature: `r || s`, 32 bytes each (RFC 7518 section 3.4).
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
         p256::ecdsa::Signature::from_slice(signature).is_ok_and(|sig| self.0.verify(message, &sig).is_ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_rsa_keys_are_refused() {
+        let odd_modulus = [0xffu8; 256];
+        let mut even_modulus = odd_modulus;
+        even_modulus[255] = 0xfe;
+        assert!(RsaKey::from_components(&odd_modulus, &[1, 0, 1]).is_ok());
+        assert!(RsaKey::from_components(&even_modulus, &[1, 0, 1]).is_err());
+        for e in [&[][..], &[1], &[0, 1], &[1, 0, 0]] {
+            assert!(RsaKey::from_components(&odd_modulus, e).is_err(), "e = {e:?}");
+        }
+        assert!(RsaKey::from_components(&[], &[3]).is_err());
+        assert!(RsaKey::from_components(&[0x0f], &[1, 0, 1]).is_err(), "e above n");
+    }
+
+    #[test]
+    fn a_modulus_too_short_for_the_encoding_verifies_nothing() {
+        let key = RsaKey::from_components(&[0xff, 0xff, 0xff, 0xfd], &[3]).unwrap();
+        assert!(!key.verify(b"message", &[0, 0, 0, 2]));
+        assert!(!key.verify(b"message", &[]));
+    }
+
+    #[test]
+    fn signatures_of_the_wrong_length_or_not_below_the_modulus_are_refused() {
+        let key = RsaKey::from_components(&[0xffu8; 256], &[1, 0, 1]).unwrap();
+        assert!(!key.verify(b"m", &[0x01; 255]));
+        assert!(!key.verify(b"m", &[0x01; 257]));
+        assert!(!key.verify(b"m", &[0xff; 256]), "s = n");
     }
 }

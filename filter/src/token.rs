@@ -250,6 +250,28 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn es256_tokens_verify_against_an_ec_key() {
+        use jwt_simple::prelude::{ECDSAP256KeyPairLike, ECDSAP256PublicKeyLike, ES256KeyPair};
+        let key = ES256KeyPair::generate().with_key_id("e1");
+        let point = key.public_key().public_key().to_bytes_uncompressed();
+        let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "e1",
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..])}]});
+        let keys = KeySet::from_jwks_value(&jwks).unwrap();
+        let claims: Claims = serde_json::from_value(json!({"iss": "https://idp.example", "aud": "acp",
+            "sub": "bob", "iat": NOW, "exp": NOW + 60}))
+        .unwrap();
+        let token = key.sign(claims).unwrap();
+        let cfg = identity_config();
+        let now = Duration::from_secs(NOW);
+        assert_eq!(verify(&token, &keys, &cfg, now).unwrap().subject.as_deref(), Some("bob"));
+        let mut tampered = token.clone().into_bytes();
+        let i = tampered.len() - 10;
+        tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        assert_eq!(verify(&tampered, &keys, &cfg, now).err(), Some(AuthFailure::BadSignature));
+    }
+
+    #[test]
     fn bearer_header_parsing() {
         assert_eq!(bearer_token(Some("Bearer abc")), Ok("abc"));
         assert_eq!(bearer_token(Some("bearer  abc ")), Ok("abc"));
