@@ -24,7 +24,7 @@ VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' filter/Cargo.toml)
 WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
 	--enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types
 
-.PHONY: setup build demo demo-calls token test test-unit test-e2e lint bench clean interop-deps package soak
+.PHONY: setup build demo demo-calls token test test-unit test-wasm test-e2e lint bench clean interop-deps package soak
 
 setup: $(VENV)/.installed .wasm-target
 
@@ -51,13 +51,19 @@ token: setup
 	@$(PY) examples/idp/demo_idp.py token --sub '$(SUB)' --email '$(EMAIL)' --tenant '$(TENANT)' \
 		--scopes '$(SCOPES)' --azp '$(AZP)' --act '$(ACT)' --ttl '$(TTL)'
 
-test: build lint test-unit test-e2e
+test: build lint test-unit test-wasm test-e2e
 
 lint:
 	cargo clippy --locked -p acp-filter --target wasm32-wasip1 --profile wasm -- -D warnings
 
 test-unit:
 	cargo test --locked --workspace
+
+# The Wycheproof signature vectors in V8 (Node.js's WASI), the engine Envoy runs the filter in.
+test-wasm: .wasm-target
+	command -v node >/dev/null || (apt-get update && apt-get install -y nodejs)
+	CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings $(CURDIR)/tests/wasm/wasi-run.mjs" \
+		cargo test --locked -p acp-filter --target wasm32-wasip1 --test wycheproof
 
 test-e2e: build interop-deps package
 	$(PY) -m pytest -q tests
@@ -91,8 +97,8 @@ $(IDP_NPM)/node_modules/.package-lock.json: $(IDP_NPM)/package-lock.json
 	command -v npm >/dev/null || (apt-get update && apt-get install -y nodejs npm)
 	cd $(IDP_NPM) && npm ci --no-audit --no-fund
 
-# The filter against plain Envoy (Envoys on CPU 1, wrk and the rest on CPU 0), then the
-# collector's durable ingest rate.
+# The filter against plain Envoy and against Envoy's jwt_authn + RBAC (Envoys on CPU 1, wrk and
+# the rest on CPU 0), first-seen-token cost, Envoy memory; then the collector's ingest rate.
 bench: build
 	command -v wrk >/dev/null || apt-get install -y wrk
 	taskset -c 0 $(PY) tests/bench/run.py

@@ -5,22 +5,34 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use jwt_simple::prelude::{ES256PublicKey, RS256PublicKey};
 use serde::Deserialize;
 
 use crate::config::RemoteJwks;
+use crate::signature::{EcKey, RsaKey};
 
-/// A verification key, bound to the one algorithm it may verify.
+/// A verification key, bound to the one algorithm it may verify. Parsed once per JWKS fetch.
 pub enum Key {
-    Rs256(Box<RS256PublicKey>),
-    Es256(ES256PublicKey),
+    Rs256(Box<RsaKey>),
+    Es256(Box<EcKey>),
 }
+
+/// RSA keys a JWKS may carry: 2048 to 4096 bits, public exponent 65537.
+const RSA_MODULUS_BITS: std::ops::RangeInclusive<u32> = 2048..=4096;
+const RSA_EXPONENT: u64 = 65537;
 
 impl Key {
     pub fn alg(&self) -> &'static str {
         match self {
             Key::Rs256(_) => "RS256",
             Key::Es256(_) => "ES256",
+        }
+    }
+
+    /// Verifies the JWS `signature` of `signing_input` (`header.payload`).
+    pub fn verify(&self, signing_input: &[u8], signature: &[u8]) -> bool {
+        match self {
+            Key::Rs256(k) => k.verify(signing_input, signature),
+            Key::Es256(k) => k.verify(signing_input, signature),
         }
     }
 }
@@ -113,19 +125,18 @@ impl Jwk {
         match (self.kty.as_str(), self.alg.as_deref()) {
             ("RSA", None | Some("RS256")) => {
                 let (n, e) = (b64("n", self.n.as_ref())?, b64("e", self.e.as_ref())?);
-                RS256PublicKey::from_components(&n, &e)
-                    .map(|k| Some(Key::Rs256(Box::new(k))))
-                    .map_err(|e| format!("invalid RSA key: {e}"))
+                let key = RsaKey::from_components(&n, &e)?;
+                if !RSA_MODULUS_BITS.contains(&key.modulus_bits()) {
+                    return Err(format!("RSA key of {} bits: 2048 to 4096 supported", key.modulus_bits()));
+                }
+                if !key.has_exponent(RSA_EXPONENT) {
+                    return Err("RSA public exponent must be 65537".into());
+                }
+                Ok(Some(Key::Rs256(Box::new(key))))
             }
             ("EC", None | Some("ES256")) if self.crv.as_deref() == Some("P-256") => {
                 let (x, y) = (b64("x", self.x.as_ref())?, b64("y", self.y.as_ref())?);
-                if x.len() != 32 || y.len() != 32 {
-                    return Err("P-256 coordinates must be 32 bytes".into());
-                }
-                let point = [&[0x04][..], &x, &y].concat();
-                ES256PublicKey::from_bytes(&point)
-                    .map(|k| Some(Key::Es256(k)))
-                    .map_err(|e| format!("invalid P-256 key: {e}"))
+                EcKey::from_coordinates(&x, &y).map(|k| Some(Key::Es256(Box::new(k))))
             }
             _ => Ok(None),
         }
@@ -225,6 +236,19 @@ pub(crate) mod tests {
         k["x"] = json!("AAAA");
         let err = KeySet::from_jwks_value(&json!({"keys": [k]})).unwrap_err();
         assert!(err.starts_with("keys[0]:"), "{err}");
+    }
+
+    #[test]
+    fn rsa_keys_need_2048_to_4096_bits_and_exponent_65537() {
+        let rsa = |n: &[u8], e: &[u8]| {
+            KeySet::from_jwks_value(&json!({"keys": [{"kty": "RSA", "kid": "r",
+                "n": URL_SAFE_NO_PAD.encode(n), "e": URL_SAFE_NO_PAD.encode(e)}]}))
+        };
+        assert_eq!(rsa(&[0xff; 256], &[1, 0, 1]).unwrap().get(Some("r")).unwrap().alg(), "RS256");
+        assert!(rsa(&[0xff; 512], &[1, 0, 1]).is_ok());
+        assert!(rsa(&[0xff; 128], &[1, 0, 1]).unwrap_err().contains("1024 bits"));
+        assert!(rsa(&[0xff; 513], &[1, 0, 1]).unwrap_err().contains("4104 bits"));
+        assert!(rsa(&[0xff; 256], &[3]).unwrap_err().contains("65537"));
     }
 
     fn schedule() -> RefreshSchedule {

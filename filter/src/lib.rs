@@ -24,6 +24,7 @@ pub mod policy;
 pub mod ratelimit;
 pub mod resource_metadata;
 pub mod scan;
+pub mod signature;
 pub mod token;
 
 mod host;

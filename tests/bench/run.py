@@ -1,20 +1,32 @@
-"""`make bench`: what the ACP filter costs, measured against the same Envoy without it.
+"""`make bench`: what the ACP filter costs, against the same Envoy without it and against
+Envoy's native `jwt_authn` + RBAC chain.
 
 One run, same load: Envoy (`--concurrency 1`) in front of a fixed-answer upstream Envoy, both
 pinned to CPU 1, driven by wrk (2 connections, on CPU 0 with everything else), alternating
-(a) Envoy without the filter and (b) Envoy with the ACP filter (cached valid token, allowed
-1 KiB `tools/call`, content scanning on, audit records batched to the real collector), and the
-filter with scanning off (bodies above `maxScanBytes: 1` pass unscanned) at 1 KiB and 64 KiB.
-Prints requests/s, p50/p99 and Envoy CPU per request per round, the medians, b/a and the scan
-cost; checks that every call made through the filter has its record stored by the collector
-or counted as dropped (the bounded audit buffer overflows with 64 KiB inputs at full load).
+- plain: Envoy without any filter;
+- acp: the ACP filter (cached valid token, allowed 1 KiB `tools/call`, content scanning on,
+  audit records batched to the real collector);
+- native: Envoy's `jwt_authn` (JWT cache on) + RBAC (tenant and scope claims), the nearest
+  native equivalent (it cannot see the tool name);
+- the filter with scanning off (bodies above `maxScanBytes: 1` pass unscanned) at 1 KiB and
+  64 KiB, and scanning on at 64 KiB.
+Prints requests/s, p50/p99 and Envoy CPU per request per round, the medians and the targets;
+checks that every call made through the filter has its record stored by the collector or
+counted as dropped (the bounded audit buffer overflows with 64 KiB inputs at full load).
+
+First-seen token: after its cached-token run, the same acp (and native) Envoy gets a run in
+which every request carries a token it has not seen (pre-minted, distinct `jti`); the Envoy CPU
+per request above the cached run is the cost of verifying a new token. Memory: Envoy's RSS at
+`--concurrency 2` after a short load, without and with the filter.
 
 Run under `taskset -c 0` (the Makefile does) so that only the two Envoys use CPU 1: the
-load generator and the collector can then never be the bottleneck.
+load generator and the collector can then never be the bottleneck. `--rounds N` and `--only
+plain,acp,...` shorten a run while working on the filter.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -30,25 +42,35 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples"))
 
 from idp import demo_idp  # noqa: E402
-from stack import ENVOY_BIN, Ports, Stack, PlaceholderTemplate, free_port  # noqa: E402
+from stack import ENVOY_BIN, AUDIENCE, Ports, Stack, PlaceholderTemplate, free_port, render_envoy  # noqa: E402
 
 ROUNDS = 3
 DURATION_S = 10
 WARMUP_S = 2
+FIRST_SEEN_S = 3
+FIRST_SEEN_TOKENS = 8000
+MEMORY_LOAD_S = 3
 CONNECTIONS = 2
 ENVOY_CPU = 1
 UPSTREAM_TEMPLATE = ROOT / "envoy" / "bench-upstream.template.yaml"
-
+NATIVE_TEMPLATE = ROOT / "envoy" / "bench-jwt-authn-rbac.template.yaml"
+# Tokens are minted once for the run with this issuer; both chains are configured to expect it.
+ISSUER = "https://idp.bench.example"
+TARGETS = {"vs_plain": 0.90, "vs_native": 0.95, "p99_added_ms": 0.2, "first_seen_ms": 0.6}
 
 SCANNING_OFF = {"maxScanBytes": 1, "oversized": "pass"}
-# name, with the filter, scanning override, body size
-CONFIGURATIONS = [
-    ("plain", False, None, 1024),
-    ("acp", True, None, 1024),
-    ("acp-noscan", True, SCANNING_OFF, 1024),
-    ("acp-64k", True, None, 65536),
-    ("acp-64k-noscan", True, SCANNING_OFF, 65536),
-]
+# name: (chain, scanning override, body size)
+CONFIGURATIONS = {
+    "plain": ("plain", None, 1024),
+    "acp": ("acp", None, 1024),
+    "native": ("native", None, 1024),
+    "acp-noscan": ("acp", SCANNING_OFF, 1024),
+    "acp-64k": ("acp", None, 65536),
+    "acp-64k-noscan": ("acp", SCANNING_OFF, 65536),
+}
+LABELS = {"plain": "Envoy, no filter, 1 KiB", "acp": "Envoy + ACP filter, 1 KiB",
+          "native": "Envoy + jwt_authn + RBAC, 1 KiB", "acp-noscan": "ACP, scanning off, 1 KiB",
+          "acp-64k": "ACP, 64 KiB", "acp-64k-noscan": "ACP, scanning off, 64 KiB"}
 # Ordinary business text with numbers, dates and amounts: what scanning sees most of the time.
 FILLER = "Opportunity 0065e00000A1xQ1 Globex renewal closes 2026-03-27, amount 120000 USD, stage 4. "
 
@@ -64,26 +86,35 @@ def tools_call_body(size: int) -> str:
     return body
 
 
-def wrk_script(path: Path, token: str, size: int) -> Path:
-    lua = path / "post.lua"
-    lua.write_text(
-        'wrk.method = "POST"\n'
-        f"wrk.body = {json.dumps(tools_call_body(size))}\n"
-        'wrk.headers["Content-Type"] = "application/json"\n'
-        'wrk.headers["Accept"] = "application/json, text/event-stream"\n'
-        f'wrk.headers["Authorization"] = "Bearer {token}"\n'
+def wrk_script(path: Path, tokens: list[str], size: int) -> Path:
+    """A wrk script posting `tools/call`s of `size` bytes, cycling through `tokens`."""
+    path.write_text(
+        f"tokens = {{{','.join(json.dumps(t) for t in tokens)}}}\n"
+        f"body = {json.dumps(tools_call_body(size))}\n"
+        "sent = 0\n"
+        "request = function()\n"
+        "  sent = sent + 1\n"
+        '  return wrk.format("POST", nil, {["Content-Type"] = "application/json",\n'
+        '    ["Accept"] = "application/json, text/event-stream",\n'
+        '    ["Authorization"] = "Bearer " .. tokens[(sent - 1) % #tokens + 1]}, body)\n'
+        "end\n"
         "done = function(summary, latency, requests)\n"
         '  io.write(string.format("RESULT %d %d %d %.1f %.1f\\n", summary.requests,\n'
         "    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,\n"
         "    summary.duration, latency:percentile(50), latency:percentile(99)))\n"
         "end\n")
-    return lua
+    return path
 
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of process `pid` so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
 
 
 def wrk(url: str, script: Path, seconds: int, envoy_pid: int) -> dict[str, float]:
@@ -106,6 +137,31 @@ def upstream_command(run_dir: Path, port: int) -> list[str]:
             "--disable-hot-restart", "-l", "warn"]
 
 
+class BenchStack(Stack):
+    """The demo stack with the benchmark's chain in Envoy: none, the ACP filter, or native."""
+
+    def __init__(self, run_dir: Path, chain: str, scanning: dict | None, concurrency: int = 1):
+        self.chain = chain
+        self.scanning = scanning
+        ports = Ports.free()
+        super().__init__(run_dir, ports, wasm_filter=chain == "acp", filter_config=self.acp_config,
+                         concurrency=concurrency, envoy_log_level="warn",
+                         upstream=upstream_command(run_dir, ports.mcp), envoy_cpu=ENVOY_CPU)
+
+    def acp_config(self, default: dict) -> dict:
+        # The demo's per-user rate limit would refuse most of the load: the benchmark has none.
+        measured = {k: v for k, v in default.items() if k != "rateLimits"}
+        measured["identity"] = {**measured["identity"], "issuer": ISSUER}
+        return {**measured, "scanning": self.scanning} if self.scanning else measured
+
+    def envoy_config(self) -> str:
+        if self.chain != "native":
+            return super().envoy_config()
+        native = PlaceholderTemplate(NATIVE_TEMPLATE.read_text()).substitute(
+            ISSUER=ISSUER, AUDIENCE=AUDIENCE, TENANT=self.tenant, JWKS=json.dumps(demo_idp.jwks()))
+        return render_envoy(self.ports, native)
+
+
 def stored_records(stack: Stack, user: str) -> int:
     count, url = 0, f"{stack.export_url}?user={user}&format=json&limit=1000"
     while url:
@@ -117,62 +173,123 @@ def stored_records(stack: Stack, user: str) -> int:
     return count
 
 
-def measure(run_dir: Path, with_filter: bool, scanning: dict | None, size: int) -> tuple[dict[str, float], int | None]:
-    ports = Ports.free()
-    def config(default: dict) -> dict:
-        # The demo's per-user rate limit would refuse most of the load: the benchmark has none.
-        measured = {k: v for k, v in default.items() if k != "rateLimits"}
-        return {**measured, "scanning": scanning} if scanning else measured
-    with Stack(run_dir, ports, wasm_filter=with_filter, filter_config=config, concurrency=1, envoy_log_level="warn",
-               upstream=upstream_command(run_dir, ports.mcp), envoy_cpu=ENVOY_CPU) as stack:
+def missing_records(stack: Stack, user: str) -> tuple[int, int]:
+    """(records stored + dropped - calls made, dropped) once the outbox has drained (60 s at most)."""
+    # Requests still in flight when wrk stopped are counted once Envoy has finished them.
+    calls = -1
+    while calls != (calls := int(stack.stats("wasmcustom.acp.")["wasmcustom.acp.calls_allowed"])):
+        time.sleep(0.5)
+    counters = stack.stats("wasmcustom.acp.")
+    dropped = int(counters["wasmcustom.acp.audit_records_dropped"])
+    deadline = time.monotonic() + 60
+    while (stored := stored_records(stack, user)) + dropped < calls and time.monotonic() < deadline:
+        time.sleep(0.5)
+        dropped = int(stack.stats("wasmcustom.acp.")["wasmcustom.acp.audit_records_dropped"])
+    return stored + dropped - calls, dropped
+
+
+def measure(run_dir: Path, name: str, fresh_tokens: list[str]) -> dict[str, float]:
+    chain, scanning, size = CONFIGURATIONS[name]
+    with BenchStack(run_dir, chain, scanning) as stack:
         user = f"bench-{time.time_ns()}"
-        token = demo_idp.mint(iss=stack.issuer, sub=user)
-        script = wrk_script(run_dir, token, size)
+        token = demo_idp.mint(key=demo_idp.demo_key(), iss=ISSUER, aud=AUDIENCE, sub=user)
+        script = wrk_script(run_dir / "post.lua", [token], size)
         envoy = stack.pid("envoy")
         wrk(stack.mcp_url, script, WARMUP_S, envoy)
         result = wrk(stack.mcp_url, script, DURATION_S, envoy)
-        if not with_filter:
-            return result, None
-        counters = stack.stats("wasmcustom.acp.")
-        calls = int(counters["wasmcustom.acp.calls_allowed"])
-        dropped = int(counters["wasmcustom.acp.audit_records_dropped"])
-        deadline = time.monotonic() + 60
-        while (stored := stored_records(stack, user)) + dropped < calls and time.monotonic() < deadline:
-            time.sleep(0.5)
-            dropped = int(stack.stats("wasmcustom.acp.")["wasmcustom.acp.audit_records_dropped"])
-        result["dropped"] = dropped
-        return result, stored + dropped - calls
+        if chain == "acp":
+            result["missing"], result["dropped"] = missing_records(stack, user)
+        if name in ("acp", "native"):
+            fresh = wrk(stack.mcp_url, wrk_script(run_dir / "fresh.lua", fresh_tokens, size), FIRST_SEEN_S, envoy)
+            result["first_seen_us"] = fresh["cpu_us"] - result["cpu_us"]
+            result["fresh_requests"] = fresh["requests"]
+        return result
+
+
+def memory(run_dir: Path, chain: str) -> float:
+    """Envoy's RSS (MiB) at `--concurrency 2` after a short load with one cached token."""
+    with BenchStack(run_dir, chain, None, concurrency=2) as stack:
+        token = demo_idp.mint(key=demo_idp.demo_key(), iss=ISSUER, aud=AUDIENCE, sub="bench-memory")
+        wrk(stack.mcp_url, wrk_script(run_dir / "post.lua", [token], 1024), MEMORY_LOAD_S, stack.pid("envoy"))
+        return rss_mib(stack.pid("envoy"))
+
+
+def verdict(value: float, target: float, at_most: bool = False) -> str:
+    met = value <= target if at_most else value >= target
+    return f"{'met' if met else 'MISSED'} (target {'<=' if at_most else '>='} {target})"
+
+
+def report(med: dict[str, dict[str, float]], rss: dict[str, float], rounds: int, load: tuple[str, str]) -> None:
+    print(f"\nmedian of {rounds} round(s), {DURATION_S} s each, wrk -c{CONNECTIONS}, Envoy and upstream on CPU {ENVOY_CPU}; "
+          f"load average at start {load[0]}, at end {load[1]}")
+    print("| configuration | requests/s | vs plain | p50 ms | p99 ms | Envoy CPU per request |\n|---|---|---|---|---|---|")
+    for name, m in med.items():
+        ratio = f"{m['rps'] / med['plain']['rps']:.2f}" if "plain" in med else "-"
+        print(f"| {LABELS[name]} | {m['rps']:.0f} | {ratio} | {m['p50_ms']:.3f} | {m['p99_ms']:.3f} | {m['cpu_us']:.0f} us |")
+    print()
+    if {"plain", "acp"} <= med.keys():
+        a, b = med["plain"], med["acp"]
+        print(f"ACP / plain throughput   {b['rps'] / a['rps']:.3f}  {verdict(b['rps'] / a['rps'], TARGETS['vs_plain'])}")
+        print(f"p99 added by ACP         {b['p99_ms'] - a['p99_ms']:.3f} ms  "
+              f"{verdict(b['p99_ms'] - a['p99_ms'], TARGETS['p99_added_ms'], at_most=True)}")
+        print(f"ACP Envoy CPU per request over plain  {b['cpu_us'] - a['cpu_us']:.0f} us")
+    if {"plain", "native"} <= med.keys():
+        print(f"native Envoy CPU per request over plain  {med['native']['cpu_us'] - med['plain']['cpu_us']:.0f} us")
+    if {"acp", "native"} <= med.keys():
+        r = med["acp"]["rps"] / med["native"]["rps"]
+        print(f"ACP / jwt_authn+RBAC     {r:.3f}  {verdict(r, TARGETS['vs_native'])}")
+    for name in ("acp", "native"):
+        if name in med:
+            ms = med[name]["first_seen_us"] / 1000
+            target = f"  {verdict(ms, TARGETS['first_seen_ms'], at_most=True)}" if name == "acp" else ""
+            print(f"first-seen token, {name:6}  {ms:.2f} ms Envoy CPU{target}")
+    for size, on, off in (("1 KiB", "acp", "acp-noscan"), ("64 KiB", "acp-64k", "acp-64k-noscan")):
+        if {on, off} <= med.keys():
+            print(f"scanning at {size}: throughput {med[on]['rps'] / med[off]['rps']:.3f} of scanning off, "
+                  f"{med[on]['cpu_us'] - med[off]['cpu_us']:.0f} us CPU per request")
+    if rss:
+        line = ", ".join(f"{chain} {mib:.1f} MiB" for chain, mib in rss.items())
+        print(f"Envoy RSS at --concurrency 2: {line}"
+              + (f"; the filter adds {rss['acp'] - rss['plain']:.1f} MiB" if {"plain", "acp"} <= rss.keys() else ""))
 
 
 def main() -> int:
-    rows: dict[str, list[dict[str, float]]] = {name: [] for name, *_ in CONFIGURATIONS}
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
+    parser.add_argument("--only", default=",".join(CONFIGURATIONS), help="comma-separated configurations")
+    args = parser.parse_args()
+    names = [n for n in args.only.split(",") if n]
+    unknown = set(names) - CONFIGURATIONS.keys()
+    if unknown:
+        parser.error(f"unknown configuration(s) {sorted(unknown)}; known: {', '.join(CONFIGURATIONS)}")
+    load_start = os.getloadavg()
+    key = demo_idp.demo_key()
+    fresh_tokens = [demo_idp.mint(key=key, iss=ISSUER, aud=AUDIENCE, sub="bench-first-seen", jti=str(i))
+                    for i in range(FIRST_SEEN_TOKENS if {"acp", "native"} & set(names) else 0)]
+    rows: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory(prefix="acp-bench-") as tmp:
-        for round_no in range(1, ROUNDS + 1):
-            for name, with_filter, scanning, size in CONFIGURATIONS:
-                result, missing = measure(Path(tmp) / f"{name}-{round_no}", with_filter, scanning, size)
+        for round_no in range(1, args.rounds + 1):
+            for name in names:
+                result = measure(Path(tmp) / f"{name}-{round_no}", name, fresh_tokens)
                 rows[name].append(result)
-                note = "" if missing is None else f"  records stored + dropped - calls = {missing} (dropped {result['dropped']})"
+                note = ""
+                if "missing" in result:
+                    note += f"  records stored + dropped - calls = {result['missing']} (dropped {result['dropped']})"
+                if "first_seen_us" in result:
+                    note += f"  first-seen token {result['first_seen_us']:.0f} us ({result['fresh_requests']} new tokens)"
+                    if result["fresh_requests"] > len(fresh_tokens):
+                        note += " [tokens reused: understated]"
                 print(f"round {round_no} {name:14}  {result['rps']:8.0f} req/s  p50 {result['p50_ms']:.3f} ms"
                       f"  p99 {result['p99_ms']:.3f} ms  Envoy CPU {result['cpu_us']:.0f} us/req{note}", flush=True)
-                if missing:
+                if result.get("missing"):
                     print("FAIL: a call has neither a stored nor a counted-as-dropped record", file=sys.stderr)
                     return 1
-    med = {name: {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50_ms", "p99_ms", "cpu_us")}
-           for name, runs in rows.items()}
-    a, b = med["plain"], med["acp"]
-    print(f"\nmedian of {ROUNDS} rounds, {DURATION_S} s each, wrk -c{CONNECTIONS}, Envoy and upstream on CPU {ENVOY_CPU}")
-    labels = {"plain": "(a) Envoy, no filter, 1 KiB", "acp": "(b) Envoy + ACP filter, 1 KiB",
-              "acp-noscan": "ACP, scanning off, 1 KiB", "acp-64k": "ACP, 64 KiB",
-              "acp-64k-noscan": "ACP, scanning off, 64 KiB"}
-    print("| configuration | requests/s | p50 ms | p99 ms | Envoy CPU per request |\n|---|---|---|---|---|")
-    for name, m in med.items():
-        print(f"| {labels[name]} | {m['rps']:.0f} | {m['p50_ms']:.3f} | {m['p99_ms']:.3f} | {m['cpu_us']:.0f} us |")
-    print(f"\nb/a throughput {b['rps'] / a['rps']:.3f} (target >= 0.85); "
-          f"p99 added {b['p99_ms'] - a['p99_ms']:.3f} ms (target <= 0.3 ms); "
-          f"filter CPU per request {b['cpu_us'] - a['cpu_us']:.0f} us")
-    for size, on, off in (("1 KiB", "acp", "acp-noscan"), ("64 KiB", "acp-64k", "acp-64k-noscan")):
-        print(f"scanning at {size}: throughput {med[on]['rps'] / med[off]['rps']:.3f} of scanning off "
-              f"(target at 1 KiB >= 0.95), {med[on]['cpu_us'] - med[off]['cpu_us']:.0f} us CPU per request")
+        rss = {chain: memory(Path(tmp) / f"memory-{chain}", chain)
+               for chain in ("plain", "acp", "native") if chain in names}
+    keys = ("rps", "p50_ms", "p99_ms", "cpu_us", "first_seen_us")
+    med = {name: {k: statistics.median(r[k] for r in runs) for k in keys if k in runs[0]} for name, runs in rows.items()}
+    load_end = os.getloadavg()
+    report(med, rss, args.rounds, (f"{load_start[0]:.1f}", f"{load_end[0]:.1f}"))
     return 0
 
 
