@@ -34,6 +34,8 @@ pub struct Config {
     /// Send the verified identity upstream as `x-acp-tenant` / `x-acp-sub` headers (e.g. for
     /// Envoy's global rate limit descriptors); clients' own `x-acp-*` headers are always removed.
     pub forward_identity_headers: bool,
+    /// Most messages in one JSON-RPC batch; a bigger batch is refused whole.
+    pub max_batch_size: usize,
 }
 
 #[derive(Debug)]
@@ -144,6 +146,8 @@ struct RawConfig {
     filter_tools_list: bool,
     #[serde(default)]
     forward_identity_headers: bool,
+    #[serde(default = "default_max_batch")]
+    max_batch_size: usize,
 }
 
 #[derive(Deserialize, Default)]
@@ -306,6 +310,9 @@ fn default_audit_timeout() -> u64 {
 fn default_retry_max() -> u64 {
     30_000
 }
+fn default_max_batch() -> usize {
+    100
+}
 
 /// Parses and validates the plugin configuration. The error names the field and the reason.
 pub fn parse(bytes: &[u8]) -> Result<Config, String> {
@@ -348,6 +355,7 @@ impl RawConfig {
         }
         let tools = ToolPolicy::new(self.tools, self.default_scopes)
             .map_err(|e| field_error("tools", e))?;
+        at_least("maxBatchSize", self.max_batch_size as u64, 1)?;
         Ok(Config {
             tenant: self.tenant,
             tenants_by_host: self
@@ -363,6 +371,7 @@ impl RawConfig {
             rate_limits: self.rate_limits.map(RawRateLimits::validate).transpose()?,
             filter_tools_list: self.filter_tools_list,
             forward_identity_headers: self.forward_identity_headers,
+            max_batch_size: self.max_batch_size,
         })
     }
 }

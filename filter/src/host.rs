@@ -21,15 +21,22 @@ pub fn now_millis() -> u64 {
 }
 
 pub fn request_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpRequestHeaders, name).ok().flatten()
+    header(MapType::HttpRequestHeaders, name)
 }
 
 pub fn response_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpResponseHeaders, name).ok().flatten()
+    header(MapType::HttpResponseHeaders, name)
 }
 
 pub fn call_response_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name).ok().flatten()
+    header(MapType::HttpCallResponseHeaders, name)
+}
+
+/// A header value as text. The SDK's `get_map_value` panics on a value that is not UTF-8 (HTTP
+/// allows such bytes); here they become U+FFFD, which no token, method or tool name contains.
+fn header(map: MapType, name: &str) -> Option<String> {
+    let bytes = hostcalls::get_map_value_bytes(map, name).ok().flatten()?;
+    Some(String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
 pub fn buffer(kind: BufferType, size: usize) -> Vec<u8> {

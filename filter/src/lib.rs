@@ -12,13 +12,17 @@ pub mod content_scan;
 pub mod decision;
 pub mod identity;
 pub mod jwks;
+pub mod jws_form;
 pub mod mcp_request;
 pub mod mcp_response;
 pub mod outbox;
 pub mod policy;
 pub mod ratelimit;
 pub mod scan;
+pub mod strict_json;
 pub mod token;
+#[cfg(test)]
+mod token_attacks;
 
 mod host;
 mod metrics;

@@ -19,12 +19,22 @@ pub type Claims = JWTClaims<Map<String, Value>>;
 pub enum AuthFailure {
     MissingToken,
     Malformed,
+    /// Longer than [`crate::jws_form::MAX_TOKEN_BYTES`].
+    TokenTooLarge,
+    /// A header parameter or claim appears twice: parsers disagree on which one wins.
+    DuplicateClaim,
+    /// The header has `crit`: ACP supports no critical extension (RFC 7515 4.1.11).
+    CriticalHeader,
+    /// The header carries or points to a key (`jku`, `jwk`, `x5u`, `x5c`).
+    UntrustedKeySource,
     UnsupportedAlg,
     UnknownKid,
     AlgMismatch,
     BadSignature,
     Expired,
     NotYetValid,
+    /// `iat` later than now plus the clock skew.
+    IssuedInFuture,
     WrongIssuer,
     WrongAudience,
     MissingExp,
@@ -39,12 +49,17 @@ impl AuthFailure {
         match self {
             AuthFailure::MissingToken => "missing_token",
             AuthFailure::Malformed => "malformed",
+            AuthFailure::TokenTooLarge => "token_too_large",
+            AuthFailure::DuplicateClaim => "duplicate_claim",
+            AuthFailure::CriticalHeader => "critical_header",
+            AuthFailure::UntrustedKeySource => "untrusted_key_source",
             AuthFailure::UnsupportedAlg => "unsupported_alg",
             AuthFailure::UnknownKid => "unknown_kid",
             AuthFailure::AlgMismatch => "alg_mismatch",
             AuthFailure::BadSignature => "bad_signature",
             AuthFailure::Expired => "expired",
             AuthFailure::NotYetValid => "not_yet_valid",
+            AuthFailure::IssuedInFuture => "issued_in_future",
             AuthFailure::WrongIssuer => "wrong_issuer",
             AuthFailure::WrongAudience => "wrong_audience",
             AuthFailure::MissingExp => "missing_exp",
@@ -76,6 +91,7 @@ pub fn verify(
     cfg: &IdentityConfig,
     now: Duration,
 ) -> Result<Claims, AuthFailure> {
+    crate::jws_form::check(token)?;
     let meta = Token::decode_metadata(token).map_err(|_| AuthFailure::Malformed)?;
     let alg = meta.algorithm();
     if alg != "RS256" && alg != "ES256" {
@@ -110,7 +126,8 @@ fn classify(err: &jwt_simple::Error) -> AuthFailure {
     match err.downcast_ref::<JWTError>() {
         Some(JWTError::InvalidSignature) => AuthFailure::BadSignature,
         Some(JWTError::TokenHasExpired) => AuthFailure::Expired,
-        Some(JWTError::TokenNotValidYet | JWTError::ClockDrift) => AuthFailure::NotYetValid,
+        Some(JWTError::TokenNotValidYet) => AuthFailure::NotYetValid,
+        Some(JWTError::ClockDrift) => AuthFailure::IssuedInFuture,
         Some(JWTError::RequiredIssuerMismatch | JWTError::RequiredIssuerMissing) => {
             AuthFailure::WrongIssuer
         }
