@@ -1,0 +1,63 @@
+"""A stand-in MCP server for the hostile-input tests. Every POST gets a JSON-RPC result whose
+text ends with a fake SSN (which output scanning must redact), framed by the path:
+
+- `/mcp`: JSON, gzip-compressed only when the request asked for it (`Accept-Encoding: gzip`),
+  as a well-behaved server does;
+- `/mcp/gzip-always`: JSON, gzip-compressed whatever the request asked;
+- `/mcp/sse-split`: one SSE event sent in 7-byte chunks (the event, its `data:` line and the
+  SSN itself all split across chunks).
+
+    hostile_upstream.py <port>
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+TEXT = "customer record, ssn 536-22-1987"
+SPLIT_CHUNK = 7
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        answer = json.dumps({"jsonrpc": "2.0", "id": request.get("id"),
+                             "result": {"content": [{"type": "text", "text": TEXT}], "isError": False}}).encode()
+        if self.path == "/mcp/sse-split":
+            self._chunked("text/event-stream", b"event: message\ndata: " + answer + b"\n\n", SPLIT_CHUNK)
+            return
+        compress = self.path == "/mcp/gzip-always" or "gzip" in self.headers.get("Accept-Encoding", "")
+        body = gzip.compress(answer) if compress else answer
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        if compress:
+            self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _chunked(self, content_type: str, body: bytes, size: int) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for i in range(0, len(body), size):
+            chunk = body[i:i + size]
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            self.wfile.flush()
+            time.sleep(0.005)
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+if __name__ == "__main__":
+    ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
