@@ -26,7 +26,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-        request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        request = json.loads(self._body() or b"{}")
         answer = json.dumps({"jsonrpc": "2.0", "id": request.get("id"),
                              "result": {"content": [{"type": "text", "text": TEXT}], "isError": False}}).encode()
         if self.path == "/mcp/sse-split":
@@ -41,6 +41,17 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def _body(self) -> bytes:
+        """The request body, sized or chunked (HTTP/2 calls reach us chunked)."""
+        if "chunked" not in self.headers.get("Transfer-Encoding", ""):
+            return self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = b""
+        while size := int(self.rfile.readline().split(b";")[0], 16):
+            body += self.rfile.read(size)
+            self.rfile.readline()
+        self.rfile.readline()
+        return body
 
     def _chunked(self, content_type: str, body: bytes, size: int) -> None:
         self.send_response(200)
