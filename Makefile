@@ -16,7 +16,7 @@ AZP    ?=
 ACT    ?=
 TTL    ?= 3600
 
-.PHONY: setup build demo demo-calls token test test-unit test-e2e lint bench clean
+.PHONY: setup build demo demo-calls token test test-unit test-e2e lint bench fuzz clean
 
 setup: $(VENV)/.installed .wasm-target
 
@@ -60,6 +60,21 @@ bench: build
 	command -v wrk >/dev/null || apt-get install -y wrk
 	taskset -c 0 $(PY) tests/bench/run.py
 	cargo bench --locked -p acp-collector --bench ingest
+
+# libFuzzer on the filter's parsers and scanners (filter/fuzz), FUZZ_SECONDS per target. The
+# stable toolchain runs cargo-fuzz's nightly flags with RUSTC_BOOTSTRAP=1. New inputs go to
+# filter/fuzz/corpus/ (not committed; the seeds in filter/fuzz/seeds/ are), crashes to
+# filter/fuzz/artifacts/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= token mcp_request content_scan ssrf sse
+
+fuzz:
+	command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+	cd filter/fuzz && for t in $(FUZZ_TARGETS); do \
+		mkdir -p corpus/$$t && \
+		RUSTC_BOOTSTRAP=1 cargo fuzz run $$t corpus/$$t seeds/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -print_final_stats=1 || exit 1; \
+	done
 
 clean:
 	cargo clean

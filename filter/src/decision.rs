@@ -191,6 +191,21 @@ fn decide_unmasked(cfg: &Config, req: &Request, limiter: &mut Limiter) -> Verdic
     verdict
 }
 
+/// The records of a request Envoy answered itself before its body was complete (413: the body
+/// is larger than the listener's buffer). The filter never saw the whole body, so no tool is
+/// named; a failed authentication is recorded as such.
+pub fn unread_body(cfg: &Config, auth: Result<&Identity, AuthFailure>) -> Vec<CallAudit> {
+    match auth {
+        Err(failure) => auth_failed(cfg, failure, None).audits,
+        Ok(_) => vec![unnamed(Refusal::denied(
+            "request_too_large",
+            413,
+            codes::INVALID_REQUEST,
+            "Request larger than the listener's buffer".into(),
+        ))],
+    }
+}
+
 /// A compressed request body cannot be scanned or decided: it is refused (415), never passed on
 /// unread. `identity` is no encoding.
 fn encoded_body(req: &Request) -> Option<Refusal> {
@@ -587,6 +602,16 @@ mod tests {
         assert_eq!(raw(call.as_bytes(), Some("identity")).reply, None);
         let v2 = decide(&config(), &Request { auth: Err(AuthFailure::Expired), mcp_method: None, mcp_name: None, body: Some(call.as_bytes()), content_encoding: Some("gzip") }, &mut |_| Ok(()));
         assert_eq!((refusal_of(&v).2, refusal_of(&v2).2), ("unsupported_content_encoding", "expired"), "authentication first");
+    }
+
+    #[test]
+    fn a_body_envoy_refused_unread_is_recorded() {
+        let id = alice(&[]);
+        let [audit] = unread_body(&config(), Ok(&id)).try_into().unwrap();
+        let r = audit.refusal.unwrap();
+        assert_eq!((r.event, r.result, r.reason.as_str(), audit.tool), (Event::ToolDenied, Outcome::Denied, "request_too_large", None));
+        let [audit] = unread_body(&config(), Err(AuthFailure::Expired)).try_into().unwrap();
+        assert_eq!(audit.refusal.unwrap().reason, "expired");
     }
 
     #[test]

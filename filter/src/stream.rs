@@ -38,6 +38,8 @@ pub struct Stream {
     mcp_method: Option<String>,
     mcp_name: Option<String>,
     content_encoding: Option<String>,
+    /// The request is held for its body and not decided yet.
+    body_pending: bool,
     /// Size of the request body buffered so far.
     body_size: usize,
     audits: Vec<CallAudit>,
@@ -67,6 +69,7 @@ impl Stream {
             mcp_method: None,
             mcp_name: None,
             content_encoding: None,
+            body_pending: false,
             body_size: 0,
             audits: Vec::new(),
             replied_locally: false,
@@ -115,6 +118,7 @@ impl Stream {
 
     /// Decides the request; answers it here when refused. Returns whether to go on upstream.
     fn decide(&mut self, body: Option<&[u8]>) -> bool {
+        self.body_pending = false;
         let limit = self.config.rate_limits.as_ref().map(|r| r.for_tenant(&self.tenant));
         let sub = self.auth.as_ref().map(|i| i.sub.clone()).unwrap_or_default();
         let now_ms = host::now_millis();
@@ -279,6 +283,7 @@ impl HttpContext for Stream {
         host::remove_header(true, "accept-encoding");
         if !end_of_stream {
             // Hold the headers until the body is complete, so a refused call never goes upstream.
+            self.body_pending = true;
             return Action::Pause;
         }
         if self.decide(None) {
@@ -338,6 +343,9 @@ impl HttpContext for Stream {
     }
 
     fn on_log(&mut self) {
+        if self.body_pending && self.status == 413 {
+            self.audits = decision::unread_body(&self.config, self.auth.as_deref().map_err(|f| *f));
+        }
         if self.audits.is_empty() {
             return;
         }

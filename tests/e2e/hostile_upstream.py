@@ -5,7 +5,9 @@ text ends with a fake SSN (which output scanning must redact), framed by the pat
   as a well-behaved server does;
 - `/mcp/gzip-always`: JSON, gzip-compressed whatever the request asked;
 - `/mcp/sse-split`: one SSE event sent in 7-byte chunks (the event, its `data:` line and the
-  SSN itself all split across chunks).
+  SSN itself all split across chunks);
+- `/mcp/sse-crlf`: a progress notification and the answer, as two SSE events with CRLF line
+  ends.
 
     hostile_upstream.py <port>
 """
@@ -31,6 +33,12 @@ class Handler(BaseHTTPRequestHandler):
                              "result": {"content": [{"type": "text", "text": TEXT}], "isError": False}}).encode()
         if self.path == "/mcp/sse-split":
             self._chunked("text/event-stream", b"event: message\ndata: " + answer + b"\n\n", SPLIT_CHUNK)
+            return
+        if self.path == "/mcp/sse-crlf":
+            progress = json.dumps({"jsonrpc": "2.0", "method": "notifications/progress",
+                                   "params": {"progressToken": 1, "progress": 1}}).encode()
+            events = b"".join(b"event: message\r\ndata: " + data + b"\r\n\r\n" for data in (progress, answer))
+            self._chunked("text/event-stream", events, len(events))
             return
         compress = self.path == "/mcp/gzip-always" or "gzip" in self.headers.get("Accept-Encoding", "")
         body = gzip.compress(answer) if compress else answer

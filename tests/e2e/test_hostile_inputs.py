@@ -119,14 +119,19 @@ def test_a_quarter_mib_string_is_scanned_and_forwarded(stack: Stack) -> None:
     assert (record["result"], record["input"], record["contentScan"]["inputScanned"]) == ("success", args, True)
 
 
-def test_a_body_over_the_listener_buffer_is_413_from_envoy_and_never_forwarded(stack: Stack) -> None:
-    """Documented limit: Envoy itself refuses a body larger than the listener's buffer before the
-    filter can decide it, so such a call has no audit record (see the README)."""
+def test_a_body_over_the_listener_buffer_is_413_from_envoy_recorded_and_never_forwarded(stack: Stack) -> None:
+    """Envoy itself refuses a body larger than the listener's buffer before the filter can read
+    it; the filter still records the refused call (no tool: the body was never read)."""
     who = caller(stack)
     upstream_before = upstream_requests(stack)
+
     reply = call_tool(stack, who.token, "salesforce.query", {"query": "x" * (ENVOY_BUFFER_LIMIT + 1)})
+
     assert reply.status == 413, reply.text[:300]
     assert upstream_requests(stack) == upstream_before
+    records = wait_for_records(stack, 1, user=who.sub)
+    assert len(records) == 1, records
+    assert_record(records[0], refused_record(who, "request_too_large"), reply)
 
 
 # ---- Answers -------------------------------------------------------------------------------
@@ -180,3 +185,17 @@ def test_an_sse_event_split_across_chunks_is_scanned_whole(hostile: Stack, trans
     assert (record["result"], record["contentScan"]["outputScanned"]) == ("success", True)
     assert record["contentScan"]["findings"] == [
         {"type": "ssn", "location": "output", "path": "$.result.content[0].text", "action": "redact"}]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_sse_events_with_crlf_line_ends_are_each_scanned(hostile: Stack, transport: str) -> None:
+    who = caller(hostile)
+    call = json.dumps(tool_call("salesforce.query", {"query": "SELECT 1"}, id=6)).encode()
+
+    reply = TRANSPORTS[transport](hostile, who.token, call, path="/mcp/sse-crlf")
+
+    assert reply.status == 200, reply.text
+    assert SSN not in reply.text
+    assert "[REDACTED:ssn]" in reply.text and "notifications/progress" in reply.text, reply.text
+    [record] = wait_for_records(hostile, 1, user=who.sub)
+    assert (record["result"], record["contentScan"]["outputScanned"]) == ("success", True)
