@@ -7,7 +7,8 @@ text ends with a fake SSN (which output scanning must redact), framed by the pat
 - `/mcp/sse-split`: one SSE event sent in 7-byte chunks (the event, its `data:` line and the
   SSN itself all split across chunks);
 - `/mcp/sse-crlf`: a progress notification and the answer, as two SSE events with CRLF line
-  ends.
+  ends;
+- `/mcp/sse-side`: a log notification carrying the SSN too, then the answer, as SSE events.
 
     hostile_upstream.py <port>
 """
@@ -33,6 +34,12 @@ class Handler(BaseHTTPRequestHandler):
                              "result": {"content": [{"type": "text", "text": TEXT}], "isError": False}}).encode()
         if self.path == "/mcp/sse-split":
             self._chunked("text/event-stream", b"event: message\ndata: " + answer + b"\n\n", SPLIT_CHUNK)
+            return
+        if self.path == "/mcp/sse-side":
+            log = json.dumps({"jsonrpc": "2.0", "method": "notifications/message",
+                              "params": {"level": "info", "data": TEXT}}).encode()
+            events = b"".join(b"event: message\ndata: " + data + b"\n\n" for data in (log, answer))
+            self._chunked("text/event-stream", events, len(events))
             return
         if self.path == "/mcp/sse-crlf":
             progress = json.dumps({"jsonrpc": "2.0", "method": "notifications/progress",

@@ -199,3 +199,18 @@ def test_sse_events_with_crlf_line_ends_are_each_scanned(hostile: Stack, transpo
     assert "[REDACTED:ssn]" in reply.text and "notifications/progress" in reply.text, reply.text
     [record] = wait_for_records(hostile, 1, user=who.sub)
     assert (record["result"], record["contentScan"]["outputScanned"]) == ("success", True)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_notification_in_the_answer_is_scanned_too(hostile: Stack, transport: str) -> None:
+    who = caller(hostile)
+    call = json.dumps(tool_call("salesforce.query", {"query": "SELECT 1"}, id=7)).encode()
+
+    reply = TRANSPORTS[transport](hostile, who.token, call, path="/mcp/sse-side")
+
+    assert reply.status == 200, reply.text
+    assert SSN not in reply.text
+    assert reply.text.count("[REDACTED:ssn]") == 2 and "notifications/message" in reply.text, reply.text
+    [record] = wait_for_records(hostile, 1, user=who.sub)
+    assert record["result"] == "success"
+    assert sorted(f["path"] for f in record["contentScan"]["findings"]) == ["$.params.data", "$.result.content[0].text"]

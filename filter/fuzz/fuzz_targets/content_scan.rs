@@ -1,7 +1,6 @@
 //! Content scanning over arbitrary JSON, with the default input and output rules.
 #![no_main]
 
-use std::sync::LazyLock;
 
 use acp_filter::config::Config;
 use acp_filter::{content_scan, strict_json};
@@ -10,10 +9,14 @@ use libfuzzer_sys::fuzz_target;
 #[path = "common.rs"]
 mod common;
 
-static CONFIG: LazyLock<Config> = LazyLock::new(common::config);
+thread_local! {
+    static CONFIG: Config = common::config();
+}
 
 fuzz_target!(|data: &[u8]| {
     let Ok(value) = strict_json::parse(data) else { return };
-    let _ = content_scan::scan(&value, &CONFIG.scanning.input, "$");
-    let _ = content_scan::scan(&value, &CONFIG.scanning.output, "$");
+    CONFIG.with(|cfg| {
+        content_scan::scan(&value, &cfg.scanning.input, "$");
+        content_scan::scan(&value, &cfg.scanning.output, "$");
+    });
 });

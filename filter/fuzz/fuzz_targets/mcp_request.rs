@@ -2,7 +2,6 @@
 //! authenticated caller, on arbitrary bodies.
 #![no_main]
 
-use std::sync::LazyLock;
 
 use acp_filter::config::Config;
 use acp_filter::decision::{self, Request};
@@ -13,7 +12,9 @@ use libfuzzer_sys::fuzz_target;
 #[path = "common.rs"]
 mod common;
 
-static CONFIG: LazyLock<Config> = LazyLock::new(common::config);
+thread_local! {
+    static CONFIG: Config = common::config();
+}
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(req) = mcp_request::parse(data) {
@@ -30,5 +31,5 @@ fuzz_target!(|data: &[u8]| {
         expires_at: u64::MAX,
     };
     let request = Request { auth: Ok(&identity), mcp_method: None, mcp_name: None, body: Some(data), content_encoding: None };
-    let _ = decision::decide(&CONFIG, &request, &mut |_| Ok(()));
+    CONFIG.with(|cfg| decision::decide(cfg, &request, &mut |_| Ok(())));
 });

@@ -3,7 +3,6 @@
 #![no_main]
 
 use std::collections::HashSet;
-use std::sync::LazyLock;
 
 use acp_filter::answer::{self, Plan};
 use acp_filter::config::Config;
@@ -13,13 +12,15 @@ use libfuzzer_sys::fuzz_target;
 #[path = "common.rs"]
 mod common;
 
-static CONFIG: LazyLock<Config> = LazyLock::new(common::config);
+thread_local! {
+    static CONFIG: Config = common::config();
+}
 
 fuzz_target!(|data: &[u8]| {
     let plan = Plan { tool_calls: HashSet::from(["1".to_string()]), tools_lists: HashSet::from(["2".to_string()]) };
     let scopes = ["salesforce:read".to_string()];
     for content_type in [Some("text/event-stream"), Some("application/json")] {
         let _ = mcp_response::outcomes(content_type, data);
-        let _ = answer::process(&CONFIG, &scopes, &plan, content_type, data);
+        CONFIG.with(|cfg| answer::process(cfg, &scopes, &plan, content_type, data));
     }
 });
