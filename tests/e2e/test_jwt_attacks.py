@@ -19,8 +19,9 @@ from idp import demo_idp
 from idp.demo_idp import DEMO_KID, b64url
 from stack import Stack
 from support import (
-    NO_IDENTITY, UNAUTHORIZED, assert_jsonrpc_error, assert_record, call_tool, caller, envoy, expected_record,
-    http_request, mcp_headers, token, tool_call, unique, upstream_requests, wait_for_records,
+    NO_IDENTITY, UNAUTHORIZED, Reply, assert_jsonrpc_error, assert_record, call_tool, caller, envoy,
+    expected_record, h2c_post, http_request, mcp_headers, token, tool_call, unique, upstream_requests,
+    wait_for_records,
 )
 
 TokenFactory = Callable[[Stack], str]
@@ -170,17 +171,29 @@ def test_the_suite_has_at_least_40_attacks() -> None:
     assert len(ATTACKS) >= 40
 
 
+def _send_http1(s: Stack, jwt: str, args: dict[str, Any], rpc_id: str) -> Reply:
+    reply = call_tool(s, jwt, "salesforce.query", args, id=rpc_id)
+    reason = reply.body["error"]["data"]["reason"] if isinstance(reply.body, dict) else None
+    assert reply.headers.get("WWW-Authenticate") == f'Bearer error="invalid_token", error_description="{reason}"'
+    return reply
+
+
+def _send_http2(s: Stack, jwt: str, args: dict[str, Any], rpc_id: str) -> Reply:
+    """Over HTTP/2 (the test client decodes no response header but `:status`)."""
+    return h2c_post(s, jwt, tool_call("salesforce.query", args, rpc_id))
+
+
+@pytest.mark.parametrize("send", [_send_http1, _send_http2], ids=["http1", "http2"])
 @pytest.mark.parametrize("case", list(ATTACKS))
-def test_crafted_token_is_refused_with_its_reason(stack: Stack, case: str) -> None:
+def test_crafted_token_is_refused_with_its_reason(stack: Stack, case: str, send: Callable[..., Reply]) -> None:
     reason, make_token = ATTACKS[case]
     marker = unique(f"jwt-{case}")
     args = {"query": f"SELECT Name FROM Opportunity -- {marker}"}
     upstream_before = upstream_requests(stack)
 
-    reply = call_tool(stack, make_token(stack), "salesforce.query", args, id=marker)
+    reply = send(stack, make_token(stack), args, marker)
 
     assert reply.status == 401, reply.text
-    assert reply.headers.get("WWW-Authenticate") == f'Bearer error="invalid_token", error_description="{reason}"'
     assert_jsonrpc_error(reply.body, code=UNAUTHORIZED, id=marker, reason=reason)
     records = wait_for_records(stack, 1, where=lambda r: r["input"] == args, since=reply.started, result="auth_failed")
     assert len(records) == 1, records
