@@ -210,7 +210,7 @@ pub fn unread_body(cfg: &Config, auth: Result<&Identity, AuthFailure>) -> Vec<Ca
 /// unread. `identity` is no encoding.
 fn encoded_body(req: &Request) -> Option<Refusal> {
     req.body?;
-    let encoding = req.content_encoding.map(str::trim).filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"))?;
+    let encoding = content_encoding(req.content_encoding)?;
     let mut r = Refusal::denied(
         "unsupported_content_encoding",
         415,
@@ -219,6 +219,11 @@ fn encoded_body(req: &Request) -> Option<Refusal> {
     );
     r.headers.push(("accept-encoding", "identity".into()));
     Some(r)
+}
+
+/// The coding a `Content-Encoding` header value names, unless it is none or `identity`.
+pub fn content_encoding(header: Option<&str>) -> Option<&str> {
+    header.map(str::trim).filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"))
 }
 
 fn forward(audits: Vec<CallAudit>) -> Verdict {

@@ -193,15 +193,13 @@ impl Stream {
     /// answer growing above `maxScanBytes` is refused whole (its every byte replaced) or, with
     /// `oversized: pass`, released unscanned.
     fn hold_answer(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if body_size > self.config.scanning.max_scan_bytes && self.answer_refused.is_none() {
+        if self.answer_refused.is_none() && body_size > self.config.scanning.max_scan_bytes {
             self.capture_complete = false;
-            if self.config.scanning.oversized == crate::config::Oversized::Reject {
-                self.answer_refused = Some(OVERSIZED_ANSWER);
-            }
             self.plan = Plan::default();
-            if self.answer_refused.is_none() {
+            if self.config.scanning.oversized == crate::config::Oversized::Pass {
                 return Action::Continue;
             }
+            self.answer_refused = Some(OVERSIZED_ANSWER);
         }
         if let Some(reason) = self.answer_refused {
             let replacement = if self.refusal_sent { String::new() } else { self.refused_answer_error(reason) };
@@ -315,8 +313,7 @@ impl HttpContext for Stream {
                 // The answer may be rewritten (redacted, blocked, filtered): its length may change.
                 host::remove_header(false, "content-length");
             }
-            let encoded = host::response_header("content-encoding")
-                .is_some_and(|e| !e.trim().is_empty() && !e.trim().eq_ignore_ascii_case("identity"));
+            let encoded = decision::content_encoding(host::response_header("content-encoding").as_deref()).is_some();
             if encoded && (!self.plan.is_empty() || self.expects_outcomes()) {
                 // Asked for an uncompressed answer (`accept-encoding` removed), the upstream
                 // compressed it anyway: unscannable, so replaced by an error, never passed on.
