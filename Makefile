@@ -24,7 +24,7 @@ VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' filter/Cargo.toml)
 WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
 	--enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types
 
-.PHONY: setup build demo demo-calls token test test-unit test-wasm test-e2e lint bench clean interop-deps package soak
+.PHONY: setup build demo demo-calls token test test-unit test-wasm test-e2e lint bench clean interop-deps package soak fuzz
 
 setup: $(VENV)/.installed .wasm-target
 
@@ -108,6 +108,21 @@ bench: build
 # calls/s (default 50): records stored == calls made, RSS and p99 latency per minute.
 soak: build
 	$(PY) tests/soak/run.py
+
+# libFuzzer on the filter's parsers and scanners (filter/fuzz), FUZZ_SECONDS per target. The
+# stable toolchain runs cargo-fuzz's nightly flags with RUSTC_BOOTSTRAP=1. New inputs go to
+# filter/fuzz/corpus/ (not committed; the seeds in filter/fuzz/seeds/ are), crashes to
+# filter/fuzz/artifacts/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= token mcp_request content_scan ssrf sse
+
+fuzz:
+	command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+	cd filter/fuzz && for t in $(FUZZ_TARGETS); do \
+		mkdir -p corpus/$$t && \
+		RUSTC_BOOTSTRAP=1 cargo fuzz run $$t corpus/$$t seeds/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -print_final_stats=1 || exit 1; \
+	done
 
 clean:
 	cargo clean

@@ -17,7 +17,7 @@ Python (for the tests), tokens for alice@acme.com unless claims are overridden; 
     mint(email=None)                                # a None override removes the claim
     mint(key=generate_key())                        # signed by a key the JWKS does not list
     mint(header_overrides={"kid": None})            # no kid header
-    alg_none_token()  hs256_confusion_token()  bad_signature_token()  malformed_tokens()
+    alg_none_token()  hmac_confusion_token("HS384")  bad_signature_token()  malformed_tokens()
 """
 
 from __future__ import annotations
@@ -150,13 +150,15 @@ def alg_none_token(**claims_overrides: Any) -> str:
     return raw_token({"alg": "none", "typ": "JWT"}, _apply(default_claims(), claims_overrides))
 
 
-def hs256_confusion_token(**claims_overrides: Any) -> str:
-    """The algorithm-confusion attack: HS256 with the demo *public* key PEM as the HMAC secret."""
+def hmac_confusion_token(alg: str = "HS256", **claims_overrides: Any) -> str:
+    """The algorithm-confusion attack: HS256/HS384/HS512 with the demo *public* key PEM as the
+    HMAC secret."""
     secret = demo_key().public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return raw_token({"alg": "HS256", "typ": "JWT", "kid": DEMO_KID},
+    digest = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}[alg]
+    return raw_token({"alg": alg, "typ": "JWT", "kid": DEMO_KID},
                      _apply(default_claims(), claims_overrides),
-                     lambda signing_input: hmac.new(secret, signing_input, hashlib.sha256).digest())
+                     lambda signing_input: hmac.new(secret, signing_input, digest).digest())
 
 
 def bad_signature_token(token: str | None = None) -> str:

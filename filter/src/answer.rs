@@ -1,6 +1,8 @@
 //! What happens to the upstream's answer before the caller sees it: the results of forwarded
 //! tool calls are scanned (a `block` hit replaces the result with a JSON-RPC error, `redact`
-//! masks the value), and `tools/list` results lose the tools the caller may not call.
+//! masks the value), and `tools/list` results lose the tools the caller may not call. Every other
+//! message of an answer to tool calls (notifications, server requests, a response under another
+//! id) is scanned too, so nothing in such an answer reaches the caller unscanned.
 
 use std::collections::{HashMap, HashSet};
 
@@ -8,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use crate::audit::OutputScan;
 use crate::config::Config;
-use crate::content_scan;
+use crate::content_scan::{self, Action, Hit, Rules};
 use crate::decision::codes;
 use crate::mcp_response::{id_key, rewrite};
 
@@ -34,23 +36,30 @@ pub struct Processed {
 }
 
 pub fn process(cfg: &Config, scopes: &[String], plan: &Plan, content_type: Option<&str>, body: &[u8]) -> Processed {
-    let mut scans = HashMap::new();
+    let mut scans: HashMap<String, OutputScan> = HashMap::new();
     let mut hidden_tools = 0;
+    let mut other_hits = Vec::new();
     let mut edit = |message: &mut Map<String, Value>| -> bool {
-        let Some(id) = message.get("id").map(id_key) else { return false };
-        if plan.tool_calls.contains(&id) {
-            let (scan, changed) = scan_result(cfg, message);
-            scans.insert(id, scan);
-            changed
-        } else if plan.tools_lists.contains(&id) && cfg.filter_tools_list {
-            let hidden = hide_tools(cfg, scopes, message);
-            hidden_tools += hidden;
-            hidden > 0
-        } else {
-            false
+        match message.get("id").map(id_key) {
+            Some(id) if plan.tool_calls.contains(&id) => {
+                let (scan, changed) = scan_result(cfg, message);
+                scans.insert(id, scan);
+                changed
+            }
+            Some(id) if plan.tools_lists.contains(&id) => {
+                let hidden = if cfg.filter_tools_list { hide_tools(cfg, scopes, message) } else { 0 };
+                hidden_tools += hidden;
+                hidden > 0
+            }
+            _ if !plan.tool_calls.is_empty() => scan_other(cfg, message, &mut other_hits),
+            _ => false,
         }
     };
     let body = rewrite(content_type, body, &mut edit);
+    // Which call another message belongs to is unknown: its findings go to every call answered.
+    for id in plan.tool_calls.iter().filter(|_| !other_hits.is_empty()) {
+        scans.entry(id.clone()).or_default().hits.extend(other_hits.iter().cloned());
+    }
     Processed { body, scans, hidden_tools }
 }
 
@@ -74,6 +83,23 @@ fn scan_result(cfg: &Config, message: &mut Map<String, Value>) -> (OutputScan, b
         false
     };
     (OutputScan { hits: scanned.hits, blocked }, changed)
+}
+
+/// Scans a message other than the calls' responses as a whole. Only a response can be replaced
+/// by an error, so here `block` hits are masked like `redact` ones (and recorded as `redact`).
+fn scan_other(cfg: &Config, message: &mut Map<String, Value>, hits: &mut Vec<Hit>) -> bool {
+    let rules = Rules {
+        actions: cfg.scanning.output.actions.iter().map(|(d, a)| (*d, if *a == Action::Block { Action::Redact } else { *a })).collect(),
+        ssrf_allow: cfg.scanning.output.ssrf_allow.clone(),
+    };
+    let original = Value::Object(std::mem::take(message));
+    let scanned = content_scan::scan(&original, &rules, "$");
+    hits.extend(scanned.hits);
+    let changed = scanned.redacted.is_some();
+    if let Value::Object(out) = scanned.redacted.unwrap_or(original) {
+        *message = out;
+    }
+    changed
 }
 
 /// Removes from a `tools/list` result the tools the caller lacks scopes for; returns how many.
@@ -131,5 +157,29 @@ mod tests {
 
         let other = process(&config(), &[], &plan_lists("9"), Some("application/json"), list_answer().to_string().as_bytes());
         assert_eq!((other.body, other.hidden_tools), (None, 0));
+    }
+
+    #[test]
+    fn every_message_of_an_answer_to_a_tool_call_is_scanned() {
+        let plan = Plan { tool_calls: HashSet::from(["1".to_string()]), tools_lists: HashSet::new() };
+        let body = [
+            json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"data": "ssn 536-22-1987"}}),
+            json!({"jsonrpc": "2.0", "id": "1", "result": {"text": "card 4111 1111 1111 1111"}}),
+            json!({"jsonrpc": "2.0", "id": 1, "result": {"text": "fine, mail alice@acme.com"}}),
+        ]
+        .iter()
+        .map(|m| format!("event: message\ndata: {m}\n\n"))
+        .collect::<String>();
+        let out = process(&config(), &[], &plan, Some("text/event-stream"), body.as_bytes());
+        let text = String::from_utf8(out.body.unwrap()).unwrap();
+        assert!(!text.contains("536-22-1987") && !text.contains("4111"), "{text}");
+        assert!(text.contains("alice@acme.com"), "log hits stay: {text}");
+        let found: Vec<(&str, &str, &str)> =
+            out.scans["1"].hits.iter().map(|h| (h.detector.as_str(), h.path.as_str(), h.action.as_str())).collect();
+        assert_eq!(
+            found,
+            [("email", "$.result.text", "log"), ("ssn", "$.params.data", "redact"), ("payment_card", "$.result.text", "redact")]
+        );
+        assert_eq!(out.scans["1"].blocked, None);
     }
 }

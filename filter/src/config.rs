@@ -40,6 +40,8 @@ pub struct Config {
     /// The OAuth protected resource metadata the filter serves (RFC 9728); `None`: not served.
     pub protected_resource: Option<ProtectedResource>,
     pub audit_failure_mode: AuditFailureMode,
+    /// Most messages in one JSON-RPC batch; a bigger batch is refused whole.
+    pub max_batch_size: usize,
 }
 
 /// What happens to a call whose audit record cannot be buffered (the collector is down or slow
@@ -169,6 +171,8 @@ struct RawConfig {
     protected_resource: Option<RawProtectedResource>,
     #[serde(default)]
     audit_failure_mode: AuditFailureMode,
+    #[serde(default = "default_max_batch")]
+    max_batch_size: usize,
 }
 
 #[derive(Deserialize, Default)]
@@ -357,6 +361,9 @@ fn default_audit_timeout() -> u64 {
 fn default_retry_max() -> u64 {
     30_000
 }
+fn default_max_batch() -> usize {
+    100
+}
 
 /// Parses and validates the plugin configuration. The error names the field and the reason.
 pub fn parse(bytes: &[u8]) -> Result<Config, String> {
@@ -408,6 +415,7 @@ impl RawConfig {
         if let Some(resource) = &protected_resource {
             identity.resource_metadata_url.get_or_insert_with(|| resource.url.clone());
         }
+        at_least("maxBatchSize", self.max_batch_size as u64, 1)?;
         Ok(Config {
             tenant: self.tenant,
             tenants_by_host: self
@@ -425,6 +433,7 @@ impl RawConfig {
             forward_identity_headers: self.forward_identity_headers,
             protected_resource,
             audit_failure_mode: self.audit_failure_mode,
+            max_batch_size: self.max_batch_size,
         })
     }
 }

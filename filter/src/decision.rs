@@ -36,6 +36,8 @@ pub struct Request<'a> {
     pub headers: &'a McpHeaders,
     /// `None` when the request has no body (e.g. the GET that opens an SSE stream).
     pub body: Option<&'a [u8]>,
+    /// The request's `Content-Encoding` header.
+    pub content_encoding: Option<&'a str>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -124,6 +126,9 @@ fn decide_unmasked(cfg: &Config, req: &Request, limiter: &mut Limiter) -> Verdic
         Ok(identity) => identity,
         Err(failure) => return auth_failed(cfg, failure, parsed.as_ref().and_then(|p| p.as_ref().ok())),
     };
+    if let Some(refusal) = encoded_body(req) {
+        return refuse(vec![unnamed(refusal)], &[], false);
+    }
     let mcp = match parsed {
         None => return forward(Vec::new()),
         Some(Ok(mcp)) => mcp,
@@ -135,7 +140,25 @@ fn decide_unmasked(cfg: &Config, req: &Request, limiter: &mut Limiter) -> Verdic
             let r = Refusal::denied("invalid_request", 400, codes::INVALID_REQUEST, format!("Invalid request: {why}"));
             return refuse(vec![unnamed(r)], &[], false);
         }
+        Some(Err(ParseError::DuplicateKey(key))) => {
+            let r = Refusal::denied(
+                "duplicate_key",
+                400,
+                codes::INVALID_REQUEST,
+                format!("Invalid request: the key {key:?} appears twice in one object"),
+            );
+            return refuse(vec![unnamed(r)], &[], false);
+        }
     };
+    if mcp.batch && mcp.messages.len() > cfg.max_batch_size {
+        let r = Refusal::denied(
+            "batch_too_large",
+            400,
+            codes::INVALID_REQUEST,
+            format!("Invalid request: a batch of {} messages is over the limit of {}", mcp.messages.len(), cfg.max_batch_size),
+        );
+        return refuse(vec![unnamed(r)], &[], false);
+    }
     if let Err(why) = mcp_request::check_headers(&mcp, req.headers) {
         let r = Refusal::denied("header_mismatch", 400, codes::HEADER_MISMATCH, format!("Header mismatch: {why}"));
         let mut audit = first_tool_call(&mcp).unwrap_or_else(|| unnamed(r.clone()));
@@ -169,6 +192,41 @@ fn decide_unmasked(cfg: &Config, req: &Request, limiter: &mut Limiter) -> Verdic
         verdict.rewritten_body = req.body.and_then(|body| rewrite_arguments(body, mcp.batch, redactions));
     }
     verdict
+}
+
+/// The records of a request Envoy answered itself before its body was complete (413: the body
+/// is larger than the listener's buffer). The filter never saw the whole body, so no tool is
+/// named; a failed authentication is recorded as such.
+pub fn unread_body(cfg: &Config, auth: Result<&Identity, AuthFailure>) -> Vec<CallAudit> {
+    match auth {
+        Err(failure) => auth_failed(cfg, failure, None).audits,
+        Ok(_) => vec![unnamed(Refusal::denied(
+            "request_too_large",
+            413,
+            codes::INVALID_REQUEST,
+            "Request larger than the listener's buffer".into(),
+        ))],
+    }
+}
+
+/// A compressed request body cannot be scanned or decided: it is refused (415), never passed on
+/// unread. `identity` is no encoding.
+fn encoded_body(req: &Request) -> Option<Refusal> {
+    req.body?;
+    let encoding = content_encoding(req.content_encoding)?;
+    let mut r = Refusal::denied(
+        "unsupported_content_encoding",
+        415,
+        codes::INVALID_REQUEST,
+        format!("Unsupported Content-Encoding {encoding:?}: send the body uncompressed"),
+    );
+    r.headers.push(("accept-encoding", "identity".into()));
+    Some(r)
+}
+
+/// The coding a `Content-Encoding` header value names, unless it is none or `identity`.
+pub fn content_encoding(header: Option<&str>) -> Option<&str> {
+    header.map(str::trim).filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"))
 }
 
 fn forward(audits: Vec<CallAudit>) -> Verdict {
@@ -462,7 +520,7 @@ mod tests {
     fn decide_with(identity: Result<&Identity, AuthFailure>, body: &Value, headers: (Option<&str>, Option<&str>)) -> Verdict {
         let body = body.to_string();
         let headers = McpHeaders { method: headers.0.map(Into::into), name: headers.1.map(Into::into), ..McpHeaders::default() };
-        decide(&config(), &Request { auth: identity, headers: &headers, body: Some(body.as_bytes()) }, &mut |_| Ok(()))
+        decide(&config(), &Request { auth: identity, headers: &headers, body: Some(body.as_bytes()), content_encoding: None }, &mut |_| Ok(()))
     }
 
     #[test]
@@ -550,19 +608,64 @@ mod tests {
         assert_eq!((r.event, r.result, r.reason.as_str()), (Event::AuthFailed, Outcome::AuthFailed, "expired"));
         assert_eq!(v.audits[0].tool.as_deref(), Some("salesforce.query"));
 
-        let v = decide(&config(), &Request { auth: Err(AuthFailure::MissingToken), headers: &McpHeaders::default(), body: None }, &mut |_| Ok(()));
+        let v = decide(&config(), &Request { auth: Err(AuthFailure::MissingToken), headers: &McpHeaders::default(), body: None, content_encoding: None }, &mut |_| Ok(()));
         let reply = v.reply.unwrap();
         assert_eq!(header(&reply, "www-authenticate"), Some("Bearer resource_metadata=\"https://mcp.example/.well-known/oauth-protected-resource\""));
         assert_eq!(v.audits[0].tool, None);
-        let v = decide(&config(), &Request { auth: Err(AuthFailure::KeysUnavailable), headers: &McpHeaders::default(), body: None }, &mut |_| Ok(()));
+        let v = decide(&config(), &Request { auth: Err(AuthFailure::KeysUnavailable), headers: &McpHeaders::default(), body: None, content_encoding: None }, &mut |_| Ok(()));
         let reply = v.reply.unwrap();
         assert_eq!((reply.status, header(&reply, "retry-after")), (503, Some("5")));
+    }
+
+    fn refusal_of(v: &Verdict) -> (u32, Option<i64>, &str) {
+        let reply = v.reply.as_ref().unwrap();
+        (reply.status, body(reply)["error"]["code"].as_i64(), v.audits[0].refusal.as_ref().unwrap().reason.as_str())
+    }
+
+    #[test]
+    fn hostile_bodies_are_refused_and_recorded_once() {
+        let id = alice(&["salesforce:read"]);
+        let raw = |body: &[u8], encoding: Option<&str>| {
+            let req = Request { auth: Ok(&id), headers: &McpHeaders::default(), body: Some(body), content_encoding: encoding };
+            decide(&config(), &req, &mut |_| Ok(()))
+        };
+        let v = raw("[".repeat(100_000).as_bytes(), None);
+        assert_eq!(refusal_of(&v), (400, Some(codes::PARSE_ERROR), "parse_error"));
+        let v = raw(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"\xff\"}}", None);
+        assert_eq!(refusal_of(&v), (400, Some(codes::PARSE_ERROR), "parse_error"));
+        let v = raw(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"salesforce.query","name":"github.delete"}}"#, None);
+        assert_eq!(refusal_of(&v), (400, Some(codes::INVALID_REQUEST), "duplicate_key"));
+        assert_eq!(v.audits.len(), 1);
+
+        let batch: Vec<Value> = (0..101).map(|i| call(i, "salesforce.query")).collect();
+        let v = decide_with(Ok(&id), &Value::Array(batch.clone()), (None, None));
+        assert_eq!(refusal_of(&v), (400, Some(codes::INVALID_REQUEST), "batch_too_large"));
+        assert_eq!(v.audits.len(), 1, "one record for the refused batch, not one per message");
+        assert_eq!(decide_with(Ok(&id), &Value::Array(batch[..100].to_vec()), (None, None)).reply, None);
+
+        let call = call(1, "salesforce.query").to_string();
+        let v = raw(call.as_bytes(), Some("gzip"));
+        assert_eq!(refusal_of(&v), (415, Some(codes::INVALID_REQUEST), "unsupported_content_encoding"));
+        assert_eq!(header(v.reply.as_ref().unwrap(), "accept-encoding"), Some("identity"));
+        assert_eq!(raw(call.as_bytes(), Some("identity")).reply, None);
+        let v2 = decide(&config(), &Request { auth: Err(AuthFailure::Expired), headers: &McpHeaders::default(), body: Some(call.as_bytes()), content_encoding: Some("gzip") }, &mut |_| Ok(()));
+        assert_eq!((refusal_of(&v).2, refusal_of(&v2).2), ("unsupported_content_encoding", "expired"), "authentication first");
+    }
+
+    #[test]
+    fn a_body_envoy_refused_unread_is_recorded() {
+        let id = alice(&[]);
+        let [audit] = unread_body(&config(), Ok(&id)).try_into().unwrap();
+        let r = audit.refusal.unwrap();
+        assert_eq!((r.event, r.result, r.reason.as_str(), audit.tool), (Event::ToolDenied, Outcome::Denied, "request_too_large", None));
+        let [audit] = unread_body(&config(), Err(AuthFailure::Expired)).try_into().unwrap();
+        assert_eq!(audit.refusal.unwrap().reason, "expired");
     }
 
     #[test]
     fn malformed_bodies_are_400_and_recorded() {
         let id = alice(&[]);
-        let v = decide(&config(), &Request { auth: Ok(&id), headers: &McpHeaders::default(), body: Some(b"{") }, &mut |_| Ok(()));
+        let v = decide(&config(), &Request { auth: Ok(&id), headers: &McpHeaders::default(), body: Some(b"{"), content_encoding: None }, &mut |_| Ok(()));
         let reply = v.reply.unwrap();
         assert_eq!((reply.status, body(&reply)["error"]["code"].as_i64()), (400, Some(codes::PARSE_ERROR)));
         assert_eq!(body(&reply)["id"], Value::Null);
@@ -597,7 +700,7 @@ mod tests {
         let headers = |pairs: &[(&'static str, &'static str)]| {
             McpHeaders::from_pairs([("mcp-method", "tools/call"), ("mcp-name", "salesforce.query")].into_iter().chain(pairs.iter().copied()))
         };
-        let run = |h: &McpHeaders| decide(&config(), &Request { auth: Ok(&id), headers: h, body: Some(raw.as_bytes()) }, &mut |_| Ok(()));
+        let run = |h: &McpHeaders| decide(&config(), &Request { auth: Ok(&id), headers: h, body: Some(raw.as_bytes()), content_encoding: None }, &mut |_| Ok(()));
         let ok = run(&headers(&[("mcp-protocol-version", "2026-07-28"), ("mcp-param-q", "1")]));
         assert_eq!(ok.reply, None);
         assert_eq!(ok.audits[0].input, Some(json!({"q": 1})), "_meta is not part of the recorded input");
@@ -617,14 +720,14 @@ mod tests {
         with_email["params"]["arguments"] = json!({"q": "bob@acme.com"});
         let raw_email = with_email.to_string();
         let h = headers(&[("mcp-protocol-version", "2026-07-28")]);
-        let v = decide(&redacting, &Request { auth: Ok(&id), headers: &h, body: Some(raw_email.as_bytes()) }, &mut |_| Ok(()));
+        let v = decide(&redacting, &Request { auth: Ok(&id), headers: &h, body: Some(raw_email.as_bytes()), content_encoding: None }, &mut |_| Ok(()));
         let forwarded: Value = serde_json::from_str(v.rewritten_body.as_deref().unwrap()).unwrap();
         assert_eq!(forwarded["params"]["_meta"], meta);
         assert_eq!(forwarded["params"]["arguments"]["q"], "[REDACTED:email]");
         // server/discover is authenticated and forwarded, without a record.
         let discover = json!({"jsonrpc": "2.0", "id": 2, "method": "server/discover", "params": {"_meta": meta}}).to_string();
         let h = McpHeaders::from_pairs([("mcp-method", "server/discover"), ("mcp-protocol-version", "2026-07-28")]);
-        let v = decide(&config(), &Request { auth: Ok(&id), headers: &h, body: Some(discover.as_bytes()) }, &mut |_| Ok(()));
+        let v = decide(&config(), &Request { auth: Ok(&id), headers: &h, body: Some(discover.as_bytes()), content_encoding: None }, &mut |_| Ok(()));
         assert_eq!((v.reply, v.audits.len()), (None, 0));
     }
 
@@ -667,7 +770,7 @@ mod tests {
         let mut redact = call(2, "salesforce.query");
         redact["params"]["arguments"] = json!({"q": "mail bob@acme.com"});
         let raw = redact.to_string();
-        let v = decide(&cfg, &Request { auth: Ok(&id), headers: &McpHeaders::default(), body: Some(raw.as_bytes()) }, &mut |_| Ok(()));
+        let v = decide(&cfg, &Request { auth: Ok(&id), headers: &McpHeaders::default(), body: Some(raw.as_bytes()), content_encoding: None }, &mut |_| Ok(()));
         assert_eq!(v.reply, None);
         let forwarded: Value = serde_json::from_str(v.rewritten_body.as_deref().unwrap()).unwrap();
         assert_eq!(forwarded["params"]["arguments"]["q"], "mail [REDACTED:email]");
@@ -694,7 +797,7 @@ mod tests {
         let mut asked = Vec::new();
         let v = decide(
             &config(),
-            &Request { auth: Ok(&id), headers: &McpHeaders::default(), body: Some(request.as_bytes()) },
+            &Request { auth: Ok(&id), headers: &McpHeaders::default(), body: Some(request.as_bytes()), content_encoding: None },
             &mut |tool| {
                 asked.push(tool.to_string());
                 Err(7)
@@ -709,7 +812,7 @@ mod tests {
         // Refused calls never draw from the budget.
         let mut drawn = 0;
         let denied = call(6, "github.create_issue").to_string();
-        decide(&config(), &Request { auth: Ok(&id), headers: &McpHeaders::default(), body: Some(denied.as_bytes()) }, &mut |_| {
+        decide(&config(), &Request { auth: Ok(&id), headers: &McpHeaders::default(), body: Some(denied.as_bytes()), content_encoding: None }, &mut |_| {
             drawn += 1;
             Ok(())
         });
@@ -723,7 +826,7 @@ mod tests {
         assert_eq!(v, Verdict { reply: None, rewritten_body: None, tools_lists: vec![], audits: vec![] });
         let v = decide_with(Ok(&id), &json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list"}), (None, None));
         assert_eq!(v.tools_lists, [json!(7)]);
-        let v = decide(&config(), &Request { auth: Ok(&id), headers: &McpHeaders::default(), body: None }, &mut |_| Ok(()));
+        let v = decide(&config(), &Request { auth: Ok(&id), headers: &McpHeaders::default(), body: None, content_encoding: None }, &mut |_| Ok(()));
         assert_eq!(v, Verdict { reply: None, rewritten_body: None, tools_lists: vec![], audits: vec![] });
     }
 }

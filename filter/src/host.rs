@@ -21,23 +21,37 @@ pub fn now_millis() -> u64 {
 }
 
 pub fn request_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpRequestHeaders, name).ok().flatten()
+    header(MapType::HttpRequestHeaders, name)
 }
 
-/// Every request header, in order (duplicates kept).
+/// Every request header, in order (duplicates kept). Read as bytes: the SDK's `get_map`
+/// unwraps the UTF-8 conversion, so one non-UTF-8 header value would panic the VM.
 pub fn request_headers() -> Vec<(String, String)> {
-    hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_else(|e| {
-        log::warn!("reading the request headers failed: {e:?}");
-        Vec::new()
-    })
+    match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
+        Ok(pairs) => pairs.into_iter().map(|(name, value)| (name, lossy(value))).collect(),
+        Err(e) => {
+            log::warn!("reading the request headers failed: {e:?}");
+            Vec::new()
+        }
+    }
 }
 
 pub fn response_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpResponseHeaders, name).ok().flatten()
+    header(MapType::HttpResponseHeaders, name)
 }
 
 pub fn call_response_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name).ok().flatten()
+    header(MapType::HttpCallResponseHeaders, name)
+}
+
+/// A header value as text. The SDK's `get_map_value` panics on a value that is not UTF-8 (HTTP
+/// allows such bytes); here they become U+FFFD, which no token, method or tool name contains.
+fn header(map: MapType, name: &str) -> Option<String> {
+    hostcalls::get_map_value_bytes(map, name).ok().flatten().map(lossy)
+}
+
+fn lossy(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// A property of the stream (e.g. `["metadata"]`, serialized as Envoy does); `None` if unset.

@@ -15,6 +15,7 @@ pub mod decision;
 pub mod discovery;
 pub mod identity;
 pub mod jwks;
+pub mod jws_form;
 pub mod jwt_authn;
 pub mod mcp_headers;
 pub mod mcp_request;
@@ -25,7 +26,10 @@ pub mod ratelimit;
 pub mod resource_metadata;
 pub mod scan;
 pub mod signature;
+pub mod strict_json;
 pub mod token;
+#[cfg(test)]
+mod token_attacks;
 
 mod host;
 mod metrics;

@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use crate::mcp_headers::{self, McpHeaders};
+use crate::strict_json::{self, StrictError};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
@@ -57,6 +58,9 @@ pub enum ParseError {
     NotJson,
     /// JSON, but not a JSON-RPC 2.0 message or batch (JSON-RPC -32600).
     InvalidRequest(String),
+    /// JSON naming a key twice in one object: the MCP server might read the other one
+    /// (JSON-RPC -32600).
+    DuplicateKey(String),
 }
 
 impl Message {
@@ -77,7 +81,10 @@ impl Message {
 }
 
 pub fn parse(body: &[u8]) -> Result<McpRequest, ParseError> {
-    let value: Value = serde_json::from_slice(body).map_err(|_| ParseError::NotJson)?;
+    let value = strict_json::parse(body).map_err(|e| match e {
+        StrictError::NotJson => ParseError::NotJson,
+        StrictError::DuplicateKey(key) => ParseError::DuplicateKey(key),
+    })?;
     match value {
         Value::Array(items) if items.is_empty() => {
             Err(ParseError::InvalidRequest("empty batch".into()))
@@ -208,9 +215,24 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_keys_resolve_to_the_last_like_the_upstream() {
-        let r = parse(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}"#).unwrap();
-        assert!(matches!(&r.messages[0], Message::ToolCall { name, .. } if name == "b"));
+    fn duplicate_keys_are_refused_not_resolved() {
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}"#;
+        assert_eq!(parse(body), Err(ParseError::DuplicateKey("name".into())));
+        let nested = br#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"q":"x","q":"y"}}}]"#;
+        assert_eq!(parse(nested), Err(ParseError::DuplicateKey("q".into())));
+    }
+
+    #[test]
+    fn hostile_bodies_are_parse_errors() {
+        assert_eq!(parse("[".repeat(100_000).as_bytes()), Err(ParseError::NotJson));
+        let deep_arguments = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"a","arguments":{}1{}}}}}"#,
+            r#"{"a":"#.repeat(200), "}".repeat(200)
+        );
+        assert_eq!(parse(deep_arguments.as_bytes()), Err(ParseError::NotJson));
+        assert_eq!(parse(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/\xff\"}"), Err(ParseError::NotJson));
+        let big = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"a","arguments":{{"s":"{}"}}}}}}"#, "x".repeat(1 << 20));
+        assert!(matches!(&parse(big.as_bytes()).unwrap().messages[0], Message::ToolCall { .. }));
     }
 
     fn h(method: Option<&str>, name: Option<&str>) -> McpHeaders {

@@ -81,7 +81,7 @@ pub fn rewrite(
     let text = std::str::from_utf8(body).ok()?;
     let mut changed = false;
     let mut out = String::with_capacity(text.len());
-    for event in text.split_inclusive("\n\n") {
+    for event in sse_events(text) {
         let data: Vec<&str> = event
             .lines()
             .filter_map(|l| l.strip_prefix("data:").map(|d| d.strip_prefix(' ').unwrap_or(d)))
@@ -104,6 +104,25 @@ pub fn rewrite(
         }
     }
     changed.then(|| out.into_bytes())
+}
+
+/// The events of an SSE text, each with the blank line that ends it. Lines may end in LF or
+/// CRLF (the SSE specification allows both): splitting on `\n\n` alone would read a CRLF
+/// stream as one event, whose joined data is not JSON, and leave its messages unscanned.
+fn sse_events(text: &str) -> Vec<&str> {
+    let mut events = Vec::new();
+    let (mut start, mut line_start) = (0, 0);
+    for (i, _) in text.match_indices('\n') {
+        if matches!(&text[line_start..i], "" | "\r") {
+            events.push(&text[start..=i]);
+            start = i + 1;
+        }
+        line_start = i + 1;
+    }
+    if start < text.len() {
+        events.push(&text[start..]);
+    }
+    events
 }
 
 fn edit_value(value: &mut Value, edit: &mut dyn FnMut(&mut Map<String, Value>) -> bool) -> bool {
@@ -172,6 +191,23 @@ mod tests {
                     : comment\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{}}\n";
         let got = outcomes(Some("text/event-stream; charset=utf-8"), body.as_bytes());
         assert_eq!(got, HashMap::from([("5".into(), CallOutcome::Success)]));
+    }
+
+    #[test]
+    fn rewrite_sees_every_event_whatever_the_line_ends() {
+        let event = |id: u32| format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"text":"secret"}}}}"#);
+        for eol in ["\n", "\r\n"] {
+            let body = format!("event: message{eol}data: {}{eol}{eol}event: message{eol}data: {}{eol}{eol}", event(1), event(2));
+            let mut seen = Vec::new();
+            let out = rewrite(Some("text/event-stream"), body.as_bytes(), &mut |m| {
+                seen.push(m["id"].clone());
+                m.insert("result".into(), Value::Null);
+                true
+            });
+            assert_eq!(seen, [1, 2], "{eol:?}");
+            let text = String::from_utf8(out.unwrap()).unwrap();
+            assert!(!text.contains("secret"), "{text}");
+        }
     }
 
     #[test]

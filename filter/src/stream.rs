@@ -28,6 +28,8 @@ use crate::token::{self, AuthFailure};
 const IDENTITY_TENANT_HEADER: &str = "x-acp-tenant";
 /// Reason of a call whose answer was refused for being too large to scan.
 const OVERSIZED_ANSWER: &str = "output_too_large_to_scan";
+/// Reason of a call whose answer came compressed: the filter cannot scan it.
+const ENCODED_ANSWER: &str = "output_encoded";
 const IDENTITY_SUB_HEADER: &str = "x-acp-sub";
 
 pub struct Stream {
@@ -37,6 +39,9 @@ pub struct Stream {
     tenant: String,
     auth: Result<Rc<Identity>, AuthFailure>,
     mcp_headers: McpHeaders,
+    content_encoding: Option<String>,
+    /// The request is held for its body and not decided yet.
+    body_pending: bool,
     /// Size of the request body buffered so far.
     body_size: usize,
     audits: Vec<CallAudit>,
@@ -48,8 +53,10 @@ pub struct Stream {
     /// Answers to scan or filter; the response is held until complete when not empty.
     plan: Plan,
     output_scans: HashMap<String, OutputScan>,
-    /// The answer was too large to scan and is being replaced by an error.
-    answer_refused: bool,
+    /// Why the answer cannot be scanned (too large, compressed): it is replaced by an error.
+    answer_refused: Option<&'static str>,
+    /// The error has been sent in place of the answer's first bytes; the rest are dropped.
+    refusal_sent: bool,
     /// Buffer room held for this request's records (`auditFailureMode: closed`).
     reservation: Option<Reservation>,
 }
@@ -64,6 +71,8 @@ impl Stream {
             tenant: String::new(),
             auth: Err(AuthFailure::MissingToken),
             mcp_headers: McpHeaders::default(),
+            content_encoding: None,
+            body_pending: false,
             body_size: 0,
             audits: Vec::new(),
             replied_locally: false,
@@ -73,7 +82,8 @@ impl Stream {
             capture_complete: true,
             plan: Plan::default(),
             output_scans: HashMap::new(),
-            answer_refused: false,
+            answer_refused: None,
+            refusal_sent: false,
             reservation: None,
         }
     }
@@ -157,6 +167,7 @@ impl Stream {
 
     /// Decides the request; answers it here when refused. Returns whether to go on upstream.
     fn decide(&mut self, body: Option<&[u8]>) -> bool {
+        self.body_pending = false;
         let limit = self.config.rate_limits.as_ref().map(|r| r.for_tenant(&self.tenant));
         let sub = self.auth.as_ref().map(|i| i.sub.clone()).unwrap_or_default();
         let now_ms = host::now_millis();
@@ -178,6 +189,7 @@ impl Stream {
                 auth: self.auth.as_deref().map_err(|f| *f),
                 headers: &self.mcp_headers,
                 body,
+                content_encoding: self.content_encoding.as_deref(),
             },
             &mut limiter,
         );
@@ -232,18 +244,18 @@ impl Stream {
     /// answer growing above `maxScanBytes` is refused whole (its every byte replaced) or, with
     /// `oversized: pass`, released unscanned.
     fn hold_answer(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if self.answer_refused {
-            host::replace_buffer(BufferType::HttpResponseBody, body_size, b"");
-            return Action::Continue;
-        }
-        if body_size > self.config.scanning.max_scan_bytes {
+        if self.answer_refused.is_none() && body_size > self.config.scanning.max_scan_bytes {
             self.capture_complete = false;
-            if self.config.scanning.oversized == crate::config::Oversized::Reject {
-                self.answer_refused = true;
-                let refusal = self.oversized_answer_error();
-                host::replace_buffer(BufferType::HttpResponseBody, body_size, refusal.as_bytes());
-            }
             self.plan = Plan::default();
+            if self.config.scanning.oversized == crate::config::Oversized::Pass {
+                return Action::Continue;
+            }
+            self.answer_refused = Some(OVERSIZED_ANSWER);
+        }
+        if let Some(reason) = self.answer_refused {
+            let replacement = if self.refusal_sent { String::new() } else { self.refused_answer_error(reason) };
+            self.refusal_sent = true;
+            host::replace_buffer(BufferType::HttpResponseBody, body_size, replacement.as_bytes());
             return Action::Continue;
         }
         if !end_of_stream {
@@ -265,16 +277,19 @@ impl Stream {
         Action::Continue
     }
 
-    /// The JSON-RPC error sent in place of an answer too large to scan, framed as the answer
-    /// was (an SSE event or a JSON body), for the first forwarded call.
-    fn oversized_answer_error(&self) -> String {
+    /// The JSON-RPC error sent in place of an answer that cannot be scanned, framed as the
+    /// answer was (an SSE event or a JSON body), for the first forwarded call.
+    fn refused_answer_error(&self, reason: &str) -> String {
         let id = self.audits.iter().find(|a| a.refusal.is_none()).and_then(|a| a.rpc_id.clone());
+        let message = if reason == ENCODED_ANSWER {
+            "Blocked: the answer is compressed (Content-Encoding) and cannot be scanned".to_string()
+        } else {
+            format!("Blocked: the answer is larger than {} bytes and cannot be scanned", self.config.scanning.max_scan_bytes)
+        };
         let error = serde_json::json!({
             "jsonrpc": "2.0",
             "id": id,
-            "error": {"code": decision::codes::FORBIDDEN,
-                      "message": format!("Blocked: the answer is larger than {} bytes and cannot be scanned", self.config.scanning.max_scan_bytes),
-                      "data": {"reason": OVERSIZED_ANSWER}},
+            "error": {"code": decision::codes::FORBIDDEN, "message": message, "data": {"reason": reason}},
         })
         .to_string();
         if self.content_type.as_deref().is_some_and(|ct| ct.starts_with("text/event-stream")) {
@@ -321,9 +336,13 @@ impl HttpContext for Stream {
         self.auth = self.authenticate(host::request_header("authorization").as_deref());
         let headers = host::request_headers();
         self.mcp_headers = McpHeaders::from_pairs(headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        self.content_encoding = host::request_header("content-encoding");
         self.identity_headers();
+        // The filter reads every answer it scans or records: ask for it uncompressed.
+        host::remove_header(true, "accept-encoding");
         if !end_of_stream {
             // Hold the headers until the body is complete, so a refused call never goes upstream.
+            self.body_pending = true;
             return Action::Pause;
         }
         if self.decide(None) {
@@ -355,12 +374,22 @@ impl HttpContext for Stream {
                 // The answer may be rewritten (redacted, blocked, filtered): its length may change.
                 host::remove_header(false, "content-length");
             }
+            let encoded = decision::content_encoding(host::response_header("content-encoding").as_deref()).is_some();
+            if encoded && (!self.plan.is_empty() || self.expects_outcomes()) {
+                // Asked for an uncompressed answer (`accept-encoding` removed), the upstream
+                // compressed it anyway: unscannable, so replaced by an error, never passed on.
+                self.answer_refused = Some(ENCODED_ANSWER);
+                self.capture_complete = false;
+                self.plan = Plan::default();
+                host::remove_header(false, "content-encoding");
+                host::remove_header(false, "content-length");
+            }
         }
         Action::Continue
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if self.answer_refused || (!self.replied_locally && !self.plan.is_empty()) {
+        if self.answer_refused.is_some() || (!self.replied_locally && !self.plan.is_empty()) {
             return self.hold_answer(body_size, end_of_stream);
         }
         // Read what passes without holding it back: the outcome is decided at the end.
@@ -372,6 +401,9 @@ impl HttpContext for Stream {
     }
 
     fn on_log(&mut self) {
+        if self.body_pending && self.status == 413 {
+            self.audits = decision::unread_body(&self.config, self.auth.as_deref().map_err(|f| *f));
+        }
         if self.audits.is_empty() {
             return;
         }
@@ -391,7 +423,7 @@ impl HttpContext for Stream {
             outcomes: &outcomes,
             inspected: self.capture_complete,
             output_scans: &self.output_scans,
-            refused: self.answer_refused.then_some(OVERSIZED_ANSWER),
+            refused: self.answer_refused,
         };
         let identity = self.auth.as_ref().ok().map(Rc::as_ref);
         let mut w = self.worker.borrow_mut();

@@ -17,20 +17,27 @@ use crate::jwks::KeySet;
 /// Claims of a verified token: the registered ones parsed by jwt-simple, the rest as JSON.
 pub type Claims = JWTClaims<Map<String, Value>>;
 
-/// Longest token accepted (jwt-simple's default limit).
-const MAX_TOKEN_LENGTH: usize = 1_000_000;
-
 /// Why a request failed authentication. [`AuthFailure::reason`] is what the audit record says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthFailure {
     MissingToken,
     Malformed,
+    /// Longer than [`crate::jws_form::MAX_TOKEN_BYTES`].
+    TokenTooLarge,
+    /// A header parameter or claim appears twice: parsers disagree on which one wins.
+    DuplicateClaim,
+    /// The header has `crit`: ACP supports no critical extension (RFC 7515 4.1.11).
+    CriticalHeader,
+    /// The header carries or points to a key (`jku`, `jwk`, `x5u`, `x5c`).
+    UntrustedKeySource,
     UnsupportedAlg,
     UnknownKid,
     AlgMismatch,
     BadSignature,
     Expired,
     NotYetValid,
+    /// `iat` later than now plus the clock skew.
+    IssuedInFuture,
     WrongIssuer,
     WrongAudience,
     MissingExp,
@@ -45,12 +52,17 @@ impl AuthFailure {
         match self {
             AuthFailure::MissingToken => "missing_token",
             AuthFailure::Malformed => "malformed",
+            AuthFailure::TokenTooLarge => "token_too_large",
+            AuthFailure::DuplicateClaim => "duplicate_claim",
+            AuthFailure::CriticalHeader => "critical_header",
+            AuthFailure::UntrustedKeySource => "untrusted_key_source",
             AuthFailure::UnsupportedAlg => "unsupported_alg",
             AuthFailure::UnknownKid => "unknown_kid",
             AuthFailure::AlgMismatch => "alg_mismatch",
             AuthFailure::BadSignature => "bad_signature",
             AuthFailure::Expired => "expired",
             AuthFailure::NotYetValid => "not_yet_valid",
+            AuthFailure::IssuedInFuture => "issued_in_future",
             AuthFailure::WrongIssuer => "wrong_issuer",
             AuthFailure::WrongAudience => "wrong_audience",
             AuthFailure::MissingExp => "missing_exp",
@@ -82,6 +94,7 @@ pub fn verify(
     cfg: &IdentityConfig,
     now: Duration,
 ) -> Result<Claims, AuthFailure> {
+    crate::jws_form::check(token)?;
     let meta = Token::decode_metadata(token).map_err(|_| AuthFailure::Malformed)?;
     let alg = meta.algorithm();
     if alg != "RS256" && alg != "ES256" {
@@ -91,12 +104,12 @@ pub fn verify(
     if key.alg() != alg {
         return Err(AuthFailure::AlgMismatch);
     }
-    // No critical header extension is understood; `typ`, when present, must say JWT.
+    // `typ`, when present, must say JWT (`crit` and oversized tokens are refused by `jws_form`).
     let not_jwt = meta.signature_type().is_some_and(|t| {
         let t = t.to_uppercase();
         t != "JWT" && !t.ends_with("+JWT")
     });
-    if token.len() > MAX_TOKEN_LENGTH || meta.critical().is_some_and(|c| !c.is_empty()) || not_jwt {
+    if not_jwt {
         return Err(AuthFailure::Malformed);
     }
     let mut parts = token.split('.');
@@ -126,9 +139,10 @@ pub fn verify(
 fn check_claims(claims: &Claims, cfg: &IdentityConfig, now: Duration) -> Result<(), AuthFailure> {
     let now = UnixTimeStamp::from(now);
     let skew = UnixTimeStamp::from(cfg.clock_skew);
-    let issued_in_future = claims.issued_at.is_some_and(|iat| iat > now + skew);
-    let not_yet = claims.invalid_before.is_some_and(|nbf| now + skew < nbf);
-    if issued_in_future || not_yet {
+    if claims.issued_at.is_some_and(|iat| iat > now + skew) {
+        return Err(AuthFailure::IssuedInFuture);
+    }
+    if claims.invalid_before.is_some_and(|nbf| now + skew < nbf) {
         return Err(AuthFailure::NotYetValid);
     }
     if claims.expires_at.is_some_and(|exp| now < skew || now - skew > exp) {

@@ -251,7 +251,7 @@ def post_chunked(stack: Stack, token: str | None, payload: Any, *, chunk_size: i
 
 
 def h2c_post(stack: Stack, token: str | None, payload: Any, *, trailers: Mapping[str, str] | None = None,
-             path: str = "/mcp", timeout: float = 15.0) -> Reply:
+             path: str = "/mcp", headers: Mapping[str, str | None] | None = None, timeout: float = 15.0) -> Reply:
     """POSTs `payload` over cleartext HTTP/2 (prior knowledge; the demo listener's codec is AUTO),
     optionally ending the request with `trailers` instead of END_STREAM on the last DATA frame.
 
@@ -261,7 +261,7 @@ def h2c_post(stack: Stack, token: str | None, payload: Any, *, trailers: Mapping
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     request_headers = [(":method", "POST"), (":scheme", "http"), (":path", path),
                        (":authority", f"127.0.0.1:{stack.ports.envoy}"),
-                       *((k.lower(), v) for k, v in mcp_headers(token).items())]
+                       *((k.lower(), v) for k, v in mcp_headers(token, headers).items())]
     frames = [b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", _h2_frame(_SETTINGS, 0, 0)]
     end_stream_on_headers = not body and not trailers
     frames.append(_h2_frame(_HEADERS, _END_HEADERS | (_END_STREAM if end_stream_on_headers else 0), 1,

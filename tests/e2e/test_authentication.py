@@ -41,7 +41,7 @@ AUTH_FAILURES: dict[str, tuple[str, TokenFactory]] = {
     "wrong_audience": ("wrong_audience", lambda s: token(s, aud="some-other-api")),
     "no_audience": ("wrong_audience", lambda s: token(s, aud=None)),
     "alg_none": ("unsupported_alg", lambda s: demo_idp.alg_none_token(iss=s.issuer)),
-    "hs256_signed_with_the_public_key": ("unsupported_alg", lambda s: demo_idp.hs256_confusion_token(iss=s.issuer)),
+    "hs256_signed_with_the_public_key": ("unsupported_alg", lambda s: demo_idp.hmac_confusion_token(iss=s.issuer)),
     "tenant_mismatch": ("tenant_mismatch", lambda s: token(s, org_id="org_other")),
     "no_tenant_claim": ("tenant_mismatch", lambda s: token(s, org_id=None)),
     "unknown_kid_from_another_key": (
