@@ -238,3 +238,214 @@ pub async fn stats(
     let stats = tokio::task::spawn_blocking(move || compute(&conn, &query)).await??;
     Ok(Json(stats))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::sample;
+    use acp_record::AuditRecord;
+    use serde_json::{json, Value};
+
+    const HOUR: i64 = 3_600_000;
+
+    fn parse(query: &str) -> Result<StatsQuery, String> {
+        StatsQuery::parse(Some(query)).map_err(|e| e.to_string())
+    }
+
+    fn store(conn: &Connection, records: &[Value]) {
+        for (tseq, value) in records.iter().enumerate() {
+            let record: AuditRecord = serde_json::from_value(value.clone()).unwrap();
+            let ts = record.timestamp_millis().unwrap();
+            let new = store::NewRecord::new(record, ts).unwrap();
+            assert!(store::insert(conn, &new, tseq as u64, &[0; 32]).unwrap());
+        }
+    }
+
+    fn with(id: &str, timestamp: &str, fields: Value) -> Value {
+        let mut record = sample(id, timestamp);
+        for (name, value) in fields.as_object().unwrap() {
+            record[name] = value.clone();
+        }
+        record
+    }
+
+    fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+        pairs.iter().map(|(r, n)| (r.to_string(), *n)).collect()
+    }
+
+    fn top(pairs: &[(&str, u64)]) -> Vec<Count> {
+        pairs
+            .iter()
+            .map(|(name, count)| Count {
+                name: name.to_string(),
+                count: *count,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parameters_are_the_export_filters_and_a_bucket() {
+        let q = parse("from=2026-03-01&to=2026-03-02&user=bob&result=denied&bucket=900").unwrap();
+        assert_eq!(q.bucket, Some(900));
+        assert_eq!(q.filter.user.as_deref(), Some("bob"));
+        assert_eq!(q.filter.result.as_deref(), Some("denied"));
+        assert_eq!(q.filter.to.unwrap() - q.filter.from.unwrap(), 48 * HOUR);
+        for (query, start) in [
+            ("bucket=0", "invalid parameter `bucket`: "),
+            ("bucket=31622401", "invalid parameter `bucket`: "),
+            ("bucket=1h", "invalid parameter `bucket`: "),
+            ("format=csv", "invalid parameter `format`: unknown"),
+            ("result=ok", "invalid parameter `result`: "),
+            (
+                "user=a&user=b",
+                "invalid parameter `user`: given more than once",
+            ),
+            ("from=2026-03-02&to=2026-03-01", "invalid parameter `to`: "),
+        ] {
+            let err = parse(query).unwrap_err();
+            assert!(err.starts_with(start), "{query}: {err}");
+        }
+    }
+
+    #[test]
+    fn buckets_fit_the_span() {
+        let auto = StatsQuery::parse(None).unwrap();
+        assert_eq!(auto.bucket_ms((0, 30 * 60_000)), Ok(60_000));
+        assert_eq!(auto.bucket_ms((0, 60 * 60_000)), Ok(60_000));
+        assert_eq!(auto.bucket_ms((0, 60 * 60_000 + 1)), Ok(300_000));
+        assert_eq!(auto.bucket_ms((9 * HOUR, 81 * HOUR)), Ok(3 * HOUR));
+        let ten_years = 3650 * 24 * HOUR;
+        assert_eq!(auto.bucket_ms((0, ten_years)), Ok(61 * 24 * HOUR));
+        let fixed = parse("bucket=60").unwrap();
+        assert_eq!(fixed.bucket_ms((0, 1000 * 60_000)), Ok(60_000));
+        assert!(fixed.bucket_ms((0, 1000 * 60_000 + 1)).is_err());
+        assert_eq!(align(-1, 1000), -1000);
+        assert_eq!(align(1999, 1000), 1000);
+    }
+
+    #[test]
+    fn counts_by_bucket_result_user_tool_and_denial() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = store::open_rw(&dir.path().join("db")).unwrap();
+        let bob = json!({"sub": "auth0|bob", "email": null, "tool": "files.read"});
+        store(
+            &conn,
+            &[
+                sample("a", "2026-03-10T09:10:00.000Z"),
+                sample("b", "2026-03-10T09:50:00.000Z"),
+                with(
+                    "c",
+                    "2026-03-10T09:59:59.999Z",
+                    json!({"event": "tool.denied", "result": "denied",
+                           "reason": "insufficient_scope", "tool": "salesforce.update"}),
+                ),
+                with("d", "2026-03-10T12:00:00.000Z", bob.clone()),
+                with(
+                    "e",
+                    "2026-03-10T12:30:00.000Z",
+                    json!({"event": "auth.failed", "result": "auth_failed", "reason": "expired",
+                           "sub": null, "email": null, "tool": null}),
+                ),
+                with(
+                    "f",
+                    "2026-03-10T12:40:00.000Z",
+                    json!({"tenantId": "org_other"}),
+                ),
+            ],
+        );
+        let query = |q: &str| {
+            let mut q = parse(q).unwrap();
+            q.filter.tenant = "org_acme_corp".into();
+            compute(&conn, &q).unwrap()
+        };
+
+        let stats = query("bucket=3600");
+        assert_eq!(stats.total, 5);
+        assert_eq!(stats.bucket_seconds, 3600);
+        assert_eq!(
+            stats.by_result,
+            counts(&[("auth_failed", 1), ("denied", 1), ("success", 3)])
+        );
+        let timeline: Vec<(&str, BTreeMap<String, u64>)> = stats
+            .timeline
+            .iter()
+            .map(|b| (b.start.as_str(), b.counts.clone()))
+            .collect();
+        assert_eq!(
+            timeline,
+            [
+                (
+                    "2026-03-10T09:00:00.000Z",
+                    counts(&[("denied", 1), ("success", 2)])
+                ),
+                ("2026-03-10T10:00:00.000Z", counts(&[])),
+                ("2026-03-10T11:00:00.000Z", counts(&[])),
+                (
+                    "2026-03-10T12:00:00.000Z",
+                    counts(&[("auth_failed", 1), ("success", 1)])
+                ),
+            ]
+        );
+        assert_eq!(
+            stats.top_users,
+            top(&[("alice@acme.com", 3), ("auth0|bob", 1)])
+        );
+        assert_eq!(
+            stats.top_tools,
+            top(&[
+                ("salesforce.query", 2),
+                ("files.read", 1),
+                ("salesforce.update", 1)
+            ])
+        );
+        assert_eq!(
+            stats.top_denials,
+            top(&[("expired", 1), ("insufficient_scope", 1)])
+        );
+
+        // The range given is the timeline's, whatever the records; filters apply to every count.
+        let stats = query("from=2026-03-10T08:00:00Z&to=2026-03-10T10:00:00Z&user=alice@acme.com");
+        assert_eq!(
+            stats.bucket_seconds, 300,
+            "two hours: 5 minutes is the first size <= 60"
+        );
+        assert_eq!(stats.timeline.len(), 24);
+        assert_eq!(stats.by_result, counts(&[("denied", 1), ("success", 2)]));
+        assert_eq!(stats.top_denials, top(&[("insufficient_scope", 1)]));
+
+        let none = query("user=nobody");
+        assert_eq!((none.total, none.timeline.len()), (0, 0));
+        assert!(none.top_users.is_empty() && none.by_result.is_empty());
+
+        let mut too_many = parse("bucket=1&from=2026-03-10&to=2026-03-11").unwrap();
+        too_many.filter.tenant = "org_acme_corp".into();
+        assert!(compute(&conn, &too_many).is_err());
+    }
+
+    #[test]
+    fn every_query_uses_the_tenant_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = store::open_rw(&dir.path().join("db")).unwrap();
+        let filter = Filter {
+            tenant: "t".into(),
+            from: Some(0),
+            to: Some(HOUR),
+            ..Filter::default()
+        };
+        let (clause, args) = store::where_clause(&filter, None);
+        for select in [
+            "MIN(ts), MAX(ts)",
+            "COALESCE(email, sub), COUNT(*)",
+            "ts - ts % 60000, result, COUNT(*)",
+        ] {
+            let plan: String = conn
+                .query_row(
+                    &format!("EXPLAIN QUERY PLAN SELECT {select} FROM records{clause}"),
+                    params_from_iter(args.clone()),
+                    |row| row.get(3),
+                )
+                .unwrap();
+            assert!(plan.contains("records_export"), "{select}: {plan}");
+        }
+    }
+}
