@@ -180,7 +180,7 @@ function showDetail(record) {
   $("delegation").replaceChildren(...(chain.length
     ? chain.map((actor, i) => el("li", { class: "actor" },
       el("strong", {}, actor.sub ?? "(no sub)"),
-      ` ${i === 0 ? "(current actor)" : "(on behalf of the previous)"} `,
+      ` ${i === 0 ? "(current actor)" : "(earlier actor)"} `,
       el("code", {}, JSON.stringify(actor))))
     : [el("li", { class: "none" }, "Not delegated.")]));
 
