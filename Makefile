@@ -19,12 +19,15 @@ ACT    ?=
 TTL    ?= 3600
 
 NODE_DEPS := tests/interop/ts-client/node_modules/.installed
+# The Logs dashboard's browser tests: playwright-core driving Debian's Chromium.
+DASHBOARD_NPM := tests/dashboard
+CHROMIUM      := /usr/bin/chromium
 VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' filter/Cargo.toml)
 # wasm-opt (Debian binaryen 108) must be told the features rustc's wasm32-wasip1 output uses.
 WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
 	--enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types
 
-.PHONY: setup build demo demo-calls token test test-unit test-wasm test-e2e lint bench clean interop-deps package soak fuzz
+.PHONY: setup build demo demo-calls token test test-unit test-wasm test-e2e test-dashboard lint bench clean interop-deps package soak fuzz
 
 setup: $(VENV)/.installed .wasm-target
 
@@ -51,7 +54,7 @@ token: setup
 	@$(PY) examples/idp/demo_idp.py token --sub '$(SUB)' --email '$(EMAIL)' --tenant '$(TENANT)' \
 		--scopes '$(SCOPES)' --azp '$(AZP)' --act '$(ACT)' --ttl '$(TTL)'
 
-test: build lint test-unit test-wasm test-e2e
+test: build lint test-unit test-wasm test-e2e test-dashboard
 
 lint:
 	cargo clippy --locked -p acp-filter --target wasm32-wasip1 --profile wasm -- -D warnings
@@ -67,6 +70,18 @@ test-wasm: .wasm-target
 
 test-e2e: build interop-deps package
 	$(PY) -m pytest -q tests
+
+# The Logs dashboard in headless Chromium against the real collector binary (screenshot in
+# .run/dashboard/dashboard.png).
+test-dashboard: build $(DASHBOARD_NPM)/node_modules/.package-lock.json $(CHROMIUM)
+	cd $(DASHBOARD_NPM) && node --test
+
+$(DASHBOARD_NPM)/node_modules/.package-lock.json: $(DASHBOARD_NPM)/package-lock.json
+	command -v npm >/dev/null || (apt-get update && apt-get install -y nodejs npm)
+	cd $(DASHBOARD_NPM) && npm ci --no-audit --no-fund
+
+$(CHROMIUM):
+	apt-get update && apt-get install -y chromium
 
 # dist/: the optimised module, its sha256, and an OCI image layout (Wasm "compat" variant) of
 # it tagged $(VERSION), for Envoy (`code.remote` with sha256) and Istio (`WasmPlugin.url`).
@@ -126,4 +141,5 @@ fuzz:
 
 clean:
 	cargo clean
-	rm -rf $(VENV) .wasm-target .run dist $(IDP_NPM)/node_modules tests/interop/ts-client/node_modules
+	rm -rf $(VENV) .wasm-target .run dist $(IDP_NPM)/node_modules tests/interop/ts-client/node_modules \
+		$(DASHBOARD_NPM)/node_modules

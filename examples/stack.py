@@ -555,6 +555,7 @@ ACP demo is running (logs in {stack.run_dir.relative_to(ROOT)}/). Ctrl-C stops i
   Demo IdP          {stack.issuer}   (JWKS: {stack.issuer}/.well-known/jwks.json)
   Tenant            {stack.tenant}
   API key           {stack.api_key}   (also in {stack.run_dir.relative_to(ROOT)}/api-key)
+  Logs dashboard    {stack.collector_url}/dashboard   (sign in with the tenant and the API key)
 
 Mint a token:
   TOKEN=$(make -s token SUB=alice EMAIL=alice@acme.com TENANT={stack.tenant} SCOPES="salesforce:read")

@@ -55,7 +55,7 @@ pub struct ParamError {
     reason: String,
 }
 
-fn invalid(name: &str, reason: impl Into<String>) -> ParamError {
+pub fn invalid(name: &str, reason: impl Into<String>) -> ParamError {
     ParamError {
         name: name.to_owned(),
         reason: reason.into(),
@@ -64,9 +64,7 @@ fn invalid(name: &str, reason: impl Into<String>) -> ParamError {
 
 impl ExportQuery {
     pub fn parse(query: Option<&str>) -> Result<Self, ParamError> {
-        let params: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
+        let params = query_params(query)?;
         let mut q = ExportQuery {
             filter: Filter::default(),
             format: Format::Json,
@@ -75,18 +73,11 @@ impl ExportQuery {
             proof: false,
             params: Vec::new(),
         };
-        for (i, (name, value)) in params.iter().enumerate() {
-            if params[..i].iter().any(|(seen, _)| seen == name) {
-                return Err(invalid(name, "given more than once"));
+        for (name, value) in &params {
+            if filter_param(&mut q.filter, name, value)? {
+                continue;
             }
-            let text = || non_empty(name, value);
             match name.as_str() {
-                "from" => q.filter.from = Some(parse_time(name, value, false)?),
-                "to" => q.filter.to = Some(parse_time(name, value, true)?),
-                "user" => q.filter.user = Some(text()?),
-                "tool" => q.filter.tool = Some(text()?),
-                "result" => q.filter.result = Some(wire_enum::<Outcome>(name, value)?),
-                "event" => q.filter.event = Some(wire_enum::<Event>(name, value)?),
                 "format" => {
                     q.format = Format::parse(value).ok_or_else(|| {
                         invalid(name, format!("expected one of {}", Format::NAMES))
@@ -115,11 +106,7 @@ impl ExportQuery {
         if q.proof && q.format == Format::Csv {
             return Err(invalid("proof", "needs format json or ndjson"));
         }
-        if let (Some(from), Some(to)) = (q.filter.from, q.filter.to) {
-            if to <= from {
-                return Err(invalid("to", "must be later than `from`"));
-            }
-        }
+        check_range(&q.filter)?;
         q.params = params;
         Ok(q)
     }
@@ -136,6 +123,43 @@ impl ExportQuery {
             .append_pair("cursor", &encode_cursor(after))
             .finish();
         format!("{path}?{query}")
+    }
+}
+
+/// The decoded parameters of a query string; a name given twice is an error.
+pub fn query_params(query: Option<&str>) -> Result<Vec<(String, String)>, ParamError> {
+    let params: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect();
+    for (i, (name, _)) in params.iter().enumerate() {
+        if params[..i].iter().any(|(seen, _)| seen == name) {
+            return Err(invalid(name, "given more than once"));
+        }
+    }
+    Ok(params)
+}
+
+/// Sets the record filter parameter `name` (`from`, `to`, `user`, `tool`, `result`, `event`)
+/// on `filter`; `Ok(false)` when `name` is none of them.
+pub fn filter_param(filter: &mut Filter, name: &str, value: &str) -> Result<bool, ParamError> {
+    let text = || non_empty(name, value);
+    match name {
+        "from" => filter.from = Some(parse_time(name, value, false)?),
+        "to" => filter.to = Some(parse_time(name, value, true)?),
+        "user" => filter.user = Some(text()?),
+        "tool" => filter.tool = Some(text()?),
+        "result" => filter.result = Some(wire_enum::<Outcome>(name, value)?),
+        "event" => filter.event = Some(wire_enum::<Event>(name, value)?),
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// `to` must come after `from`.
+pub fn check_range(filter: &Filter) -> Result<(), ParamError> {
+    match (filter.from, filter.to) {
+        (Some(from), Some(to)) if to <= from => Err(invalid("to", "must be later than `from`")),
+        _ => Ok(()),
     }
 }
 

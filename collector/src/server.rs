@@ -16,7 +16,7 @@ use crate::cli::ServeArgs;
 use crate::ledger::{Ledger, Policy};
 use crate::signing::SigningKey;
 use crate::writer::Writer;
-use crate::{export, ingest, proofs, store};
+use crate::{dashboard, export, ingest, proofs, security_headers, stats, store};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -43,7 +43,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         )
         .route("/v1/signing-keys", get(proofs::signing_keys))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/{tenant}/api/v1/stats", get(stats::stats))
+        .merge(dashboard::routes())
         .with_state(state)
+        .layer(axum::middleware::map_response(security_headers::add))
 }
 
 /// Serves until SIGINT or SIGTERM, then finishes the requests in flight (and so their

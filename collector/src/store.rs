@@ -210,14 +210,9 @@ pub struct StoredRecord {
     pub json: String,
 }
 
-/// Up to `limit` records matching `filter` that come after `after`, in `(ts, seq)` order.
-pub fn query_page(
-    conn: &Connection,
-    filter: &Filter,
-    after: Option<Position>,
-    limit: usize,
-) -> rusqlite::Result<Vec<StoredRecord>> {
-    let mut sql = String::from("SELECT ts, seq, json, tseq FROM records WHERE tenant = ?");
+/// The `WHERE` clause selecting `filter`'s records after `after`, and its arguments.
+pub fn where_clause(filter: &Filter, after: Option<Position>) -> (String, Vec<SqlValue>) {
+    let mut sql = String::from(" WHERE tenant = ?");
     let mut args = vec![SqlValue::from(filter.tenant.clone())];
     let mut condition = |clause: &str, values: &[SqlValue]| {
         sql.push_str(" AND ");
@@ -248,7 +243,18 @@ pub fn query_page(
             condition(&format!("{column} = ?"), &[value.clone().into()]);
         }
     }
-    sql.push_str(" ORDER BY ts, seq LIMIT ?");
+    (sql, args)
+}
+
+/// Up to `limit` records matching `filter` that come after `after`, in `(ts, seq)` order.
+pub fn query_page(
+    conn: &Connection,
+    filter: &Filter,
+    after: Option<Position>,
+    limit: usize,
+) -> rusqlite::Result<Vec<StoredRecord>> {
+    let (clause, mut args) = where_clause(filter, after);
+    let sql = format!("SELECT ts, seq, json, tseq FROM records{clause} ORDER BY ts, seq LIMIT ?");
     args.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
 
     let mut stmt = conn.prepare_cached(&sql)?;

@@ -685,6 +685,104 @@ fn keys_only_read_their_own_tenant() {
 }
 
 #[test]
+fn stats_count_a_tenants_records_with_the_export_filters() {
+    let dir = TempDir::new().unwrap();
+    let c = Collector::start(dir.path());
+    let acme_key = create_key(&c.db, ACME);
+    let globex_key = create_key(&c.db, GLOBEX);
+    let mut g = record("g1", "2026-03-15T10:00:00.000Z");
+    g["tenantId"] = json!(GLOBEX);
+    c.ingest(&[
+        record("a1", "2026-03-15T10:05:00.000Z"),
+        denied("a2", "2026-03-15T10:40:00.000Z"),
+        auth_failed("a3", "2026-03-15T12:10:00.000Z"),
+        g,
+    ]);
+    let stats = |key: &str, query: &str| c.get(key, &format!("/{ACME}/api/v1/stats?{query}"));
+
+    let r = stats(&acme_key, "bucket=3600");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let body: Value = r.json().unwrap();
+    assert_eq!(
+        body,
+        json!({
+            "total": 3,
+            "bucketSeconds": 3600,
+            "byResult": {"auth_failed": 1, "denied": 1, "success": 1},
+            "timeline": [
+                {"start": "2026-03-15T10:00:00.000Z", "counts": {"denied": 1, "success": 1}},
+                {"start": "2026-03-15T11:00:00.000Z", "counts": {}},
+                {"start": "2026-03-15T12:00:00.000Z", "counts": {"auth_failed": 1}},
+            ],
+            "topUsers": [{"name": "alice@acme.com", "count": 1}, {"name": "bob@acme.com", "count": 1}],
+            "topTools": [
+                {"name": "salesforce.query", "count": 1},
+                {"name": "salesforce.update", "count": 1},
+            ],
+            "topDenials": [
+                {"name": "expired", "count": 1},
+                {"name": "insufficient_scope", "count": 1},
+            ],
+        })
+    );
+    let body: Value = stats(&acme_key, "user=bob%40acme.com&from=2026-03-15")
+        .json()
+        .unwrap();
+    // From midnight to the last match (10:40): 15-minute buckets, the first size giving <= 60.
+    assert_eq!(
+        (&body["total"], &body["bucketSeconds"]),
+        (&json!(1), &json!(900))
+    );
+    assert_eq!(body["timeline"].as_array().unwrap().len(), 43);
+    assert_eq!(body["timeline"][42]["counts"], json!({"denied": 1}));
+
+    let r = stats(&acme_key, "bucket=1&from=2026-03-01&to=2026-03-31");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().unwrap().contains("invalid parameter `bucket`"));
+    assert_eq!(stats(&globex_key, "").status(), StatusCode::FORBIDDEN);
+    assert_eq!(stats("gsk_unknown", "").status(), StatusCode::UNAUTHORIZED);
+    let globex: Value = c
+        .get(&globex_key, &format!("/{GLOBEX}/api/v1/stats"))
+        .json()
+        .unwrap();
+    assert_eq!(globex["total"], 1);
+}
+
+#[test]
+fn the_dashboard_is_served_with_a_strict_content_security_policy() {
+    let dir = TempDir::new().unwrap();
+    let c = Collector::start(dir.path());
+    for (path, content_type) in [
+        ("/dashboard", "text/html; charset=utf-8"),
+        ("/dashboard/app.js", "text/javascript; charset=utf-8"),
+        ("/dashboard/app.css", "text/css; charset=utf-8"),
+    ] {
+        let r = c.http.get(format!("{}{path}", c.base)).send().unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        let headers = r.headers();
+        assert_eq!(headers["content-type"], content_type, "{path}");
+        assert_eq!(headers["x-frame-options"], "DENY");
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+            "{csp}"
+        );
+        assert!(!csp.contains("unsafe"), "{csp}");
+    }
+    let page = c
+        .http
+        .get(format!("{}/dashboard", c.base))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(page.contains(r#"<script src="/dashboard/app.js" defer></script>"#));
+    assert_eq!(page.matches("<script").count(), 1, "no inline script");
+}
+
+#[test]
 fn the_database_refuses_updates_and_deletes() {
     let dir = TempDir::new().unwrap();
     let c = Collector::start(dir.path());
