@@ -13,6 +13,7 @@ mod ingest;
 mod ledger;
 mod merkle;
 mod migrate;
+mod policies;
 mod proofs;
 mod server;
 mod signing;

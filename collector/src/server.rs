@@ -16,7 +16,7 @@ use crate::cli::ServeArgs;
 use crate::ledger::{Ledger, Policy};
 use crate::signing::SigningKey;
 use crate::writer::Writer;
-use crate::{export, ingest, proofs, store};
+use crate::{export, ingest, policies, proofs, store};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -24,6 +24,7 @@ pub struct AppState {
     pub db: Arc<PathBuf>,
     pub writer: Writer,
     pub ingest_token: Arc<IngestToken>,
+    pub policy_signer: Arc<policies::Signer>,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
@@ -43,6 +44,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         )
         .route("/v1/signing-keys", get(proofs::signing_keys))
         .route("/healthz", get(|| async { "ok" }))
+        .merge(policies::routes())
         .with_state(state)
 }
 
@@ -82,6 +84,7 @@ pub async fn run(
         db: Arc::new(db.clone()),
         writer,
         ingest_token: Arc::new(IngestToken::new(token)),
+        policy_signer: policies::signer(SigningKey::load_or_create(signing_key, log_name)?, log_name),
     };
     let listener = TcpListener::bind(args.listen)
         .await
