@@ -16,7 +16,7 @@ use crate::cli::ServeArgs;
 use crate::ledger::{Ledger, Policy};
 use crate::signing::SigningKey;
 use crate::writer::Writer;
-use crate::{export, ingest, policies, proofs, store};
+use crate::{evidence, export, ingest, policies, proofs, store};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -24,7 +24,7 @@ pub struct AppState {
     pub db: Arc<PathBuf>,
     pub writer: Writer,
     pub ingest_token: Arc<IngestToken>,
-    pub policy_signer: Arc<policies::Signer>,
+    pub signer: Arc<policies::Signer>,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
@@ -45,6 +45,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/signing-keys", get(proofs::signing_keys))
         .route("/healthz", get(|| async { "ok" }))
         .merge(policies::routes())
+        .merge(evidence::api::routes())
         .with_state(state)
 }
 
@@ -84,7 +85,7 @@ pub async fn run(
         db: Arc::new(db.clone()),
         writer,
         ingest_token: Arc::new(IngestToken::new(token)),
-        policy_signer: policies::signer(SigningKey::load_or_create(signing_key, log_name)?, log_name),
+        signer: policies::signer(SigningKey::load_or_create(signing_key, log_name)?, log_name),
     };
     let listener = TcpListener::bind(args.listen)
         .await

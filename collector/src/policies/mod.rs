@@ -96,7 +96,7 @@ async fn receive(_: IngestAuthorized, State(state): State<AppState>, body: Bytes
             ApiError::bad_request(e)
         })?;
     let items: Vec<(Vec<String>, Value)> = checked.into_iter().map(|(t, p)| (t, p.clone())).collect();
-    let (db, signer) = (state.db.clone(), state.policy_signer.clone());
+    let (db, signer) = (state.db.clone(), state.signer.clone());
     let (accepted, duplicates) = tokio::task::spawn_blocking(move || -> anyhow::Result<(usize, usize)> {
         let mut conn = crate::store::open_rw(&db)?;
         let now = chrono::Utc::now().timestamp_millis();
