@@ -253,7 +253,7 @@ fn webhook_configuration(conn: &Connection, tenant: &str) -> anyhow::Result<Opti
         return Ok(None);
     }
     let mut stmt = conn.prepare("SELECT * FROM webhooks WHERE tenant = ?1")?;
-    let names: Vec<String> = stmt.column_names().iter().map(|n| (*n).to_owned()).collect();
+    let names: Vec<String> = stmt.column_names().map(str::to_owned).collect();
     let rows = stmt
         .query_map([tenant], |row| {
             let mut out = serde_json::Map::new();
