@@ -70,3 +70,23 @@ pub fn cli(db: &Path, key: &Path, log_name: &str, args: &EvidenceArgs) -> anyhow
     println!("{}: evidence of {} from {} to {} (sample seed {})", args.out.display(), args.tenant, args.from, args.to, request.seed);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn period_seed_and_sample_are_parsed_and_checked() {
+        let r = parse("org_a", &params(&[("from", "2026-03-01"), ("to", "2026-03-01"), ("seed", "7"), ("sample", "3")])).unwrap();
+        assert_eq!((r.to_ms - r.from_ms, r.seed, r.sample, r.tenant.as_str()), (86_400_000, 7, 3, "org_a"));
+        let err = |p: &[(&str, &str)]| parse("org_a", &params(p)).err().unwrap();
+        assert_eq!(err(&[("from", "2026-03-01")]), "`from` and `to` are required");
+        assert!(err(&[("from", "2026-03-02"), ("to", "2026-03-01T00:00:00Z")]).contains("must be later than `from`"));
+        assert!(err(&[("from", "2026-03-01"), ("to", "2026-03-02"), ("seed", "-1")]).starts_with("invalid parameter `seed`"));
+        assert!(err(&[("limit", "1")]).starts_with("invalid parameter `limit`: unknown"));
+    }
+}
