@@ -61,6 +61,44 @@ pub enum Command {
     /// The checkpoint signing key.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Write the SOC 2 evidence bundle (zip) of one tenant and period from the database: the
+    /// population with completeness proofs, a seeded sample, per-control evidence, the user
+    /// access review, the policy versions in force, a signed manifest and `VERIFY.md`.
+    Evidence(EvidenceArgs),
+    /// Check an evidence bundle offline: the manifest's signature, every file's hash, every
+    /// proof against the signed checkpoint; names what is wrong.
+    VerifyBundle(VerifyBundleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EvidenceArgs {
+    #[arg(long)]
+    pub tenant: String,
+    /// Start of the period: a date (`YYYY-MM-DD`, UTC) or an RFC 3339 time, inclusive.
+    #[arg(long)]
+    pub from: String,
+    /// End of the period, exclusive (a date means the end of that day).
+    #[arg(long)]
+    pub to: String,
+    /// The zip file to write.
+    #[arg(long, value_name = "FILE.zip")]
+    pub out: PathBuf,
+    /// Seed of the random sample (default: a random one; it is recorded in the bundle).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Records in the random sample.
+    #[arg(long, value_name = "N", default_value_t = crate::evidence::DEFAULT_SAMPLE)]
+    pub sample: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyBundleArgs {
+    /// The bundle (zip).
+    pub file: PathBuf,
+    /// A trusted verifier key; repeat for several. Without one, the bundle's own
+    /// `public-keys.txt` is used.
+    #[arg(long = "public-key", value_name = "VKEY")]
+    pub public_keys: Vec<String>,
 }
 
 impl Cli {

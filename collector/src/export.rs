@@ -185,7 +185,7 @@ fn wire_enum<'de, T: serde::Deserialize<'de> + serde::Serialize>(
 /// Milliseconds since the epoch of a date (`YYYY-MM-DD`, UTC) or an RFC 3339 time.
 /// A date means its start, or its end (the next day's start) when `end_of_day`. A time with
 /// sub-millisecond digits is rounded up, which keeps `from` inclusive and `to` exclusive.
-fn parse_time(name: &str, value: &str, end_of_day: bool) -> Result<i64, ParamError> {
+pub fn parse_time(name: &str, value: &str, end_of_day: bool) -> Result<i64, ParamError> {
     if value.len() == 10 {
         if let Ok(date) = NaiveDate::parse_from_str(value, "%Y-%m-%d") {
             let day = if end_of_day {

@@ -8,12 +8,14 @@ mod cli;
 mod config;
 mod dashboard;
 mod error;
+mod evidence;
 mod export;
 mod formats;
 mod ingest;
 mod ledger;
 mod merkle;
 mod migrate;
+mod policies;
 mod proofs;
 mod security_headers;
 mod server;
@@ -56,6 +58,11 @@ fn run() -> anyhow::Result<()> {
         Command::Verify(args) => verify::run(&cli.db, &cli.log_name, &args),
         Command::VerifyProof(args) => verify_proof::run(&cli.log_name, &args),
         Command::Key(command) => key(&cli.db, &key_path, &cli.log_name, command),
+        Command::Evidence(args) => evidence::api::cli(&cli.db, &key_path, &cli.log_name, &args),
+        Command::VerifyBundle(args) => {
+            println!("{}", evidence::verify::run(&args.file, &args.public_keys)?);
+            Ok(())
+        }
     }
 }
 

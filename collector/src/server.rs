@@ -16,7 +16,7 @@ use crate::cli::ServeArgs;
 use crate::ledger::{Ledger, Policy};
 use crate::signing::SigningKey;
 use crate::writer::Writer;
-use crate::{dashboard, export, ingest, proofs, security_headers, stats, store};
+use crate::{dashboard, evidence, export, ingest, policies, proofs, security_headers, stats, store};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -24,6 +24,7 @@ pub struct AppState {
     pub db: Arc<PathBuf>,
     pub writer: Writer,
     pub ingest_token: Arc<IngestToken>,
+    pub signer: Arc<policies::Signer>,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
@@ -45,6 +46,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/{tenant}/api/v1/stats", get(stats::stats))
         .merge(dashboard::routes())
+        .merge(policies::routes())
+        .merge(evidence::api::routes())
         .with_state(state)
         .layer(axum::middleware::map_response(security_headers::add))
 }
@@ -85,6 +88,7 @@ pub async fn run(
         db: Arc::new(db.clone()),
         writer,
         ingest_token: Arc::new(IngestToken::new(token)),
+        signer: policies::signer(SigningKey::load_or_create(signing_key, log_name)?, log_name),
     };
     let listener = TcpListener::bind(args.listen)
         .await

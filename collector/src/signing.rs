@@ -81,7 +81,12 @@ impl SigningKey {
     ) -> anyhow::Result<String> {
         let body = Checkpoint::new(origin, size, root, extension)
             .map_err(|e| anyhow::anyhow!("checkpoint of {origin:?}: {e}"))?;
-        let mut note = Note::new(&body.to_bytes(), &[])?;
+        self.sign(&body.to_bytes())
+    }
+
+    /// A signed note of `text` (lines ending in a newline).
+    pub fn sign(&self, text: &[u8]) -> anyhow::Result<String> {
+        let mut note = Note::new(text, &[])?;
         note.add_sigs(&[&self.signer])?;
         Ok(String::from_utf8(note.to_bytes())?)
     }
@@ -117,7 +122,8 @@ impl Verifiers {
     }
 
     /// The checkpoint of a note signed by one of the keys, whose origin is `origin`.
-    pub fn open(&self, note: &str, origin: &str) -> anyhow::Result<Checkpoint> {
+    /// The text of a note signed by one of the keys.
+    pub fn verify(&self, note: &str) -> anyhow::Result<Vec<u8>> {
         let note = Note::from_bytes(note.as_bytes())
             .map_err(|e| anyhow::anyhow!("not a signed note: {e}"))?;
         note.verify(&self.list).map_err(|e| match e {
@@ -126,7 +132,12 @@ impl Verifiers {
             }
             other => anyhow::anyhow!("bad signature: {other}"),
         })?;
-        let checkpoint = Checkpoint::from_bytes(note.text())
+        Ok(note.text().to_vec())
+    }
+
+    pub fn open(&self, note: &str, origin: &str) -> anyhow::Result<Checkpoint> {
+        let text = self.verify(note)?;
+        let checkpoint = Checkpoint::from_bytes(&text)
             .map_err(|e| anyhow::anyhow!("signed note is not a checkpoint: {e}"))?;
         if checkpoint.origin() != origin {
             bail!(

@@ -98,6 +98,7 @@ pub fn open_rw(path: &Path) -> anyhow::Result<Connection> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     crate::migrate::add_tree_columns(&mut conn)?;
     conn.execute_batch(SCHEMA)?;
+    crate::policies::store::create_schema(&conn)?;
     Ok(conn)
 }
 

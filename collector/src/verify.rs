@@ -10,6 +10,8 @@
 //!   consistent (each tree extends the one before). Checkpoints older than the expired prefix
 //!   can only be checked by their signature.
 //!
+//! - Policy versions: document hashes, hash chain and signed notes ([`crate::policies::store`]).
+//!
 //! The first problem of a tenant is reported with the record it concerns.
 
 use std::borrow::Cow;
@@ -26,7 +28,7 @@ use crate::checkpoints::{self, Expired};
 use crate::cli::VerifyArgs;
 use crate::merkle::{self, Frontier};
 use crate::signing::Verifiers;
-use crate::store;
+use crate::{policies, store};
 
 /// What verified for one tenant.
 #[derive(Debug, Default, PartialEq)]
@@ -60,13 +62,22 @@ pub fn run(db: &Path, log_name: &str, args: &VerifyArgs) -> anyhow::Result<()> {
     );
     let tenants = match &args.tenant {
         Some(tenant) => vec![tenant.clone()],
-        None => checkpoints::tenants(&conn)?,
+        None => {
+            let mut tenants = checkpoints::tenants(&conn)?;
+            tenants.extend(policies::store::tenants(&conn)?);
+            tenants.sort();
+            tenants.dedup();
+            tenants
+        }
     };
     let started = Instant::now();
     let (mut records, mut failed) = (0, 0);
     for tenant in &tenants {
-        match verify_tenant(&conn, &trusted, log_name, tenant) {
-            Ok(s) => {
+        let checked = verify_tenant(&conn, &trusted, log_name, tenant).and_then(|s| {
+            Ok((s, policies::store::verify_chain(&conn, &trusted, log_name, tenant)?))
+        });
+        match checked {
+            Ok((s, policy_versions)) => {
                 records += s.records;
                 let expired = match s.first {
                     0 => String::new(),
@@ -77,7 +88,8 @@ pub fn run(db: &Path, log_name: &str, args: &VerifyArgs) -> anyhow::Result<()> {
                     ),
                 };
                 println!(
-                    "{tenant}: ok: {} records{expired}, {} checkpoints (latest covers {} of {})",
+                    "{tenant}: ok: {} records{expired}, {} checkpoints (latest covers {} of {}), \
+                     {policy_versions} policy versions",
                     s.records,
                     s.checkpoints,
                     s.checkpointed,

@@ -944,7 +944,7 @@ fn verify_names_the_altered_removed_or_inserted_record() {
     let (ok, out) = verify(&db);
     assert!(ok, "{out}");
     assert!(
-        out.contains("org_acme_corp: ok: 10 records, 1 checkpoints (latest covers 10 of 10)"),
+        out.contains("org_acme_corp: ok: 10 records, 1 checkpoints (latest covers 10 of 10), 0 policy versions"),
         "{out}"
     );
     assert!(out.contains("org_globex: ok: 1 records"), "{out}");

@@ -3,7 +3,7 @@
 //!
 //! The decisions are plain functions over plain data, unit-tested natively: `config`, `jwks`,
 //! `discovery`, `token`, `jwt_authn`, `claims`, `identity`, `policy`, `mcp_request`, `mcp_headers`,
-//! `mcp_response`, `decision`, `resource_metadata`, `audit`, `outbox`.
+//! `mcp_response`, `decision`, `resource_metadata`, `audit`, `outbox`, `policy_snapshot`.
 //! The proxy-wasm contexts (`plugin`, `stream`) only move bytes between Envoy (`host`) and them.
 
 pub mod answer;
@@ -22,6 +22,7 @@ pub mod mcp_request;
 pub mod mcp_response;
 pub mod outbox;
 pub mod policy;
+pub mod policy_snapshot;
 pub mod ratelimit;
 pub mod resource_metadata;
 pub mod scan;

@@ -38,6 +38,11 @@ pub struct Metrics {
     /// Calls refused with 503 because their audit records could not be buffered
     /// (`auditFailureMode: closed`).
     pub calls_refused_audit_unavailable: Counter,
+    /// Policy documents (one per configuration loaded by a VM) the collector stored, that
+    /// failed and will be sent again, and that it refused for good.
+    pub policy_sent: Counter,
+    pub policy_retried: Counter,
+    pub policy_dropped: Counter,
 }
 
 impl Metrics {
@@ -62,6 +67,9 @@ impl Metrics {
             audit_dropped: Counter::define("acp.audit_records_dropped"),
             audit_buffered: Gauge::define("acp.audit_records_buffered"),
             calls_refused_audit_unavailable: Counter::define("acp.calls_refused_audit_unavailable"),
+            policy_sent: Counter::define("acp.policy_versions_sent"),
+            policy_retried: Counter::define("acp.policy_versions_retried"),
+            policy_dropped: Counter::define("acp.policy_versions_dropped"),
         }
     }
 }

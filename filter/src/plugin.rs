@@ -16,6 +16,7 @@ use crate::identity::TokenCache;
 use crate::jwks::{KeySet, RefreshSchedule};
 use crate::metrics::Metrics;
 use crate::outbox::{Delivery, Outbox};
+use crate::policy_snapshot;
 use crate::stream::Stream;
 
 /// State of one worker VM, shared by its root context and its streams.
@@ -48,6 +49,10 @@ pub struct Plugin {
     location: Option<KeyLocation>,
     key_call: Option<(u32, KeyDocument)>,
     audit_call: Option<u32>,
+    /// The policy document of this configuration until the collector has stored it
+    /// ([`crate::policy_snapshot`]); every VM sends it, the collector keeps it once.
+    policy: Option<Outbox>,
+    policy_call: Option<u32>,
     /// Envoy is removing this plugin; it reports done once its records are delivered.
     closing: bool,
 }
@@ -68,6 +73,9 @@ impl Context for Plugin {
             let full = self.worker.as_ref().map_or(usize::MAX, |w| w.borrow().outbox.batch_size());
             self.flush(full);
             self.finish_closing();
+        } else if self.policy_call == Some(token) {
+            self.policy_call = None;
+            self.on_policy_response(status, &body);
         }
     }
 
@@ -105,6 +113,18 @@ impl RootContext for Plugin {
         };
         let audit = &config.audit;
         let outbox = Outbox::new(audit.max_buffered_records, audit.max_buffered_bytes, audit.batch_size, audit.max_retry_delay);
+        self.policy = match policy_snapshot::message(&bytes, &config) {
+            Some(message) => {
+                let mut policy = Outbox::new(1, usize::MAX, 1, audit.max_retry_delay);
+                policy.push(message);
+                Some(policy)
+            }
+            None => {
+                log::error!("the policy document of this configuration could not be built; it is not sent");
+                None
+            }
+        };
+        self.policy_call = None;
         host::set_tick_period(audit.flush_interval);
         self.worker = Some(Rc::new(RefCell::new(Worker {
             cache: TokenCache::new(config.identity.token_cache_size),
@@ -121,6 +141,7 @@ impl RootContext for Plugin {
 
     fn on_tick(&mut self) {
         self.fetch_jwks();
+        self.send_policy();
         self.flush(1);
         self.finish_closing();
     }
@@ -245,20 +266,49 @@ impl Plugin {
         let mut w = worker.borrow_mut();
         let now = host::now_millis();
         let Some(body) = w.outbox.next_batch(now, min_records) else { return };
-        let config = Rc::clone(&w.config);
-        let audit = &config.audit;
-        let authorization = format!("Bearer {}", audit.ingest_token);
-        let headers = vec![
-            (":method", "POST"),
-            (":path", acp_record::INGEST_PATH),
-            (":authority", audit.authority.as_str()),
-            ("content-type", "application/json"),
-            ("authorization", authorization.as_str()),
-        ];
-        self.audit_call = host::dispatch(&audit.cluster, headers, Some(body.as_bytes()), audit.timeout);
+        self.audit_call = post_to_collector(&w.config.audit, acp_record::INGEST_PATH, &body);
         if self.audit_call.is_none() {
             let n = w.outbox.settle(Delivery::Retry, now);
             w.metrics.audit_retried.add(n);
+        }
+    }
+
+    /// Sends this configuration's policy document when it is not stored yet, none is in
+    /// flight and any retry delay has passed.
+    fn send_policy(&mut self) {
+        let (Some(worker), Some(policy)) = (&self.worker, self.policy.as_mut()) else { return };
+        if self.policy_call.is_some() {
+            return;
+        }
+        let now = host::now_millis();
+        let Some(body) = policy.next_batch(now, 1) else { return };
+        let w = worker.borrow();
+        self.policy_call = post_to_collector(&w.config.audit, acp_record::POLICY_PATH, &body);
+        if self.policy_call.is_none() {
+            policy.settle(Delivery::Retry, now);
+            w.metrics.policy_retried.inc();
+        }
+    }
+
+    fn on_policy_response(&mut self, status: Option<u32>, body: &[u8]) {
+        let (Some(worker), Some(policy)) = (&self.worker, self.policy.as_mut()) else { return };
+        let m = worker.borrow().metrics;
+        let delivery = Delivery::from_status(status);
+        policy.settle(delivery, host::now_millis());
+        match delivery {
+            Delivery::Done if status == Some(422) => {
+                m.policy_dropped.inc();
+                log::error!("the collector refused the policy document: {}", String::from_utf8_lossy(body));
+            }
+            Delivery::Done => m.policy_sent.inc(),
+            Delivery::Rejected => {
+                m.policy_dropped.inc();
+                log::error!("the collector refused the policy document (status {status:?}): {}", String::from_utf8_lossy(body));
+            }
+            Delivery::Retry => {
+                m.policy_retried.inc();
+                log::warn!("policy document not stored (status {status:?}); retrying");
+            }
         }
     }
 
@@ -288,6 +338,19 @@ impl Plugin {
             }
         }
     }
+}
+
+/// Posts `body` to the collector at `path` with the ingest token.
+fn post_to_collector(audit: &config::Audit, path: &str, body: &str) -> Option<u32> {
+    let authorization = format!("Bearer {}", audit.ingest_token);
+    let headers = vec![
+        (":method", "POST"),
+        (":path", path),
+        (":authority", audit.authority.as_str()),
+        ("content-type", "application/json"),
+        ("authorization", authorization.as_str()),
+    ];
+    host::dispatch(&audit.cluster, headers, Some(body.as_bytes()), audit.timeout)
 }
 
 /// How many records a 422 ingest answer lists as refused (`{"rejected": [...]}`).

@@ -11,6 +11,9 @@ use serde_json::Value;
 
 /// Path of the collector's ingest endpoint, where the filter posts [`IngestBatch`]es.
 pub const INGEST_PATH: &str = "/v1/records";
+/// Where the filter posts the policy document of each configuration it loads, in the same
+/// batch shape (`{"records": [{"hash": ..., "policy": {...}}]}`).
+pub const POLICY_PATH: &str = "/v1/policies";
 
 /// One audit record: one per `tools/call` (allowed or denied) and one per failed authentication.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

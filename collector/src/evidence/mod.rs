@@ -1,0 +1,310 @@
+//! The SOC 2 evidence bundle of one tenant and period: a zip an auditor can check offline with
+//! `acp-collector verify-bundle` ([`verify`]). See `VERIFY.md` in a bundle for its layout.
+//!
+//! Completeness: the period's records are those with a timestamp in `[from, to)`; they occupy
+//! the sequence range `lo..hi` of the tenant's tree (from the first to the last of them). The
+//! bundle proves every sequence number of that range, each leaf against the latest signed
+//! checkpoint, so no record of the range can be missing; those of the range outside the period
+//! (out-of-order arrivals) are included with their proofs and marked `inPeriod: false`.
+
+pub mod api;
+pub mod controls;
+pub mod verify;
+
+use std::io::Write;
+
+use anyhow::{ensure, Context};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rusqlite::{params, Connection};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tlog_tiles::tlog::{self, Hash};
+
+use crate::checkpoints;
+use crate::merkle::StoredTree;
+use crate::policies::{self, rfc3339};
+use crate::signing::SigningKey;
+
+/// The file that lists every other file's SHA-256, as a note signed with the collector's key.
+pub const MANIFEST: &str = "MANIFEST";
+pub const DEFAULT_SAMPLE: usize = 25;
+
+/// What to put in a bundle.
+pub struct Request {
+    pub tenant: String,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub seed: u64,
+    pub sample: usize,
+}
+
+/// A line of `population/proofs.jsonl` or `sample/records.ndjson`: the record, when there,
+/// byte for byte as stored (its leaf hash is over those bytes).
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProofLine<'a> {
+    seq: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    in_period: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tree_size: Option<u64>,
+    audit_path: Vec<String>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    record: Option<&'a RawValue>,
+}
+
+fn raw(json: &str) -> anyhow::Result<&RawValue> {
+    Ok(serde_json::from_str(json)?)
+}
+
+/// One record of the proven range.
+struct Leaf {
+    seq: u64,
+    json: String,
+    in_period: bool,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn jsonl<T: Serialize>(lines: &[T]) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    for line in lines {
+        serde_json::to_writer(&mut out, line)?;
+        out.push(b'\n');
+    }
+    Ok(out)
+}
+
+fn pretty(value: &Value) -> anyhow::Result<Vec<u8>> {
+    let mut out = serde_json::to_vec_pretty(value)?;
+    out.push(b'\n');
+    Ok(out)
+}
+
+/// Builds the bundle (zip bytes).
+pub fn build(conn: &Connection, key: &SigningKey, log_name: &str, req: &Request) -> anyhow::Result<Vec<u8>> {
+    let tenant = req.tenant.as_str();
+    ensure!(req.to_ms > req.from_ms, "`to` must be later than `from`");
+    let latest = checkpoints::latest(conn, tenant)?.context("this tenant has no signed checkpoint yet")?;
+    let size = latest.tree_size;
+    let (lo, hi): (Option<i64>, Option<i64>) = conn.query_row(
+        "SELECT MIN(tseq), MAX(tseq) + 1 FROM records WHERE tenant = ?1 AND ts >= ?2 AND ts < ?3",
+        params![tenant, req.from_ms, req.to_ms],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let (lo, hi) = (lo.unwrap_or(0) as u64, hi.unwrap_or(0) as u64);
+    ensure!(
+        hi <= size,
+        "records up to seq {} of the period are not in a signed checkpoint yet (latest covers {size}); \
+         ask again after the next checkpoint",
+        hi - 1
+    );
+    let mut stmt = conn.prepare(
+        "SELECT tseq, json, ts >= ?4 AND ts < ?5 FROM records WHERE tenant = ?1 AND tseq >= ?2 AND tseq < ?3 ORDER BY tseq",
+    )?;
+    let leaves: Vec<Leaf> = stmt
+        .query_map(params![tenant, lo as i64, hi as i64, req.from_ms, req.to_ms], |r| {
+            Ok(Leaf { seq: r.get::<_, i64>(0)? as u64, json: r.get(1)?, in_period: r.get(2)? })
+        })?
+        .collect::<Result<_, _>>()?;
+    let expired = checkpoints::latest_expired(conn, tenant)?.map(|e| e.frontier);
+    let tree = StoredTree::new(conn, tenant, expired);
+    let path = |seq: u64| -> anyhow::Result<Vec<String>> {
+        Ok(tlog::prove_record(size, seq, &tree)?.iter().map(Hash::to_string).collect())
+    };
+
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let period: Vec<&Leaf> = leaves.iter().filter(|l| l.in_period).collect();
+    let records: Vec<Value> = period.iter().map(|l| serde_json::from_str(&l.json)).collect::<Result<_, _>>()?;
+    files.push(("population/records.jsonl".into(), period.iter().flat_map(|l| [l.json.as_bytes(), b"\n"].concat()).collect()));
+    files.push(("population/records.csv".into(), records_csv(conn, tenant, req)?));
+    let mut proofs = Vec::new();
+    for leaf in &leaves {
+        proofs.push(ProofLine {
+            seq: leaf.seq,
+            in_period: Some(leaf.in_period),
+            tree_size: None,
+            audit_path: path(leaf.seq)?,
+            record: if leaf.in_period { None } else { Some(raw(&leaf.json)?) },
+        });
+    }
+    files.push(("population/proofs.jsonl".into(), jsonl(&proofs)?));
+    files.push(("checkpoints/latest.note".into(), latest.note.clone().into_bytes()));
+    let mut earlier = Vec::new();
+    for c in checkpoints::all(conn, tenant)?.into_iter().filter(|c| c.tree_size > lo && c.tree_size < size) {
+        let proof: Vec<String> = tlog::prove_tree(size, c.tree_size, &tree)?.iter().map(Hash::to_string).collect();
+        earlier.push(json!({"treeSize": c.tree_size, "note": c.note, "consistencyToLatest": proof}));
+    }
+    files.push(("checkpoints/consistency.json".into(), pretty(&json!({"latestTreeSize": size, "checkpoints": earlier}))?));
+
+    // The sample: an NDJSON export with proofs, as `verify-proof` reads it.
+    let mut rng = StdRng::seed_from_u64(req.seed);
+    let mut picked = rand::seq::index::sample(&mut rng, period.len(), req.sample.min(period.len())).into_vec();
+    picked.sort_unstable();
+    let mut sample = jsonl(&[json!({"checkpoint": latest.note})])?;
+    let mut lines = Vec::new();
+    for &i in &picked {
+        let leaf = period[i];
+        lines.push(ProofLine { seq: leaf.seq, in_period: None, tree_size: Some(size), audit_path: path(leaf.seq)?, record: Some(raw(&leaf.json)?) });
+    }
+    sample.extend(jsonl(&lines)?);
+    let seqs: Vec<u64> = picked.iter().map(|&i| period[i].seq).collect();
+    files.push(("sample/sample.json".into(), pretty(&json!({"seed": req.seed, "population": period.len(), "size": seqs.len(), "seqs": seqs, "rng": "rand StdRng::seed_from_u64, rand::seq::index::sample"}))?));
+    files.push(("sample/records.ndjson".into(), sample));
+
+    let history = policies::history(conn, tenant)?;
+    let in_force: Vec<_> = history
+        .iter()
+        .enumerate()
+        .filter(|(i, (v, _, _))| v.received_ms < req.to_ms && history.get(i + 1).is_none_or(|(n, _, _)| n.received_ms > req.from_ms))
+        .map(|(_, h)| h.clone())
+        .collect();
+    let mut controls = controls::record_controls(&records);
+    controls.push(("CC8.1", json!({
+        "title": "Change management: policy versions in force in the period and their changes",
+        "summary": {"versions": in_force.len(), "changedInPeriod": in_force.iter().filter(|(v, _, _)| v.received_ms >= req.from_ms).count()},
+        "records": policies::history_json(&in_force)["policies"],
+    })));
+    for (id, control) in &controls {
+        files.push((format!("controls/{id}.json"), pretty(control)?));
+    }
+    let review = controls::access_review(&records);
+    files.push(("access-review/users.json".into(), pretty(&json!(review))?));
+    files.push(("access-review/users.csv".into(), access_csv(&review)?));
+    for (v, document, _) in &in_force {
+        files.push((format!("configuration/policy-v{}.json", v.version), pretty(&json!({"version": v.version, "hash": v.hash, "receivedAt": rfc3339(v.received_ms), "policy": document}))?));
+    }
+    if let Some(webhooks) = webhook_configuration(conn, tenant)? {
+        files.push(("configuration/webhooks.json".into(), pretty(&webhooks)?));
+    }
+    files.push(("public-keys.txt".into(), checkpoints::keys(conn)?.iter().map(|k| format!("{k}\n")).collect::<String>().into_bytes()));
+    files.push(("report.md".into(), report(req, size, (lo, hi), records.len(), &controls, &review, seqs.len()).into_bytes()));
+    files.push(("VERIFY.md".into(), include_str!("VERIFY.md").as_bytes().to_vec()));
+
+    let origin = checkpoints::origin(log_name, tenant);
+    let mut manifest = format!(
+        "acp evidence bundle\norigin {origin}\nperiod {} {}\nrange {lo} {hi}\n",
+        rfc3339(req.from_ms),
+        rfc3339(req.to_ms)
+    );
+    for (name, bytes) in &files {
+        manifest.push_str(&format!("{}  {name}\n", hex(&Sha256::digest(bytes))));
+    }
+    files.push((MANIFEST.into(), key.sign(manifest.as_bytes())?.into_bytes()));
+    zip(&files)
+}
+
+fn zip(files: &[(String, Vec<u8>)]) -> anyhow::Result<Vec<u8>> {
+    let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    for (name, bytes) in files {
+        out.start_file(name.as_str(), options)?;
+        out.write_all(bytes)?;
+    }
+    Ok(out.finish()?.into_inner())
+}
+
+fn records_csv(conn: &Connection, tenant: &str, req: &Request) -> anyhow::Result<Vec<u8>> {
+    let filter = crate::store::Filter { tenant: tenant.to_owned(), from: Some(req.from_ms), to: Some(req.to_ms), ..Default::default() };
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = crate::store::query_page(conn, &filter, after, 1000)?;
+        out.extend(crate::formats::Format::Csv.rows(&page, after.is_none())?);
+        match page.last() {
+            Some(last) if page.len() == 1000 => after = Some(last.position),
+            _ => return Ok(out),
+        }
+    }
+}
+
+fn access_csv(review: &[controls::Access]) -> anyhow::Result<Vec<u8>> {
+    let mut out = csv::Writer::from_writer(Vec::new());
+    out.write_record(["sub", "emails", "scopes", "tools", "results", "firstSeen", "lastSeen"])?;
+    let join = |items: Vec<String>| items.join(" ");
+    for a in review {
+        out.write_record([
+            a.sub.clone(),
+            join(a.emails.iter().cloned().collect()),
+            join(a.scopes.iter().cloned().collect()),
+            join(a.tools.iter().map(|(t, n)| format!("{t}={n}")).collect()),
+            join(a.results.iter().map(|(t, n)| format!("{t}={n}")).collect()),
+            a.first_seen.clone(),
+            a.last_seen.clone(),
+        ])?;
+    }
+    Ok(out.into_inner()?)
+}
+
+/// The tenant's webhook endpoints when the collector has a `webhooks` table, without any
+/// column whose name says it holds a secret.
+fn webhook_configuration(conn: &Connection, tenant: &str) -> anyhow::Result<Option<Value>> {
+    let exists: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'webhooks')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(None);
+    }
+    let mut stmt = conn.prepare("SELECT * FROM webhooks WHERE tenant = ?1")?;
+    let names: Vec<String> = stmt.column_names().map(str::to_owned).collect();
+    let rows = stmt
+        .query_map([tenant], |row| {
+            let mut out = serde_json::Map::new();
+            for (i, name) in names.iter().enumerate().filter(|(_, n)| !n.to_ascii_lowercase().contains("secret")) {
+                let value = match row.get_ref(i)? {
+                    rusqlite::types::ValueRef::Null => Value::Null,
+                    rusqlite::types::ValueRef::Integer(n) => json!(n),
+                    rusqlite::types::ValueRef::Real(x) => json!(x),
+                    rusqlite::types::ValueRef::Text(t) => json!(String::from_utf8_lossy(t)),
+                    rusqlite::types::ValueRef::Blob(_) => continue,
+                };
+                out.insert(name.clone(), value);
+            }
+            Ok(Value::Object(out))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(json!({ "webhooks": rows })))
+}
+
+fn report(
+    req: &Request,
+    size: u64,
+    (lo, hi): (u64, u64),
+    records: usize,
+    controls: &[(&str, Value)],
+    review: &[controls::Access],
+    sampled: usize,
+) -> String {
+    let mut out = format!(
+        "# SOC 2 evidence: {}\n\nPeriod: {} to {} (end exclusive).\n\n\
+         - Population: {records} records (`population/records.jsonl`, `.csv`), sequence numbers {lo} to {}, \
+         every one proven against the signed checkpoint of tree size {size} (`population/proofs.jsonl`, \
+         `checkpoints/latest.note`).\n- Sample: {sampled} records drawn with seed {} (`sample/`).\n\
+         - Users seen: {} (`access-review/`).\n\n## Controls\n\n| control | what | summary |\n|---|---|---|\n",
+        req.tenant,
+        rfc3339(req.from_ms),
+        rfc3339(req.to_ms),
+        hi.saturating_sub(1),
+        req.seed,
+        review.len()
+    );
+    for (id, c) in controls {
+        out.push_str(&format!("| {id} | {} | `{}` |\n", c["title"].as_str().unwrap_or(""), c["summary"]));
+    }
+    out.push_str("\n## Users\n\n| user | emails | scopes held | tools used |\n|---|---|---|---|\n");
+    for a in review {
+        let emails: Vec<&str> = a.emails.iter().map(String::as_str).collect();
+        let scopes: Vec<&str> = a.scopes.iter().map(String::as_str).collect();
+        let tools: Vec<String> = a.tools.iter().map(|(t, n)| format!("{t} ({n})")).collect();
+        out.push_str(&format!("| {} | {} | {} | {} |\n", a.sub, emails.join(", "), scopes.join(" "), tools.join(", ")));
+    }
+    out.push_str("\nCheck this bundle offline: see `VERIFY.md`.\n");
+    out
+}
