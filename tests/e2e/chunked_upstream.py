@@ -16,6 +16,21 @@ TEXT = "x" * 4000 + " ssn 536-22-1987"
 CHUNK = 1000
 
 
+def send_chunked(handler: BaseHTTPRequestHandler, content_type: str, body: bytes, size: int, pause: float) -> None:
+    """Answers 200 with `body` in chunks of `size` bytes, `pause` seconds apart."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Transfer-Encoding", "chunked")
+    handler.end_headers()
+    for i in range(0, len(body), size):
+        chunk = body[i:i + size]
+        handler.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        handler.wfile.flush()
+        time.sleep(pause)
+    handler.wfile.write(b"0\r\n\r\n")
+    handler.wfile.flush()
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -23,17 +38,7 @@ class Handler(BaseHTTPRequestHandler):
         request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
         body = json.dumps({"jsonrpc": "2.0", "id": request.get("id"),
                            "result": {"content": [{"type": "text", "text": TEXT}], "isError": False}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        for i in range(0, len(body), CHUNK):
-            chunk = body[i:i + CHUNK]
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-            self.wfile.flush()
-            time.sleep(0.05)
-        self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
+        send_chunked(self, "application/json", body, CHUNK, pause=0.05)
 
     def log_message(self, *_args: object) -> None:
         pass

@@ -18,8 +18,9 @@ from __future__ import annotations
 import gzip
 import json
 import sys
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from chunked_upstream import send_chunked
 
 TEXT = "customer record, ssn 536-22-1987"
 SPLIT_CHUNK = 7
@@ -33,19 +34,19 @@ class Handler(BaseHTTPRequestHandler):
         answer = json.dumps({"jsonrpc": "2.0", "id": request.get("id"),
                              "result": {"content": [{"type": "text", "text": TEXT}], "isError": False}}).encode()
         if self.path == "/mcp/sse-split":
-            self._chunked("text/event-stream", b"event: message\ndata: " + answer + b"\n\n", SPLIT_CHUNK)
+            send_chunked(self, "text/event-stream", b"event: message\ndata: " + answer + b"\n\n", SPLIT_CHUNK, pause=0.005)
             return
         if self.path == "/mcp/sse-side":
             log = json.dumps({"jsonrpc": "2.0", "method": "notifications/message",
                               "params": {"level": "info", "data": TEXT}}).encode()
             events = b"".join(b"event: message\ndata: " + data + b"\n\n" for data in (log, answer))
-            self._chunked("text/event-stream", events, len(events))
+            send_chunked(self, "text/event-stream", events, len(events), pause=0.005)
             return
         if self.path == "/mcp/sse-crlf":
             progress = json.dumps({"jsonrpc": "2.0", "method": "notifications/progress",
                                    "params": {"progressToken": 1, "progress": 1}}).encode()
             events = b"".join(b"event: message\r\ndata: " + data + b"\r\n\r\n" for data in (progress, answer))
-            self._chunked("text/event-stream", events, len(events))
+            send_chunked(self, "text/event-stream", events, len(events), pause=0.005)
             return
         compress = self.path == "/mcp/gzip-always" or "gzip" in self.headers.get("Accept-Encoding", "")
         body = gzip.compress(answer) if compress else answer
@@ -67,19 +68,6 @@ class Handler(BaseHTTPRequestHandler):
             self.rfile.readline()
         self.rfile.readline()
         return body
-
-    def _chunked(self, content_type: str, body: bytes, size: int) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        for i in range(0, len(body), size):
-            chunk = body[i:i + size]
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-            self.wfile.flush()
-            time.sleep(0.005)
-        self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
 
     def log_message(self, *_args: object) -> None:
         pass
