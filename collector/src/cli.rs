@@ -38,6 +38,13 @@ pub struct Cli {
     #[arg(long, global = true, env = "ACP_SIGNING_KEY", value_name = "FILE")]
     pub signing_key: Option<PathBuf>,
 
+    /// Address ranges webhook URLs may resolve to besides public addresses, e.g.
+    /// `127.0.0.0/8,10.0.0.0/8`. Loopback, private, link-local and metadata addresses are
+    /// refused by default, at creation and at every delivery.
+    #[arg(long, global = true, env = "ACP_WEBHOOK_ALLOW_CIDRS", value_name = "CIDR,...",
+          default_value = "", value_parser = crate::webhooks::parse_allow_list)]
+    pub webhook_allow_cidrs: crate::webhooks::AllowList,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -61,6 +68,10 @@ pub enum Command {
     /// The checkpoint signing key.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Manage the tenants' SIEM webhooks. Works on the database file directly, whether or not
+    /// the service is running.
+    #[command(subcommand)]
+    Webhook(crate::webhooks::cli::WebhookCommand),
 }
 
 impl Cli {
@@ -151,6 +162,9 @@ pub struct ServeArgs {
     /// line per ingest batch).
     #[arg(long, env = "ACP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    #[command(flatten)]
+    pub webhooks: crate::webhooks::cli::DeliveryArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

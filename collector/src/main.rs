@@ -19,6 +19,7 @@ mod signing;
 mod store;
 mod verify;
 mod verify_proof;
+mod webhooks;
 mod writer;
 
 use std::io::Write;
@@ -47,12 +48,14 @@ fn run() -> anyhow::Result<()> {
         Command::Serve(args) => {
             init_logging(args.log_format);
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(server::run(cli.db, &key_path, &cli.log_name, args))
+            let allow = cli.webhook_allow_cidrs;
+            runtime.block_on(server::run(cli.db, &key_path, &cli.log_name, allow, args))
         }
         Command::Apikey(command) => apikey(&cli.db, command),
         Command::Verify(args) => verify::run(&cli.db, &cli.log_name, &args),
         Command::VerifyProof(args) => verify_proof::run(&cli.log_name, &args),
         Command::Key(command) => key(&cli.db, &key_path, &cli.log_name, command),
+        Command::Webhook(command) => webhooks::cli::run(&cli.db, &cli.webhook_allow_cidrs, command),
     }
 }
 

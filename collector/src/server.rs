@@ -16,7 +16,7 @@ use crate::cli::ServeArgs;
 use crate::ledger::{Ledger, Policy};
 use crate::signing::SigningKey;
 use crate::writer::Writer;
-use crate::{export, ingest, proofs, store};
+use crate::{export, ingest, proofs, store, webhooks};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -24,6 +24,7 @@ pub struct AppState {
     pub db: Arc<PathBuf>,
     pub writer: Writer,
     pub ingest_token: Arc<IngestToken>,
+    pub webhooks: webhooks::Settings,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
@@ -43,6 +44,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         )
         .route("/v1/signing-keys", get(proofs::signing_keys))
         .route("/healthz", get(|| async { "ok" }))
+        .merge(webhooks::routes())
         .with_state(state)
 }
 
@@ -52,6 +54,7 @@ pub async fn run(
     db: PathBuf,
     signing_key: &Path,
     log_name: &str,
+    webhook_allow_cidrs: webhooks::AllowList,
     args: ServeArgs,
 ) -> anyhow::Result<()> {
     let token = args
@@ -78,10 +81,16 @@ pub async fn run(
         writer.clone(),
         Duration::from_secs(args.checkpoint_interval),
     ));
+    let hooks = webhooks::Settings {
+        allow: Arc::new(webhook_allow_cidrs),
+        retry: args.webhooks.retry(),
+    };
+    let deliveries = webhooks::spawn(db.clone(), hooks.clone())?;
     let state = AppState {
         db: Arc::new(db.clone()),
         writer,
         ingest_token: Arc::new(IngestToken::new(token)),
+        webhooks: hooks,
     };
     let listener = TcpListener::bind(args.listen)
         .await
@@ -98,6 +107,7 @@ pub async fn run(
         .await?;
     ticker.abort();
     let _ = ticker.await;
+    deliveries.abort();
     // The router, and with it every `Writer`, is gone: the writer commits what it has and ends.
     tokio::task::spawn_blocking(move || writer_thread.join())
         .await?
