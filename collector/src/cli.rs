@@ -19,7 +19,8 @@ pub struct Cli {
 
     /// TOML file with settings (`db`, `listen`, `ingest_token`, `max_body_bytes`,
     /// `log_format`, `log_name`, `signing_key`, `checkpoint_interval`, `checkpoint_records`,
-    /// `retention_days`, `tenant_retention_days`).
+    /// `retention_days`, `tenant_retention_days`, `webhook_allow_cidrs`,
+    /// `webhook_retry_initial_ms`, `webhook_retry_max_ms`).
     #[arg(long, global = true, env = "ACP_CONFIG", value_name = "FILE.toml")]
     pub config: Option<PathBuf>,
 
