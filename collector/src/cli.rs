@@ -19,7 +19,8 @@ pub struct Cli {
 
     /// TOML file with settings (`db`, `listen`, `ingest_token`, `max_body_bytes`,
     /// `log_format`, `log_name`, `signing_key`, `checkpoint_interval`, `checkpoint_records`,
-    /// `retention_days`, `tenant_retention_days`).
+    /// `retention_days`, `tenant_retention_days`, `webhook_allow_cidrs`,
+    /// `webhook_retry_initial_ms`, `webhook_retry_max_ms`).
     #[arg(long, global = true, env = "ACP_CONFIG", value_name = "FILE.toml")]
     pub config: Option<PathBuf>,
 
@@ -37,6 +38,13 @@ pub struct Cli {
     /// missing. Default: the database path with `.signing-key` appended.
     #[arg(long, global = true, env = "ACP_SIGNING_KEY", value_name = "FILE")]
     pub signing_key: Option<PathBuf>,
+
+    /// Address ranges webhook URLs may resolve to besides public addresses, e.g.
+    /// `127.0.0.0/8,10.0.0.0/8`. Loopback, private, link-local and metadata addresses are
+    /// refused by default, at creation and at every delivery.
+    #[arg(long, global = true, env = "ACP_WEBHOOK_ALLOW_CIDRS", value_name = "CIDR,...",
+          default_value = "", value_parser = crate::webhooks::parse_allow_list)]
+    pub webhook_allow_cidrs: crate::webhooks::AllowList,
 
     #[command(subcommand)]
     pub command: Command,
@@ -68,6 +76,10 @@ pub enum Command {
     /// Check an evidence bundle offline: the manifest's signature, every file's hash, every
     /// proof against the signed checkpoint; names what is wrong.
     VerifyBundle(VerifyBundleArgs),
+    /// Manage the tenants' SIEM webhooks. Works on the database file directly, whether or not
+    /// the service is running.
+    #[command(subcommand)]
+    Webhook(crate::webhooks::cli::WebhookCommand),
 }
 
 #[derive(Debug, Args)]
@@ -189,6 +201,9 @@ pub struct ServeArgs {
     /// line per ingest batch).
     #[arg(long, env = "ACP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    #[command(flatten)]
+    pub webhooks: crate::webhooks::cli::DeliveryArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

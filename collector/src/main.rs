@@ -24,6 +24,7 @@ mod stats;
 mod store;
 mod verify;
 mod verify_proof;
+mod webhooks;
 mod writer;
 
 use std::io::Write;
@@ -52,7 +53,8 @@ fn run() -> anyhow::Result<()> {
         Command::Serve(args) => {
             init_logging(args.log_format);
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(server::run(cli.db, &key_path, &cli.log_name, args))
+            let allow = cli.webhook_allow_cidrs;
+            runtime.block_on(server::run(cli.db, &key_path, &cli.log_name, allow, args))
         }
         Command::Apikey(command) => apikey(&cli.db, command),
         Command::Verify(args) => verify::run(&cli.db, &cli.log_name, &args),
@@ -63,6 +65,7 @@ fn run() -> anyhow::Result<()> {
             println!("{}", evidence::verify::run(&args.file, &args.public_keys)?);
             Ok(())
         }
+        Command::Webhook(command) => webhooks::cli::run(&cli.db, &cli.webhook_allow_cidrs, command),
     }
 }
 

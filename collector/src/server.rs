@@ -16,7 +16,7 @@ use crate::cli::ServeArgs;
 use crate::ledger::{Ledger, Policy};
 use crate::signing::SigningKey;
 use crate::writer::Writer;
-use crate::{dashboard, evidence, export, ingest, policies, proofs, security_headers, stats, store};
+use crate::{dashboard, evidence, export, ingest, policies, proofs, security_headers, stats, store, webhooks};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -25,6 +25,7 @@ pub struct AppState {
     pub writer: Writer,
     pub ingest_token: Arc<IngestToken>,
     pub signer: Arc<policies::Signer>,
+    pub webhooks: webhooks::Settings,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
@@ -48,6 +49,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(dashboard::routes())
         .merge(policies::routes())
         .merge(evidence::api::routes())
+        .merge(webhooks::routes())
         .with_state(state)
         .layer(axum::middleware::map_response(security_headers::add))
 }
@@ -58,6 +60,7 @@ pub async fn run(
     db: PathBuf,
     signing_key: &Path,
     log_name: &str,
+    webhook_allow_cidrs: webhooks::AllowList,
     args: ServeArgs,
 ) -> anyhow::Result<()> {
     let token = args
@@ -84,11 +87,17 @@ pub async fn run(
         writer.clone(),
         Duration::from_secs(args.checkpoint_interval),
     ));
+    let hooks = webhooks::Settings {
+        allow: Arc::new(webhook_allow_cidrs),
+        retry: args.webhooks.retry(),
+    };
+    let deliveries = webhooks::spawn(db.clone(), hooks.clone())?;
     let state = AppState {
         db: Arc::new(db.clone()),
         writer,
         ingest_token: Arc::new(IngestToken::new(token)),
         signer: policies::signer(SigningKey::load_or_create(signing_key, log_name)?, log_name),
+        webhooks: hooks,
     };
     let listener = TcpListener::bind(args.listen)
         .await
@@ -105,6 +114,7 @@ pub async fn run(
         .await?;
     ticker.abort();
     let _ = ticker.await;
+    deliveries.abort();
     // The router, and with it every `Writer`, is gone: the writer commits what it has and ends.
     tokio::task::spawn_blocking(move || writer_thread.join())
         .await?

@@ -1,0 +1,169 @@
+//! `/{tenant}/api/v1/webhooks...`: create, list, show, delete, enable and replay a tenant's
+//! endpoints. Authorized like the export API (a key of `{tenant}`); another tenant's endpoint
+//! is 404, as if it did not exist.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rusqlite::Connection;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::db::{self, View, Webhook};
+use super::spec::RawSpec;
+use crate::error::ApiError;
+use crate::export::tenant_connection;
+use crate::server::AppState;
+
+/// Largest create or replay body.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/{tenant}/api/v1/webhooks", post(create).get(list))
+        .route("/{tenant}/api/v1/webhooks/{id}", get(show).delete(remove))
+        .route("/{tenant}/api/v1/webhooks/{id}/enable", post(enable))
+        .route("/{tenant}/api/v1/webhooks/{id}/replay", post(replay))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
+/// Runs `work` on a read-write connection once the key has been checked against `tenant`
+/// (before the body is even parsed).
+async fn with_tenant<T: Send + 'static>(
+    state: &AppState,
+    tenant: &str,
+    headers: &HeaderMap,
+    work: impl FnOnce(&mut Connection) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    drop(tenant_connection(state, tenant, headers).await?);
+    let db = state.db.clone();
+    tokio::task::spawn_blocking(move || work(&mut db::open(&db)?)).await?
+}
+
+fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let body = body.map_err(|err| ApiError::new(err.status(), err.body_text()))?;
+    let mut de = serde_json::Deserializer::from_slice(&body);
+    serde_path_to_error::deserialize(&mut de)
+        .map_err(|err| ApiError::bad_request(format!("invalid request body: {err}")))
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no webhook {id:?} in this tenant"),
+    )
+}
+
+fn owned(conn: &Connection, tenant: &str, id: &str) -> Result<Webhook, ApiError> {
+    db::get(conn, tenant, id)?.ok_or_else(|| not_found(id))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let allow = state.webhooks.allow.clone();
+    let owner = tenant.clone();
+    let (view, secret) = with_tenant(&state, &tenant, &headers, move |conn| {
+        let raw: RawSpec = parse_body(body)?;
+        let spec = raw.validate(&allow).map_err(ApiError::bad_request)?;
+        allow
+            .check_url_resolved(&spec.url)
+            .map_err(ApiError::bad_request)?;
+        let hook = db::create(conn, &owner, &spec)
+            .map_err(|e| ApiError::new(StatusCode::CONFLICT, format!("{e:#}")))?;
+        Ok((db::view(conn, &hook)?, hook.secret))
+    })
+    .await?;
+    let mut body = serde_json::to_value(view).map_err(anyhow::Error::from)?;
+    body["secret"] = secret.into();
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let owner = tenant.clone();
+    let views = with_tenant(&state, &tenant, &headers, move |conn| {
+        db::list(conn, Some(&owner))?
+            .iter()
+            .map(|hook| Ok(db::view(conn, hook)?))
+            .collect::<Result<Vec<View>, ApiError>>()
+    })
+    .await?;
+    Ok(Json(json!({ "webhooks": views })))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    Path((tenant, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<View>, ApiError> {
+    let owner = tenant.clone();
+    with_tenant(&state, &tenant, &headers, move |conn| {
+        Ok(db::view(conn, &owned(conn, &owner, &id)?)?)
+    })
+    .await
+    .map(Json)
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    Path((tenant, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let owner = tenant.clone();
+    with_tenant(&state, &tenant, &headers, move |conn| {
+        owned(conn, &owner, &id)?;
+        db::delete(conn, &id)?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
+}
+
+async fn enable(
+    State(state): State<AppState>,
+    Path((tenant, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<View>, ApiError> {
+    let owner = tenant.clone();
+    with_tenant(&state, &tenant, &headers, move |conn| {
+        owned(conn, &owner, &id)?;
+        db::enable(conn, &id)?;
+        Ok(db::view(conn, &owned(conn, &owner, &id)?)?)
+    })
+    .await
+    .map(Json)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ReplayRequest {
+    from_seq: u64,
+}
+
+async fn replay(
+    State(state): State<AppState>,
+    Path((tenant, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<View>, ApiError> {
+    let owner = tenant.clone();
+    with_tenant(&state, &tenant, &headers, move |conn| {
+        let request: ReplayRequest = parse_body(body)?;
+        owned(conn, &owner, &id)?;
+        db::replay(conn, &id, request.from_seq)?;
+        Ok(db::view(conn, &owned(conn, &owner, &id)?)?)
+    })
+    .await
+    .map(Json)
+}

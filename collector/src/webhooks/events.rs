@@ -1,0 +1,247 @@
+//! What a webhook sends: events read from event sources. Each source is an ordered stream per
+//! tenant with its own integer key, and each endpoint keeps one durable cursor per source (the
+//! next key it has not delivered), so sources never wait on each other:
+//!
+//! - `records`: the audit records by their gapless sequence number (`tool.call`,
+//!   `tool.denied`, `auth.failed`);
+//! - `checkpoints`: the signed checkpoints by tree size (`audit.checkpoint`).
+//!
+//! A new source (policy versions for `policy.changed`, say) is one more [`Source`] in
+//! [`SOURCES`]: a name, the kinds it yields, a read of the events from a key on and its end.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// An event type a webhook can subscribe to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Kind {
+    #[serde(rename = "tool.call")]
+    ToolCall,
+    #[serde(rename = "tool.denied")]
+    ToolDenied,
+    #[serde(rename = "auth.failed")]
+    AuthFailed,
+    #[serde(rename = "audit.checkpoint")]
+    AuditCheckpoint,
+    #[serde(rename = "policy.changed")]
+    PolicyChanged,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::ToolCall => "tool.call",
+            Kind::ToolDenied => "tool.denied",
+            Kind::AuthFailed => "auth.failed",
+            Kind::AuditCheckpoint => "audit.checkpoint",
+            Kind::PolicyChanged => "policy.changed",
+        }
+    }
+
+    /// The event of a record by its `result`: `success` and `error` are tool calls that ran;
+    /// `denied` (scope), `blocked` (content scan) and `rate_limited` are calls ACP stopped;
+    /// `auth_failed` (or an `auth.failed` record) is a failed authentication.
+    pub fn of_record(event: &str, result: &str) -> Kind {
+        match (event, result) {
+            ("auth.failed", _) | (_, "auth_failed") => Kind::AuthFailed,
+            (_, "success" | "error") => Kind::ToolCall,
+            _ => Kind::ToolDenied,
+        }
+    }
+}
+
+/// One event with its stable id (a SIEM de-duplicates by it) and its key in its source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub key: u64,
+    pub id: String,
+    pub kind: Kind,
+    pub time_ms: i64,
+    /// The audit record's sequence number, for record events.
+    pub seq: Option<u64>,
+    pub data: Value,
+}
+
+/// An ordered per-tenant stream of events.
+pub struct Source {
+    pub name: &'static str,
+    pub kinds: &'static [Kind],
+    /// Up to `limit` events of `tenant` with keys from `from` on, in key order.
+    pub read: fn(&Connection, &str, u64, usize) -> anyhow::Result<Vec<Event>>,
+    /// The key after the last event of `tenant` (where a new endpoint starts).
+    pub end: fn(&Connection, &str) -> rusqlite::Result<u64>,
+    /// How many events of `tenant` have keys from `from` on.
+    pub pending: fn(&Connection, &str, u64) -> rusqlite::Result<u64>,
+}
+
+pub const RECORDS: &str = "records";
+pub const CHECKPOINTS: &str = "checkpoints";
+
+pub static SOURCES: &[Source] = &[
+    Source {
+        name: RECORDS,
+        kinds: &[Kind::ToolCall, Kind::ToolDenied, Kind::AuthFailed],
+        read: read_records,
+        end: |conn, tenant| {
+            max_plus_one(
+                conn,
+                "SELECT MAX(tseq) FROM records WHERE tenant = ?1",
+                tenant,
+            )
+        },
+        pending: |conn, tenant, from| {
+            count(
+                conn,
+                "SELECT COUNT(*) FROM records WHERE tenant = ?1 AND tseq >= ?2",
+                tenant,
+                from,
+            )
+        },
+    },
+    Source {
+        name: CHECKPOINTS,
+        kinds: &[Kind::AuditCheckpoint],
+        read: read_checkpoints,
+        end: |conn, tenant| {
+            max_plus_one(
+                conn,
+                "SELECT MAX(tree_size) FROM checkpoints WHERE tenant = ?1",
+                tenant,
+            )
+        },
+        pending: |conn, tenant, from| {
+            count(
+                conn,
+                "SELECT COUNT(*) FROM checkpoints WHERE tenant = ?1 AND tree_size >= ?2",
+                tenant,
+                from,
+            )
+        },
+    },
+];
+
+fn max_plus_one(conn: &Connection, sql: &str, tenant: &str) -> rusqlite::Result<u64> {
+    let max: Option<i64> = conn
+        .prepare_cached(sql)?
+        .query_row([tenant], |row| row.get(0))
+        .optional()?
+        .flatten();
+    Ok(max.map_or(0, |m| m as u64 + 1))
+}
+
+fn count(conn: &Connection, sql: &str, tenant: &str, from: u64) -> rusqlite::Result<u64> {
+    conn.prepare_cached(sql)?
+        .query_row(params![tenant, from as i64], |row| row.get::<_, i64>(0))
+        .map(|n| n as u64)
+}
+
+fn read_records(
+    conn: &Connection,
+    tenant: &str,
+    from: u64,
+    limit: usize,
+) -> anyhow::Result<Vec<Event>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT tseq, id, ts, event, result, json FROM records
+         WHERE tenant = ?1 AND tseq >= ?2 ORDER BY tseq LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![tenant, from as i64, limit as i64], |row| {
+        Ok((
+            row.get::<_, i64>(0)? as u64,
+            row.get::<_, String>(1)?,
+            row.get::<_, i64>(2)?,
+            row.get::<_, String>(3)?,
+            row.get::<_, String>(4)?,
+            row.get::<_, String>(5)?,
+        ))
+    })?;
+    rows.map(|row| {
+        let (seq, id, ts, event, result, json) = row?;
+        Ok(Event {
+            key: seq,
+            id,
+            kind: Kind::of_record(&event, &result),
+            time_ms: ts,
+            seq: Some(seq),
+            data: serde_json::from_str(&json)?,
+        })
+    })
+    .collect()
+}
+
+fn read_checkpoints(
+    conn: &Connection,
+    tenant: &str,
+    from: u64,
+    limit: usize,
+) -> anyhow::Result<Vec<Event>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT tree_size, root, created_ms, note FROM checkpoints
+         WHERE tenant = ?1 AND tree_size >= ?2 ORDER BY tree_size LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![tenant, from as i64, limit as i64], |row| {
+        Ok((
+            row.get::<_, i64>(0)? as u64,
+            row.get::<_, Vec<u8>>(1)?,
+            row.get::<_, i64>(2)?,
+            row.get::<_, String>(3)?,
+        ))
+    })?;
+    rows.map(|row| {
+        let (size, root, created_ms, note) = row?;
+        Ok(Event {
+            key: size,
+            id: format!("checkpoint:{tenant}:{size}"),
+            kind: Kind::AuditCheckpoint,
+            time_ms: created_ms,
+            seq: None,
+            data: json!({
+                "origin": note.lines().next().unwrap_or_default(),
+                "treeSize": size,
+                "rootHash": STANDARD.encode(root),
+                "note": note,
+            }),
+        })
+    })
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_results_map_to_event_kinds() {
+        for (event, result, kind) in [
+            ("tool.call", "success", Kind::ToolCall),
+            ("tool.call", "error", Kind::ToolCall),
+            ("tool.denied", "denied", Kind::ToolDenied),
+            ("tool.call", "blocked", Kind::ToolDenied),
+            ("tool.denied", "rate_limited", Kind::ToolDenied),
+            ("auth.failed", "auth_failed", Kind::AuthFailed),
+            ("tool.call", "auth_failed", Kind::AuthFailed),
+        ] {
+            assert_eq!(Kind::of_record(event, result), kind, "{event} {result}");
+        }
+    }
+
+    #[test]
+    fn every_kind_but_policy_changed_has_a_source() {
+        let covered: Vec<Kind> = SOURCES
+            .iter()
+            .flat_map(|s| s.kinds.iter().copied())
+            .collect();
+        for kind in [
+            Kind::ToolCall,
+            Kind::ToolDenied,
+            Kind::AuthFailed,
+            Kind::AuditCheckpoint,
+        ] {
+            assert!(covered.contains(&kind), "{kind:?}");
+        }
+        assert!(!covered.contains(&Kind::PolicyChanged));
+    }
+}
