@@ -6,6 +6,7 @@ refused unless allowed. The last test follows one tool call through Envoy to a d
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
@@ -294,3 +295,19 @@ def test_a_tool_call_through_envoy_becomes_a_signed_delivery(stack: Stack, recei
     event = delivery.events()[0]["ocsf"]
     assert event["class_uid"] == 6003 and event["api"]["operation"] == "salesforce.query"
     assert event["actor"]["user"]["uid"] == alice.sub and event["metadata"]["tenant_uid"] == stack.tenant
+
+
+def test_policy_versions_become_policy_changed_events(collector: Collector, key: str, receiver: Receiver) -> None:
+    hook = create(collector, key, receiver.url(), ["policy.changed"])
+    policy = {"tenants": [TENANT], "tools": {"crm.query": ["crm:read"]}, "marker": str(uuid.uuid4())}
+    digest = hashlib.sha256(json.dumps(policy, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    status, body = collector.request("POST", "/v1/policies", key=collector.ingest_token,
+                                     body={"records": [{"hash": f"sha256:{digest}", "policy": policy}]})
+    assert status == 200, body
+    [version] = [p["version"] for p in collector.request("GET", f"/{TENANT}/api/v1/policies", key=key)[1]["policies"]
+                 if p["hash"] == f"sha256:{digest}"]
+    delivery = wait_until("a policy.changed delivery", receiver.received)[0]
+    verify_signatures([delivery], hook["secret"])
+    [event] = delivery.events()
+    assert event["id"] == f"policy:{TENANT}:{version}" and event["type"] == "policy.changed"
+    assert event["data"] == {"version": version, "hash": f"sha256:{digest}", "policy": policy}

@@ -4,10 +4,11 @@
 //!
 //! - `records`: the audit records by their gapless sequence number (`tool.call`,
 //!   `tool.denied`, `auth.failed`);
-//! - `checkpoints`: the signed checkpoints by tree size (`audit.checkpoint`).
+//! - `checkpoints`: the signed checkpoints by tree size (`audit.checkpoint`);
+//! - `policies`: the policy versions by version number (`policy.changed`).
 //!
-//! A new source (policy versions for `policy.changed`, say) is one more [`Source`] in
-//! [`SOURCES`]: a name, the kinds it yields, a read of the events from a key on and its end.
+//! A new source is one more [`Source`] in [`SOURCES`]: a name, the kinds it yields, a read of
+//! the events from a key on and its end.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -79,6 +80,7 @@ pub struct Source {
 
 pub const RECORDS: &str = "records";
 pub const CHECKPOINTS: &str = "checkpoints";
+pub const POLICIES: &str = "policies";
 
 pub static SOURCES: &[Source] = &[
     Source {
@@ -116,6 +118,26 @@ pub static SOURCES: &[Source] = &[
             count(
                 conn,
                 "SELECT COUNT(*) FROM checkpoints WHERE tenant = ?1 AND tree_size >= ?2",
+                tenant,
+                from,
+            )
+        },
+    },
+    Source {
+        name: POLICIES,
+        kinds: &[Kind::PolicyChanged],
+        read: read_policies,
+        end: |conn, tenant| {
+            max_plus_one(
+                conn,
+                "SELECT MAX(version) FROM policy_versions WHERE tenant = ?1",
+                tenant,
+            )
+        },
+        pending: |conn, tenant, from| {
+            count(
+                conn,
+                "SELECT COUNT(*) FROM policy_versions WHERE tenant = ?1 AND version >= ?2",
                 tenant,
                 from,
             )
@@ -209,6 +231,42 @@ fn read_checkpoints(
     .collect()
 }
 
+fn read_policies(
+    conn: &Connection,
+    tenant: &str,
+    from: u64,
+    limit: usize,
+) -> anyhow::Result<Vec<Event>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT version, hash, received_ms, document FROM policy_versions
+         WHERE tenant = ?1 AND version >= ?2 ORDER BY version LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![tenant, from as i64, limit as i64], |row| {
+        Ok((
+            row.get::<_, i64>(0)? as u64,
+            row.get::<_, String>(1)?,
+            row.get::<_, i64>(2)?,
+            row.get::<_, String>(3)?,
+        ))
+    })?;
+    rows.map(|row| {
+        let (version, hash, received_ms, document) = row?;
+        Ok(Event {
+            key: version,
+            id: format!("policy:{tenant}:{version}"),
+            kind: Kind::PolicyChanged,
+            time_ms: received_ms,
+            seq: None,
+            data: json!({
+                "version": version,
+                "hash": hash,
+                "policy": serde_json::from_str::<Value>(&document)?,
+            }),
+        })
+    })
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,7 +287,7 @@ mod tests {
     }
 
     #[test]
-    fn every_kind_but_policy_changed_has_a_source() {
+    fn every_kind_has_a_source() {
         let covered: Vec<Kind> = SOURCES
             .iter()
             .flat_map(|s| s.kinds.iter().copied())
@@ -239,9 +297,9 @@ mod tests {
             Kind::ToolDenied,
             Kind::AuthFailed,
             Kind::AuditCheckpoint,
+            Kind::PolicyChanged,
         ] {
             assert!(covered.contains(&kind), "{kind:?}");
         }
-        assert!(!covered.contains(&Kind::PolicyChanged));
     }
 }
