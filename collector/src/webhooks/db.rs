@@ -139,7 +139,7 @@ pub fn create(conn: &mut Connection, tenant: &str, spec: &Spec) -> anyhow::Resul
         ],
     )?;
     for source in SOURCES {
-        let end = (source.end)(&tx, tenant)?;
+        let end = source.end(&tx, tenant)?;
         set_cursor(&tx, &id, source.name, end)?;
     }
     tx.commit()?;
@@ -325,7 +325,7 @@ pub fn view(conn: &Connection, hook: &Webhook) -> rusqlite::Result<View> {
     let mut lag = 0;
     for source in SOURCES {
         if source.kinds.iter().any(|k| hook.spec.events.contains(k)) {
-            lag += (source.pending)(conn, &hook.tenant, cursor(conn, &hook.id, source.name)?)?;
+            lag += source.pending(conn, &hook.tenant, cursor(conn, &hook.id, source.name)?)?;
         }
     }
     Ok(View {

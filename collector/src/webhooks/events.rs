@@ -8,7 +8,7 @@
 //! - `policies`: the policy versions by version number (`policy.changed`).
 //!
 //! A new source is one more [`Source`] in [`SOURCES`]: a name, the kinds it yields, a read of
-//! the events from a key on and its end.
+//! the events from a key on, and the table and key column it reads.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -66,16 +66,31 @@ pub struct Event {
     pub data: Value,
 }
 
-/// An ordered per-tenant stream of events.
+/// An ordered per-tenant stream of events: the rows of `table` by their integer `key` column.
 pub struct Source {
     pub name: &'static str,
     pub kinds: &'static [Kind],
     /// Up to `limit` events of `tenant` with keys from `from` on, in key order.
     pub read: fn(&Connection, &str, u64, usize) -> anyhow::Result<Vec<Event>>,
+    table: &'static str,
+    key: &'static str,
+}
+
+impl Source {
     /// The key after the last event of `tenant` (where a new endpoint starts).
-    pub end: fn(&Connection, &str) -> rusqlite::Result<u64>,
+    pub fn end(&self, conn: &Connection, tenant: &str) -> rusqlite::Result<u64> {
+        let sql = format!("SELECT MAX({}) FROM {} WHERE tenant = ?1", self.key, self.table);
+        let max: Option<i64> = conn.prepare_cached(&sql)?.query_row([tenant], |row| row.get(0)).optional()?.flatten();
+        Ok(max.map_or(0, |m| m as u64 + 1))
+    }
+
     /// How many events of `tenant` have keys from `from` on.
-    pub pending: fn(&Connection, &str, u64) -> rusqlite::Result<u64>,
+    pub fn pending(&self, conn: &Connection, tenant: &str, from: u64) -> rusqlite::Result<u64> {
+        let sql = format!("SELECT COUNT(*) FROM {} WHERE tenant = ?1 AND {} >= ?2", self.table, self.key);
+        conn.prepare_cached(&sql)?
+            .query_row(params![tenant, from as i64], |row| row.get::<_, i64>(0))
+            .map(|n| n as u64)
+    }
 }
 
 pub const RECORDS: &str = "records";
@@ -87,78 +102,24 @@ pub static SOURCES: &[Source] = &[
         name: RECORDS,
         kinds: &[Kind::ToolCall, Kind::ToolDenied, Kind::AuthFailed],
         read: read_records,
-        end: |conn, tenant| {
-            max_plus_one(
-                conn,
-                "SELECT MAX(tseq) FROM records WHERE tenant = ?1",
-                tenant,
-            )
-        },
-        pending: |conn, tenant, from| {
-            count(
-                conn,
-                "SELECT COUNT(*) FROM records WHERE tenant = ?1 AND tseq >= ?2",
-                tenant,
-                from,
-            )
-        },
+        table: "records",
+        key: "tseq",
     },
     Source {
         name: CHECKPOINTS,
         kinds: &[Kind::AuditCheckpoint],
         read: read_checkpoints,
-        end: |conn, tenant| {
-            max_plus_one(
-                conn,
-                "SELECT MAX(tree_size) FROM checkpoints WHERE tenant = ?1",
-                tenant,
-            )
-        },
-        pending: |conn, tenant, from| {
-            count(
-                conn,
-                "SELECT COUNT(*) FROM checkpoints WHERE tenant = ?1 AND tree_size >= ?2",
-                tenant,
-                from,
-            )
-        },
+        table: "checkpoints",
+        key: "tree_size",
     },
     Source {
         name: POLICIES,
         kinds: &[Kind::PolicyChanged],
         read: read_policies,
-        end: |conn, tenant| {
-            max_plus_one(
-                conn,
-                "SELECT MAX(version) FROM policy_versions WHERE tenant = ?1",
-                tenant,
-            )
-        },
-        pending: |conn, tenant, from| {
-            count(
-                conn,
-                "SELECT COUNT(*) FROM policy_versions WHERE tenant = ?1 AND version >= ?2",
-                tenant,
-                from,
-            )
-        },
+        table: "policy_versions",
+        key: "version",
     },
 ];
-
-fn max_plus_one(conn: &Connection, sql: &str, tenant: &str) -> rusqlite::Result<u64> {
-    let max: Option<i64> = conn
-        .prepare_cached(sql)?
-        .query_row([tenant], |row| row.get(0))
-        .optional()?
-        .flatten();
-    Ok(max.map_or(0, |m| m as u64 + 1))
-}
-
-fn count(conn: &Connection, sql: &str, tenant: &str, from: u64) -> rusqlite::Result<u64> {
-    conn.prepare_cached(sql)?
-        .query_row(params![tenant, from as i64], |row| row.get::<_, i64>(0))
-        .map(|n| n as u64)
-}
 
 fn read_records(
     conn: &Connection,
