@@ -12,14 +12,12 @@
 //!
 //! The first problem of a tenant is reported with the record it concerns.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context};
 use rusqlite::Connection;
-use serde::Deserialize;
 use tlog_tiles::tlog::Hash;
 
 use crate::checkpoints::{self, Expired};
@@ -199,14 +197,11 @@ fn verify_tenant(
                  before it: a record at or before seq {seq} was altered"
             );
         }
-        let names: Names = serde_json::from_str(&json)
-            .with_context(|| format!("record seq {seq} (id {id:?}) was altered: not a record"))?;
+        let tenant_column = row.get_ref(2)?.as_str()?;
         ensure!(
-            names.id == id && names.tenant_id == row.get_ref(2)?.as_str()?,
-            "record seq {seq} (id {id:?}) was altered: its id or tenant column differs from its \
-             JSON (id {:?}, tenant {:?})",
-            names.id,
-            names.tenant_id
+            names_match(&json, &id, tenant_column)?,
+            "record seq {seq} (id {id:?}) was altered: its id or tenant column ({tenant_column:?}) \
+             differs from its JSON"
         );
         frontier.push(&computed);
         records += 1;
@@ -254,11 +249,35 @@ fn count(n: u64) -> String {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Names<'a> {
-    #[serde(borrow)]
-    id: Cow<'a, str>,
-    #[serde(borrow)]
-    tenant_id: Cow<'a, str>,
+/// Whether the `id` and `tenant` columns are the stored JSON's. That JSON is the compact
+/// serialization of an `AuditRecord`, which starts with `{"id":` and has `"tenantId":` once at
+/// the top level; text search keeps this check from costing more than the hashing. (A nested
+/// `"tenantId"` can only make it pass wrongly, never fail wrongly, and a record moved to another
+/// tenant still breaks both tenants' sequences.)
+fn names_match(json: &str, id: &str, tenant: &str) -> serde_json::Result<bool> {
+    let id = serde_json::to_string(id)?;
+    let tenant = format!("\"tenantId\":{}", serde_json::to_string(tenant)?);
+    Ok(json
+        .strip_prefix("{\"id\":")
+        .is_some_and(|rest| rest.starts_with(&id))
+        && json.contains(&tenant))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::check_batch;
+    use crate::store::tests::sample;
+
+    #[test]
+    fn columns_are_checked_against_the_canonical_json() {
+        let mut value = sample("id \"quoted\" é", "2026-03-15T14:23:07.142Z");
+        value["tenantId"] = serde_json::json!("org/ünïcode \"x\"");
+        let (records, _) = check_batch(vec![value]);
+        let r = &records[0];
+        assert!(names_match(&r.json, &r.id, &r.tenant).unwrap());
+        assert!(!names_match(&r.json, "other", &r.tenant).unwrap());
+        assert!(!names_match(&r.json, "id \"quoted\"", &r.tenant).unwrap());
+        assert!(!names_match(&r.json, &r.id, "org_acme_corp").unwrap());
+    }
 }
