@@ -18,9 +18,10 @@ use std::time::Instant;
 
 use anyhow::{bail, ensure, Context};
 use rusqlite::Connection;
+use tlog_tiles::checkpoint::Checkpoint;
 use tlog_tiles::tlog::Hash;
 
-use crate::checkpoints::{self, Expired};
+use crate::checkpoints::{self, Expired, StoredNote};
 use crate::cli::VerifyArgs;
 use crate::merkle::{self, Frontier};
 use crate::signing::Verifiers;
@@ -116,10 +117,7 @@ fn verify_tenant(
     let mut frontier = Frontier::default();
     let expiries = checkpoints::expiries(conn, tenant)?;
     for stored in &expiries {
-        let label = format!("the expiry note of tree size {}", stored.tree_size);
-        let checkpoint = trusted
-            .open(&stored.note, &origin)
-            .with_context(|| label.clone())?;
+        let (checkpoint, label) = open(trusted, &origin, stored, "expiry note")?;
         let expired = Expired::parse(checkpoint.extension())
             .with_context(|| format!("{label} does not say what it removed"))?;
         ensure!(
@@ -138,15 +136,7 @@ fn verify_tenant(
     let first = frontier.size();
     let stored_checkpoints = checkpoints::all(conn, tenant)?;
     for stored in &stored_checkpoints {
-        let label = format!("the checkpoint of tree size {}", stored.tree_size);
-        let checkpoint = trusted
-            .open(&stored.note, &origin)
-            .with_context(|| label.clone())?;
-        ensure!(
-            checkpoint.size() == stored.tree_size,
-            "{label} is signed for tree size {}",
-            checkpoint.size()
-        );
+        let (checkpoint, label) = open(trusted, &origin, stored, "checkpoint")?;
         expected
             .entry(checkpoint.size())
             .or_default()
@@ -224,6 +214,26 @@ fn verify_tenant(
         expiries: expiries.len(),
         checkpointed: stored_checkpoints.last().map_or(0, |c| c.tree_size),
     })
+}
+
+/// The checkpoint of a stored note signed by a trusted key for the tree size it is stored
+/// under, and how to name it.
+fn open(
+    trusted: &Verifiers,
+    origin: &str,
+    stored: &StoredNote,
+    kind: &str,
+) -> anyhow::Result<(Checkpoint, String)> {
+    let label = format!("the {kind} of tree size {}", stored.tree_size);
+    let checkpoint = trusted
+        .open(&stored.note, origin)
+        .with_context(|| label.clone())?;
+    ensure!(
+        checkpoint.size() == stored.tree_size,
+        "{label} is signed for tree size {}",
+        checkpoint.size()
+    );
+    Ok((checkpoint, label))
 }
 
 /// Checks the roots stated for the tree of `frontier` (of `size` records).
