@@ -225,3 +225,34 @@ impl Ledger {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_retention_is_a_list_of_tenant_days() {
+        let parsed = parse_tenant_retention(" org_a=30, org_b = 0 ,").unwrap();
+        assert_eq!(
+            parsed.into_iter().collect::<Vec<_>>(),
+            [("org_a".to_owned(), 30), ("org_b".to_owned(), 0)]
+        );
+        assert!(parse_tenant_retention("").unwrap().is_empty());
+        for bad in ["org_a", "org_a=-1", "org_a=ten"] {
+            assert!(parse_tenant_retention(bad).is_err(), "{bad}");
+        }
+        let policy = Policy {
+            log_name: "l".into(),
+            checkpoint_records: 1,
+            retention_days: 400,
+            tenant_retention_days: parse_tenant_retention("org_a=30").unwrap(),
+        };
+        assert_eq!(
+            (
+                policy.retention_days("org_a"),
+                policy.retention_days("org_b")
+            ),
+            (30, 400)
+        );
+    }
+}

@@ -14,17 +14,16 @@
 //!
 //! The first problem of a tenant is reported with the record it concerns.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context};
 use rusqlite::Connection;
-use serde::Deserialize;
+use tlog_tiles::checkpoint::Checkpoint;
 use tlog_tiles::tlog::Hash;
 
-use crate::checkpoints::{self, Expired};
+use crate::checkpoints::{self, Expired, StoredNote};
 use crate::cli::VerifyArgs;
 use crate::merkle::{self, Frontier};
 use crate::signing::Verifiers;
@@ -130,10 +129,7 @@ fn verify_tenant(
     let mut frontier = Frontier::default();
     let expiries = checkpoints::expiries(conn, tenant)?;
     for stored in &expiries {
-        let label = format!("the expiry note of tree size {}", stored.tree_size);
-        let checkpoint = trusted
-            .open(&stored.note, &origin)
-            .with_context(|| label.clone())?;
+        let (checkpoint, label) = open(trusted, &origin, stored, "expiry note")?;
         let expired = Expired::parse(checkpoint.extension())
             .with_context(|| format!("{label} does not say what it removed"))?;
         ensure!(
@@ -152,15 +148,7 @@ fn verify_tenant(
     let first = frontier.size();
     let stored_checkpoints = checkpoints::all(conn, tenant)?;
     for stored in &stored_checkpoints {
-        let label = format!("the checkpoint of tree size {}", stored.tree_size);
-        let checkpoint = trusted
-            .open(&stored.note, &origin)
-            .with_context(|| label.clone())?;
-        ensure!(
-            checkpoint.size() == stored.tree_size,
-            "{label} is signed for tree size {}",
-            checkpoint.size()
-        );
+        let (checkpoint, label) = open(trusted, &origin, stored, "checkpoint")?;
         expected
             .entry(checkpoint.size())
             .or_default()
@@ -211,14 +199,11 @@ fn verify_tenant(
                  before it: a record at or before seq {seq} was altered"
             );
         }
-        let names: Names = serde_json::from_str(&json)
-            .with_context(|| format!("record seq {seq} (id {id:?}) was altered: not a record"))?;
+        let tenant_column = row.get_ref(2)?.as_str()?;
         ensure!(
-            names.id == id && names.tenant_id == row.get_ref(2)?.as_str()?,
-            "record seq {seq} (id {id:?}) was altered: its id or tenant column differs from its \
-             JSON (id {:?}, tenant {:?})",
-            names.id,
-            names.tenant_id
+            names_match(&json, &id, tenant_column)?,
+            "record seq {seq} (id {id:?}) was altered: its id or tenant column ({tenant_column:?}) \
+             differs from its JSON"
         );
         frontier.push(&computed);
         records += 1;
@@ -241,6 +226,26 @@ fn verify_tenant(
         expiries: expiries.len(),
         checkpointed: stored_checkpoints.last().map_or(0, |c| c.tree_size),
     })
+}
+
+/// The checkpoint of a stored note signed by a trusted key for the tree size it is stored
+/// under, and how to name it.
+fn open(
+    trusted: &Verifiers,
+    origin: &str,
+    stored: &StoredNote,
+    kind: &str,
+) -> anyhow::Result<(Checkpoint, String)> {
+    let label = format!("the {kind} of tree size {}", stored.tree_size);
+    let checkpoint = trusted
+        .open(&stored.note, origin)
+        .with_context(|| label.clone())?;
+    ensure!(
+        checkpoint.size() == stored.tree_size,
+        "{label} is signed for tree size {}",
+        checkpoint.size()
+    );
+    Ok((checkpoint, label))
 }
 
 /// Checks the roots stated for the tree of `frontier` (of `size` records).
@@ -266,11 +271,35 @@ fn count(n: u64) -> String {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Names<'a> {
-    #[serde(borrow)]
-    id: Cow<'a, str>,
-    #[serde(borrow)]
-    tenant_id: Cow<'a, str>,
+/// Whether the `id` and `tenant` columns are the stored JSON's. That JSON is the compact
+/// serialization of an `AuditRecord`, which starts with `{"id":` and has `"tenantId":` once at
+/// the top level; text search keeps this check from costing more than the hashing. (A nested
+/// `"tenantId"` can only make it pass wrongly, never fail wrongly, and a record moved to another
+/// tenant still breaks both tenants' sequences.)
+fn names_match(json: &str, id: &str, tenant: &str) -> serde_json::Result<bool> {
+    let id = serde_json::to_string(id)?;
+    let tenant = format!("\"tenantId\":{}", serde_json::to_string(tenant)?);
+    Ok(json
+        .strip_prefix("{\"id\":")
+        .is_some_and(|rest| rest.starts_with(&id))
+        && json.contains(&tenant))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::check_batch;
+    use crate::store::tests::sample;
+
+    #[test]
+    fn columns_are_checked_against_the_canonical_json() {
+        let mut value = sample("id \"quoted\" é", "2026-03-15T14:23:07.142Z");
+        value["tenantId"] = serde_json::json!("org/ünïcode \"x\"");
+        let (records, _) = check_batch(vec![value]);
+        let r = &records[0];
+        assert!(names_match(&r.json, &r.id, &r.tenant).unwrap());
+        assert!(!names_match(&r.json, "other", &r.tenant).unwrap());
+        assert!(!names_match(&r.json, "id \"quoted\"", &r.tenant).unwrap());
+        assert!(!names_match(&r.json, &r.id, "org_acme_corp").unwrap());
+    }
 }

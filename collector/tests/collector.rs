@@ -1006,7 +1006,7 @@ fn verify_names_the_altered_removed_or_inserted_record() {
     );
     let (_, out) = verify(&copy);
     assert!(
-        out.contains("org_globex: FAILED: record seq 0 (id \"r0\") was altered: its id or tenant column differs"),
+        out.contains("org_globex: FAILED: record seq 0 (id \"r0\") was altered: its id or tenant column (\"org_globex\") differs"),
         "{out}"
     );
 
