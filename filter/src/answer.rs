@@ -12,7 +12,7 @@ use crate::audit::OutputScan;
 use crate::config::Config;
 use crate::content_scan::{self, Action, Hit, Rules};
 use crate::decision::codes;
-use crate::mcp_response::{id_key, rewrite};
+use crate::mcp_response::{id_key, outcome, rewrite, CallOutcome};
 
 /// Which responses of the answer to look at, by request id.
 #[derive(Debug, Clone, Default)]
@@ -33,14 +33,17 @@ pub struct Processed {
     pub body: Option<Vec<u8>>,
     pub scans: HashMap<String, OutputScan>,
     pub hidden_tools: usize,
+    /// The outcome of every response in the answer as it goes on (after the changes above).
+    pub outcomes: HashMap<String, CallOutcome>,
 }
 
 pub fn process(cfg: &Config, scopes: &[String], plan: &Plan, content_type: Option<&str>, body: &[u8]) -> Processed {
     let mut scans: HashMap<String, OutputScan> = HashMap::new();
     let mut hidden_tools = 0;
     let mut other_hits = Vec::new();
+    let mut outcomes = HashMap::new();
     let mut edit = |message: &mut Map<String, Value>| -> bool {
-        match message.get("id").map(id_key) {
+        let changed = match message.get("id").map(id_key) {
             Some(id) if plan.tool_calls.contains(&id) => {
                 let (scan, changed) = scan_result(cfg, message);
                 scans.insert(id, scan);
@@ -53,14 +56,16 @@ pub fn process(cfg: &Config, scopes: &[String], plan: &Plan, content_type: Optio
             }
             _ if !plan.tool_calls.is_empty() => scan_other(cfg, message, &mut other_hits),
             _ => false,
-        }
+        };
+        outcomes.extend(outcome(message));
+        changed
     };
     let body = rewrite(content_type, body, &mut edit);
     // Which call another message belongs to is unknown: its findings go to every call answered.
     for id in plan.tool_calls.iter().filter(|_| !other_hits.is_empty()) {
         scans.entry(id.clone()).or_default().hits.extend(other_hits.iter().cloned());
     }
-    Processed { body, scans, hidden_tools }
+    Processed { body, scans, hidden_tools, outcomes }
 }
 
 fn scan_result(cfg: &Config, message: &mut Map<String, Value>) -> (OutputScan, bool) {

@@ -7,6 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
 
+use crate::headers::Headers;
+
 /// Host wall-clock time since the Unix epoch.
 pub fn now() -> Duration {
     hostcalls::get_current_time()
@@ -20,32 +22,33 @@ pub fn now_millis() -> u64 {
     crate::jwks::millis(now())
 }
 
-pub fn request_header(name: &str) -> Option<String> {
-    header(MapType::HttpRequestHeaders, name)
+/// Every request header, in order (duplicates kept).
+pub fn request_headers() -> Headers {
+    headers(MapType::HttpRequestHeaders)
 }
 
-/// Every request header, in order (duplicates kept). Read as bytes: the SDK's `get_map`
-/// unwraps the UTF-8 conversion, so one non-UTF-8 header value would panic the VM.
-pub fn request_headers() -> Vec<(String, String)> {
-    match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
-        Ok(pairs) => pairs.into_iter().map(|(name, value)| (name, lossy(value))).collect(),
+pub fn response_headers() -> Headers {
+    headers(MapType::HttpResponseHeaders)
+}
+
+/// A header map in one host call. Read as bytes: the SDK's `get_map` unwraps the UTF-8
+/// conversion, so one non-UTF-8 header value would panic the VM; here such bytes become
+/// U+FFFD, which no token, method or tool name contains.
+fn headers(map: MapType) -> Headers {
+    match hostcalls::get_map_bytes(map) {
+        Ok(pairs) => Headers::new(pairs.into_iter().map(|(name, value)| (name, lossy(value))).collect()),
         Err(e) => {
-            log::warn!("reading the request headers failed: {e:?}");
-            Vec::new()
+            log::warn!("reading the {map:?} failed: {e:?}");
+            Headers::default()
         }
     }
-}
-
-pub fn response_header(name: &str) -> Option<String> {
-    header(MapType::HttpResponseHeaders, name)
 }
 
 pub fn call_response_header(name: &str) -> Option<String> {
     header(MapType::HttpCallResponseHeaders, name)
 }
 
-/// A header value as text. The SDK's `get_map_value` panics on a value that is not UTF-8 (HTTP
-/// allows such bytes); here they become U+FFFD, which no token, method or tool name contains.
+/// A header value as text (the SDK's `get_map_value` would panic on a value that is not UTF-8).
 fn header(map: MapType, name: &str) -> Option<String> {
     hostcalls::get_map_value_bytes(map, name).ok().flatten().map(lossy)
 }

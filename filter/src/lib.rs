@@ -13,6 +13,7 @@ pub mod config;
 pub mod content_scan;
 pub mod decision;
 pub mod discovery;
+pub mod headers;
 pub mod identity;
 pub mod jwks;
 pub mod jws_form;

@@ -47,23 +47,22 @@ pub fn outcomes(content_type: Option<&str>, body: &[u8]) -> HashMap<String, Call
 fn collect(value: &Value, found: &mut HashMap<String, CallOutcome>) {
     match value {
         Value::Array(items) => items.iter().for_each(|item| collect(item, found)),
-        Value::Object(obj) => {
-            let Some(id) = obj.get("id") else { return };
-            let outcome = if let Some(error) = obj.get("error") {
-                CallOutcome::RpcError(error.get("code").and_then(Value::as_i64).unwrap_or(0))
-            } else if let Some(result) = obj.get("result") {
-                if result.get("isError").and_then(Value::as_bool) == Some(true) {
-                    CallOutcome::ToolError
-                } else {
-                    CallOutcome::Success
-                }
-            } else {
-                return;
-            };
-            found.insert(id_key(id), outcome);
-        }
+        Value::Object(obj) => found.extend(outcome(obj)),
         _ => {}
     }
+}
+
+/// The outcome of one JSON-RPC message, with its request id; `None` unless it is a response.
+pub fn outcome(message: &Map<String, Value>) -> Option<(String, CallOutcome)> {
+    let id = message.get("id")?;
+    let outcome = if let Some(error) = message.get("error") {
+        CallOutcome::RpcError(error.get("code").and_then(Value::as_i64).unwrap_or(0))
+    } else if message.get("result")?.get("isError").and_then(Value::as_bool) == Some(true) {
+        CallOutcome::ToolError
+    } else {
+        CallOutcome::Success
+    };
+    Some((id_key(id), outcome))
 }
 
 /// Rewrites the JSON-RPC messages of `body` (JSON, or each event of `text/event-stream`):

@@ -15,11 +15,12 @@ use crate::answer::{self, Plan};
 use crate::audit::{self, OutputScan, Upstream};
 use crate::config::{AuditFailureMode, Config, KeySource};
 use crate::decision::{self, CallAudit, Request};
+use crate::headers::Headers;
 use crate::host;
 use crate::identity::{Identity, TokenCache};
 use crate::jwt_authn;
 use crate::mcp_headers::McpHeaders;
-use crate::mcp_response::{self, id_key};
+use crate::mcp_response::{self, id_key, CallOutcome};
 use crate::outbox::Reservation;
 use crate::plugin::Worker;
 use crate::ratelimit::{self, Bucket};
@@ -50,6 +51,8 @@ pub struct Stream {
     content_type: Option<String>,
     captured: Vec<u8>,
     capture_complete: bool,
+    /// The outcomes read while processing a held answer (then nothing is captured).
+    held_outcomes: Option<HashMap<String, CallOutcome>>,
     /// Answers to scan or filter; the response is held until complete when not empty.
     plan: Plan,
     output_scans: HashMap<String, OutputScan>,
@@ -80,6 +83,7 @@ impl Stream {
             content_type: None,
             captured: Vec::new(),
             capture_complete: true,
+            held_outcomes: None,
             plan: Plan::default(),
             output_scans: HashMap::new(),
             answer_refused: None,
@@ -231,9 +235,12 @@ impl Stream {
 
     /// Replaces whatever `x-acp-*` identity headers the client sent with the verified ones
     /// (when configured), so nothing downstream of the filter can be fooled by a client's.
-    fn identity_headers(&self) {
-        host::remove_header(true, IDENTITY_TENANT_HEADER);
-        host::remove_header(true, IDENTITY_SUB_HEADER);
+    fn identity_headers(&self, sent: &Headers) {
+        for name in [IDENTITY_TENANT_HEADER, IDENTITY_SUB_HEADER] {
+            if sent.get(name).is_some() {
+                host::remove_header(true, name);
+            }
+        }
         if let (true, Ok(identity)) = (self.config.forward_identity_headers, &self.auth) {
             host::set_request_header(IDENTITY_TENANT_HEADER, &self.tenant);
             host::set_request_header(IDENTITY_SUB_HEADER, &identity.sub);
@@ -266,14 +273,20 @@ impl Stream {
         let processed = answer::process(&self.config, &scopes, &self.plan, self.content_type.as_deref(), &body);
         self.worker.borrow().metrics.tools_hidden.add(processed.hidden_tools);
         self.output_scans = processed.scans;
-        let body = match processed.body {
+        let length = match processed.body {
             Some(new) => {
                 host::replace_buffer(BufferType::HttpResponseBody, body_size, &new);
-                new
+                new.len()
             }
-            None => body,
+            None => body.len(),
         };
-        self.capture(body);
+        // As for an answer read in passing: beyond `maxResponseCaptureBytes` the outcome comes
+        // from the HTTP status.
+        if length > self.config.max_response_capture_bytes {
+            self.capture_complete = false;
+        } else {
+            self.held_outcomes = Some(processed.outcomes);
+        }
         Action::Continue
     }
 
@@ -322,9 +335,9 @@ impl Context for Stream {}
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
         self.started = host::now();
+        let headers = host::request_headers();
         if let Some(resource) = &self.config.protected_resource {
-            let (method, path) = (host::request_header(":method"), host::request_header(":path"));
-            if resource.serves(method.as_deref().unwrap_or_default(), path.as_deref().unwrap_or_default()) {
+            if resource.serves(headers.get(":method").unwrap_or_default(), headers.get(":path").unwrap_or_default()) {
                 // Public by design (RFC 9728): how a client without a token finds the IdP.
                 self.replied_locally = true;
                 let headers = [("content-type", "application/json".to_string()), ("cache-control", "max-age=300".to_string())];
@@ -332,14 +345,15 @@ impl HttpContext for Stream {
                 return Action::Pause;
             }
         }
-        self.tenant = self.config.tenant_for_host(host::request_header(":authority").as_deref()).to_string();
-        self.auth = self.authenticate(host::request_header("authorization").as_deref());
-        let headers = host::request_headers();
-        self.mcp_headers = McpHeaders::from_pairs(headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-        self.content_encoding = host::request_header("content-encoding");
-        self.identity_headers();
+        self.tenant = self.config.tenant_for_host(headers.get(":authority")).to_string();
+        self.auth = self.authenticate(headers.get("authorization"));
+        self.mcp_headers = McpHeaders::from_pairs(headers.pairs());
+        self.content_encoding = headers.get("content-encoding").map(str::to_string);
+        self.identity_headers(&headers);
         // The filter reads every answer it scans or records: ask for it uncompressed.
-        host::remove_header(true, "accept-encoding");
+        if headers.get("accept-encoding").is_some() {
+            host::remove_header(true, "accept-encoding");
+        }
         if !end_of_stream {
             // Hold the headers until the body is complete, so a refused call never goes upstream.
             self.body_pending = true;
@@ -368,13 +382,14 @@ impl HttpContext for Stream {
 
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         if !self.replied_locally {
-            self.status = host::response_header(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
-            self.content_type = host::response_header("content-type");
+            let headers = host::response_headers();
+            self.status = headers.get(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
+            self.content_type = headers.get("content-type").map(str::to_string);
             if !self.plan.is_empty() {
                 // The answer may be rewritten (redacted, blocked, filtered): its length may change.
                 host::remove_header(false, "content-length");
             }
-            let encoded = decision::content_encoding(host::response_header("content-encoding").as_deref()).is_some();
+            let encoded = decision::content_encoding(headers.get("content-encoding")).is_some();
             if encoded && (!self.plan.is_empty() || self.expects_outcomes()) {
                 // Asked for an uncompressed answer (`accept-encoding` removed), the upstream
                 // compressed it anyway: unscannable, so replaced by an error, never passed on.
@@ -413,7 +428,9 @@ impl HttpContext for Stream {
             .ok()
             .and_then(acp_record::format_timestamp)
             .unwrap_or_default();
-        let outcomes = if self.expects_outcomes() {
+        let outcomes = if let Some(outcomes) = self.held_outcomes.take() {
+            outcomes
+        } else if self.expects_outcomes() {
             mcp_response::outcomes(self.content_type.as_deref(), &self.captured)
         } else {
             HashMap::new()

@@ -616,3 +616,9 @@ def wait_for_counter_deltas(stack: Stack, before: Mapping[str, int], deltas: Map
             got = {k: now.get(k, 0) - before.get(k, 0) for k in deltas}
             raise AssertionError(f"counter deltas {got}, expected at least {dict(deltas)}")
         time.sleep(0.05)
+
+
+def collector_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """Runs the collector binary's command line (`verify`, `key show`, `evidence`, ...)."""
+    return subprocess.run([str(COLLECTOR_BIN), *args], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                          check=False)

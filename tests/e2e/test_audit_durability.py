@@ -20,9 +20,9 @@ from typing import Any
 from idp import demo_idp
 from stack import Stack
 from support import (
-    AUDIT_UNAVAILABLE, acp_counters, assert_jsonrpc_error, assert_unique_ids, call_tool, caller, counter_deltas,
-    envoy, fetch_records, http_request, mcp_headers, request_on, rfc3339_ms, tool_call, upstream_requests,
-    wait_for_counter_deltas, wait_for_records, worker_connections,
+    AUDIT_UNAVAILABLE, acp_counters, assert_jsonrpc_error, assert_unique_ids, call_tool, caller, collector_cli,
+    counter_deltas, envoy, fetch_records, http_request, mcp_headers, request_on, rfc3339_ms, tool_call,
+    upstream_requests, wait_for_counter_deltas, wait_for_records, worker_connections,
 )
 
 OUTAGE_SECONDS = 30
@@ -228,6 +228,14 @@ def test_collector_killed_mid_ingest_keeps_every_acknowledged_batch_once(make_st
     assert_unique_ids(records)
     assert inputs_of(records) == Counter(list(calls.answered))
     assert after["audit_records_dropped"] == before.get("audit_records_dropped", 0)
+
+    # The killed ingest left the tamper-evident log whole: stopping signs the last checkpoint,
+    # and `verify` checks every leaf, root and signature.
+    stack.stop_collector()
+    key = collector_cli("key", "show", "--db", str(stack.db_path)).stdout.strip()
+    done = collector_cli("verify", "--db", str(stack.db_path), "--public-key", key)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{stack.tenant}: ok: " in done.stdout, done.stdout
 
 
 # ---- auditFailureMode: closed --------------------------------------------------------------

@@ -9,21 +9,16 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import subprocess
 import time
 import urllib.request
 import zipfile
 from pathlib import Path
 
-from stack import COLLECTOR_BIN, ROOT, Stack
-from support import call_tool, caller, export, http_request, parse_csv, wait_for_records
+from stack import Stack
+from support import call_tool, collector_cli, caller, export, http_request, parse_csv, wait_for_records
 
 SSN_INPUT = {"query": "SELECT Id FROM Contact WHERE ssn = '536-22-1987'"}
 
-
-def collector_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(COLLECTOR_BIN), *args], capture_output=True, text=True, timeout=120, cwd=ROOT,
-                          check=False)
 
 
 def rewrite(src: Path, dst: Path, change: dict[str, bytes | None]) -> None:

@@ -5,16 +5,11 @@ inclusion proofs verifies offline with the published key.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
-from stack import COLLECTOR_BIN, ROOT, Stack
-from support import call_tool, caller, export, wait_for_records
+from stack import Stack
+from support import call_tool, collector_cli, caller, export, wait_for_records
 
-
-def collector_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(COLLECTOR_BIN), *args], capture_output=True, text=True, timeout=60, cwd=ROOT,
-                          check=False)
 
 
 def test_records_through_envoy_verify_and_their_proofs_check_offline(stack: Stack, tmp_path: Path) -> None:
