@@ -112,10 +112,12 @@ $(IDP_NPM)/node_modules/.package-lock.json: $(IDP_NPM)/package-lock.json
 	command -v npm >/dev/null || (apt-get update && apt-get install -y nodejs npm)
 	cd $(IDP_NPM) && npm ci --no-audit --no-fund
 
-# The filter against plain Envoy and against Envoy's jwt_authn + RBAC (Envoys on CPU 1, wrk and
-# the rest on CPU 0), first-seen-token cost, Envoy memory; then the collector's ingest rate.
+# The filter against plain Envoy, Envoy's jwt_authn + RBAC and the floor of any Wasm filter
+# (Envoys on CPU 1, wrk and the rest on CPU 0), first-seen-token cost, Envoy memory; then the
+# collector's ingest rate.
 bench: build
 	command -v wrk >/dev/null || apt-get install -y wrk
+	cargo build --locked -p acp-bench-floor --target wasm32-wasip1 --profile wasm
 	taskset -c 0 $(PY) tests/bench/run.py
 	cargo bench --locked -p acp-collector --bench ingest
 

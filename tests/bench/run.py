@@ -9,7 +9,9 @@ pinned to CPU 1, driven by wrk (2 connections, on CPU 0 with everything else), a
 - native: Envoy's `jwt_authn` (JWT cache on) + RBAC (tenant and scope claims), the nearest
   native equivalent (it cannot see the tool name);
 - the filter with scanning off (bodies above `maxScanBytes: 1` pass unscanned) at 1 KiB and
-  64 KiB, and scanning on at 64 KiB.
+  64 KiB, and scanning on at 64 KiB;
+- the floor under any Wasm filter (`tests/bench/floor_filter`): one that does nothing, and one
+  that only holds the request for its body and reads both bodies, as ACP must.
 Prints requests/s, p50/p99 and Envoy CPU per request per round, the medians and the targets;
 checks that every call made through the filter has its record stored by the collector or
 counted as dropped (the bounded audit buffer overflows with 64 KiB inputs at full load).
@@ -17,7 +19,8 @@ counted as dropped (the bounded audit buffer overflows with 64 KiB inputs at ful
 First-seen token: after its cached-token run, the same acp (and native) Envoy gets a run in
 which every request carries a token it has not seen (pre-minted, distinct `jti`); the Envoy CPU
 per request above the cached run is the cost of verifying a new token. Memory: Envoy's RSS at
-`--concurrency 2` after a short load, without and with the filter.
+`--concurrency 2` after a short load, without a filter, with ACP, with the native chain and with
+the do-nothing Wasm filter.
 
 Run under `taskset -c 0` (the Makefile does) so that only the two Envoys use CPU 1: the
 load generator and the collector can then never be the bottleneck. `--rounds N` and `--only
@@ -54,6 +57,8 @@ CONNECTIONS = 2
 ENVOY_CPU = 1
 UPSTREAM_TEMPLATE = ROOT / "envoy" / "bench-upstream.template.yaml"
 NATIVE_TEMPLATE = ROOT / "envoy" / "bench-jwt-authn-rbac.template.yaml"
+FLOOR_TEMPLATE = ROOT / "envoy" / "bench-floor.template.yaml"
+FLOOR_WASM = ROOT / "target" / "wasm32-wasip1" / "wasm" / "acp_bench_floor.wasm"
 # Tokens are minted once for the run with this issuer; both chains are configured to expect it.
 ISSUER = "https://idp.bench.example"
 TARGETS = {"vs_plain": 0.90, "vs_native": 0.95, "p99_added_ms": 0.2, "first_seen_ms": 0.6}
@@ -67,10 +72,13 @@ CONFIGURATIONS = {
     "acp-noscan": ("acp", SCANNING_OFF, 1024),
     "acp-64k": ("acp", None, 65536),
     "acp-64k-noscan": ("acp", SCANNING_OFF, 65536),
+    "floor": ("floor-passthrough", None, 1024),
+    "floor-hold": ("floor-hold", None, 1024),
 }
 LABELS = {"plain": "Envoy, no filter, 1 KiB", "acp": "Envoy + ACP filter, 1 KiB",
           "native": "Envoy + jwt_authn + RBAC, 1 KiB", "acp-noscan": "ACP, scanning off, 1 KiB",
-          "acp-64k": "ACP, 64 KiB", "acp-64k-noscan": "ACP, scanning off, 64 KiB"}
+          "acp-64k": "ACP, 64 KiB", "acp-64k-noscan": "ACP, scanning off, 64 KiB",
+          "floor": "Wasm filter doing nothing, 1 KiB", "floor-hold": "Wasm filter holding and reading both bodies, 1 KiB"}
 # Ordinary business text with numbers, dates and amounts: what scanning sees most of the time.
 FILLER = "Opportunity 0065e00000A1xQ1 Globex renewal closes 2026-03-27, amount 120000 USD, stage 4. "
 
@@ -155,11 +163,15 @@ class BenchStack(Stack):
         return {**measured, "scanning": self.scanning} if self.scanning else measured
 
     def envoy_config(self) -> str:
-        if self.chain != "native":
-            return super().envoy_config()
-        native = PlaceholderTemplate(NATIVE_TEMPLATE.read_text()).substitute(
-            ISSUER=ISSUER, AUDIENCE=AUDIENCE, TENANT=self.tenant, JWKS=json.dumps(demo_idp.jwks()))
-        return render_envoy(self.ports, native)
+        if self.chain == "native":
+            native = PlaceholderTemplate(NATIVE_TEMPLATE.read_text()).substitute(
+                ISSUER=ISSUER, AUDIENCE=AUDIENCE, TENANT=self.tenant, JWKS=json.dumps(demo_idp.jwks()))
+            return render_envoy(self.ports, native)
+        if self.chain.startswith("floor-"):
+            floor = PlaceholderTemplate(FLOOR_TEMPLATE.read_text()).substitute(
+                WASM_PATH=FLOOR_WASM, MODE=self.chain.removeprefix("floor-"))
+            return render_envoy(self.ports, floor)
+        return super().envoy_config()
 
 
 def stored_records(stack: Stack, user: str) -> int:
@@ -230,11 +242,19 @@ def report(med: dict[str, dict[str, float]], rss: dict[str, float], rounds: int,
     if {"plain", "acp"} <= med.keys():
         a, b = med["plain"], med["acp"]
         print(f"ACP / plain throughput   {b['rps'] / a['rps']:.3f}  {verdict(b['rps'] / a['rps'], TARGETS['vs_plain'])}")
+        # When Envoy's CPU is the bottleneck, throughput goes as the inverse of its CPU per request.
+        print(f"ACP / plain by Envoy CPU per request  {a['cpu_us'] / b['cpu_us']:.3f}")
         print(f"p99 added by ACP         {b['p99_ms'] - a['p99_ms']:.3f} ms  "
               f"{verdict(b['p99_ms'] - a['p99_ms'], TARGETS['p99_added_ms'], at_most=True)}")
         print(f"ACP Envoy CPU per request over plain  {b['cpu_us'] - a['cpu_us']:.0f} us")
     if {"plain", "native"} <= med.keys():
         print(f"native Envoy CPU per request over plain  {med['native']['cpu_us'] - med['plain']['cpu_us']:.0f} us")
+    for floor in ("floor", "floor-hold"):
+        if {"plain", floor} <= med.keys():
+            print(f"{LABELS[floor]}: {med[floor]['rps'] / med['plain']['rps']:.3f} of plain, "
+                  f"{med[floor]['cpu_us'] - med['plain']['cpu_us']:.0f} us CPU per request over plain")
+    if {"floor-hold", "acp"} <= med.keys():
+        print(f"ACP Envoy CPU per request over the holding floor  {med['acp']['cpu_us'] - med['floor-hold']['cpu_us']:.0f} us")
     if {"acp", "native"} <= med.keys():
         r = med["acp"]["rps"] / med["native"]["rps"]
         print(f"ACP / jwt_authn+RBAC     {r:.3f}  {verdict(r, TARGETS['vs_native'])}")
@@ -250,7 +270,8 @@ def report(med: dict[str, dict[str, float]], rss: dict[str, float], rounds: int,
     if rss:
         line = ", ".join(f"{chain} {mib:.1f} MiB" for chain, mib in rss.items())
         print(f"Envoy RSS at --concurrency 2: {line}"
-              + (f"; the filter adds {rss['acp'] - rss['plain']:.1f} MiB" if {"plain", "acp"} <= rss.keys() else ""))
+              + (f"; the filter adds {rss['acp'] - rss['plain']:.1f} MiB" if {"plain", "acp"} <= rss.keys() else "")
+              + (f", a Wasm filter doing nothing {rss['floor'] - rss['plain']:.1f} MiB" if {"plain", "floor"} <= rss.keys() else ""))
 
 
 def main() -> int:
@@ -284,8 +305,8 @@ def main() -> int:
                 if result.get("missing"):
                     print("FAIL: a call has neither a stored nor a counted-as-dropped record", file=sys.stderr)
                     return 1
-        rss = {chain: memory(Path(tmp) / f"memory-{chain}", chain)
-               for chain in ("plain", "acp", "native") if chain in names}
+        rss = {name: memory(Path(tmp) / f"memory-{name}", CONFIGURATIONS[name][0])
+               for name in ("plain", "acp", "native", "floor") if name in names}
     keys = ("rps", "p50_ms", "p99_ms", "cpu_us", "first_seen_us")
     med = {name: {k: statistics.median(r[k] for r in runs) for k in keys if k in runs[0]} for name, runs in rows.items()}
     load_end = os.getloadavg()
