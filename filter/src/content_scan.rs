@@ -64,56 +64,83 @@ impl Scanned {
 }
 
 pub fn scan(value: &Value, rules: &Rules, root: &str) -> Scanned {
+    let mut found = Vec::new();
+    find(value, rules, &mut Vec::new(), &mut found);
+    // Most values hold nothing: then the masked copy is a plain clone, and paths are never
+    // written out.
     let mut hits = Vec::new();
     let mut masked = value.clone();
-    let mut redacted = value.clone();
-    let mut any_redacted = false;
-    walk(&mut masked, &mut redacted, root.to_string(), rules, &mut hits, &mut any_redacted);
-    Scanned { hits, masked, redacted: any_redacted.then_some(redacted) }
+    let mut redacted: Option<Value> = None;
+    for (at, matches) in &found {
+        let path = render_path(root, at);
+        hits.extend(matches.iter().filter_map(|m| {
+            let action = *rules.actions.get(&m.detector)?;
+            Some(Hit { detector: m.detector, path: path.clone(), action })
+        }));
+        if let Some(Value::String(text)) = locate(&mut masked, at) {
+            *text = mask(text, matches);
+        }
+        let redact: Vec<Match> = matches
+            .iter()
+            .filter(|m| rules.actions.get(&m.detector) == Some(&Action::Redact))
+            .copied()
+            .collect();
+        if !redact.is_empty() {
+            if let Some(Value::String(text)) = locate(redacted.get_or_insert_with(|| value.clone()), at) {
+                *text = mask(text, &redact);
+            }
+        }
+    }
+    Scanned { hits, masked, redacted }
 }
 
-fn walk(
-    masked: &mut Value,
-    redacted: &mut Value,
-    path: String,
-    rules: &Rules,
-    hits: &mut Vec<Hit>,
-    any_redacted: &mut bool,
-) {
-    match (masked, redacted) {
-        (Value::String(m), Value::String(r)) => {
-            let found = detect(m, rules);
-            if found.is_empty() {
-                return;
-            }
-            let redact: Vec<Match> = found
-                .iter()
-                .filter(|x| rules.actions.get(&x.detector) == Some(&Action::Redact))
-                .copied()
-                .collect();
-            if !redact.is_empty() {
-                *r = mask(r, &redact);
-                *any_redacted = true;
-            }
-            *m = mask(m, &found);
-            for x in found {
-                if let Some(&action) = rules.actions.get(&x.detector) {
-                    hits.push(Hit { detector: x.detector, path: path.clone(), action });
-                }
+/// One step from a JSON value to a part of it.
+#[derive(Debug, Clone, Copy)]
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// Every string of `value` with the detectors' matches in it, by where it is.
+fn find<'a>(value: &'a Value, rules: &Rules, at: &mut Vec<Step<'a>>, found: &mut Vec<(Vec<Step<'a>>, Vec<Match>)>) {
+    match value {
+        Value::String(text) => {
+            let matches = detect(text, rules);
+            if !matches.is_empty() {
+                found.push((at.clone(), matches));
             }
         }
-        (Value::Array(ms), Value::Array(rs)) => {
-            for (i, (m, r)) in ms.iter_mut().zip(rs.iter_mut()).enumerate() {
-                walk(m, r, format!("{path}[{i}]"), rules, hits, any_redacted);
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                at.push(Step::Index(i));
+                find(item, rules, at, found);
+                at.pop();
             }
         }
-        (Value::Object(ms), Value::Object(rs)) => {
-            for ((key, m), r) in ms.iter_mut().zip(rs.values_mut()) {
-                walk(m, r, child_path(&path, key), rules, hits, any_redacted);
+        Value::Object(members) => {
+            for (key, member) in members {
+                at.push(Step::Key(key));
+                find(member, rules, at, found);
+                at.pop();
             }
         }
         _ => {}
     }
+}
+
+fn locate<'v>(value: &'v mut Value, at: &[Step]) -> Option<&'v mut Value> {
+    at.iter().try_fold(value, |v, step| match step {
+        Step::Key(key) => v.as_object_mut()?.get_mut(*key),
+        Step::Index(i) => v.as_array_mut()?.get_mut(*i),
+    })
+}
+
+/// The JSON path of a finding (`$.customer.notes[0]`, `$["odd key"]`).
+fn render_path(root: &str, at: &[Step]) -> String {
+    at.iter().fold(root.to_string(), |path, step| match step {
+        Step::Key(key) => child_path(&path, key),
+        Step::Index(i) => format!("{path}[{i}]"),
+    })
 }
 
 /// The enabled detectors' matches in `text`, sorted and non-overlapping.
