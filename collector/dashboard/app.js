@@ -311,12 +311,12 @@ function table(headers, rows) {
 }
 
 function webhookHealth(w) {
-  if (!w.enabled) return ["disabled", w.disabledReason ? `disabled: ${w.disabledReason}` : "disabled"];
-  if (w.consecutiveFailures > 0) return ["failing", `failing (${w.consecutiveFailures} in a row)`];
+  if (!w.enabled) return ["disabled", "disabled"];
+  if (w.consecutiveFailures > 0) return ["failing", `failing, retrying (${w.consecutiveFailures} in a row)`];
   return ["healthy", "healthy"];
 }
 
-async function loadWebhooks() {
+const loadWebhooks = () => busy("webhooks-body", async () => {
   const hooks = await optionalList("webhooks", "webhooks");
   $("webhooks-body").replaceChildren(hooks.length
     ? table(["Endpoint", "Events", "Status", "Lag", "Last success", "Last error"], hooks.map((w) => {
@@ -324,13 +324,14 @@ async function loadWebhooks() {
       return el("tr", { class: "webhook", "data-id": w.id },
         el("td", {}, w.url), el("td", {}, (w.events ?? []).join(" ")),
         el("td", {}, el("span", { class: `badge health-${state}` }, text)),
-        el("td", { class: "num" }, w.lag ?? ""), el("td", {}, w.lastSuccessAt ?? "never"),
-        el("td", {}, w.lastError ?? ""));
+        el("td", { class: "num" }, w.lag ?? ""), el("td", { class: "time" }, w.lastSuccessAt ?? "never"),
+        // A disabled endpoint's reason is its last error (the 410 answer).
+        el("td", {}, w.lastError ?? w.disabledReason ?? ""));
     }))
     : el("p", { class: "none" }, "none configured"));
-}
+});
 
-async function loadPolicies() {
+const loadPolicies = () => busy("policies-body", async () => {
   const policies = await optionalList("policies", "policies");
   $("policy-diff").replaceChildren();
   $("policies-body").replaceChildren(policies.length
@@ -340,13 +341,16 @@ async function loadPolicies() {
       button.hidden = !older;
       button.addEventListener("click", () => showDiff(p.version, older.version).catch(fail));
       return el("tr", { class: "policy", "data-version": p.version },
-        el("td", {}, p.version), el("td", {}, p.receivedAt ?? ""),
-        el("td", {}, el("code", {}, String(p.hash ?? "").slice(0, 16))), el("td", {}, button));
+        el("td", {}, p.version), el("td", { class: "time" }, p.receivedAt ?? ""),
+        el("td", {}, el("code", { title: p.hash }, shortHash(p.hash))), el("td", {}, button));
     }))
     : el("p", { class: "none" }, "none configured"));
-}
+});
 
-async function showDiff(version, against) {
+/** `sha256:` and the first 12 hex digits (the whole hash is the element's title). */
+const shortHash = (hash) => hash.replace(/^(sha256:[0-9a-f]{12})[0-9a-f]+$/, "$1…");
+
+const showDiff = (version, against) => busy("policy-diff", async () => {
   const path = `policies/${encodeURIComponent(version)}/diff`;
   const { changes } = await (await api(path, { against })).json();
   const value = (v) => (v === undefined ? "" : JSON.stringify(v));
@@ -357,7 +361,7 @@ async function showDiff(version, against) {
         el("td", {}, c.path), el("td", {}, el("code", {}, value(c.before))),
         el("td", {}, el("code", {}, value(c.after))))))
       : el("p", { class: "none" }, "no changes"));
-}
+});
 
 // ---- wiring
 

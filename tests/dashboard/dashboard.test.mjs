@@ -3,23 +3,18 @@
 // Run: `make test-dashboard` (after `make build`). The screenshot lands in .run/dashboard/.
 
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
-import { join, resolve } from "node:path";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, test } from "node:test";
 
-import { chromium } from "playwright-core";
 import { PNG } from "pngjs";
 
-const ROOT = resolve(import.meta.dirname, "../..");
-const BIN = join(ROOT, "target/release/acp-collector");
-const RUN_DIR = join(ROOT, ".run/dashboard");
-const INGEST_TOKEN = "dashboard-ingest-token";
+import { RUN_DIR, VIEWPORT, openDashboard as open, settled, signIn, signedIn as signedInAs, startStack }
+  from "./support.mjs";
+
 const ACME = "org_acme_corp";
 const GLOBEX = "org_globex";
 const XSS = `<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>`;
-const VIEWPORT = { width: 1280, height: 1000 };
 
 /** A valid record; `fields` override the defaults. */
 function record(id, timestamp, fields = {}) {
@@ -68,93 +63,20 @@ const GLOBEX_RECORDS = ["g1", "g2", "g3"].map((id, i) => record(id, `2026-03-10T
   tenantId: GLOBEX, sub: "mallory", email: "mallory@globex.com", tool: "globex.secret",
 }));
 
-let collector, base, acmeKey, globexKey, browser, runDir;
-
-function freePort() {
-  return new Promise((ok, fail) => {
-    const server = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => ok(port));
-    }).on("error", fail);
-  });
-}
-
-async function waitForHealth() {
-  for (let i = 0; i < 200; i++) {
-    try {
-      if ((await fetch(`${base}/healthz`)).ok) return;
-    } catch { /* not listening yet */ }
-    await new Promise((ok) => setTimeout(ok, 50));
-  }
-  throw new Error(`the collector did not start; see ${runDir}/collector.log`);
-}
+let stack, base, acmeKey, globexKey, runDir;
 
 before(async () => {
-  mkdirSync(RUN_DIR, { recursive: true });
-  runDir = mkdtempSync(join(RUN_DIR, "run-"));
-  const db = join(runDir, "audit.db");
-  const apikey = (tenant) => execFileSync(BIN, ["--db", db, "apikey", "create", "--tenant", tenant],
-    { encoding: "utf8" }).trim();
-  acmeKey = apikey(ACME);
-  globexKey = apikey(GLOBEX);
-  base = `http://127.0.0.1:${await freePort()}`;
-  const log = join(runDir, "collector.log");
-  writeFileSync(log, "");
-  collector = spawn(BIN, ["--db", db, "serve", "--listen", base.slice(7), "--ingest-token", INGEST_TOKEN,
-    "--retention-days", "0"], { stdio: ["ignore", "ignore", "pipe"] });
-  collector.stderr.on("data", (chunk) => writeFileSync(log, chunk, { flag: "a" }));
-  await waitForHealth();
-  const answer = await fetch(`${base}/v1/records`, {
-    method: "POST",
-    headers: { Authorization: `Bearer ${INGEST_TOKEN}`, "Content-Type": "application/json" },
-    body: JSON.stringify({ records: [...ACME_RECORDS, ...GLOBEX_RECORDS] }),
-  });
+  stack = await startStack({ tenants: [ACME, GLOBEX] });
+  ({ base, runDir } = stack);
+  ({ [ACME]: acmeKey, [GLOBEX]: globexKey } = stack.keys);
+  const answer = await stack.ingest("/v1/records", { records: [...ACME_RECORDS, ...GLOBEX_RECORDS] });
   assert.deepEqual(await answer.json(), { accepted: 40, duplicates: 0 });
-  // A fresh profile directory (playwright passes it as --user-data-dir).
-  browser = await chromium.launchPersistentContext(mkdtempSync(join(runDir, "chromium-")), {
-    executablePath: "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-    viewport: VIEWPORT,
-    acceptDownloads: true,
-  });
 });
 
-after(async () => {
-  await browser?.close();
-  collector?.kill("SIGTERM");
-});
+after(() => stack?.stop());
 
-/** A new tab (so its own sessionStorage) on the dashboard, recording its requests and errors. */
-async function openDashboard() {
-  const page = await browser.newPage();
-  page.requests = [];
-  page.errors = [];
-  page.on("request", (r) => page.requests.push(r.url()));
-  page.on("pageerror", (e) => page.errors.push(e.message));
-  // HTTP errors are asserted where they are expected (a wrong key, the optional panels' 404).
-  page.on("console", (m) => {
-    if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) page.errors.push(m.text());
-  });
-  await page.goto(`${base}/dashboard`);
-  return page;
-}
-
-async function signIn(page, tenant, key) {
-  await page.fill("#tenant", tenant);
-  await page.fill("#api-key", key);
-  await page.click("#sign-in-form button[type=submit]");
-}
-
-/** Signed in, with the first page of records and the charts drawn. */
-async function signedIn(tenant = ACME, key = acmeKey) {
-  const page = await openDashboard();
-  await signIn(page, tenant, key);
-  await page.waitForSelector("#records tbody tr[data-id]");
-  await page.waitForSelector("#legend li");
-  await settled(page);
-  return page;
-}
+const openDashboard = () => open(stack);
+const signedIn = (tenant = ACME) => signedInAs(stack, tenant);
 
 const shownIds = (page) => page.$$eval("#records tbody tr[data-id]", (rows) => rows.map((r) => r.dataset.id));
 
@@ -165,9 +87,6 @@ async function applyFilters(page, filters) {
   await page.click("#filters button[type=submit]");
   await settled(page);
 }
-
-/** Waits until the table and the charts have been drawn (the page marks them `aria-busy`). */
-const settled = (page) => page.waitForFunction(() => !document.querySelector('[aria-busy="true"]'));
 
 /** Every row id of the filtered view, following the Next button to the last page. */
 async function allShownIds(page) {
@@ -183,10 +102,9 @@ async function allShownIds(page) {
 const idsOf = (records) => records.map((r) => r.id);
 const ordered = (records) => [...records].sort((a, b) => a.timestamp.localeCompare(b.timestamp));
 
-/** The records of `tenant` the export API returns for `filters`, all pages. */
-async function exported(filters, tenant = ACME, key = acmeKey) {
-  const params = new URLSearchParams({ ...filters, format: "ndjson" });
-  const answer = await fetch(`${base}/${tenant}/api/v1/audit?${params}`, { headers: { Authorization: `Bearer ${key}` } });
+/** The records of Acme the export API returns for `filters`, all pages. */
+async function exported(filters) {
+  const answer = await stack.api(ACME, `audit?${new URLSearchParams({ ...filters, format: "ndjson" })}`);
   assert.equal(answer.status, 200);
   return (await answer.text()).split("\n").filter(Boolean).map((line) => JSON.parse(line));
 }
@@ -336,7 +254,7 @@ test("a tenant key never sees another tenant's data", async () => {
   assert.equal(await page.textContent("#sign-in-error"), `This API key is not valid for tenant "${ACME}".`);
   assert.ok(await page.isHidden("#app"));
 
-  const globex = await signedIn(GLOBEX, globexKey);
+  const globex = await signedIn(GLOBEX);
   assert.deepEqual(await allShownIds(globex), ["g1", "g2", "g3"]);
   assert.deepEqual(await globex.$$eval("#legend li", (items) => items.map((i) => i.textContent)), ["success: 3"]);
   const text = await globex.textContent("body");
