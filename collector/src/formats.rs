@@ -6,9 +6,8 @@
 //! so that spreadsheet programs show it as text instead of evaluating it. The CSV is thus meant
 //! for people; the JSON formats carry the records exactly as stored.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::Value;
 
 use crate::store::StoredRecord;
 
@@ -76,12 +75,18 @@ impl Format {
                     csv.write_record(CSV_COLUMNS.iter().map(|(name, _)| name))?;
                 }
                 for record in records {
-                    let record: Value = serde_json::from_str(&record.json)?;
-                    csv.write_record(
-                        CSV_COLUMNS
-                            .iter()
-                            .map(|&(name, kind)| neutralise(cell(&record[name], kind))),
-                    )?;
+                    let fields: CsvFields = serde_json::from_str(&record.json)?;
+                    let row =
+                        fields
+                            .values()
+                            .into_iter()
+                            .zip(CSV_COLUMNS)
+                            .map(|(raw, (_, kind))| {
+                                raw.map_or(Ok(String::new()), |raw| {
+                                    cell(raw.get(), kind).map(neutralise)
+                                })
+                            });
+                    csv.write_record(row.collect::<serde_json::Result<Vec<_>>>()?)?;
                 }
                 csv.flush()?;
             }
@@ -123,17 +128,92 @@ const CSV_COLUMNS: [(&str, Cell); 18] = [
     ("delegationChain", Cell::Json),
 ];
 
-fn cell(value: &Value, kind: Cell) -> String {
-    match (kind, value) {
-        (_, Value::Null) => String::new(),
-        (Cell::Text, Value::String(s)) => s.clone(),
-        (Cell::Words, Value::Array(words)) => words
-            .iter()
-            .map(|w| w.as_str().map_or_else(|| w.to_string(), str::to_owned))
-            .collect::<Vec<_>>()
-            .join(" "),
-        (_, other) => other.to_string(),
+/// The fields of a stored record the CSV shows, as their JSON text borrowed from it (absent
+/// or `null`: `None`), so that only the cells are built.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CsvFields<'a> {
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    timestamp: Option<&'a RawValue>,
+    #[serde(borrow)]
+    event: Option<&'a RawValue>,
+    #[serde(borrow)]
+    tenant_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    sub: Option<&'a RawValue>,
+    #[serde(borrow)]
+    email: Option<&'a RawValue>,
+    #[serde(borrow)]
+    tool: Option<&'a RawValue>,
+    #[serde(borrow)]
+    result: Option<&'a RawValue>,
+    #[serde(borrow)]
+    reason: Option<&'a RawValue>,
+    #[serde(borrow)]
+    scopes: Option<&'a RawValue>,
+    #[serde(borrow)]
+    scope_required: Option<&'a RawValue>,
+    #[serde(borrow)]
+    scope_result: Option<&'a RawValue>,
+    #[serde(borrow)]
+    latency_ms: Option<&'a RawValue>,
+    #[serde(borrow)]
+    client_type: Option<&'a RawValue>,
+    #[serde(borrow)]
+    client_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    input: Option<&'a RawValue>,
+    #[serde(borrow)]
+    content_scan: Option<&'a RawValue>,
+    #[serde(borrow)]
+    delegation_chain: Option<&'a RawValue>,
+}
+
+impl<'a> CsvFields<'a> {
+    /// In the order of [`CSV_COLUMNS`].
+    fn values(&self) -> [Option<&'a RawValue>; 18] {
+        [
+            self.id,
+            self.timestamp,
+            self.event,
+            self.tenant_id,
+            self.sub,
+            self.email,
+            self.tool,
+            self.result,
+            self.reason,
+            self.scopes,
+            self.scope_required,
+            self.scope_result,
+            self.latency_ms,
+            self.client_type,
+            self.client_id,
+            self.input,
+            self.content_scan,
+            self.delegation_chain,
+        ]
     }
+}
+
+/// The cell of a field, from the field's JSON text (not `null`).
+fn cell(raw: &str, kind: Cell) -> serde_json::Result<String> {
+    Ok(match kind {
+        Cell::Text | Cell::Words if !raw.starts_with(['"', '[']) => raw.to_owned(),
+        Cell::Text if raw.starts_with('"') => match raw.get(1..raw.len() - 1) {
+            // Without a backslash, a JSON string's text is its value.
+            Some(text) if !text.contains('\\') => text.to_owned(),
+            _ => serde_json::from_str::<String>(raw)?,
+        },
+        Cell::Words if raw.starts_with('[') => serde_json::from_str::<Vec<&RawValue>>(raw)?
+            .iter()
+            .map(|w| cell(w.get(), Cell::Text))
+            .collect::<serde_json::Result<Vec<_>>>()?
+            .join(" "),
+        // The stored JSON is compact (the collector wrote it): the field's text as it is.
+        _ => raw.to_owned(),
+    })
 }
 
 /// Puts `'` in front of a cell that a spreadsheet would take for a formula.
@@ -150,7 +230,7 @@ mod tests {
     use super::*;
     use crate::store::tests::sample;
     use crate::store::Position;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn stored(record: Value) -> StoredRecord {
         StoredRecord {
@@ -170,6 +250,26 @@ mod tests {
             .records()
             .map(|r| r.unwrap().iter().map(str::to_owned).collect())
             .collect()
+    }
+
+    #[test]
+    fn csv_fields_come_in_the_order_of_the_columns() {
+        let named: Value = CSV_COLUMNS
+            .iter()
+            .map(|(name, _)| (name.to_string(), json!(name)))
+            .collect();
+        let json = named.to_string();
+        let fields: CsvFields = serde_json::from_str(&json).unwrap();
+        let values: Vec<String> = fields
+            .values()
+            .iter()
+            .map(|v| v.unwrap().get().to_owned())
+            .collect();
+        let names: Vec<String> = CSV_COLUMNS
+            .iter()
+            .map(|(name, _)| format!("{name:?}"))
+            .collect();
+        assert_eq!(values, names);
     }
 
     #[test]
