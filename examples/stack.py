@@ -367,11 +367,12 @@ class Stack:
         try:
             if self._with_collector:
                 self.start_collector()
+            # The IdP, the MCP server and Envoy start side by side (Envoy compiling the filter
+            # takes longest); the filter fetches its keys once the IdP answers.
             if self._with_idp:
-                self.start_idp()
+                self._spawn_idp()
             upstream = self._upstream or [str(PYTHON), str(MCP_SCRIPT), "--port", "{port}"]
             self._spawn("mcp", [arg.replace("{port}", str(self.ports.mcp)) for arg in upstream])
-            self._wait("mcp", lambda: _tcp_open(self.ports.mcp))
             config = self.run_dir / "envoy.yaml"
             bootstrap = self.envoy_config()
             if self.lds:
@@ -382,6 +383,9 @@ class Stack:
             drain = [] if self._drain_seconds is None else ["--drain-time-s", str(self._drain_seconds)]
             self._spawn("envoy", [*pin, str(ENVOY_BIN), "-c", str(config), "--concurrency", str(self.concurrency),
                                   "--disable-hot-restart", "-l", self.envoy_log_level, *drain])
+            if self._with_idp:
+                self._wait_idp()
+            self._wait("mcp", lambda: _tcp_open(self.ports.mcp))
             self._wait("envoy", lambda: _http_ok(f"{self.admin_url}/ready"))
             fetched = {"remote", "discovery"} & set(self.filter_config()["identity"]["jwks"])
             if self.wasm_filter and self.wait_for_jwks and fetched:
@@ -449,9 +453,15 @@ class Stack:
             self._idp_command = command
         if "idp" in self._children:
             raise StackError("the IdP is already running")
+        self._spawn_idp()
+        self._wait_idp()
+
+    def _spawn_idp(self) -> None:
         self._check_port("idp", self.ports.idp)
         argv = self._idp_command or [str(PYTHON), str(IDP_SCRIPT), "serve", "--port", "{port}"]
         self._spawn("idp", [arg.replace("{port}", str(self.ports.idp)) for arg in argv])
+
+    def _wait_idp(self) -> None:
         self._wait("idp", lambda: _tcp_open(self.ports.idp))
 
     def stop_idp(self) -> None:
