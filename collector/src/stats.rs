@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Uri};
 use axum::Json;
-use rusqlite::types::Value as SqlValue;
+use crate::db::Value;
 use rusqlite::{params_from_iter, Connection};
 use serde::Serialize;
 
@@ -177,7 +177,7 @@ fn top(conn: &Connection, key: &str, filter: &Filter, extra: &str) -> rusqlite::
         "SELECT {key} AS name, COUNT(*) AS n FROM records{clause}{extra} AND {key} IS NOT NULL \
          GROUP BY name ORDER BY n DESC, name LIMIT ?"
     );
-    args.push(SqlValue::from(TOP));
+    args.push(Value::from(TOP));
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(params_from_iter(args), |row| {
         Ok(Count {
@@ -232,7 +232,7 @@ pub async fn stats(
     headers: HeaderMap,
 ) -> Result<Json<Stats>, ApiError> {
     let query = StatsQuery::parse(uri.query());
-    let conn = export::tenant_connection(&state, &tenant, &headers).await?;
+    let conn = export::tenant_sqlite(&state, &tenant, &headers, "the stats API").await?;
     let mut query = query.map_err(|e| ApiError::bad_request(e.to_string()))?;
     query.filter.tenant = tenant;
     let stats = tokio::task::spawn_blocking(move || compute(&conn, &query)).await??;

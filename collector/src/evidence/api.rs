@@ -11,7 +11,7 @@ use axum::Router;
 
 use crate::cli::EvidenceArgs;
 use crate::error::ApiError;
-use crate::export::{parse_time, tenant_connection};
+use crate::export::{parse_time, tenant_sqlite};
 use crate::server::AppState;
 use crate::signing::SigningKey;
 
@@ -49,7 +49,7 @@ pub fn parse(tenant: &str, params: &[(String, String)]) -> Result<Request, Strin
 
 async fn evidence(State(state): State<AppState>, UrlPath(tenant): UrlPath<String>, uri: Uri, headers: HeaderMap) -> Result<Response, ApiError> {
     let params: Vec<(String, String)> = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect();
-    let conn = tenant_connection(&state, &tenant, &headers).await?;
+    let conn = tenant_sqlite(&state, &tenant, &headers, "the evidence bundle").await?;
     let request = parse(&tenant, &params).map_err(ApiError::bad_request)?;
     let signer = state.signer.clone();
     let zip = tokio::task::spawn_blocking(move || build(&conn, &signer.key, &signer.log_name, &request))

@@ -29,12 +29,15 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
-use crate::export::tenant_connection;
+use crate::export::tenant_sqlite;
 use crate::ingest::IngestAuthorized;
 use crate::server::AppState;
 use crate::signing::SigningKey;
 use diff::{diff, Change};
 use store::PolicyVersion;
+
+/// What the PostgreSQL store refuses (policy versions are kept in the SQLite store only).
+const FEATURE: &str = "policy versions";
 
 /// What signs new policy versions.
 pub struct Signer {
@@ -96,7 +99,8 @@ async fn receive(_: IngestAuthorized, State(state): State<AppState>, body: Bytes
             ApiError::bad_request(e)
         })?;
     let items: Vec<(Vec<String>, Value)> = checked.into_iter().map(|(t, p)| (t, p.clone())).collect();
-    let (db, signer) = (state.db.clone(), state.signer.clone());
+    let db = state.db.sqlite(FEATURE).map_err(ApiError::unsupported)?.to_owned();
+    let signer = state.signer.clone();
     let (accepted, duplicates) = tokio::task::spawn_blocking(move || -> anyhow::Result<(usize, usize)> {
         let mut conn = crate::store::open_rw(&db)?;
         let now = chrono::Utc::now().timestamp_millis();
@@ -133,7 +137,7 @@ fn summary(v: &PolicyVersion) -> Value {
 }
 
 async fn list(State(state): State<AppState>, Path(tenant): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let conn = tenant_connection(&state, &tenant, &headers).await?;
+    let conn = tenant_sqlite(&state, &tenant, &headers, FEATURE).await?;
     let history = tokio::task::spawn_blocking(move || history(&conn, &tenant)).await??;
     let policies: Vec<Value> = history
         .iter()
@@ -152,7 +156,7 @@ fn parse_version(text: &str) -> Result<u64, ApiError> {
 }
 
 async fn load(state: &AppState, tenant: String, headers: &HeaderMap, versions: Vec<u64>) -> Result<Vec<PolicyVersion>, ApiError> {
-    let conn = tenant_connection(state, &tenant, headers).await?;
+    let conn = tenant_sqlite(state, &tenant, headers, FEATURE).await?;
     tokio::task::spawn_blocking(move || {
         versions
             .into_iter()
@@ -244,7 +248,7 @@ async fn export(
         Some("csv") => true,
         Some(other) => return Err(ApiError::bad_request(format!("invalid parameter `format`: {other:?}; expected json or csv"))),
     };
-    let conn = tenant_connection(&state, &tenant, &headers).await?;
+    let conn = tenant_sqlite(&state, &tenant, &headers, FEATURE).await?;
     let history = tokio::task::spawn_blocking(move || history(&conn, &tenant)).await??;
     Ok(if csv {
         ([(header::CONTENT_TYPE, "text/csv")], history_csv(&history)?).into_response()
