@@ -6,7 +6,9 @@
 //! records/s are printed too.
 //!
 //! `cargo bench -p acp-collector --bench ingest`; tune with `ACP_BENCH_CLIENTS` (default 8),
-//! `ACP_BENCH_SECONDS` (10), `ACP_BENCH_BATCH` (100 records).
+//! `ACP_BENCH_SECONDS` (10), `ACP_BENCH_BATCH` (100 records). With `ACP_BENCH_DATABASE_URL`
+//! (an empty PostgreSQL database or schema) the collectors store there instead, and
+//! `ACP_BENCH_REPLICAS` (default 1) of them share it, the clients spread over them.
 
 use std::fmt::Write;
 use std::net::TcpListener;
@@ -31,60 +33,80 @@ fn main() -> anyhow::Result<()> {
     let seconds = setting("ACP_BENCH_SECONDS", 10)?;
     let batch = setting("ACP_BENCH_BATCH", 100)?;
 
+    let replicas = setting("ACP_BENCH_REPLICAS", 1)?;
+    let url = std::env::var("ACP_BENCH_DATABASE_URL").ok();
+    ensure!(
+        replicas == 1 || url.is_some(),
+        "several replicas need ACP_BENCH_DATABASE_URL"
+    );
+
     let dir = tempfile::tempdir()?;
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut collector = Command::new(BIN)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--db")
-        .arg(dir.path().join("bench.db"))
-        .env("ACP_INGEST_TOKEN", TOKEN)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()?;
-    let ready = (0..500).any(|_| {
-        let up = reqwest::blocking::get(format!("{base}/healthz")).is_ok();
-        if !up {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        up
-    });
-    ensure!(ready, "the collector did not start");
+    let db = dir.path().join("bench.db");
+    let store: Vec<&std::ffi::OsStr> = match &url {
+        Some(url) => vec!["--database-url".as_ref(), url.as_ref()],
+        None => vec!["--db".as_ref(), db.as_os_str()],
+    };
+    let mut collectors = Vec::new();
+    let mut bases = Vec::new();
+    for replica in 0..replicas {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let base = format!("http://127.0.0.1:{port}");
+        collectors.push(
+            Command::new(BIN)
+                .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+                .args(&store)
+                .arg("--signing-key")
+                .arg(dir.path().join(format!("key-{replica}")))
+                .env("ACP_INGEST_TOKEN", TOKEN)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .spawn()?,
+        );
+        let ready = (0..500).any(|_| {
+            let up = reqwest::blocking::get(format!("{base}/healthz")).is_ok();
+            if !up {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            up
+        });
+        ensure!(ready, "the collector did not start");
+        bases.push(base);
+    }
 
     let runtime = tokio::runtime::Runtime::new()?;
     let result = runtime.block_on(run(
-        &base,
+        &bases,
         clients,
         batch,
         Duration::from_secs(seconds as u64),
     ));
-    Command::new("kill")
-        .args(["-TERM", &collector.id().to_string()])
-        .status()?;
-    ensure!(
-        collector.wait()?.success(),
-        "the collector did not stop cleanly"
-    );
+    for collector in &mut collectors {
+        Command::new("kill")
+            .args(["-TERM", &collector.id().to_string()])
+            .status()?;
+        ensure!(
+            collector.wait()?.success(),
+            "the collector did not stop cleanly"
+        );
+    }
 
     let (records, elapsed, mut latencies) = result?;
     latencies.sort();
     let percentile = |p: usize| latencies[(latencies.len() - 1) * p / 100];
-    let db_bytes = std::fs::metadata(dir.path().join("bench.db"))?.len();
+    let store_name = match &url {
+        Some(_) => format!("PostgreSQL, {replicas} replicas"),
+        None => format!("db {} MiB", std::fs::metadata(&db)?.len() >> 20),
+    };
     println!(
         "ingest: {records} records in {:.2} s = {:.0} durable records/s \
-         ({clients} clients, batches of {batch}; batch latency p50 {:?}, p99 {:?}; db {} MiB)",
+         ({clients} clients, batches of {batch}; batch latency p50 {:?}, p99 {:?}; {store_name})",
         elapsed.as_secs_f64(),
         records as f64 / elapsed.as_secs_f64(),
         percentile(50),
         percentile(99),
-        db_bytes >> 20,
     );
 
-    let verify = Command::new(BIN)
-        .arg("verify")
-        .arg("--db")
-        .arg(dir.path().join("bench.db"))
-        .output()?;
+    let verify = Command::new(BIN).arg("verify").args(&store).output()?;
     let report = String::from_utf8_lossy(&verify.stderr);
     ensure!(verify.status.success(), "verify failed: {report}");
     let line = report
@@ -95,20 +117,20 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Posts from `clients` tasks until `duration` has passed; returns the records stored, the
-/// time taken and every batch's latency.
+/// Posts from `clients` tasks (spread over the collectors at `bases`) until `duration` has
+/// passed; returns the records stored, the time taken and every batch's latency.
 async fn run(
-    base: &str,
+    bases: &[String],
     clients: usize,
     batch: usize,
     duration: Duration,
 ) -> anyhow::Result<(usize, Duration, Vec<Duration>)> {
     let http = reqwest::Client::new();
-    let url = format!("{base}{}", acp_record::INGEST_PATH);
     let start = Instant::now();
     let tasks: Vec<_> = (0..clients)
         .map(|client| {
-            let (http, url) = (http.clone(), url.clone());
+            let base = &bases[client % bases.len()];
+            let (http, url) = (http.clone(), format!("{base}{}", acp_record::INGEST_PATH));
             tokio::spawn(async move {
                 let mut stored = 0;
                 let mut latencies = Vec::new();

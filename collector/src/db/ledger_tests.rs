@@ -4,23 +4,46 @@
 use std::collections::BTreeMap;
 
 use acp_record::AuditRecord;
+use serde_json::json;
 
 use super::testing::TestDatabase;
 use super::{Conn, Database};
 use crate::checkpoints;
 use crate::ledger::{Ledger, Policy};
 use crate::signing::{SigningKey, Verifiers};
+use crate::stats::{self, StatsQuery};
 use crate::store::{self, Filter, NewRecord};
 use crate::writer::{Stored, Writer};
 
 const LOG: &str = "acp-test";
 
 fn record(id: &str, tenant: &str, second: u32) -> NewRecord {
-    let mut value = store::tests::sample(
-        id,
-        &format!("2026-03-15T10:{:02}:{:02}.000Z", second / 60, second % 60),
-    );
+    new_record(value(id, tenant, second))
+}
+
+fn value(id: &str, tenant: &str, second: u32) -> serde_json::Value {
+    let timestamp = format!("2026-03-15T10:{:02}:{:02}.000Z", second / 60, second % 60);
+    let mut value = store::tests::sample(id, &timestamp);
     value["tenantId"] = tenant.into();
+    value
+}
+
+/// A `tool.denied` record for lack of a scope.
+fn denied(id: &str, tenant: &str, second: u32) -> NewRecord {
+    let mut value = value(id, tenant, second);
+    for (name, v) in [
+        ("event", json!("tool.denied")),
+        ("result", json!("denied")),
+        ("reason", json!("insufficient_scope")),
+        ("scopes", json!([])),
+        ("scopeResult", json!("fail")),
+    ] {
+        value[name] = v;
+    }
+    new_record(value)
+}
+
+fn new_record(value: serde_json::Value) -> NewRecord {
     let record: AuditRecord = serde_json::from_value(value).unwrap();
     let ts = record.timestamp_millis().unwrap();
     NewRecord::new(record, ts).unwrap()
@@ -81,7 +104,8 @@ fn the_ledger_stores_checkpoints_and_verifies_on_every_store() {
         };
         let stored = runtime.block_on(async {
             let mut stored = Vec::new();
-            for records in [batch(0..7, "a"), batch(0..3, "b"), batch(5..12, "a")] {
+            let refused = (0..3).map(|i| denied(&format!("b-{i}"), "b", i)).collect();
+            for records in [batch(0..7, "a"), refused, batch(5..12, "a")] {
                 stored.push(writer.write(records).await.unwrap());
             }
             writer.tick().await.unwrap();
@@ -113,6 +137,21 @@ fn the_ledger_stores_checkpoints_and_verifies_on_every_store() {
             (0..12).map(|i| (i, format!("a-{i}"))).collect::<Vec<_>>()
         );
         assert_eq!(checkpoints::keys(&*conn).unwrap(), vkeys);
+        let query = StatsQuery {
+            filter: Filter {
+                tenant: "b".into(),
+                ..Filter::default()
+            },
+            bucket: None,
+        };
+        let stats = stats::compute(&*conn, &query).unwrap();
+        assert_eq!(stats.total, 3);
+        let denials: Vec<(&str, u64)> = stats
+            .top_denials
+            .iter()
+            .map(|c| (c.name.as_str(), c.count))
+            .collect();
+        assert_eq!(denials, [("insufficient_scope", 3)]);
 
         let conn = test.database.write().unwrap();
         for sql in [
