@@ -21,7 +21,8 @@ use crate::db::{Conn, ConnExt, Value};
 /// How long a connection waits for another one's lock before failing with `SQLITE_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-const SCHEMA: &str = "
+/// The tables, in SQLite's types; [`crate::db::PgPool`] creates them in PostgreSQL's.
+pub const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS records (
     seq    INTEGER PRIMARY KEY,
     id     TEXT    NOT NULL UNIQUE,
@@ -38,11 +39,6 @@ CREATE TABLE IF NOT EXISTS records (
 );
 CREATE INDEX IF NOT EXISTS records_export ON records (tenant, ts, seq);
 CREATE UNIQUE INDEX IF NOT EXISTS records_tseq ON records (tenant, tseq);
-CREATE TRIGGER IF NOT EXISTS records_no_update BEFORE UPDATE ON records
-BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS records_no_delete BEFORE DELETE ON records
-WHEN NOT EXISTS (SELECT 1 FROM expiries WHERE tenant = OLD.tenant AND to_seq > OLD.tseq)
-BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
 
 CREATE TABLE IF NOT EXISTS checkpoints (
     tenant     TEXT    NOT NULL,
@@ -66,14 +62,6 @@ CREATE TABLE IF NOT EXISTS signing_keys (
     vkey       TEXT    PRIMARY KEY,
     created_ms INTEGER NOT NULL
 );
-CREATE TRIGGER IF NOT EXISTS checkpoints_no_change BEFORE UPDATE ON checkpoints
-BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS checkpoints_no_delete BEFORE DELETE ON checkpoints
-BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS expiries_no_change BEFORE UPDATE ON expiries
-BEGIN SELECT RAISE(ABORT, 'expiry notes are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS expiries_no_delete BEFORE DELETE ON expiries
-BEGIN SELECT RAISE(ABORT, 'expiry notes are append-only'); END;
 
 CREATE TABLE IF NOT EXISTS api_keys (
     prefix     TEXT    PRIMARY KEY,
@@ -83,6 +71,23 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_ms INTEGER NOT NULL,
     revoked_ms INTEGER
 );
+";
+
+/// The append-only rules (PostgreSQL's are in `db/triggers.pg.sql`).
+const TRIGGERS: &str = "
+CREATE TRIGGER IF NOT EXISTS records_no_update BEFORE UPDATE ON records
+BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS records_no_delete BEFORE DELETE ON records
+WHEN NOT EXISTS (SELECT 1 FROM expiries WHERE tenant = OLD.tenant AND to_seq > OLD.tseq)
+BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS checkpoints_no_change BEFORE UPDATE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS checkpoints_no_delete BEFORE DELETE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS expiries_no_change BEFORE UPDATE ON expiries
+BEGIN SELECT RAISE(ABORT, 'expiry notes are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS expiries_no_delete BEFORE DELETE ON expiries
+BEGIN SELECT RAISE(ABORT, 'expiry notes are append-only'); END;
 ";
 
 /// Opens the database read-write (WAL, `synchronous=FULL`), creating the file and schema if needed.
@@ -98,7 +103,8 @@ pub fn open_rw(path: &Path) -> anyhow::Result<Connection> {
     );
     conn.pragma_update(None, "synchronous", "FULL")?;
     crate::migrate::add_tree_columns(&mut conn)?;
-    conn.execute_batch(SCHEMA)?;
+    conn.execute_batch(TABLES)?;
+    conn.execute_batch(TRIGGERS)?;
     crate::policies::store::create_schema(&conn)?;
     Ok(conn)
 }

@@ -19,9 +19,18 @@ type Client = r2d2::PooledConnection<Manager>;
 
 /// Connections a collector process opens at most (the writer keeps one for good).
 const POOL_SIZE: u32 = 8;
-/// Serialises schema creation between replicas starting at once.
+/// The advisory lock key of schema creation.
 const SCHEMA_LOCK: i64 = 0x4143_5000;
-const SCHEMA: &str = include_str!("schema.pg.sql");
+const TRIGGERS: &str = include_str!("triggers.pg.sql");
+
+/// [`crate::store::TABLES`] in PostgreSQL's types: 64-bit integers, `BYTEA` blobs and an
+/// identity column for `seq` (SQLite's rowid).
+fn tables() -> String {
+    crate::store::TABLES
+        .replace("INTEGER PRIMARY KEY", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY")
+        .replace("INTEGER", "BIGINT")
+        .replace("BLOB", "BYTEA")
+}
 
 impl ToSql for Value {
     fn to_sql(
@@ -60,10 +69,12 @@ impl PgPool {
             .build(Manager::new(config, NoTls))
             .context("cannot connect to PostgreSQL")?;
         let pool = Self(pool);
+        // Under an advisory lock, so that replicas starting together create it once.
         pool.get()?
             .transaction(|tx| {
                 tx.execute("SELECT pg_advisory_xact_lock(?1)", &[SCHEMA_LOCK.into()])?;
-                tx.execute_batch(SCHEMA)
+                tx.execute_batch(&tables())?;
+            tx.execute_batch(TRIGGERS)
             })
             .context("cannot create the PostgreSQL schema")?;
         Ok(pool)
