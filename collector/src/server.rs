@@ -89,7 +89,7 @@ pub async fn run(
         Ok((conn, ledger))
     })
     .await??;
-    let (writer, writer_thread) = Writer::start(conn, ledger)?;
+    let (writer, writer_thread) = Writer::start(db.clone(), conn, ledger)?;
     let ticker = tokio::spawn(tick_every(
         writer.clone(),
         Duration::from_secs(args.checkpoint_interval),

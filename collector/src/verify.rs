@@ -43,13 +43,12 @@ pub(crate) struct Summary {
 }
 
 pub fn run(db: &Path, url: Option<&str>, log_name: &str, args: &VerifyArgs) -> anyhow::Result<()> {
-    let database = match url {
-        Some(url) => Database::open(db, Some(url))?,
-        None => {
-            anyhow::ensure!(db.exists(), "no database at {}", db.display());
-            Database::Sqlite(db.to_owned().into())
-        }
-    };
+    anyhow::ensure!(
+        url.is_some() || db.exists(),
+        "no database at {}",
+        db.display()
+    );
+    let database = Database::open(db, url)?;
     let conn = database.read().context("cannot open the database")?;
     let conn = &*conn;
     // Policy versions are kept in the SQLite store only.

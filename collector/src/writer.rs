@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::db::{self, Conn, ConnExt};
+use crate::db::{self, Conn, ConnExt, Database};
 use crate::ledger::Ledger;
 use crate::store::NewRecord;
 
@@ -61,15 +61,17 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn` (from [`crate::db::Database::write`]).
+    /// Starts the writer thread on `conn` (from `db`'s [`Database::write`], which also
+    /// replaces it once it is lost).
     pub fn start(
+        db: Database,
         conn: Connection,
         ledger: Ledger,
     ) -> std::io::Result<(Writer, std::thread::JoinHandle<()>)> {
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
         let thread = std::thread::Builder::new()
             .name("acp-writer".into())
-            .spawn(move || run(conn, ledger, queue))?;
+            .spawn(move || run(db, conn, ledger, queue))?;
         Ok((Writer { jobs }, thread))
     }
 
@@ -92,7 +94,7 @@ impl Writer {
     }
 }
 
-fn run(mut conn: Connection, mut ledger: Ledger, mut queue: mpsc::Receiver<Job>) {
+fn run(db: Database, mut conn: Connection, mut ledger: Ledger, mut queue: mpsc::Receiver<Job>) {
     let mut group = Vec::new();
     while let Some(job) = queue.blocking_recv() {
         let mut ticked = false;
@@ -107,6 +109,13 @@ fn run(mut conn: Connection, mut ledger: Ledger, mut queue: mpsc::Receiver<Job>)
         }
         if ticked {
             tick(&mut conn, &mut ledger);
+        }
+        if conn.is_broken() {
+            // The failed group was answered with an error; the next one gets a new connection.
+            match db.write() {
+                Ok(new) => conn = new,
+                Err(err) => tracing::warn!(error = format!("{err:#}"), "cannot reconnect"),
+            }
         }
     }
     // Every sender is gone: sign what the last commits added.

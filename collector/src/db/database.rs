@@ -15,23 +15,23 @@ pub enum Database {
 }
 
 impl Database {
-    /// Opens the store and creates its schema if needed: PostgreSQL when `url` is given,
-    /// else the SQLite file at `path`.
+    /// PostgreSQL when `url` is given (connected, its schema created if needed), else the
+    /// SQLite file at `path` (opened by each connection).
     pub fn open(path: &Path, url: Option<&str>) -> anyhow::Result<Self> {
         match url.filter(|u| !u.is_empty()) {
             Some(url) => Ok(Self::Postgres(PgPool::open(url)?)),
-            None => {
-                crate::store::open_rw(path)
-                    .with_context(|| format!("cannot open database {}", path.display()))?;
-                Ok(Self::Sqlite(Arc::new(path.to_owned())))
-            }
+            None => Ok(Self::Sqlite(Arc::new(path.to_owned()))),
         }
     }
 
-    /// A read-write connection (the writer's, or a command's).
+    /// A read-write connection (the writer's, or a command's); creates the SQLite file and
+    /// schema when missing.
     pub fn write(&self) -> anyhow::Result<Box<dyn Conn + Send>> {
         Ok(match self {
-            Self::Sqlite(path) => Box::new(crate::store::open_rw(path)?),
+            Self::Sqlite(path) => Box::new(
+                crate::store::open_rw(path)
+                    .with_context(|| format!("cannot open database {}", path.display()))?,
+            ),
             Self::Postgres(pool) => Box::new(pool.get()?),
         })
     }

@@ -61,7 +61,7 @@ fn writer(test: &TestDatabase, name: &str) -> (Writer, std::thread::JoinHandle<(
     };
     let conn = test.database.write().unwrap();
     let ledger = Ledger::load(&*conn, key, policy, 0).unwrap();
-    let (writer, thread) = Writer::start(conn, ledger).unwrap();
+    let (writer, thread) = Writer::start(test.database.clone(), conn, ledger).unwrap();
     (writer, thread, vkey)
 }
 

@@ -94,6 +94,10 @@ pub trait Conn {
     fn execute(&self, sql: &str, params: &[Value]) -> anyhow::Result<u64>;
     /// Runs several statements without parameters.
     fn execute_batch(&self, sql: &str) -> anyhow::Result<()>;
+    /// Whether the connection is lost for good (the server went away); a new one is needed.
+    fn is_broken(&self) -> bool {
+        false
+    }
     /// Runs a query and hands each row to `each`.
     fn for_each(
         &self,

@@ -128,6 +128,10 @@ impl Conn for Pg {
         })
     }
 
+    fn is_broken(&self) -> bool {
+        self.0.try_borrow().is_ok_and(|guard| guard.0.is_closed())
+    }
+
     fn execute_batch(&self, sql: &str) -> anyhow::Result<()> {
         Ok(self.0.borrow_mut().0.batch_execute(sql)?)
     }
