@@ -27,7 +27,7 @@ use crate::db::{Conn, Database};
 use crate::cli::VerifyArgs;
 use crate::merkle::{self, Frontier};
 use crate::signing::Verifiers;
-use crate::{policies, store};
+use crate::policies;
 
 /// What verified for one tenant.
 #[derive(Debug, Default, PartialEq)]
@@ -51,12 +51,6 @@ pub fn run(db: &Path, url: Option<&str>, log_name: &str, args: &VerifyArgs) -> a
     let database = Database::open(db, url)?;
     let conn = database.read().context("cannot open the database")?;
     let conn = &*conn;
-    // Policy versions are kept in the SQLite store only.
-    let policies = database
-        .sqlite("policy versions")
-        .ok()
-        .map(store::open_read)
-        .transpose()?;
     let vkeys = if args.public_keys.is_empty() {
         eprintln!(
             "warning: no --public-key given: trusting the keys recorded in the database, \
@@ -75,9 +69,7 @@ pub fn run(db: &Path, url: Option<&str>, log_name: &str, args: &VerifyArgs) -> a
         Some(tenant) => vec![tenant.clone()],
         None => {
             let mut tenants = checkpoints::tenants(conn)?;
-            if let Some(policies) = &policies {
-                tenants.extend(policies::store::tenants(policies)?);
-            }
+            tenants.extend(policies::store::tenants(conn)?);
             tenants.sort();
             tenants.dedup();
             tenants
@@ -87,11 +79,7 @@ pub fn run(db: &Path, url: Option<&str>, log_name: &str, args: &VerifyArgs) -> a
     let (mut records, mut failed) = (0, 0);
     for tenant in &tenants {
         let checked = verify_tenant(conn, &trusted, log_name, tenant).and_then(|s| {
-            let versions = match &policies {
-                Some(policies) => policies::store::verify_chain(policies, &trusted, log_name, tenant)?,
-                None => 0,
-            };
-            Ok((s, versions))
+            Ok((s, policies::store::verify_chain(conn, &trusted, log_name, tenant)?))
         });
         match checked {
             Ok((s, policy_versions)) => {

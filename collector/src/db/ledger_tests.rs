@@ -10,6 +10,7 @@ use super::testing::TestDatabase;
 use super::{Conn, Database};
 use crate::checkpoints;
 use crate::ledger::{Ledger, Policy};
+use crate::policies;
 use crate::signing::{SigningKey, Verifiers};
 use crate::stats::{self, StatsQuery};
 use crate::store::{self, Filter, NewRecord};
@@ -154,10 +155,26 @@ fn the_ledger_stores_checkpoints_and_verifies_on_every_store() {
         assert_eq!(denials, [("insufficient_scope", 3)]);
 
         let conn = test.database.write().unwrap();
+        let key = SigningKey::load_or_create(&test.dir.path().join("key"), LOG).unwrap();
+        let tenants = ["b".to_owned(), "a".to_owned()];
+        let policy = json!({"tools": {"echo": ["a"]}});
+        let stored = policies::store::insert(&*conn, &key, LOG, &tenants, &policy, 1).unwrap();
+        assert_eq!(stored.len(), 2);
+        assert!(
+            policies::store::insert(&*conn, &key, LOG, &tenants, &policy, 2)
+                .unwrap()
+                .is_empty()
+        );
+        let trusted = Verifiers::new([key.vkey()]).unwrap();
+        assert_eq!(
+            policies::store::verify_chain(&*conn, &trusted, LOG, "a").unwrap(),
+            1
+        );
         for sql in [
             "UPDATE records SET tool = 'x'",
             "DELETE FROM records",
             "DELETE FROM checkpoints",
+            "DELETE FROM policy_versions",
         ] {
             let err = conn.execute(sql, &[]).unwrap_err();
             assert!(format!("{err:#}").contains("append-only"), "{sql}: {err:#}");

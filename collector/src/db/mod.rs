@@ -135,8 +135,13 @@ pub trait ConnExt: Conn {
     }
 
     /// Runs `work` in a transaction: committed when it returns `Ok`, rolled back otherwise.
+    /// SQLite's takes the write lock at once, so that it never fails half-way for another
+    /// connection's write.
     fn transaction<T>(&self, work: impl FnOnce(&Self) -> anyhow::Result<T>) -> anyhow::Result<T> {
-        self.execute_batch("BEGIN")?;
+        self.execute_batch(match self.backend() {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        })?;
         match work(self) {
             Ok(value) => {
                 self.execute_batch("COMMIT")?;

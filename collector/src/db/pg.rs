@@ -26,8 +26,12 @@ const TRIGGERS: &str = include_str!("triggers.pg.sql");
 /// [`crate::store::TABLES`] in PostgreSQL's types: 64-bit integers, `BYTEA` blobs and an
 /// identity column for `seq` (SQLite's rowid).
 fn tables() -> String {
-    crate::store::TABLES
-        .replace("INTEGER PRIMARY KEY", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY")
+    [crate::store::TABLES, crate::policies::store::TABLE]
+        .concat()
+        .replace(
+            "INTEGER PRIMARY KEY",
+            "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+        )
         .replace("INTEGER", "BIGINT")
         .replace("BLOB", "BYTEA")
 }
@@ -74,7 +78,7 @@ impl PgPool {
             .transaction(|tx| {
                 tx.execute("SELECT pg_advisory_xact_lock(?1)", &[SCHEMA_LOCK.into()])?;
                 tx.execute_batch(&tables())?;
-            tx.execute_batch(TRIGGERS)
+                tx.execute_batch(TRIGGERS)
             })
             .context("cannot create the PostgreSQL schema")?;
         Ok(pool)

@@ -24,3 +24,6 @@ CREATE TRIGGER checkpoints_no_change BEFORE UPDATE OR DELETE ON checkpoints
 DROP TRIGGER IF EXISTS expiries_no_change ON expiries;
 CREATE TRIGGER expiries_no_change BEFORE UPDATE OR DELETE ON expiries
     FOR EACH ROW EXECUTE FUNCTION acp_append_only('expiry notes are append-only');
+DROP TRIGGER IF EXISTS policy_versions_no_change ON policy_versions;
+CREATE TRIGGER policy_versions_no_change BEFORE UPDATE OR DELETE ON policy_versions
+    FOR EACH ROW EXECUTE FUNCTION acp_append_only('policy versions are append-only');

@@ -29,15 +29,13 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
-use crate::export::tenant_sqlite;
+use crate::db::Conn;
+use crate::export::tenant_connection;
 use crate::ingest::IngestAuthorized;
 use crate::server::AppState;
 use crate::signing::SigningKey;
 use diff::{diff, Change};
 use store::PolicyVersion;
-
-/// What the PostgreSQL store refuses (policy versions are kept in the SQLite store only).
-const FEATURE: &str = "policy versions";
 
 /// What signs new policy versions.
 pub struct Signer {
@@ -99,14 +97,13 @@ async fn receive(_: IngestAuthorized, State(state): State<AppState>, body: Bytes
             ApiError::bad_request(e)
         })?;
     let items: Vec<(Vec<String>, Value)> = checked.into_iter().map(|(t, p)| (t, p.clone())).collect();
-    let db = state.db.sqlite(FEATURE).map_err(ApiError::unsupported)?.to_owned();
-    let signer = state.signer.clone();
+    let (db, signer) = (state.db.clone(), state.signer.clone());
     let (accepted, duplicates) = tokio::task::spawn_blocking(move || -> anyhow::Result<(usize, usize)> {
-        let mut conn = crate::store::open_rw(&db)?;
+        let conn = db.write()?;
         let now = chrono::Utc::now().timestamp_millis();
         let (mut accepted, mut duplicates) = (0, 0);
         for (tenants, policy) in &items {
-            let new = store::insert(&mut conn, &signer.key, &signer.log_name, tenants, policy, now)?;
+            let new = store::insert(&*conn, &signer.key, &signer.log_name, tenants, policy, now)?;
             for v in &new {
                 tracing::info!(tenant = v.tenant, version = v.version, hash = v.hash, "new policy version");
             }
@@ -120,7 +117,7 @@ async fn receive(_: IngestAuthorized, State(state): State<AppState>, body: Bytes
 }
 
 /// Each version of `tenant`, oldest first, with its changes from the version before.
-pub fn history(conn: &rusqlite::Connection, tenant: &str) -> anyhow::Result<Vec<(PolicyVersion, Value, Vec<Change>)>> {
+pub fn history(conn: &dyn Conn, tenant: &str) -> anyhow::Result<Vec<(PolicyVersion, Value, Vec<Change>)>> {
     let mut previous = Value::Null;
     let mut out = Vec::new();
     for version in store::after(conn, tenant, 0)? {
@@ -137,8 +134,8 @@ fn summary(v: &PolicyVersion) -> Value {
 }
 
 async fn list(State(state): State<AppState>, Path(tenant): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let conn = tenant_sqlite(&state, &tenant, &headers, FEATURE).await?;
-    let history = tokio::task::spawn_blocking(move || history(&conn, &tenant)).await??;
+    let conn = tenant_connection(&state, &tenant, &headers).await?;
+    let history = tokio::task::spawn_blocking(move || history(&*conn, &tenant)).await??;
     let policies: Vec<Value> = history
         .iter()
         .rev()
@@ -156,12 +153,12 @@ fn parse_version(text: &str) -> Result<u64, ApiError> {
 }
 
 async fn load(state: &AppState, tenant: String, headers: &HeaderMap, versions: Vec<u64>) -> Result<Vec<PolicyVersion>, ApiError> {
-    let conn = tenant_sqlite(state, &tenant, headers, FEATURE).await?;
+    let conn = tenant_connection(state, &tenant, headers).await?;
     tokio::task::spawn_blocking(move || {
         versions
             .into_iter()
             .map(|n| {
-                store::get(&conn, &tenant, n)?
+                store::get(&*conn, &tenant, n)?
                     .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no policy version {n}")))
             })
             .collect()
@@ -248,8 +245,8 @@ async fn export(
         Some("csv") => true,
         Some(other) => return Err(ApiError::bad_request(format!("invalid parameter `format`: {other:?}; expected json or csv"))),
     };
-    let conn = tenant_sqlite(&state, &tenant, &headers, FEATURE).await?;
-    let history = tokio::task::spawn_blocking(move || history(&conn, &tenant)).await??;
+    let conn = tenant_connection(&state, &tenant, &headers).await?;
+    let history = tokio::task::spawn_blocking(move || history(&*conn, &tenant)).await??;
     Ok(if csv {
         ([(header::CONTENT_TYPE, "text/csv")], history_csv(&history)?).into_response()
     } else {
