@@ -1,18 +1,22 @@
-//! Ingest throughput over HTTP: starts the release `acp-collector` on a temporary database and
-//! has concurrent clients post batches of records for a fixed time. A batch counts once its
+//! Collector throughput over HTTP: starts the release `acp-collector` on a temporary database
+//! and has concurrent clients post batches of records for a fixed time. A batch counts once its
 //! 200 answer has arrived, which the collector sends only after the commit, so the figure is
-//! durable records per second. Clients and collector share the machine. Then `acp-collector
-//! verify` checks the database the run left (every leaf, root and signature) and its
-//! records/s are printed too.
+//! durable records per second. Clients and collector share the machine. Then the database is
+//! filled up to `ACP_BENCH_EXPORT_RECORDS` records (untimed) and the whole tenant is exported as
+//! one streamed CSV through the export API (records/s, rows counted); last, `acp-collector
+//! verify` checks the database (every leaf, root and signature) and its records/s are printed.
 //!
 //! `cargo bench -p acp-collector --bench ingest`; tune with `ACP_BENCH_CLIENTS` (default 8),
-//! `ACP_BENCH_SECONDS` (10), `ACP_BENCH_BATCH` (100 records). With `ACP_BENCH_DATABASE_URL`
-//! (an empty PostgreSQL database or schema) the collectors store there instead, and
-//! `ACP_BENCH_REPLICAS` (default 1) of them share it, the clients spread over them.
+//! `ACP_BENCH_SECONDS` (10), `ACP_BENCH_BATCH` (100 records), `ACP_BENCH_EXPORT_RECORDS`
+//! (1,000,000). With `ACP_BENCH_DATABASE_URL` (an empty PostgreSQL database or schema) the
+//! collectors store there instead, and `ACP_BENCH_REPLICAS` (default 1) of them share it, the
+//! clients spread over them.
 
 use std::fmt::Write;
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
@@ -20,6 +24,8 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_acp-collector");
 const TOKEN: &str = "bench-token";
+/// The tenant of every record `batch_body` writes.
+const TENANT: &str = "org_acme_corp";
 
 fn setting(name: &str, default: usize) -> anyhow::Result<usize> {
     match std::env::var(name) {
@@ -32,6 +38,7 @@ fn main() -> anyhow::Result<()> {
     let clients = setting("ACP_BENCH_CLIENTS", 8)?;
     let seconds = setting("ACP_BENCH_SECONDS", 10)?;
     let batch = setting("ACP_BENCH_BATCH", 100)?;
+    let export_records = setting("ACP_BENCH_EXPORT_RECORDS", 1_000_000)?;
 
     let replicas = setting("ACP_BENCH_REPLICAS", 1)?;
     let url = std::env::var("ACP_BENCH_DATABASE_URL").ok();
@@ -74,12 +81,22 @@ fn main() -> anyhow::Result<()> {
     }
 
     let runtime = tokio::runtime::Runtime::new()?;
-    let result = runtime.block_on(run(
-        &bases,
-        clients,
-        batch,
-        Duration::from_secs(seconds as u64),
-    ));
+    let batches = Arc::new(AtomicUsize::new(0));
+    let duration = Duration::from_secs(seconds as u64);
+    let result = runtime.block_on(run(&bases, clients, batch, &batches, move |elapsed, _| {
+        elapsed >= duration
+    }));
+    let export = result
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
+        .and_then(|(stored, ..)| {
+            let missing = export_records.saturating_sub(*stored);
+            runtime.block_on(run(&bases, clients, batch, &batches, move |_, filled| {
+                filled >= missing
+            }))?;
+            let key = api_key(&store)?;
+            runtime.block_on(export_csv(&bases[0], &key))
+        });
     for collector in &mut collectors {
         Command::new("kill")
             .args(["-TERM", &collector.id().to_string()])
@@ -89,8 +106,8 @@ fn main() -> anyhow::Result<()> {
             "the collector did not stop cleanly"
         );
     }
-
     let (records, elapsed, mut latencies) = result?;
+    let (rows, export_time) = export?;
     latencies.sort();
     let percentile = |p: usize| latencies[(latencies.len() - 1) * p / 100];
     let store_name = match &url {
@@ -105,6 +122,11 @@ fn main() -> anyhow::Result<()> {
         percentile(50),
         percentile(99),
     );
+    println!(
+        "export: {rows} records as one CSV in {:.2} s = {:.0} records/s ({store_name})",
+        export_time.as_secs_f64(),
+        rows as f64 / export_time.as_secs_f64(),
+    );
 
     let verify = Command::new(BIN).arg("verify").args(&store).output()?;
     let report = String::from_utf8_lossy(&verify.stderr);
@@ -117,28 +139,30 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Posts from `clients` tasks (spread over the collectors at `bases`) until `duration` has
-/// passed; returns the records stored, the time taken and every batch's latency.
+/// Posts from `clients` tasks (spread over the collectors at `bases`) until `done(time taken,
+/// records stored by this run)`; returns
+/// the records stored, the time taken and every batch's latency. Batches are numbered from
+/// `batches`, so every run posts new records.
 async fn run(
     bases: &[String],
     clients: usize,
     batch: usize,
-    duration: Duration,
+    batches: &Arc<AtomicUsize>,
+    done: impl Fn(Duration, usize) -> bool + Send + Sync + 'static,
 ) -> anyhow::Result<(usize, Duration, Vec<Duration>)> {
     let http = reqwest::Client::new();
     let start = Instant::now();
+    let (done, stored) = (Arc::new(done), Arc::new(AtomicUsize::new(0)));
     let tasks: Vec<_> = (0..clients)
         .map(|client| {
             let base = &bases[client % bases.len()];
-            let (http, url) = (http.clone(), format!("{base}{}", acp_record::INGEST_PATH));
+            let url = format!("{base}{}", acp_record::INGEST_PATH);
+            let (http, batches) = (http.clone(), Arc::clone(batches));
+            let (done, stored) = (Arc::clone(&done), Arc::clone(&stored));
             tokio::spawn(async move {
-                let mut stored = 0;
                 let mut latencies = Vec::new();
-                for n in 0.. {
-                    if start.elapsed() >= duration {
-                        break;
-                    }
-                    let body = batch_body(client, n, batch);
+                while !done(start.elapsed(), stored.load(Ordering::Relaxed)) {
+                    let body = batch_body(batches.fetch_add(1, Ordering::Relaxed), batch);
                     let sent = Instant::now();
                     let r = http.post(&url).bearer_auth(TOKEN).body(body).send().await?;
                     let status = r.status();
@@ -147,24 +171,56 @@ async fn run(
                     if !status.is_success() || answer["accepted"] != batch {
                         bail!("batch refused: {status} {answer}");
                     }
-                    stored += batch;
+                    stored.fetch_add(batch, Ordering::Relaxed);
                 }
-                anyhow::Ok((stored, latencies))
+                anyhow::Ok(latencies)
             })
         })
         .collect();
-    let mut total = 0;
     let mut latencies = Vec::new();
     for task in tasks {
-        let (stored, l) = task.await??;
-        total += stored;
-        latencies.extend(l);
+        latencies.extend(task.await??);
     }
-    Ok((total, start.elapsed(), latencies))
+    Ok((stored.load(Ordering::Relaxed), start.elapsed(), latencies))
 }
 
-/// Batch `n` of `client`: `size` distinct records shaped like real `tool.call`s.
-fn batch_body(client: usize, n: usize, size: usize) -> String {
+/// A new API key of the bench tenant, from the CLI.
+fn api_key(store: &[&std::ffi::OsStr]) -> anyhow::Result<String> {
+    let out = Command::new(BIN)
+        .args(["apikey", "create", "--tenant", TENANT])
+        .args(store)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "apikey create failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
+/// Streams the tenant's whole trail as CSV; returns the data rows and the time taken.
+async fn export_csv(base: &str, key: &str) -> anyhow::Result<(usize, Duration)> {
+    let start = Instant::now();
+    let mut answer = reqwest::Client::new()
+        .get(format!("{base}/{TENANT}/api/v1/audit?format=csv"))
+        .bearer_auth(key)
+        .send()
+        .await?;
+    ensure!(
+        answer.status().is_success(),
+        "export failed: {}",
+        answer.status()
+    );
+    let mut lines = 0;
+    while let Some(chunk) = answer.chunk().await? {
+        lines += chunk.iter().filter(|&&b| b == b'\n').count();
+    }
+    // The records' cells hold no line breaks: one line per record, after the header.
+    Ok((lines.saturating_sub(1), start.elapsed()))
+}
+
+/// Batch `n`: `size` distinct records shaped like real `tool.call`s.
+fn batch_body(n: usize, size: usize) -> String {
     let mut body = String::from(r#"{"records":["#);
     for i in 0..size {
         let ms = 1_773_584_587_142 + (n * size + i) as i64;
@@ -172,7 +228,7 @@ fn batch_body(client: usize, n: usize, size: usize) -> String {
         let sep = if i == 0 { "" } else { "," };
         let _ = write!(
             body,
-            r#"{sep}{{"id":"bench-{client}-{n}-{i}","event":"tool.call","timestamp":"{timestamp}","sub":"auth0|user{i}","email":"user{i}@acme.com","tool":"salesforce.query","input":{{"query":"SELECT Name FROM Opportunity WHERE CloseDate = THIS_MONTH"}},"scopes":["salesforce:read","salesforce:write"],"scopeRequired":["salesforce:read"],"scopeResult":"pass","contentScan":{{"piiDetected":false,"riskScore":0.02,"inputScanned":true,"outputScanned":true,"findings":[]}},"result":"success","reason":null,"latencyMs":142.5,"tenantId":"org_acme_corp","clientType":"claude-desktop","clientId":"claude-desktop-app","delegationChain":null}}"#
+            r#"{sep}{{"id":"bench-{n}-{i}","event":"tool.call","timestamp":"{timestamp}","sub":"auth0|user{i}","email":"user{i}@acme.com","tool":"salesforce.query","input":{{"query":"SELECT Name FROM Opportunity WHERE CloseDate = THIS_MONTH"}},"scopes":["salesforce:read","salesforce:write"],"scopeRequired":["salesforce:read"],"scopeResult":"pass","contentScan":{{"piiDetected":false,"riskScore":0.02,"inputScanned":true,"outputScanned":true,"findings":[]}},"result":"success","reason":null,"latencyMs":142.5,"tenantId":"{TENANT}","clientType":"claude-desktop","clientId":"claude-desktop-app","delegationChain":null}}"#
         );
     }
     body.push_str("]}");
