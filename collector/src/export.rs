@@ -263,19 +263,6 @@ pub async fn tenant_connection(
     .await?
 }
 
-/// [`tenant_connection`] for a `feature` that only the SQLite store offers so far: a SQLite
-/// connection, or 501 naming the feature with PostgreSQL.
-pub async fn tenant_sqlite(
-    state: &AppState,
-    tenant: &str,
-    headers: &HeaderMap,
-    feature: &str,
-) -> Result<rusqlite::Connection, ApiError> {
-    drop(tenant_connection(state, tenant, headers).await?);
-    let path = state.db.sqlite(feature).map_err(ApiError::unsupported)?;
-    Ok(store::open_read(path)?)
-}
-
 pub async fn export(
     State(state): State<AppState>,
     Path(tenant): Path<String>,

@@ -65,11 +65,7 @@ fn run() -> anyhow::Result<()> {
         Command::Verify(args) => verify::run(&cli.db, cli.database_url.as_deref(), &cli.log_name, &args),
         Command::VerifyProof(args) => verify_proof::run(&cli.log_name, &args),
         Command::Key(command) => key(database, &key_path, &cli.log_name, command),
-        Command::Evidence(args) => {
-            let db = database()?;
-            let db = db.sqlite("the evidence bundle")?;
-            evidence::api::cli(db, &key_path, &cli.log_name, &args)
-        }
+        Command::Evidence(args) => evidence::api::cli(&database()?, &key_path, &cli.log_name, &args),
         Command::VerifyBundle(args) => {
             println!("{}", evidence::verify::run(&args.file, &args.public_keys)?);
             Ok(())

@@ -17,6 +17,7 @@ use crate::store::{self, Filter, NewRecord};
 use crate::writer::{Stored, Writer};
 
 const LOG: &str = "acp-test";
+const DAY_MS: i64 = 86_400_000;
 
 fn record(id: &str, tenant: &str, second: u32) -> NewRecord {
     new_record(value(id, tenant, second))
@@ -154,8 +155,21 @@ fn the_ledger_stores_checkpoints_and_verifies_on_every_store() {
             .collect();
         assert_eq!(denials, [("insufficient_scope", 3)]);
 
-        let conn = test.database.write().unwrap();
         let key = SigningKey::load_or_create(&test.dir.path().join("key"), LOG).unwrap();
+        let request = crate::evidence::Request {
+            tenant: "a".into(),
+            from_ms: DAY_MS * 20_527,
+            to_ms: DAY_MS * 20_528,
+            seed: 7,
+            sample: 3,
+        };
+        let zip = crate::evidence::build(&*conn, &key, LOG, &request).unwrap();
+        let bundle = test.dir.path().join("bundle.zip");
+        std::fs::write(&bundle, zip).unwrap();
+        let checked = crate::evidence::verify::run(&bundle, &vkeys).unwrap();
+        assert!(checked.contains("12 records"), "{checked}");
+
+        let conn = test.database.write().unwrap();
         let tenants = ["b".to_owned(), "a".to_owned()];
         let policy = json!({"tools": {"echo": ["a"]}});
         let stored = policies::store::insert(&*conn, &key, LOG, &tenants, &policy, 1).unwrap();
