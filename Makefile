@@ -59,8 +59,10 @@ test: build lint test-unit test-wasm test-e2e test-dashboard
 lint:
 	cargo clippy --locked -p acp-filter --target wasm32-wasip1 --profile wasm -- -D warnings
 
+# The collector's store tests run against PostgreSQL too: ACP_TEST_POSTGRES_URL, or a throw-away
+# server when Debian's PostgreSQL is installed (skipped otherwise).
 test-unit:
-	cargo test --locked --workspace
+	tests/pg/with-postgres.sh cargo test --locked --workspace
 
 # The Wycheproof signature vectors in V8 (Node.js's WASI), the engine Envoy runs the filter in.
 test-wasm: .wasm-target

@@ -8,7 +8,9 @@
 //!
 //! `cargo bench -p acp-collector --bench ingest`; tune with `ACP_BENCH_CLIENTS` (default 8),
 //! `ACP_BENCH_SECONDS` (10), `ACP_BENCH_BATCH` (100 records), `ACP_BENCH_EXPORT_RECORDS`
-//! (1,000,000).
+//! (1,000,000). With `ACP_BENCH_DATABASE_URL` (an empty PostgreSQL database or schema) the
+//! collectors store there instead, and `ACP_BENCH_REPLICAS` (default 1) of them share it, the
+//! clients spread over them.
 
 use std::fmt::Write;
 use std::net::TcpListener;
@@ -38,30 +40,50 @@ fn main() -> anyhow::Result<()> {
     let batch = setting("ACP_BENCH_BATCH", 100)?;
     let export_records = setting("ACP_BENCH_EXPORT_RECORDS", 1_000_000)?;
 
+    let replicas = setting("ACP_BENCH_REPLICAS", 1)?;
+    let url = std::env::var("ACP_BENCH_DATABASE_URL").ok();
+    ensure!(
+        replicas == 1 || url.is_some(),
+        "several replicas need ACP_BENCH_DATABASE_URL"
+    );
+
     let dir = tempfile::tempdir()?;
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut collector = Command::new(BIN)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--db")
-        .arg(dir.path().join("bench.db"))
-        .env("ACP_INGEST_TOKEN", TOKEN)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()?;
-    let ready = (0..500).any(|_| {
-        let up = reqwest::blocking::get(format!("{base}/healthz")).is_ok();
-        if !up {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        up
-    });
-    ensure!(ready, "the collector did not start");
+    let db = dir.path().join("bench.db");
+    let store: Vec<&std::ffi::OsStr> = match &url {
+        Some(url) => vec!["--database-url".as_ref(), url.as_ref()],
+        None => vec!["--db".as_ref(), db.as_os_str()],
+    };
+    let mut collectors = Vec::new();
+    let mut bases = Vec::new();
+    for replica in 0..replicas {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let base = format!("http://127.0.0.1:{port}");
+        collectors.push(
+            Command::new(BIN)
+                .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+                .args(&store)
+                .arg("--signing-key")
+                .arg(dir.path().join(format!("key-{replica}")))
+                .env("ACP_INGEST_TOKEN", TOKEN)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .spawn()?,
+        );
+        let ready = (0..500).any(|_| {
+            let up = reqwest::blocking::get(format!("{base}/healthz")).is_ok();
+            if !up {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            up
+        });
+        ensure!(ready, "the collector did not start");
+        bases.push(base);
+    }
 
     let runtime = tokio::runtime::Runtime::new()?;
     let batches = Arc::new(AtomicUsize::new(0));
     let duration = Duration::from_secs(seconds as u64);
-    let result = runtime.block_on(run(&base, clients, batch, &batches, move |elapsed, _| {
+    let result = runtime.block_on(run(&bases, clients, batch, &batches, move |elapsed, _| {
         elapsed >= duration
     }));
     let export = result
@@ -69,44 +91,44 @@ fn main() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{e:#}"))
         .and_then(|(stored, ..)| {
             let missing = export_records.saturating_sub(*stored);
-            runtime.block_on(run(&base, clients, batch, &batches, move |_, filled| {
+            runtime.block_on(run(&bases, clients, batch, &batches, move |_, filled| {
                 filled >= missing
             }))?;
-            let key = api_key(&dir.path().join("bench.db"))?;
-            runtime.block_on(export_csv(&base, &key))
+            let key = api_key(&store)?;
+            runtime.block_on(export_csv(&bases[0], &key))
         });
-    Command::new("kill")
-        .args(["-TERM", &collector.id().to_string()])
-        .status()?;
-    ensure!(
-        collector.wait()?.success(),
-        "the collector did not stop cleanly"
-    );
+    for collector in &mut collectors {
+        Command::new("kill")
+            .args(["-TERM", &collector.id().to_string()])
+            .status()?;
+        ensure!(
+            collector.wait()?.success(),
+            "the collector did not stop cleanly"
+        );
+    }
     let (records, elapsed, mut latencies) = result?;
     let (rows, export_time) = export?;
     latencies.sort();
     let percentile = |p: usize| latencies[(latencies.len() - 1) * p / 100];
-    let db_bytes = std::fs::metadata(dir.path().join("bench.db"))?.len();
+    let store_name = match &url {
+        Some(_) => format!("PostgreSQL, {replicas} replicas"),
+        None => format!("db {} MiB", std::fs::metadata(&db)?.len() >> 20),
+    };
     println!(
         "ingest: {records} records in {:.2} s = {:.0} durable records/s \
-         ({clients} clients, batches of {batch}; batch latency p50 {:?}, p99 {:?})",
+         ({clients} clients, batches of {batch}; batch latency p50 {:?}, p99 {:?}; {store_name})",
         elapsed.as_secs_f64(),
         records as f64 / elapsed.as_secs_f64(),
         percentile(50),
         percentile(99),
     );
     println!(
-        "export: {rows} records as one CSV in {:.2} s = {:.0} records/s (db {} MiB)",
+        "export: {rows} records as one CSV in {:.2} s = {:.0} records/s ({store_name})",
         export_time.as_secs_f64(),
         rows as f64 / export_time.as_secs_f64(),
-        db_bytes >> 20,
     );
 
-    let verify = Command::new(BIN)
-        .arg("verify")
-        .arg("--db")
-        .arg(dir.path().join("bench.db"))
-        .output()?;
+    let verify = Command::new(BIN).arg("verify").args(&store).output()?;
     let report = String::from_utf8_lossy(&verify.stderr);
     ensure!(verify.status.success(), "verify failed: {report}");
     let line = report
@@ -117,23 +139,25 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Posts from `clients` tasks until `done(time taken, records stored by this run)`; returns
+/// Posts from `clients` tasks (spread over the collectors at `bases`) until `done(time taken,
+/// records stored by this run)`; returns
 /// the records stored, the time taken and every batch's latency. Batches are numbered from
 /// `batches`, so every run posts new records.
 async fn run(
-    base: &str,
+    bases: &[String],
     clients: usize,
     batch: usize,
     batches: &Arc<AtomicUsize>,
     done: impl Fn(Duration, usize) -> bool + Send + Sync + 'static,
 ) -> anyhow::Result<(usize, Duration, Vec<Duration>)> {
     let http = reqwest::Client::new();
-    let url = format!("{base}{}", acp_record::INGEST_PATH);
     let start = Instant::now();
     let (done, stored) = (Arc::new(done), Arc::new(AtomicUsize::new(0)));
     let tasks: Vec<_> = (0..clients)
-        .map(|_| {
-            let (http, url, batches) = (http.clone(), url.clone(), Arc::clone(batches));
+        .map(|client| {
+            let base = &bases[client % bases.len()];
+            let url = format!("{base}{}", acp_record::INGEST_PATH);
+            let (http, batches) = (http.clone(), Arc::clone(batches));
             let (done, stored) = (Arc::clone(&done), Arc::clone(&stored));
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
@@ -161,10 +185,10 @@ async fn run(
 }
 
 /// A new API key of the bench tenant, from the CLI.
-fn api_key(db: &std::path::Path) -> anyhow::Result<String> {
+fn api_key(store: &[&std::ffi::OsStr]) -> anyhow::Result<String> {
     let out = Command::new(BIN)
-        .args(["apikey", "create", "--tenant", TENANT, "--db"])
-        .arg(db)
+        .args(["apikey", "create", "--tenant", TENANT])
+        .args(store)
         .output()?;
     ensure!(
         out.status.success(),

@@ -7,8 +7,9 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
+
+use crate::db::{Conn, ConnExt};
 
 /// What every key starts with.
 pub const KEY_SCHEME: &str = "gsk_";
@@ -35,55 +36,60 @@ fn now_ms() -> i64 {
 }
 
 /// Creates a key for `tenant` and returns it; this is the only time the key exists in clear.
-pub fn create(conn: &Connection, tenant: &str, name: Option<&str>) -> anyhow::Result<String> {
+pub fn create(conn: &dyn Conn, tenant: &str, name: Option<&str>) -> anyhow::Result<String> {
     anyhow::ensure!(!tenant.is_empty(), "the tenant must not be empty");
     let random: [u8; RANDOM_BYTES] = rand::random();
     let key = format!("{KEY_SCHEME}{}", URL_SAFE_NO_PAD.encode(random));
     conn.execute(
         "INSERT INTO api_keys (prefix, hash, tenant, name, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![&key[..PREFIX_CHARS], hash(&key), tenant, name, now_ms()],
+        &[
+            key[..PREFIX_CHARS].into(),
+            hash(&key).as_slice().into(),
+            tenant.into(),
+            name.into(),
+            now_ms().into(),
+        ],
     )?;
     Ok(key)
 }
 
 /// Keys of `tenant` (of every tenant when `None`), oldest first.
-pub fn list(conn: &Connection, tenant: Option<&str>) -> rusqlite::Result<Vec<KeyInfo>> {
-    let mut stmt = conn.prepare(
+pub fn list(conn: &dyn Conn, tenant: Option<&str>) -> anyhow::Result<Vec<KeyInfo>> {
+    conn.query(
         "SELECT prefix, tenant, name, created_ms, revoked_ms FROM api_keys
          WHERE ?1 IS NULL OR tenant = ?1 ORDER BY created_ms, prefix",
-    )?;
-    let keys = stmt.query_map([tenant], |row| {
-        Ok(KeyInfo {
-            prefix: row.get(0)?,
-            tenant: row.get(1)?,
-            name: row.get(2)?,
-            created_ms: row.get(3)?,
-            revoked_ms: row.get(4)?,
-        })
-    })?;
-    keys.collect()
+        &[tenant.into()],
+        |row| {
+            Ok(KeyInfo {
+                prefix: row.get(0)?,
+                tenant: row.get(1)?,
+                name: row.get(2)?,
+                created_ms: row.get(3)?,
+                revoked_ms: row.get(4)?,
+            })
+        },
+    )
 }
 
 /// Revokes the active key with `prefix`; `false` when there is none.
-pub fn revoke(conn: &Connection, prefix: &str) -> rusqlite::Result<bool> {
+pub fn revoke(conn: &dyn Conn, prefix: &str) -> anyhow::Result<bool> {
     let changed = conn.execute(
         "UPDATE api_keys SET revoked_ms = ?2 WHERE prefix = ?1 AND revoked_ms IS NULL",
-        params![prefix, now_ms()],
+        &[prefix.into(), now_ms().into()],
     )?;
     Ok(changed == 1)
 }
 
 /// The tenant of `key` if it is a known, unrevoked key.
-pub fn tenant_of(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
+pub fn tenant_of(conn: &dyn Conn, key: &str) -> anyhow::Result<Option<String>> {
     if !key.starts_with(KEY_SCHEME) {
         return Ok(None);
     }
-    conn.query_row(
+    conn.query_opt(
         "SELECT tenant FROM api_keys WHERE hash = ?1 AND revoked_ms IS NULL",
-        [hash(key)],
+        &[hash(key).as_slice().into()],
         |row| row.get(0),
     )
-    .optional()
 }
 
 #[cfg(test)]

@@ -3,9 +3,9 @@
 //! retention removed a prefix, with two extension lines naming the removed range and keeping the
 //! hashes that proofs over the rest still need) and every verifier key that has signed.
 
-use rusqlite::{params, Connection, OptionalExtension};
 use tlog_tiles::tlog::Hash;
 
+use crate::db::{Conn, ConnExt, Row};
 use crate::merkle::Frontier;
 
 /// The checkpoint origin of `tenant`'s tree.
@@ -21,43 +21,43 @@ pub struct StoredNote {
 }
 
 pub fn insert_checkpoint(
-    conn: &Connection,
+    conn: &dyn Conn,
     tenant: &str,
     size: u64,
     root: Hash,
     now_ms: i64,
     note: &str,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
+) -> anyhow::Result<()> {
+    conn.execute(
         "INSERT INTO checkpoints (tenant, tree_size, root, created_ms, note)
          VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![tenant, size as i64, root.0, now_ms, note])?;
+        &[tenant.into(), size.into(), root.0.as_slice().into(), now_ms.into(), note.into()],
+    )?;
     Ok(())
 }
 
 /// The latest checkpoint of `tenant`.
-pub fn latest(conn: &Connection, tenant: &str) -> rusqlite::Result<Option<StoredNote>> {
-    conn.prepare_cached(
+pub fn latest(conn: &dyn Conn, tenant: &str) -> anyhow::Result<Option<StoredNote>> {
+    conn.query_opt(
         "SELECT tree_size, note FROM checkpoints WHERE tenant = ?1
          ORDER BY tree_size DESC LIMIT 1",
-    )?
-    .query_row([tenant], note_row)
-    .optional()
+        &[tenant.into()],
+        note_row,
+    )
 }
 
 /// Every checkpoint of `tenant`, smallest tree first.
-pub fn all(conn: &Connection, tenant: &str) -> rusqlite::Result<Vec<StoredNote>> {
-    conn.prepare_cached(
+pub fn all(conn: &dyn Conn, tenant: &str) -> anyhow::Result<Vec<StoredNote>> {
+    conn.query(
         "SELECT tree_size, note FROM checkpoints WHERE tenant = ?1 ORDER BY tree_size",
-    )?
-    .query_map([tenant], note_row)?
-    .collect()
+        &[tenant.into()],
+        note_row,
+    )
 }
 
-fn note_row(row: &rusqlite::Row) -> rusqlite::Result<StoredNote> {
+fn note_row(row: &Row) -> anyhow::Result<StoredNote> {
     Ok(StoredNote {
-        tree_size: row.get::<_, i64>(0)? as u64,
+        tree_size: row.u64(0)?,
         note: row.get(1)?,
     })
 }
@@ -104,44 +104,47 @@ impl Expired {
 }
 
 pub fn insert_expiry(
-    conn: &Connection,
+    conn: &dyn Conn,
     tenant: &str,
     expired: &Expired,
     tree_size: u64,
     cutoff_ms: i64,
     now_ms: i64,
     note: &str,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
+) -> anyhow::Result<()> {
+    conn.execute(
         "INSERT INTO expiries (tenant, from_seq, to_seq, tree_size, cutoff_ms, created_ms, note)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        tenant,
-        expired.from as i64,
-        expired.to as i64,
-        tree_size as i64,
-        cutoff_ms,
-        now_ms,
-        note
-    ])?;
+        &[
+            tenant.into(),
+            expired.from.into(),
+            expired.to.into(),
+            tree_size.into(),
+            cutoff_ms.into(),
+            now_ms.into(),
+            note.into(),
+        ],
+    )?;
     Ok(())
 }
 
 /// Every expiry note of `tenant`, oldest first.
-pub fn expiries(conn: &Connection, tenant: &str) -> rusqlite::Result<Vec<StoredNote>> {
-    conn.prepare_cached("SELECT tree_size, note FROM expiries WHERE tenant = ?1 ORDER BY to_seq")?
-        .query_map([tenant], note_row)?
-        .collect()
+pub fn expiries(conn: &dyn Conn, tenant: &str) -> anyhow::Result<Vec<StoredNote>> {
+    conn.query(
+        "SELECT tree_size, note FROM expiries WHERE tenant = ?1 ORDER BY to_seq",
+        &[tenant.into()],
+        note_row,
+    )
 }
 
 /// What the latest expiry of `tenant` removed, read from its note (whose signature
 /// `acp-collector verify` checks).
-pub fn latest_expired(conn: &Connection, tenant: &str) -> anyhow::Result<Option<Expired>> {
-    let note: Option<String> = conn
-        .prepare_cached("SELECT note FROM expiries WHERE tenant = ?1 ORDER BY to_seq DESC LIMIT 1")?
-        .query_row([tenant], |row| row.get(0))
-        .optional()?;
+pub fn latest_expired(conn: &dyn Conn, tenant: &str) -> anyhow::Result<Option<Expired>> {
+    let note: Option<String> = conn.query_opt(
+        "SELECT note FROM expiries WHERE tenant = ?1 ORDER BY to_seq DESC LIMIT 1",
+        &[tenant.into()],
+        |row| row.get(0),
+    )?;
     note.map(|note| {
         note_extension(&note)
             .and_then(|ext| Expired::parse(&ext))
@@ -159,29 +162,31 @@ fn note_extension(note: &str) -> Option<String> {
 }
 
 /// Tenants with records, checkpoints or expiry notes.
-pub fn tenants(conn: &Connection) -> rusqlite::Result<Vec<String>> {
-    conn.prepare(
+pub fn tenants(conn: &dyn Conn) -> anyhow::Result<Vec<String>> {
+    conn.query(
         "SELECT DISTINCT tenant FROM records UNION SELECT tenant FROM checkpoints
          UNION SELECT tenant FROM expiries ORDER BY 1",
-    )?
-    .query_map([], |row| row.get(0))?
-    .collect()
+        &[],
+        |row| row.get(0),
+    )
 }
 
 /// Records that `vkey` signs from now on (kept for good: old checkpoints verify with it).
-pub fn record_key(conn: &Connection, vkey: &str, now_ms: i64) -> rusqlite::Result<()> {
+pub fn record_key(conn: &dyn Conn, vkey: &str, now_ms: i64) -> anyhow::Result<()> {
     conn.execute(
         "INSERT INTO signing_keys (vkey, created_ms) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-        params![vkey, now_ms],
+        &[vkey.into(), now_ms.into()],
     )?;
     Ok(())
 }
 
 /// Every verifier key that has signed, oldest first.
-pub fn keys(conn: &Connection) -> rusqlite::Result<Vec<String>> {
-    conn.prepare("SELECT vkey FROM signing_keys ORDER BY created_ms, vkey")?
-        .query_map([], |row| row.get(0))?
-        .collect()
+pub fn keys(conn: &dyn Conn) -> anyhow::Result<Vec<String>> {
+    conn.query(
+        "SELECT vkey FROM signing_keys ORDER BY created_ms, vkey",
+        &[],
+        |row| row.get(0),
+    )
 }
 
 #[cfg(test)]

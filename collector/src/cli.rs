@@ -17,7 +17,13 @@ pub struct Cli {
     #[arg(long, global = true, env = "ACP_DB", default_value = "./acp-audit.db")]
     pub db: PathBuf,
 
-    /// TOML file with settings (`db`, `listen`, `ingest_token`, `max_body_bytes`,
+    /// PostgreSQL database shared by several collector replicas, instead of the SQLite file
+    /// (`postgres://user:password@host:port/database`); the schema is created when missing.
+    /// Unencrypted connection: keep the database on a trusted network.
+    #[arg(long, global = true, env = "ACP_DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
+
+    /// TOML file with settings (`db`, `database_url`, `listen`, `ingest_token`, `max_body_bytes`,
     /// `log_format`, `log_name`, `signing_key`, `checkpoint_interval`, `checkpoint_records`,
     /// `retention_days`, `tenant_retention_days`, `webhook_allow_cidrs`,
     /// `webhook_retry_initial_ms`, `webhook_retry_max_ms`).

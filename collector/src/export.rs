@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, NaiveDate};
-use rusqlite::Connection;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -21,6 +20,7 @@ use acp_record::{Event, Outcome};
 
 use crate::apikeys;
 use crate::auth::bearer;
+use crate::db::Conn;
 use crate::error::ApiError;
 use crate::formats::Format;
 use crate::proofs::Prover;
@@ -228,21 +228,24 @@ fn decode_cursor(cursor: &str) -> Result<Position, ParamError> {
     })
 }
 
+/// A read connection for a request on `tenant`'s records.
+pub type ReadConn = Box<dyn Conn + Send>;
+
 /// A read connection for a request on `tenant`'s records, once the request's API key has been
 /// checked against that tenant.
 pub async fn tenant_connection(
     state: &AppState,
     tenant: &str,
     headers: &HeaderMap,
-) -> Result<Connection, ApiError> {
+) -> Result<ReadConn, ApiError> {
     let key = bearer(headers)
         .ok_or_else(ApiError::unauthorized)?
         .to_owned();
     let db = state.db.clone();
     let path_tenant = tenant.to_owned();
-    tokio::task::spawn_blocking(move || -> Result<Connection, ApiError> {
-        let conn = store::open_read(&db)?;
-        match apikeys::tenant_of(&conn, &key)? {
+    tokio::task::spawn_blocking(move || -> Result<ReadConn, ApiError> {
+        let conn = db.read()?;
+        match apikeys::tenant_of(&*conn, &key)? {
             None => Err(ApiError::unauthorized()),
             Some(owner) if owner != path_tenant => {
                 tracing::warn!(
@@ -274,12 +277,12 @@ pub async fn export(
     let format = query.format;
     let mut response = if query.streams() {
         let (chunks, body) = mpsc::channel(2);
-        tokio::task::spawn_blocking(move || stream(&conn, &query, &chunks));
+        tokio::task::spawn_blocking(move || stream(&*conn, &query, &chunks));
         Response::new(Body::from_stream(ReceiverStream::new(body)))
     } else {
         let path = uri.path().to_owned();
         let (body, next) =
-            tokio::task::spawn_blocking(move || page(&conn, &query, &path)).await??;
+            tokio::task::spawn_blocking(move || page(&*conn, &query, &path)).await??;
         let mut response = body.into_response();
         if let Some(next) = next {
             let link = HeaderValue::try_from(format!("<{next}>; rel=\"next\""))?;
@@ -296,7 +299,7 @@ pub async fn export(
 
 /// One page of at most `limit` records, and the next page's URL when there are more.
 fn page(
-    conn: &Connection,
+    conn: &dyn Conn,
     query: &ExportQuery,
     path: &str,
 ) -> anyhow::Result<(Vec<u8>, Option<String>)> {
@@ -320,7 +323,7 @@ type Chunk = Result<Vec<u8>, std::io::Error>;
 
 /// Sends the whole range as body chunks. Stops early when the client has gone; on a read
 /// error, sends the error, which aborts the response (the client sees a truncated body).
-fn stream(conn: &Connection, query: &ExportQuery, chunks: &mpsc::Sender<Chunk>) {
+fn stream(conn: &dyn Conn, query: &ExportQuery, chunks: &mpsc::Sender<Chunk>) {
     if let Err(err) = send_chunks(conn, query, chunks) {
         tracing::warn!(error = format!("{err:#}"), "export stream failed");
         let _ = chunks.blocking_send(Err(std::io::Error::other(err.to_string())));
@@ -328,7 +331,7 @@ fn stream(conn: &Connection, query: &ExportQuery, chunks: &mpsc::Sender<Chunk>) 
 }
 
 fn send_chunks(
-    conn: &Connection,
+    conn: &dyn Conn,
     query: &ExportQuery,
     chunks: &mpsc::Sender<Chunk>,
 ) -> anyhow::Result<()> {
@@ -353,7 +356,7 @@ fn send_chunks(
 
 /// The next chunk, and the position to go on after when it was full.
 fn stream_chunk(
-    conn: &Connection,
+    conn: &dyn Conn,
     query: &ExportQuery,
     prover: Option<&Prover>,
     after: Option<Position>,

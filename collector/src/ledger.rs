@@ -2,14 +2,19 @@
 //! tree hashes, signs checkpoints and applies retention, always inside the writer's transaction.
 //! A [`Ledger`] is cloned before a transaction and kept only once it has committed, so a
 //! rolled-back group leaves no trace in it.
+//!
+//! The database, not this cache, is the truth: several collector replicas may write one
+//! PostgreSQL database. Every transaction first locks each tenant it touches
+//! ([`crate::db::ConnExt::lock_tenant`], in sorted order) and then [`Ledger::refresh`]es it:
+//! the tree's size, latest checkpoint and expiry are read again, and the cached frontier is
+//! reused only when its size still matches (else it is read from the stored hashes).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use anyhow::Context;
-use rusqlite::Connection;
-
 use crate::checkpoints::{self, Expired};
+use crate::db::{Conn, ConnExt};
 use crate::merkle::{self, Frontier, StoredTree};
 use crate::signing::SigningKey;
 use crate::store::{self, NewRecord};
@@ -75,49 +80,65 @@ pub struct Ledger {
 impl Ledger {
     /// Reads every tenant's tree from the database and records the signing key as one in use.
     pub fn load(
-        conn: &Connection,
+        conn: &dyn Conn,
         key: SigningKey,
         policy: Policy,
         now_ms: i64,
     ) -> anyhow::Result<Self> {
         checkpoints::record_key(conn, key.vkey(), now_ms)?;
-        let mut trees = HashMap::new();
-        for tenant in checkpoints::tenants(conn)? {
-            let expired = checkpoints::latest_expired(conn, &tenant)?;
-            let expired_to = expired.as_ref().map_or(0, |e| e.to);
-            let next: Option<i64> = conn.query_row(
-                "SELECT MAX(tseq) + 1 FROM records WHERE tenant = ?1",
-                [&tenant],
-                |row| row.get(0),
-            )?;
-            let size = next.map_or(expired_to, |n| n as u64);
-            let frontier = Frontier::read(
-                size,
-                &StoredTree::new(conn, &tenant, expired.map(|e| e.frontier)),
-            )
-            .with_context(|| format!("cannot read the tree of {tenant:?} (size {size})"))?;
-            let checkpointed = checkpoints::latest(conn, &tenant)?.map_or(0, |c| c.tree_size);
-            trees.insert(
-                tenant,
-                Tree {
-                    frontier,
-                    checkpointed,
-                    expired_to,
-                },
-            );
-        }
-        Ok(Self {
+        let mut ledger = Self {
             key: Arc::new(key),
             policy: Arc::new(policy),
-            trees,
-        })
+            trees: HashMap::new(),
+        };
+        for tenant in checkpoints::tenants(conn)? {
+            ledger.refresh(conn, &tenant)?;
+        }
+        Ok(ledger)
+    }
+
+    /// Locks the trees of `tenants` for the current transaction and reads their state again.
+    pub fn lock(
+        &mut self,
+        conn: &dyn Conn,
+        tenants: &std::collections::BTreeSet<&str>,
+    ) -> anyhow::Result<()> {
+        for tenant in tenants {
+            conn.lock_tenant(tenant)?;
+            self.refresh(conn, tenant)?;
+        }
+        Ok(())
+    }
+
+    /// Brings `tenant`'s tree up to date with the database (whose lock the caller holds).
+    fn refresh(&mut self, conn: &dyn Conn, tenant: &str) -> anyhow::Result<()> {
+        let expired = checkpoints::latest_expired(conn, tenant)?;
+        let expired_to = expired.as_ref().map_or(0, |e| e.to);
+        let next = conn.query_opt(
+            "SELECT MAX(tseq) + 1 FROM records WHERE tenant = ?1",
+            &[tenant.into()],
+            |row| row.get::<Option<i64>>(0),
+        )?;
+        let size = next.flatten().map_or(expired_to, |n| n as u64);
+        let tree = self.trees.entry(tenant.to_owned()).or_default();
+        if tree.frontier.size() != size {
+            tree.frontier = Frontier::read(
+                size,
+                &StoredTree::new(conn, tenant, expired.map(|e| e.frontier)),
+            )
+            .with_context(|| format!("cannot read the tree of {tenant:?} (size {size})"))?;
+        }
+        tree.checkpointed = checkpoints::latest(conn, tenant)?.map_or(0, |c| c.tree_size);
+        tree.expired_to = expired_to;
+        Ok(())
     }
 
     /// Stores `record` as the next leaf of its tenant's tree unless its id is already stored;
-    /// returns whether it was stored. Signs a checkpoint when one is due by count.
+    /// returns whether it was stored. Signs a checkpoint when one is due by count. The
+    /// tenant must be [`Ledger::lock`]ed in this transaction.
     pub fn append(
         &mut self,
-        conn: &Connection,
+        conn: &dyn Conn,
         record: &NewRecord,
         now_ms: i64,
     ) -> anyhow::Result<bool> {
@@ -138,10 +159,13 @@ impl Ledger {
     }
 
     /// Signs a checkpoint of every tree that has grown since its last one, then removes expired
-    /// records.
-    pub fn tick(&mut self, conn: &Connection, now_ms: i64) -> anyhow::Result<()> {
-        let tenants: Vec<String> = self.trees.keys().cloned().collect();
+    /// records. Covers the tenants this collector has seen (at start and since).
+    pub fn tick(&mut self, conn: &dyn Conn, now_ms: i64) -> anyhow::Result<()> {
+        let mut tenants: Vec<String> = self.trees.keys().cloned().collect();
+        tenants.sort();
         for tenant in &tenants {
+            conn.lock_tenant(tenant)?;
+            self.refresh(conn, tenant)?;
             self.checkpoint(conn, tenant, now_ms)?;
             self.expire(conn, tenant, now_ms)?;
         }
@@ -149,7 +173,7 @@ impl Ledger {
     }
 
     /// Signs and stores a checkpoint of `tenant`'s tree unless its latest covers it already.
-    fn checkpoint(&mut self, conn: &Connection, tenant: &str, now_ms: i64) -> anyhow::Result<()> {
+    fn checkpoint(&mut self, conn: &dyn Conn, tenant: &str, now_ms: i64) -> anyhow::Result<()> {
         let Some(tree) = self.trees.get_mut(tenant) else {
             return Ok(());
         };
@@ -169,7 +193,7 @@ impl Ledger {
     /// Removes the oldest records of `tenant` whose timestamp is past its retention, as one
     /// prefix of its sequence (up to the first record still kept), and stores the signed
     /// expiry note that accounts for them.
-    fn expire(&mut self, conn: &Connection, tenant: &str, now_ms: i64) -> anyhow::Result<()> {
+    fn expire(&mut self, conn: &dyn Conn, tenant: &str, now_ms: i64) -> anyhow::Result<()> {
         let days = self.policy.retention_days(tenant);
         let Some(tree) = self.trees.get(tenant) else {
             return Ok(());
@@ -179,19 +203,13 @@ impl Ledger {
         }
         let cutoff_ms = now_ms - i64::from(days) * DAY_MS;
         let from = tree.expired_to;
-        let mut to = from;
-        {
-            let mut stmt = conn.prepare_cached(
-                "SELECT tseq, ts FROM records WHERE tenant = ?1 AND tseq >= ?2 ORDER BY tseq",
-            )?;
-            let mut rows = stmt.query(rusqlite::params![tenant, from as i64])?;
-            while let Some(row) = rows.next()? {
-                if row.get::<_, i64>(1)? >= cutoff_ms {
-                    break;
-                }
-                to = row.get::<_, i64>(0)? as u64 + 1;
-            }
-        }
+        // The first record still kept ends the prefix.
+        let kept = conn.query_opt(
+            "SELECT MIN(tseq) FROM records WHERE tenant = ?1 AND tseq >= ?2 AND ts >= ?3",
+            &[tenant.into(), from.into(), cutoff_ms.into()],
+            |row| row.get::<Option<i64>>(0),
+        )?;
+        let to = kept.flatten().map_or(tree.frontier.size(), |kept| kept as u64);
         if to == from {
             return Ok(());
         }
@@ -209,7 +227,7 @@ impl Ledger {
         checkpoints::insert_expiry(conn, tenant, &expired, size, cutoff_ms, now_ms, &note)?;
         let removed = conn.execute(
             "DELETE FROM records WHERE tenant = ?1 AND tseq < ?2",
-            rusqlite::params![tenant, to as i64],
+            &[tenant.into(), to.into()],
         )?;
         if let Some(tree) = self.trees.get_mut(tenant) {
             tree.expired_to = to;

@@ -7,6 +7,7 @@ mod checkpoints;
 mod cli;
 mod config;
 mod dashboard;
+mod db;
 mod error;
 mod evidence;
 mod export;
@@ -31,7 +32,6 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use tracing_subscriber::EnvFilter;
 
 use cli::{ApikeyCommand, Command, KeyCommand, LogFormat};
@@ -49,27 +49,40 @@ fn main() -> ExitCode {
 fn run() -> anyhow::Result<()> {
     let cli = config::parse_cli()?;
     let key_path = cli.signing_key_path();
+    let database = || db::Database::open(&cli.db, cli.database_url.as_deref());
     match cli.command {
         Command::Serve(args) => {
             init_logging(args.log_format);
             let runtime = tokio::runtime::Runtime::new()?;
             let allow = cli.webhook_allow_cidrs;
-            runtime.block_on(server::run(cli.db, &key_path, &cli.log_name, allow, args))
+            let db = database()?;
+            let served = runtime.block_on(server::run(db.clone(), &key_path, &cli.log_name, allow, args));
+            drop(runtime);
+            drop(db);
+            served
         }
-        Command::Apikey(command) => apikey(&cli.db, command),
-        Command::Verify(args) => verify::run(&cli.db, &cli.log_name, &args),
+        Command::Apikey(command) => apikey(&database()?, command),
+        Command::Verify(args) => verify::run(&cli.db, cli.database_url.as_deref(), &cli.log_name, &args),
         Command::VerifyProof(args) => verify_proof::run(&cli.log_name, &args),
-        Command::Key(command) => key(&cli.db, &key_path, &cli.log_name, command),
-        Command::Evidence(args) => evidence::api::cli(&cli.db, &key_path, &cli.log_name, &args),
+        Command::Key(command) => key(database, &key_path, &cli.log_name, command),
+        Command::Evidence(args) => evidence::api::cli(&database()?, &key_path, &cli.log_name, &args),
         Command::VerifyBundle(args) => {
             println!("{}", evidence::verify::run(&args.file, &args.public_keys)?);
             Ok(())
         }
-        Command::Webhook(command) => webhooks::cli::run(&cli.db, &cli.webhook_allow_cidrs, command),
+        Command::Webhook(command) => {
+            let db = database()?;
+            webhooks::cli::run(db.sqlite("webhooks")?, &cli.webhook_allow_cidrs, command)
+        }
     }
 }
 
-fn key(db: &Path, key_path: &Path, log_name: &str, command: KeyCommand) -> anyhow::Result<()> {
+fn key(
+    database: impl FnOnce() -> anyhow::Result<db::Database>,
+    key_path: &Path,
+    log_name: &str,
+    command: KeyCommand,
+) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match command {
         KeyCommand::Show => {
@@ -77,9 +90,7 @@ fn key(db: &Path, key_path: &Path, log_name: &str, command: KeyCommand) -> anyho
             writeln!(out, "{}", key.vkey())?;
         }
         KeyCommand::List => {
-            let conn =
-                store::open_read(db).with_context(|| format!("cannot open {}", db.display()))?;
-            for vkey in checkpoints::keys(&conn)? {
+            for vkey in checkpoints::keys(&*database()?.read()?)? {
                 writeln!(out, "{vkey}")?;
             }
         }
@@ -99,17 +110,18 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn apikey(db: &Path, command: ApikeyCommand) -> anyhow::Result<()> {
-    let conn = store::open_rw(db).with_context(|| format!("cannot open {}", db.display()))?;
+fn apikey(db: &db::Database, command: ApikeyCommand) -> anyhow::Result<()> {
+    let conn = db.write()?;
+    let conn = &*conn;
     let mut out = std::io::stdout().lock();
     match command {
         ApikeyCommand::Create { tenant, name } => {
-            writeln!(out, "{}", apikeys::create(&conn, &tenant, name.as_deref())?)?;
+            writeln!(out, "{}", apikeys::create(conn, &tenant, name.as_deref())?)?;
         }
         ApikeyCommand::List { tenant } => {
             let time = |ms| acp_record::format_timestamp(ms).unwrap_or_default();
             writeln!(out, "PREFIX\tTENANT\tNAME\tCREATED\tREVOKED")?;
-            for key in apikeys::list(&conn, tenant.as_deref())? {
+            for key in apikeys::list(conn, tenant.as_deref())? {
                 writeln!(
                     out,
                     "{}\t{}\t{}\t{}\t{}",
@@ -123,7 +135,7 @@ fn apikey(db: &Path, command: ApikeyCommand) -> anyhow::Result<()> {
         }
         ApikeyCommand::Revoke { prefix } => {
             anyhow::ensure!(
-                apikeys::revoke(&conn, &prefix)?,
+                apikeys::revoke(conn, &prefix)?,
                 "no active key has the prefix {prefix:?}"
             );
             eprintln!("revoked {prefix}");

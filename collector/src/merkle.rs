@@ -11,8 +11,9 @@
 //! subtrees (the [`Frontier`] at the cut) are kept in the signed expiry note, which is all that
 //! proofs over the remaining records need.
 
-use rusqlite::{Connection, OptionalExtension};
 use tlog_tiles::tlog::{self, Hash, HashReader, HASH_SIZE};
+
+use crate::db::{Conn, ConnExt};
 
 pub use tlog::record_hash as leaf_hash;
 
@@ -111,13 +112,13 @@ pub fn join_hashes(hashes: &[Hash]) -> Vec<u8> {
 /// One tenant's stored tree, read from the database: the `hashes` of its records, and the
 /// frontier of the latest expiry for the removed prefix.
 pub struct StoredTree<'a> {
-    conn: &'a Connection,
+    conn: &'a dyn Conn,
     tenant: &'a str,
     expired: Option<Frontier>,
 }
 
 impl<'a> StoredTree<'a> {
-    pub fn new(conn: &'a Connection, tenant: &'a str, expired: Option<Frontier>) -> Self {
+    pub fn new(conn: &'a dyn Conn, tenant: &'a str, expired: Option<Frontier>) -> Self {
         Self {
             conn,
             tenant,
@@ -137,11 +138,11 @@ impl<'a> StoredTree<'a> {
         let seq = ((k + 1) << level) - 1;
         let blob: Option<Vec<u8>> = self
             .conn
-            .prepare_cached("SELECT hashes FROM records WHERE tenant = ?1 AND tseq = ?2")
-            .and_then(|mut stmt| {
-                stmt.query_row(rusqlite::params![self.tenant, seq as i64], |row| row.get(0))
-                    .optional()
-            })
+            .query_opt(
+                "SELECT hashes FROM records WHERE tenant = ?1 AND tseq = ?2",
+                &[self.tenant.into(), seq.into()],
+                |row| row.get(0),
+            )
             .map_err(|e| tlog::Error::InvalidInput(format!("database: {e}")))?;
         blob.as_deref()
             .and_then(split_hashes)

@@ -19,12 +19,12 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use rusqlite::Connection;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use tlog_tiles::tlog::{self, Hash};
 
 use crate::checkpoints::{self, StoredNote};
+use crate::db::Conn;
 use crate::error::ApiError;
 use crate::export::tenant_connection;
 use crate::merkle::StoredTree;
@@ -49,7 +49,7 @@ struct RecordProof<'a> {
 }
 
 impl<'a> Prover<'a> {
-    pub fn load(conn: &'a Connection, tenant: &'a str) -> anyhow::Result<Self> {
+    pub fn load(conn: &'a dyn Conn, tenant: &'a str) -> anyhow::Result<Self> {
         let expired = checkpoints::latest_expired(conn, tenant)?.map(|e| e.frontier);
         Ok(Self {
             checkpoint: checkpoints::latest(conn, tenant)?,
@@ -136,7 +136,7 @@ pub async fn latest_checkpoint(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let conn = tenant_connection(&state, &tenant, &headers).await?;
-    let latest = tokio::task::spawn_blocking(move || checkpoints::latest(&conn, &tenant)).await??;
+    let latest = tokio::task::spawn_blocking(move || checkpoints::latest(&*conn, &tenant)).await??;
     let latest = latest
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no checkpoint has been signed yet"))?;
     let root = latest.note.lines().nth(2).unwrap_or_default().to_owned();
@@ -164,14 +164,14 @@ pub async fn consistency(
     let conn = tenant_connection(&state, &tenant, &headers).await?;
     let (from, to) = consistency_params(uri.query())?;
     let proof = tokio::task::spawn_blocking(move || -> Result<Consistency, ApiError> {
-        let latest = checkpoints::latest(&conn, &tenant)?.map_or(0, |c| c.tree_size);
+        let latest = checkpoints::latest(&*conn, &tenant)?.map_or(0, |c| c.tree_size);
         let to = to.unwrap_or(latest);
         if !(1..=to).contains(&from) || to > latest {
             return Err(ApiError::bad_request(format!(
                 "need 1 <= from <= to <= {latest} (the latest checkpoint); got from={from}, to={to}"
             )));
         }
-        let expired = checkpoints::latest_expired(&conn, &tenant)?;
+        let expired = checkpoints::latest_expired(&*conn, &tenant)?;
         if let Some(expired) = expired.as_ref().filter(|e| from < e.to) {
             return Err(ApiError::new(
                 StatusCode::GONE,
@@ -181,7 +181,7 @@ pub async fn consistency(
                 ),
             ));
         }
-        let tree = StoredTree::new(&conn, &tenant, expired.map(|e| e.frontier));
+        let tree = StoredTree::new(&*conn, &tenant, expired.map(|e| e.frontier));
         let proof = tlog::prove_tree(to, from, &tree)?;
         Ok(Consistency {
             from,
@@ -218,7 +218,7 @@ fn consistency_params(query: Option<&str>) -> Result<(u64, Option<u64>), ApiErro
 pub async fn signing_keys(State(state): State<AppState>) -> Result<Response, ApiError> {
     let db = state.db.clone();
     let keys = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
-        Ok(checkpoints::keys(&crate::store::open_read(&db)?)?)
+        checkpoints::keys(&*db.read()?)
     })
     .await??;
     let body: String = keys.iter().map(|k| format!("{k}\n")).collect();

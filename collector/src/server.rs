@@ -1,6 +1,6 @@
 //! The HTTP service: routes, shared state, startup and graceful shutdown.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,15 +13,16 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::auth::IngestToken;
 use crate::cli::ServeArgs;
+use crate::db::Database;
 use crate::ledger::{Ledger, Policy};
 use crate::signing::SigningKey;
 use crate::writer::Writer;
-use crate::{dashboard, evidence, export, ingest, policies, proofs, security_headers, stats, store, webhooks};
+use crate::{dashboard, evidence, export, ingest, policies, proofs, security_headers, stats, webhooks};
 
 #[derive(Clone)]
 pub struct AppState {
-    /// The database file; export requests open their own read connections to it.
-    pub db: Arc<PathBuf>,
+    /// The store; export requests take their own read connections from it.
+    pub db: Database,
     pub writer: Writer,
     pub ingest_token: Arc<IngestToken>,
     pub signer: Arc<policies::Signer>,
@@ -55,9 +56,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
 }
 
 /// Serves until SIGINT or SIGTERM, then finishes the requests in flight (and so their
-/// commits) and stops the writer.
+/// commits) and stops the writer. The caller keeps a clone of `db` and drops it outside the
+/// runtime (PostgreSQL clients close with a blocking call).
 pub async fn run(
-    db: PathBuf,
+    db: Database,
     signing_key: &Path,
     log_name: &str,
     webhook_allow_cidrs: webhooks::AllowList,
@@ -71,8 +73,6 @@ pub async fn run(
             "the ingest token is required: pass --ingest-token, set ACP_INGEST_TOKEN \
          or set ingest_token in the --config file",
         )?;
-    let conn =
-        store::open_rw(&db).with_context(|| format!("cannot open database {}", db.display()))?;
     let key = SigningKey::load_or_create(signing_key, log_name)?;
     let vkey = key.vkey().to_owned();
     let policy = Policy {
@@ -81,8 +81,15 @@ pub async fn run(
         retention_days: args.retention_days,
         tenant_retention_days: args.tenant_retention_days.clone(),
     };
-    let ledger = Ledger::load(&conn, key, policy, chrono::Utc::now().timestamp_millis())?;
-    let (writer, writer_thread) = Writer::start(conn, ledger)?;
+    // The database clients block: they run outside the async tasks.
+    let store = db.clone();
+    let (conn, ledger) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let conn = store.write()?;
+        let ledger = Ledger::load(&*conn, key, policy, chrono::Utc::now().timestamp_millis())?;
+        Ok((conn, ledger))
+    })
+    .await??;
+    let (writer, writer_thread) = Writer::start(db.clone(), conn, ledger)?;
     let ticker = tokio::spawn(tick_every(
         writer.clone(),
         Duration::from_secs(args.checkpoint_interval),
@@ -91,9 +98,15 @@ pub async fn run(
         allow: Arc::new(webhook_allow_cidrs),
         retry: args.webhooks.retry(),
     };
-    let deliveries = webhooks::spawn(db.clone(), hooks.clone())?;
+    let deliveries = match db.sqlite("webhook delivery") {
+        Ok(path) => Some(webhooks::spawn(path.to_owned(), hooks.clone())?),
+        Err(unsupported) => {
+            tracing::warn!("{unsupported}");
+            None
+        }
+    };
     let state = AppState {
-        db: Arc::new(db.clone()),
+        db: db.clone(),
         writer,
         ingest_token: Arc::new(IngestToken::new(token)),
         signer: policies::signer(SigningKey::load_or_create(signing_key, log_name)?, log_name),
@@ -104,7 +117,7 @@ pub async fn run(
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     tracing::info!(
         listen = %listener.local_addr()?,
-        db = %db.display(),
+        db = %db.describe(),
         max_body_bytes = args.max_body_bytes,
         signing_key = %vkey,
         "acp-collector started"
@@ -114,7 +127,9 @@ pub async fn run(
         .await?;
     ticker.abort();
     let _ = ticker.await;
-    deliveries.abort();
+    if let Some(deliveries) = deliveries {
+        deliveries.abort();
+    }
     // The router, and with it every `Writer`, is gone: the writer commits what it has and ends.
     tokio::task::spawn_blocking(move || writer_thread.join())
         .await?

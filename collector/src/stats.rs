@@ -12,10 +12,9 @@ use std::collections::BTreeMap;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Uri};
 use axum::Json;
-use rusqlite::types::Value as SqlValue;
-use rusqlite::{params_from_iter, Connection};
 use serde::Serialize;
 
+use crate::db::{Backend, Conn, ConnExt, Value};
 use crate::error::ApiError;
 use crate::export::{self, invalid, ParamError};
 use crate::server::AppState;
@@ -135,13 +134,15 @@ pub struct Count {
 
 /// The first and last timestamps (exclusive end) of `filter`'s records, bounded by its `from`
 /// and `to`; `None` when the range is open and no record matches.
-fn span(conn: &Connection, filter: &Filter) -> rusqlite::Result<Option<(i64, i64)>> {
+fn span(conn: &dyn Conn, filter: &Filter) -> anyhow::Result<Option<(i64, i64)>> {
     let (clause, args) = store::where_clause(filter, None);
-    let (first, last): (Option<i64>, Option<i64>) = conn.query_row(
-        &format!("SELECT MIN(ts), MAX(ts) FROM records{clause}"),
-        params_from_iter(args),
-        |row| Ok((row.get(0)?, row.get(1)?)),
-    )?;
+    let (first, last): (Option<i64>, Option<i64>) = conn
+        .query_opt(
+            &format!("SELECT MIN(ts), MAX(ts) FROM records{clause}"),
+            &args,
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?
+        .unwrap_or_default();
     let start = filter.from.or(first);
     let end = filter.to.or(last.map(|t| t + 1));
     Ok(start.zip(end).filter(|(s, e)| s < e))
@@ -149,47 +150,44 @@ fn span(conn: &Connection, filter: &Filter) -> rusqlite::Result<Option<(i64, i64
 
 /// Records per epoch-aligned bucket start and `result`.
 fn timeline_counts(
-    conn: &Connection,
+    conn: &dyn Conn,
     filter: &Filter,
     bucket_ms: i64,
-) -> rusqlite::Result<BTreeMap<i64, BTreeMap<String, u64>>> {
+) -> anyhow::Result<BTreeMap<i64, BTreeMap<String, u64>>> {
     let (clause, args) = store::where_clause(filter, None);
     let sql = format!(
         "SELECT ts - ((ts % {bucket_ms}) + {bucket_ms}) % {bucket_ms} AS bucket, result, COUNT(*) \
          FROM records{clause} GROUP BY bucket, result"
     );
-    let mut stmt = conn.prepare(&sql)?;
     let mut counts: BTreeMap<i64, BTreeMap<String, u64>> = BTreeMap::new();
-    let mut rows = stmt.query(params_from_iter(args))?;
-    while let Some(row) = rows.next()? {
+    conn.for_each(&sql, &args, &mut |row| {
         counts
             .entry(row.get(0)?)
             .or_default()
-            .insert(row.get(1)?, row.get::<_, i64>(2)? as u64);
-    }
+            .insert(row.get(1)?, row.u64(2)?);
+        Ok(())
+    })?;
     Ok(counts)
 }
 
 /// The `TOP` most frequent non-null values of `key` (ties by name).
-fn top(conn: &Connection, key: &str, filter: &Filter, extra: &str) -> rusqlite::Result<Vec<Count>> {
+fn top(conn: &dyn Conn, key: &str, filter: &Filter, extra: &str) -> anyhow::Result<Vec<Count>> {
     let (clause, mut args) = store::where_clause(filter, None);
     let sql = format!(
         "SELECT {key} AS name, COUNT(*) AS n FROM records{clause}{extra} AND {key} IS NOT NULL \
          GROUP BY name ORDER BY n DESC, name LIMIT ?"
     );
-    args.push(SqlValue::from(TOP));
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(params_from_iter(args), |row| {
+    args.push(Value::from(TOP));
+    conn.query(&sql, &args, |row| {
         Ok(Count {
             name: row.get(0)?,
-            count: row.get::<_, i64>(1)? as u64,
+            count: row.u64(1)?,
         })
-    })?;
-    rows.collect()
+    })
 }
 
 /// Computes the statistics of `query` (whose filter carries the tenant).
-pub fn compute(conn: &Connection, query: &StatsQuery) -> Result<Stats, ApiError> {
+pub fn compute(conn: &dyn Conn, query: &StatsQuery) -> Result<Stats, ApiError> {
     let filter = &query.filter;
     let span = span(conn, filter)?;
     let bucket_ms = match span {
@@ -214,6 +212,10 @@ pub fn compute(conn: &Connection, query: &StatsQuery) -> Result<Stats, ApiError>
         None => Vec::new(),
     };
     let refused = " AND event IN ('tool.denied', 'auth.failed')";
+    let reason = match conn.backend() {
+        Backend::Sqlite => "json_extract(json, '$.reason')",
+        Backend::Postgres => "json::jsonb ->> 'reason'",
+    };
     Ok(Stats {
         total: by_result.values().sum(),
         bucket_seconds: bucket_ms / 1000,
@@ -221,7 +223,7 @@ pub fn compute(conn: &Connection, query: &StatsQuery) -> Result<Stats, ApiError>
         timeline,
         top_users: top(conn, "COALESCE(email, sub)", filter, "")?,
         top_tools: top(conn, "tool", filter, "")?,
-        top_denials: top(conn, "json_extract(json, '$.reason')", filter, refused)?,
+        top_denials: top(conn, reason, filter, refused)?,
     })
 }
 
@@ -235,7 +237,7 @@ pub async fn stats(
     let conn = export::tenant_connection(&state, &tenant, &headers).await?;
     let mut query = query.map_err(|e| ApiError::bad_request(e.to_string()))?;
     query.filter.tenant = tenant;
-    let stats = tokio::task::spawn_blocking(move || compute(&conn, &query)).await??;
+    let stats = tokio::task::spawn_blocking(move || compute(&*conn, &query)).await??;
     Ok(Json(stats))
 }
 
@@ -252,7 +254,7 @@ mod tests {
         StatsQuery::parse(Some(query)).map_err(|e| e.to_string())
     }
 
-    fn store(conn: &Connection, records: &[Value]) {
+    fn store(conn: &rusqlite::Connection, records: &[Value]) {
         for (tseq, value) in records.iter().enumerate() {
             let record: AuditRecord = serde_json::from_value(value.clone()).unwrap();
             let ts = record.timestamp_millis().unwrap();
@@ -441,7 +443,7 @@ mod tests {
             let plan: String = conn
                 .query_row(
                     &format!("EXPLAIN QUERY PLAN SELECT {select} FROM records{clause}"),
-                    params_from_iter(args.clone()),
+                    rusqlite::params_from_iter(args.clone()),
                     |row| row.get(3),
                 )
                 .unwrap();

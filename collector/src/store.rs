@@ -13,14 +13,16 @@ use std::path::Path;
 use std::time::Duration;
 
 use acp_record::AuditRecord;
-use rusqlite::types::Value as SqlValue;
-use rusqlite::{params, params_from_iter, Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
+
+use crate::db::{Conn, ConnExt, Value};
 
 /// How long a connection waits for another one's lock before failing with `SQLITE_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-const SCHEMA: &str = "
+/// The tables, in SQLite's types; [`crate::db::PgPool`] creates them in PostgreSQL's.
+pub const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS records (
     seq    INTEGER PRIMARY KEY,
     id     TEXT    NOT NULL UNIQUE,
@@ -37,11 +39,6 @@ CREATE TABLE IF NOT EXISTS records (
 );
 CREATE INDEX IF NOT EXISTS records_export ON records (tenant, ts, seq);
 CREATE UNIQUE INDEX IF NOT EXISTS records_tseq ON records (tenant, tseq);
-CREATE TRIGGER IF NOT EXISTS records_no_update BEFORE UPDATE ON records
-BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS records_no_delete BEFORE DELETE ON records
-WHEN NOT EXISTS (SELECT 1 FROM expiries WHERE tenant = OLD.tenant AND to_seq > OLD.tseq)
-BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
 
 CREATE TABLE IF NOT EXISTS checkpoints (
     tenant     TEXT    NOT NULL,
@@ -65,14 +62,6 @@ CREATE TABLE IF NOT EXISTS signing_keys (
     vkey       TEXT    PRIMARY KEY,
     created_ms INTEGER NOT NULL
 );
-CREATE TRIGGER IF NOT EXISTS checkpoints_no_change BEFORE UPDATE ON checkpoints
-BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS checkpoints_no_delete BEFORE DELETE ON checkpoints
-BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS expiries_no_change BEFORE UPDATE ON expiries
-BEGIN SELECT RAISE(ABORT, 'expiry notes are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS expiries_no_delete BEFORE DELETE ON expiries
-BEGIN SELECT RAISE(ABORT, 'expiry notes are append-only'); END;
 
 CREATE TABLE IF NOT EXISTS api_keys (
     prefix     TEXT    PRIMARY KEY,
@@ -82,6 +71,23 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_ms INTEGER NOT NULL,
     revoked_ms INTEGER
 );
+";
+
+/// The append-only rules (PostgreSQL's are in `db/triggers.pg.sql`).
+const TRIGGERS: &str = "
+CREATE TRIGGER IF NOT EXISTS records_no_update BEFORE UPDATE ON records
+BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS records_no_delete BEFORE DELETE ON records
+WHEN NOT EXISTS (SELECT 1 FROM expiries WHERE tenant = OLD.tenant AND to_seq > OLD.tseq)
+BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS checkpoints_no_change BEFORE UPDATE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS checkpoints_no_delete BEFORE DELETE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS expiries_no_change BEFORE UPDATE ON expiries
+BEGIN SELECT RAISE(ABORT, 'expiry notes are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS expiries_no_delete BEFORE DELETE ON expiries
+BEGIN SELECT RAISE(ABORT, 'expiry notes are append-only'); END;
 ";
 
 /// Opens the database read-write (WAL, `synchronous=FULL`), creating the file and schema if needed.
@@ -97,7 +103,8 @@ pub fn open_rw(path: &Path) -> anyhow::Result<Connection> {
     );
     conn.pragma_update(None, "synchronous", "FULL")?;
     crate::migrate::add_tree_columns(&mut conn)?;
-    conn.execute_batch(SCHEMA)?;
+    conn.execute_batch(TABLES)?;
+    conn.execute_batch(TRIGGERS)?;
     crate::policies::store::create_schema(&conn)?;
     Ok(conn)
 }
@@ -156,28 +163,28 @@ impl NewRecord {
 /// Inserts `record` as `tseq` of its tenant with its tree `hashes`, unless its id is already
 /// stored; returns whether it was inserted.
 pub fn insert(
-    conn: &Connection,
+    conn: &dyn Conn,
     record: &NewRecord,
     tseq: u64,
     hashes: &[u8],
-) -> rusqlite::Result<bool> {
-    let mut stmt = conn.prepare_cached(
+) -> anyhow::Result<bool> {
+    let changed = conn.execute(
         "INSERT INTO records (id, tenant, ts, sub, email, tool, result, event, json, tseq, hashes)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (id) DO NOTHING",
+        &[
+            record.id.as_str().into(),
+            record.tenant.as_str().into(),
+            record.ts.into(),
+            record.sub.as_deref().into(),
+            record.email.as_deref().into(),
+            record.tool.as_deref().into(),
+            record.result.as_str().into(),
+            record.event.as_str().into(),
+            record.json.as_str().into(),
+            tseq.into(),
+            hashes.into(),
+        ],
     )?;
-    let changed = stmt.execute(params![
-        record.id,
-        record.tenant,
-        record.ts,
-        record.sub,
-        record.email,
-        record.tool,
-        record.result,
-        record.event,
-        record.json,
-        tseq as i64,
-        hashes,
-    ])?;
     Ok(changed == 1)
 }
 
@@ -212,10 +219,10 @@ pub struct StoredRecord {
 }
 
 /// The `WHERE` clause selecting `filter`'s records after `after`, and its arguments.
-pub fn where_clause(filter: &Filter, after: Option<Position>) -> (String, Vec<SqlValue>) {
+pub fn where_clause(filter: &Filter, after: Option<Position>) -> (String, Vec<Value>) {
     let mut sql = String::from(" WHERE tenant = ?");
-    let mut args = vec![SqlValue::from(filter.tenant.clone())];
-    let mut condition = |clause: &str, values: &[SqlValue]| {
+    let mut args = vec![Value::from(filter.tenant.clone())];
+    let mut condition = |clause: &str, values: &[Value]| {
         sql.push_str(" AND ");
         sql.push_str(clause);
         args.extend_from_slice(values);
@@ -249,27 +256,24 @@ pub fn where_clause(filter: &Filter, after: Option<Position>) -> (String, Vec<Sq
 
 /// Up to `limit` records matching `filter` that come after `after`, in `(ts, seq)` order.
 pub fn query_page(
-    conn: &Connection,
+    conn: &dyn Conn,
     filter: &Filter,
     after: Option<Position>,
     limit: usize,
-) -> rusqlite::Result<Vec<StoredRecord>> {
+) -> anyhow::Result<Vec<StoredRecord>> {
     let (clause, mut args) = where_clause(filter, after);
     let sql = format!("SELECT ts, seq, json, tseq FROM records{clause} ORDER BY ts, seq LIMIT ?");
     args.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
-
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params_from_iter(args), |row| {
+    conn.query(&sql, &args, |row| {
         Ok(StoredRecord {
             position: Position {
                 ts: row.get(0)?,
                 seq: row.get(1)?,
             },
             json: row.get(2)?,
-            tseq: row.get::<_, i64>(3)? as u64,
+            tseq: row.u64(3)?,
         })
-    })?;
-    rows.collect()
+    })
 }
 
 #[cfg(test)]

@@ -19,19 +19,19 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context};
-use rusqlite::Connection;
 use tlog_tiles::checkpoint::Checkpoint;
 use tlog_tiles::tlog::Hash;
 
 use crate::checkpoints::{self, Expired, StoredNote};
+use crate::db::{Conn, Database};
 use crate::cli::VerifyArgs;
 use crate::merkle::{self, Frontier};
 use crate::signing::Verifiers;
-use crate::{policies, store};
+use crate::policies;
 
 /// What verified for one tenant.
 #[derive(Debug, Default, PartialEq)]
-struct Summary {
+pub(crate) struct Summary {
     /// Records stored.
     records: u64,
     /// Seq of the first stored record (records below it expired).
@@ -42,15 +42,21 @@ struct Summary {
     checkpointed: u64,
 }
 
-pub fn run(db: &Path, log_name: &str, args: &VerifyArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(db.exists(), "no database at {}", db.display());
-    let conn = store::open_read(db).with_context(|| format!("cannot open {}", db.display()))?;
+pub fn run(db: &Path, url: Option<&str>, log_name: &str, args: &VerifyArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        url.is_some() || db.exists(),
+        "no database at {}",
+        db.display()
+    );
+    let database = Database::open(db, url)?;
+    let conn = database.read().context("cannot open the database")?;
+    let conn = &*conn;
     let vkeys = if args.public_keys.is_empty() {
         eprintln!(
             "warning: no --public-key given: trusting the keys recorded in the database, \
              which someone able to rewrite it could replace"
         );
-        checkpoints::keys(&conn)?
+        checkpoints::keys(conn)?
     } else {
         args.public_keys.clone()
     };
@@ -62,8 +68,8 @@ pub fn run(db: &Path, log_name: &str, args: &VerifyArgs) -> anyhow::Result<()> {
     let tenants = match &args.tenant {
         Some(tenant) => vec![tenant.clone()],
         None => {
-            let mut tenants = checkpoints::tenants(&conn)?;
-            tenants.extend(policies::store::tenants(&conn)?);
+            let mut tenants = checkpoints::tenants(conn)?;
+            tenants.extend(policies::store::tenants(conn)?);
             tenants.sort();
             tenants.dedup();
             tenants
@@ -72,8 +78,8 @@ pub fn run(db: &Path, log_name: &str, args: &VerifyArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let (mut records, mut failed) = (0, 0);
     for tenant in &tenants {
-        let checked = verify_tenant(&conn, &trusted, log_name, tenant).and_then(|s| {
-            Ok((s, policies::store::verify_chain(&conn, &trusted, log_name, tenant)?))
+        let checked = verify_tenant(conn, &trusted, log_name, tenant).and_then(|s| {
+            Ok((s, policies::store::verify_chain(conn, &trusted, log_name, tenant)?))
         });
         match checked {
             Ok((s, policy_versions)) => {
@@ -118,8 +124,8 @@ pub fn run(db: &Path, log_name: &str, args: &VerifyArgs) -> anyhow::Result<()> {
 /// Roots the records must reproduce, by tree size, with what stated them.
 type Expected = BTreeMap<u64, Vec<(Hash, String)>>;
 
-fn verify_tenant(
-    conn: &Connection,
+pub(crate) fn verify_tenant(
+    conn: &dyn Conn,
     trusted: &Verifiers,
     log_name: &str,
     tenant: &str,
@@ -158,12 +164,9 @@ fn verify_tenant(
     let mut expected = expected.split_off(&first);
     check_roots(&mut expected, &frontier, first)?;
 
-    let mut stmt = conn.prepare(
-        "SELECT tseq, id, tenant, json, hashes FROM records WHERE tenant = ?1 ORDER BY tseq, seq",
-    )?;
-    let mut rows = stmt.query([tenant])?;
     let mut records = 0;
-    while let Some(row) = rows.next()? {
+    let sql = "SELECT tseq, id, tenant, json, hashes FROM records WHERE tenant = ?1 ORDER BY tseq, seq";
+    conn.for_each(sql, &[tenant.into()], &mut |row| {
         let seq: Option<i64> = row.get(0)?;
         let id: String = row.get(1)?;
         let next = frontier.size();
@@ -187,7 +190,7 @@ fn verify_tenant(
         let json: String = row.get(3)?;
         let leaf = merkle::leaf_hash(json.as_bytes());
         let computed = frontier.next_hashes(leaf)?;
-        let stored = merkle::split_hashes(&row.get::<_, Vec<u8>>(4)?);
+        let stored = merkle::split_hashes(&row.get::<Vec<u8>>(4)?);
         if stored.as_ref().and_then(|h| h.first()) != Some(&leaf) {
             bail!(
                 "record seq {seq} (id {id:?}) was altered: its bytes no longer match its leaf hash"
@@ -199,16 +202,16 @@ fn verify_tenant(
                  before it: a record at or before seq {seq} was altered"
             );
         }
-        let tenant_column = row.get_ref(2)?.as_str()?;
+        let tenant_column: String = row.get(2)?;
         ensure!(
-            names_match(&json, &id, tenant_column)?,
+            names_match(&json, &id, &tenant_column)?,
             "record seq {seq} (id {id:?}) was altered: its id or tenant column ({tenant_column:?}) \
              differs from its JSON"
         );
         frontier.push(&computed);
         records += 1;
-        check_roots(&mut expected, &frontier, seq + 1)?;
-    }
+        check_roots(&mut expected, &frontier, seq + 1)
+    })?;
     if let Some((size, stated)) = expected.first_key_value() {
         let next = frontier.size();
         bail!(

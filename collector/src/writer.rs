@@ -7,15 +7,25 @@
 //! The same transaction gives each record its tenant's next sequence number and tree hashes,
 //! and signs the checkpoints that fall due ([`Ledger`]); a tick (timer, and once more at
 //! shutdown) signs a checkpoint of every tree that has grown and applies retention.
+//!
+//! With PostgreSQL, several collector replicas each run such a writer on one database: the
+//! transaction locks the tenants it touches ([`Ledger::lock`]), and one that fails on a
+//! serialization failure or deadlock is run again, up to [`ATTEMPTS`] times.
 
-use rusqlite::Connection;
+use std::collections::BTreeSet;
+
 use tokio::sync::{mpsc, oneshot};
 
+use crate::db::{self, Conn, ConnExt, Database};
 use crate::ledger::Ledger;
 use crate::store::NewRecord;
 
 /// Batches that may wait for the writer before senders are held back.
 const QUEUE_DEPTH: usize = 256;
+/// Runs of a transaction that PostgreSQL aborted for a conflict with another replica.
+const ATTEMPTS: usize = 5;
+
+type Connection = Box<dyn Conn + Send>;
 
 /// What happened to one batch of valid records.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -51,15 +61,17 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn` (from [`crate::store::open_rw`]).
+    /// Starts the writer thread on `conn` (from `db`'s [`Database::write`], which also
+    /// replaces it once it is lost).
     pub fn start(
+        db: Database,
         conn: Connection,
         ledger: Ledger,
     ) -> std::io::Result<(Writer, std::thread::JoinHandle<()>)> {
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
         let thread = std::thread::Builder::new()
             .name("acp-writer".into())
-            .spawn(move || run(conn, ledger, queue))?;
+            .spawn(move || run(db, conn, ledger, queue))?;
         Ok((Writer { jobs }, thread))
     }
 
@@ -82,7 +94,7 @@ impl Writer {
     }
 }
 
-fn run(mut conn: Connection, mut ledger: Ledger, mut queue: mpsc::Receiver<Job>) {
+fn run(db: Database, mut conn: Connection, mut ledger: Ledger, mut queue: mpsc::Receiver<Job>) {
     let mut group = Vec::new();
     while let Some(job) = queue.blocking_recv() {
         let mut ticked = false;
@@ -98,6 +110,13 @@ fn run(mut conn: Connection, mut ledger: Ledger, mut queue: mpsc::Receiver<Job>)
         if ticked {
             tick(&mut conn, &mut ledger);
         }
+        if conn.is_broken() {
+            // The failed group was answered with an error; the next one gets a new connection.
+            match db.write() {
+                Ok(new) => conn = new,
+                Err(err) => tracing::warn!(error = format!("{err:#}"), "cannot reconnect"),
+            }
+        }
     }
     // Every sender is gone: sign what the last commits added.
     tick(&mut conn, &mut ledger);
@@ -111,10 +130,8 @@ fn write_group(
     group: &mut Vec<(Vec<NewRecord>, Reply)>,
 ) {
     let records: usize = group.iter().map(|(r, _)| r.len()).sum();
-    let mut next = ledger.clone();
-    match commit(conn, &mut next, group) {
+    match retried(ledger, |next| commit(&**conn, next, group)) {
         Ok(stored) => {
-            *ledger = next;
             tracing::debug!(batches = group.len(), records, "committed");
             for ((_, reply), stored) in group.drain(..).zip(stored) {
                 // A sender that has gone away (client disconnected) needs no answer.
@@ -131,43 +148,64 @@ fn write_group(
     }
 }
 
+/// Runs `transaction` on a copy of `ledger`, again while it fails for a conflict with another
+/// writer; keeps the copy once it has committed.
+fn retried<T>(
+    ledger: &mut Ledger,
+    mut transaction: impl FnMut(&mut Ledger) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let mut attempt = 1;
+    loop {
+        let mut next = ledger.clone();
+        match transaction(&mut next) {
+            Ok(value) => {
+                *ledger = next;
+                return Ok(value);
+            }
+            Err(err) if attempt < ATTEMPTS && db::is_retryable(&err) => {
+                tracing::debug!(attempt, error = format!("{err:#}"), "transaction conflict, retrying");
+                attempt += 1;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
 /// Writes every batch of `group` in one transaction.
 fn commit(
-    conn: &mut Connection,
+    conn: &dyn Conn,
     ledger: &mut Ledger,
     group: &[(Vec<NewRecord>, Reply)],
 ) -> anyhow::Result<Vec<Stored>> {
     let now_ms = chrono::Utc::now().timestamp_millis();
-    let tx = conn.transaction()?;
-    let mut stored = Vec::with_capacity(group.len());
-    for (records, _) in group {
-        let mut counts = Stored::default();
-        for record in records {
-            if ledger.append(&tx, record, now_ms)? {
-                counts.accepted += 1;
-            } else {
-                counts.duplicates += 1;
+    conn.transaction(|tx| {
+        let tenants: BTreeSet<&str> = group
+            .iter()
+            .flat_map(|(records, _)| records.iter().map(|r| r.tenant.as_str()))
+            .collect();
+        ledger.lock(tx, &tenants)?;
+        let mut stored = Vec::with_capacity(group.len());
+        for (records, _) in group {
+            let mut counts = Stored::default();
+            for record in records {
+                if ledger.append(tx, record, now_ms)? {
+                    counts.accepted += 1;
+                } else {
+                    counts.duplicates += 1;
+                }
             }
+            stored.push(counts);
         }
-        stored.push(counts);
-    }
-    tx.commit()?;
-    Ok(stored)
+        Ok(stored)
+    })
 }
 
 /// Signs due checkpoints and applies retention in a transaction of its own, so that a failure
 /// there never costs an ingest batch.
 fn tick(conn: &mut Connection, ledger: &mut Ledger) {
-    let mut next = ledger.clone();
-    let result = conn
-        .transaction()
-        .map_err(anyhow::Error::from)
-        .and_then(|tx| {
-            next.tick(&tx, chrono::Utc::now().timestamp_millis())?;
-            Ok(tx.commit()?)
-        });
-    match result {
-        Ok(()) => *ledger = next,
-        Err(err) => tracing::warn!(error = format!("{err:#}"), "checkpoint or retention failed"),
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let result = retried(ledger, |next| conn.transaction(|tx| next.tick(tx, now_ms)));
+    if let Err(err) = result {
+        tracing::warn!(error = format!("{err:#}"), "checkpoint or retention failed");
     }
 }

@@ -1320,3 +1320,133 @@ fn retention_removes_old_records_and_verify_explains_the_gap() {
         "{out}"
     );
 }
+
+/// A schema of its own on the PostgreSQL server of `ACP_TEST_POSTGRES_URL` (which
+/// `tests/pg/with-postgres.sh` provides); dropped at the end.
+struct PgSchema {
+    server: String,
+    name: String,
+    /// `--database-url` of the schema.
+    url: String,
+}
+
+impl PgSchema {
+    fn new() -> Option<PgSchema> {
+        let server = std::env::var("ACP_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty());
+        let Some(server) = server else {
+            eprintln!("skipped: ACP_TEST_POSTGRES_URL is not set");
+            return None;
+        };
+        let name = format!("acp_e2e_{:016x}", rand::random::<u64>());
+        let mut admin = postgres::Client::connect(&server, postgres::NoTls).unwrap();
+        admin.batch_execute(&format!("CREATE SCHEMA {name}")).unwrap();
+        let separator = if server.contains('?') { '&' } else { '?' };
+        let url = format!("{server}{separator}options=-csearch_path%3D{name}");
+        Some(PgSchema { server, name, url })
+    }
+
+    fn client(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url, postgres::NoTls).unwrap()
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = postgres::Client::connect(&self.server, postgres::NoTls) {
+            let _ = admin.batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name));
+        }
+    }
+}
+
+#[test]
+fn replicas_share_one_postgresql_database() {
+    let Some(pg) = PgSchema::new() else { return };
+    let dirs = [TempDir::new().unwrap(), TempDir::new().unwrap()];
+    let flags = ["--ingest-token", TOKEN, "--database-url", &pg.url, "--checkpoint-records", "40"];
+    let replicas: Vec<Collector> =
+        dirs.iter().map(|d| Collector::start_with(d.path(), &flags, &[])).collect();
+    // Each replica: 3 clients × 20 batches × 25 records over two tenants. Every fifth record
+    // (by number) has the same id on both replicas; the others are the replica's own.
+    let accepted: u64 = std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..2)
+            .flat_map(|r| (0..3).map(move |t| (r, t)))
+            .map(|(r, t)| {
+                let replica = &replicas[r];
+                scope.spawn(move || {
+                    let mut accepted = 0;
+                    for b in 0..20 {
+                        let batch: Vec<Value> = (0..25)
+                            .map(|i| {
+                                let n = (t * 20 + b) * 25 + i;
+                                let id = match n % 5 {
+                                    0 => format!("shared-{n}"),
+                                    _ => format!("r{r}-{n}"),
+                                };
+                                let mut rec = record(&id, "2026-03-15T10:00:00.000Z");
+                                rec["tenantId"] = [ACME, GLOBEX][n % 2].into();
+                                rec
+                            })
+                            .collect();
+                        accepted += replica.ingest(&batch)["accepted"].as_u64().unwrap();
+                    }
+                    accepted
+                })
+            })
+            .collect();
+        clients.into_iter().map(|c| c.join().unwrap()).sum()
+    });
+    assert_eq!(accepted, 2700, "300 shared ids stored once, 2 × 1200 own ids");
+
+    let mut client = pg.client();
+    for tenant in [ACME, GLOBEX] {
+        let row = client
+            .query_one(
+                "SELECT COUNT(*), COUNT(DISTINCT id), MIN(tseq), MAX(tseq) FROM records
+                 WHERE tenant = $1",
+                &[&tenant],
+            )
+            .unwrap();
+        let (count, ids, min, max): (i64, i64, i64, i64) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        assert_eq!((count, ids, min, max), (1350, 1350, 0, 1349), "{tenant}: gapless tseq");
+    }
+    // Keys made through either replica's database work on both.
+    let db = dirs[0].path().join("audit.db");
+    let (ok, key, err) = run(&db, &["apikey", "create", "--tenant", ACME, "--database-url", &pg.url]);
+    assert!(ok, "{err}");
+    for replica in &replicas {
+        assert_eq!(replica.export(key.trim(), ACME, "").len(), 1350);
+    }
+    for replica in replicas {
+        assert!(replica.terminate().success());
+    }
+
+    // Checkpoints of both replicas, each signed with its own key, describe one tree.
+    let keys: Vec<String> = dirs.iter().map(|d| public_key(&d.path().join("audit.db"))).collect();
+    let verify = || {
+        let mut args = vec!["verify", "--database-url", &pg.url];
+        for key in &keys {
+            args.extend(["--public-key", key.as_str()]);
+        }
+        run(&db, &args)
+    };
+    let (ok, out, err) = verify();
+    assert!(ok, "{out}{err}");
+    assert!(out.contains(&format!("{ACME}: ok: 1350 records")), "{out}");
+    assert!(out.contains("(latest covers 1350 of 1350)"), "{out}");
+
+    client
+        .batch_execute(&format!(
+            "SET session_replication_role = replica;
+             UPDATE records SET json = replace(json, 'salesforce', 'SALESF0RCE')
+             WHERE tenant = '{GLOBEX}' AND tseq = 7"
+        ))
+        .unwrap();
+    let (ok, out, _) = verify();
+    assert!(!ok);
+    assert!(out.contains(&format!("{ACME}: ok")), "{out}");
+    assert!(
+        out.contains(&format!("{GLOBEX}: FAILED: record seq 7")) && out.contains("was altered"),
+        "{out}"
+    );
+}

@@ -11,6 +11,7 @@ use axum::Router;
 
 use crate::cli::EvidenceArgs;
 use crate::error::ApiError;
+use crate::db::Database;
 use crate::export::{parse_time, tenant_connection};
 use crate::server::AppState;
 use crate::signing::SigningKey;
@@ -52,20 +53,20 @@ async fn evidence(State(state): State<AppState>, UrlPath(tenant): UrlPath<String
     let conn = tenant_connection(&state, &tenant, &headers).await?;
     let request = parse(&tenant, &params).map_err(ApiError::bad_request)?;
     let signer = state.signer.clone();
-    let zip = tokio::task::spawn_blocking(move || build(&conn, &signer.key, &signer.log_name, &request))
+    let zip = tokio::task::spawn_blocking(move || build(&*conn, &signer.key, &signer.log_name, &request))
         .await?
         .map_err(|e| ApiError::new(axum::http::StatusCode::CONFLICT, format!("{e:#}")))?;
     Ok(([(header::CONTENT_TYPE, "application/zip")], zip).into_response())
 }
 
 /// `acp-collector evidence`: writes the bundle to `--out`.
-pub fn cli(db: &Path, key: &Path, log_name: &str, args: &EvidenceArgs) -> anyhow::Result<()> {
-    let conn = crate::store::open_read(db)?;
+pub fn cli(db: &Database, key: &Path, log_name: &str, args: &EvidenceArgs) -> anyhow::Result<()> {
+    let conn = db.read()?;
     let mut params = vec![("from".to_owned(), args.from.clone()), ("to".to_owned(), args.to.clone()), ("sample".to_owned(), args.sample.to_string())];
     params.extend(args.seed.map(|s| ("seed".to_owned(), s.to_string())));
     let request = parse(&args.tenant, &params).map_err(anyhow::Error::msg)?;
     let key = SigningKey::load_or_create(key, log_name)?;
-    let zip = build(&conn, &key, log_name, &request)?;
+    let zip = build(&*conn, &key, log_name, &request)?;
     std::fs::write(&args.out, zip)?;
     println!("{}: evidence of {} from {} to {} (sample seed {})", args.out.display(), args.tenant, args.from, args.to, request.seed);
     Ok(())

@@ -16,7 +16,6 @@ use std::io::Write;
 use anyhow::{ensure, Context};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use rusqlite::{params, Connection};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
@@ -24,6 +23,7 @@ use sha2::{Digest, Sha256};
 use tlog_tiles::tlog::{self, Hash};
 
 use crate::checkpoints;
+use crate::db::{Conn, ConnExt};
 use crate::merkle::StoredTree;
 use crate::policies::{self, rfc3339};
 use crate::signing::SigningKey;
@@ -87,16 +87,18 @@ fn pretty(value: &Value) -> anyhow::Result<Vec<u8>> {
 }
 
 /// Builds the bundle (zip bytes).
-pub fn build(conn: &Connection, key: &SigningKey, log_name: &str, req: &Request) -> anyhow::Result<Vec<u8>> {
+pub fn build(conn: &dyn Conn, key: &SigningKey, log_name: &str, req: &Request) -> anyhow::Result<Vec<u8>> {
     let tenant = req.tenant.as_str();
     ensure!(req.to_ms > req.from_ms, "`to` must be later than `from`");
     let latest = checkpoints::latest(conn, tenant)?.context("this tenant has no signed checkpoint yet")?;
     let size = latest.tree_size;
-    let (lo, hi): (Option<i64>, Option<i64>) = conn.query_row(
-        "SELECT MIN(tseq), MAX(tseq) + 1 FROM records WHERE tenant = ?1 AND ts >= ?2 AND ts < ?3",
-        params![tenant, req.from_ms, req.to_ms],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    let (lo, hi): (Option<i64>, Option<i64>) = conn
+        .query_opt(
+            "SELECT MIN(tseq), MAX(tseq) + 1 FROM records WHERE tenant = ?1 AND ts >= ?2 AND ts < ?3",
+            &[tenant.into(), req.from_ms.into(), req.to_ms.into()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?
+        .unwrap_or_default();
     let (lo, hi) = (lo.unwrap_or(0) as u64, hi.unwrap_or(0) as u64);
     ensure!(
         hi <= size,
@@ -104,14 +106,11 @@ pub fn build(conn: &Connection, key: &SigningKey, log_name: &str, req: &Request)
          ask again after the next checkpoint",
         hi - 1
     );
-    let mut stmt = conn.prepare(
+    let leaves: Vec<Leaf> = conn.query(
         "SELECT tseq, json, ts >= ?4 AND ts < ?5 FROM records WHERE tenant = ?1 AND tseq >= ?2 AND tseq < ?3 ORDER BY tseq",
+        &[tenant.into(), lo.into(), hi.into(), req.from_ms.into(), req.to_ms.into()],
+        |r| Ok(Leaf { seq: r.u64(0)?, json: r.get(1)?, in_period: r.get(2)? }),
     )?;
-    let leaves: Vec<Leaf> = stmt
-        .query_map(params![tenant, lo as i64, hi as i64, req.from_ms, req.to_ms], |r| {
-            Ok(Leaf { seq: r.get::<_, i64>(0)? as u64, json: r.get(1)?, in_period: r.get(2)? })
-        })?
-        .collect::<Result<_, _>>()?;
     let expired = checkpoints::latest_expired(conn, tenant)?.map(|e| e.frontier);
     let tree = StoredTree::new(conn, tenant, expired);
     let path = |seq: u64| -> anyhow::Result<Vec<String>> {
@@ -209,7 +208,7 @@ fn zip(files: &[(String, Vec<u8>)]) -> anyhow::Result<Vec<u8>> {
     Ok(out.finish()?.into_inner())
 }
 
-fn records_csv(conn: &Connection, tenant: &str, req: &Request) -> anyhow::Result<Vec<u8>> {
+fn records_csv(conn: &dyn Conn, tenant: &str, req: &Request) -> anyhow::Result<Vec<u8>> {
     let filter = crate::store::Filter { tenant: tenant.to_owned(), from: Some(req.from_ms), to: Some(req.to_ms), ..Default::default() };
     let mut out = Vec::new();
     let mut after = None;
@@ -243,7 +242,11 @@ fn access_csv(review: &[controls::Access]) -> anyhow::Result<Vec<u8>> {
 
 /// The tenant's webhook endpoints when the collector has a `webhooks` table, without any
 /// column whose name says it holds a secret.
-fn webhook_configuration(conn: &Connection, tenant: &str) -> anyhow::Result<Option<Value>> {
+fn webhook_configuration(conn: &dyn Conn, tenant: &str) -> anyhow::Result<Option<Value>> {
+    // Webhooks are kept in the SQLite store only.
+    let Some(conn) = conn.as_sqlite() else {
+        return Ok(None);
+    };
     let exists: bool = conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'webhooks')",
         [],

@@ -29,6 +29,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
+use crate::db::Conn;
 use crate::export::tenant_connection;
 use crate::ingest::IngestAuthorized;
 use crate::server::AppState;
@@ -98,11 +99,11 @@ async fn receive(_: IngestAuthorized, State(state): State<AppState>, body: Bytes
     let items: Vec<(Vec<String>, Value)> = checked.into_iter().map(|(t, p)| (t, p.clone())).collect();
     let (db, signer) = (state.db.clone(), state.signer.clone());
     let (accepted, duplicates) = tokio::task::spawn_blocking(move || -> anyhow::Result<(usize, usize)> {
-        let mut conn = crate::store::open_rw(&db)?;
+        let conn = db.write()?;
         let now = chrono::Utc::now().timestamp_millis();
         let (mut accepted, mut duplicates) = (0, 0);
         for (tenants, policy) in &items {
-            let new = store::insert(&mut conn, &signer.key, &signer.log_name, tenants, policy, now)?;
+            let new = store::insert(&*conn, &signer.key, &signer.log_name, tenants, policy, now)?;
             for v in &new {
                 tracing::info!(tenant = v.tenant, version = v.version, hash = v.hash, "new policy version");
             }
@@ -116,7 +117,7 @@ async fn receive(_: IngestAuthorized, State(state): State<AppState>, body: Bytes
 }
 
 /// Each version of `tenant`, oldest first, with its changes from the version before.
-pub fn history(conn: &rusqlite::Connection, tenant: &str) -> anyhow::Result<Vec<(PolicyVersion, Value, Vec<Change>)>> {
+pub fn history(conn: &dyn Conn, tenant: &str) -> anyhow::Result<Vec<(PolicyVersion, Value, Vec<Change>)>> {
     let mut previous = Value::Null;
     let mut out = Vec::new();
     for version in store::after(conn, tenant, 0)? {
@@ -134,7 +135,7 @@ fn summary(v: &PolicyVersion) -> Value {
 
 async fn list(State(state): State<AppState>, Path(tenant): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
     let conn = tenant_connection(&state, &tenant, &headers).await?;
-    let history = tokio::task::spawn_blocking(move || history(&conn, &tenant)).await??;
+    let history = tokio::task::spawn_blocking(move || history(&*conn, &tenant)).await??;
     let policies: Vec<Value> = history
         .iter()
         .rev()
@@ -157,7 +158,7 @@ async fn load(state: &AppState, tenant: String, headers: &HeaderMap, versions: V
         versions
             .into_iter()
             .map(|n| {
-                store::get(&conn, &tenant, n)?
+                store::get(&*conn, &tenant, n)?
                     .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no policy version {n}")))
             })
             .collect()
@@ -245,7 +246,7 @@ async fn export(
         Some(other) => return Err(ApiError::bad_request(format!("invalid parameter `format`: {other:?}; expected json or csv"))),
     };
     let conn = tenant_connection(&state, &tenant, &headers).await?;
-    let history = tokio::task::spawn_blocking(move || history(&conn, &tenant)).await??;
+    let history = tokio::task::spawn_blocking(move || history(&*conn, &tenant)).await??;
     Ok(if csv {
         ([(header::CONTENT_TYPE, "text/csv")], history_csv(&history)?).into_response()
     } else {

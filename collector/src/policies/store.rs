@@ -9,15 +9,16 @@
 //!
 //! Other modules (e.g. webhooks emitting `policy.changed`) read new versions with [`after`].
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tlog_tiles::tlog::Hash;
 
 use crate::checkpoints;
+use crate::db::{Conn, ConnExt, Row};
 use crate::signing::{SigningKey, Verifiers};
 
-const SCHEMA: &str = "
+/// The table, in SQLite's types (see [`crate::store::TABLES`]).
+pub const TABLE: &str = "
 CREATE TABLE IF NOT EXISTS policy_versions (
     tenant      TEXT    NOT NULL,
     version     INTEGER NOT NULL,
@@ -29,15 +30,19 @@ CREATE TABLE IF NOT EXISTS policy_versions (
     PRIMARY KEY (tenant, version),
     UNIQUE (tenant, hash)
 );
+";
+
+const TRIGGERS: &str = "
 CREATE TRIGGER IF NOT EXISTS policy_versions_no_update BEFORE UPDATE ON policy_versions
 BEGIN SELECT RAISE(ABORT, 'policy versions are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS policy_versions_no_delete BEFORE DELETE ON policy_versions
 BEGIN SELECT RAISE(ABORT, 'policy versions are append-only'); END;
 ";
 
-/// Creates the table when missing.
-pub fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(SCHEMA)
+/// Creates the SQLite table when missing.
+pub fn create_schema(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(TABLE)?;
+    conn.execute_batch(TRIGGERS)
 }
 
 /// One stored version.
@@ -80,8 +85,10 @@ fn chain(previous: &Hash, version: u64, hash: &str, received_ms: i64) -> Hash {
 }
 
 /// Stores `document` for each tenant that has not got it yet; returns the new versions.
+/// Each tenant's chain is extended under its lock ([`ConnExt::lock_tenant`]), as replicas
+/// sharing a PostgreSQL database may receive the same document at once.
 pub fn insert(
-    conn: &mut Connection,
+    conn: &dyn Conn,
     key: &SigningKey,
     log_name: &str,
     tenants: &[String],
@@ -90,55 +97,62 @@ pub fn insert(
 ) -> anyhow::Result<Vec<PolicyVersion>> {
     let hash = document_hash(document);
     let text = document.to_string();
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut stored = Vec::new();
-    for tenant in tenants {
-        let known: Option<i64> = tx
-            .query_row(
+    let mut sorted: Vec<&String> = tenants.iter().collect();
+    sorted.sort();
+    conn.transaction(|tx| {
+        let mut stored = Vec::new();
+        for tenant in sorted {
+            tx.lock_tenant(tenant)?;
+            let known = tx.query_opt(
                 "SELECT version FROM policy_versions WHERE tenant = ?1 AND hash = ?2",
-                params![tenant, hash],
-                |row| row.get(0),
-            )
-            .optional()?;
-        if known.is_some() {
-            continue;
-        }
-        let last: Option<(i64, Vec<u8>)> = tx
-            .query_row(
+                &[tenant.into(), hash.as_str().into()],
+                |row| row.get::<i64>(0),
+            )?;
+            if known.is_some() {
+                continue;
+            }
+            let last = tx.query_opt(
                 "SELECT version, chain FROM policy_versions WHERE tenant = ?1 ORDER BY version DESC LIMIT 1",
-                [tenant],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .optional()?;
-        let (version, previous) = match last {
-            Some((v, c)) => (v as u64 + 1, Hash(c.try_into().map_err(|_| anyhow::anyhow!("bad chain"))?)),
-            None => (1, Hash::default()),
-        };
-        let link = chain(&previous, version, &hash, received_ms);
-        let note = key.checkpoint(&origin(log_name, tenant), version, link, "")?;
-        tx.execute(
-            "INSERT INTO policy_versions (tenant, version, hash, received_ms, document, chain, note)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![tenant, version as i64, hash, received_ms, text, link.0.to_vec(), note],
-        )?;
-        stored.push(PolicyVersion {
-            tenant: tenant.clone(),
-            version,
-            hash: hash.clone(),
-            received_ms,
-            document: text.clone(),
-        });
-    }
-    tx.commit()?;
-    Ok(stored)
+                &[tenant.into()],
+                |row| Ok((row.u64(0)?, row.get::<Vec<u8>>(1)?)),
+            )?;
+            let (version, previous) = match last {
+                Some((v, c)) => (v + 1, Hash(c.try_into().map_err(|_| anyhow::anyhow!("bad chain"))?)),
+                None => (1, Hash::default()),
+            };
+            let link = chain(&previous, version, &hash, received_ms);
+            let note = key.checkpoint(&origin(log_name, tenant), version, link, "")?;
+            tx.execute(
+                "INSERT INTO policy_versions (tenant, version, hash, received_ms, document, chain, note)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                &[
+                    tenant.into(),
+                    version.into(),
+                    hash.as_str().into(),
+                    received_ms.into(),
+                    text.as_str().into(),
+                    link.0.as_slice().into(),
+                    note.into(),
+                ],
+            )?;
+            stored.push(PolicyVersion {
+                tenant: tenant.clone(),
+                version,
+                hash: hash.clone(),
+                received_ms,
+                document: text.clone(),
+            });
+        }
+        Ok(stored)
+    })
 }
 
 const COLUMNS: &str = "tenant, version, hash, received_ms, document";
 
-fn row(row: &rusqlite::Row) -> rusqlite::Result<PolicyVersion> {
+fn row(row: &Row) -> anyhow::Result<PolicyVersion> {
     Ok(PolicyVersion {
         tenant: row.get(0)?,
-        version: row.get::<_, i64>(1)? as u64,
+        version: row.u64(1)?,
         hash: row.get(2)?,
         received_ms: row.get(3)?,
         document: row.get(4)?,
@@ -146,48 +160,42 @@ fn row(row: &rusqlite::Row) -> rusqlite::Result<PolicyVersion> {
 }
 
 /// The versions of `tenant` after `version` (0: all), oldest first.
-pub fn after(conn: &Connection, tenant: &str, version: u64) -> rusqlite::Result<Vec<PolicyVersion>> {
-    conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM policy_versions WHERE tenant = ?1 AND version > ?2 ORDER BY version"
-    ))?
-    .query_map(params![tenant, version as i64], row)?
-    .collect()
-}
-
-pub fn get(conn: &Connection, tenant: &str, version: u64) -> rusqlite::Result<Option<PolicyVersion>> {
-    conn.query_row(
-        &format!("SELECT {COLUMNS} FROM policy_versions WHERE tenant = ?1 AND version = ?2"),
-        params![tenant, version as i64],
+pub fn after(conn: &dyn Conn, tenant: &str, version: u64) -> anyhow::Result<Vec<PolicyVersion>> {
+    conn.query(
+        &format!("SELECT {COLUMNS} FROM policy_versions WHERE tenant = ?1 AND version > ?2 ORDER BY version"),
+        &[tenant.into(), version.into()],
         row,
     )
-    .optional()
+}
+
+pub fn get(conn: &dyn Conn, tenant: &str, version: u64) -> anyhow::Result<Option<PolicyVersion>> {
+    conn.query_opt(
+        &format!("SELECT {COLUMNS} FROM policy_versions WHERE tenant = ?1 AND version = ?2"),
+        &[tenant.into(), version.into()],
+        row,
+    )
 }
 
 /// Every tenant with a policy version.
-pub fn tenants(conn: &Connection) -> rusqlite::Result<Vec<String>> {
-    conn.prepare("SELECT DISTINCT tenant FROM policy_versions ORDER BY tenant")?
-        .query_map([], |row| row.get(0))?
-        .collect()
+pub fn tenants(conn: &dyn Conn) -> anyhow::Result<Vec<String>> {
+    conn.query("SELECT DISTINCT tenant FROM policy_versions ORDER BY tenant", &[], |row| row.get(0))
 }
 
 /// Checks `tenant`'s versions: document hashes, the chain and every signed note. Returns how
 /// many verified; the error names the first bad version.
 pub fn verify_chain(
-    conn: &Connection,
+    conn: &dyn Conn,
     trusted: &Verifiers,
     log_name: &str,
     tenant: &str,
 ) -> anyhow::Result<u64> {
     let origin = origin(log_name, tenant);
-    let mut stmt = conn.prepare(
-        "SELECT version, hash, received_ms, document, chain, note FROM policy_versions
-         WHERE tenant = ?1 ORDER BY version",
-    )?;
-    let mut rows = stmt.query([tenant])?;
+    let sql = "SELECT version, hash, received_ms, document, chain, note FROM policy_versions
+         WHERE tenant = ?1 ORDER BY version";
     let mut previous = Hash::default();
     let mut expected = 1u64;
-    while let Some(r) = rows.next()? {
-        let version = r.get::<_, i64>(0)? as u64;
+    conn.for_each(sql, &[tenant.into()], &mut |r| {
+        let version = r.u64(0)?;
         let (hash, received_ms): (String, i64) = (r.get(1)?, r.get(2)?);
         let (document, stored_chain, note): (String, Vec<u8>, String) = (r.get(3)?, r.get(4)?, r.get(5)?);
         let label = format!("policy version {version}");
@@ -203,7 +211,8 @@ pub fn verify_chain(
         );
         previous = link;
         expected += 1;
-    }
+        Ok(())
+    })?;
     Ok(expected - 1)
 }
 
@@ -212,7 +221,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn setup() -> (tempfile::TempDir, Connection, SigningKey) {
+    fn setup() -> (tempfile::TempDir, rusqlite::Connection, SigningKey) {
         let dir = tempfile::tempdir().unwrap();
         let conn = crate::store::open_rw(&dir.path().join("db")).unwrap();
         create_schema(&conn).unwrap();
@@ -222,13 +231,13 @@ mod tests {
 
     #[test]
     fn versions_once_per_tenant_and_hash_chained_and_signed() {
-        let (_dir, mut conn, key) = setup();
+        let (_dir, conn, key) = setup();
         let tenants = ["org_a".to_owned(), "org_b".to_owned()];
         let v1 = json!({"tools": {"echo": ["a"]}});
         let v2 = json!({"tools": {"echo": ["b"]}});
-        assert_eq!(insert(&mut conn, &key, "test-log", &tenants, &v1, 10).unwrap().len(), 2);
-        assert!(insert(&mut conn, &key, "test-log", &tenants, &v1, 11).unwrap().is_empty(), "same document again");
-        let stored = insert(&mut conn, &key, "test-log", &tenants[..1], &v2, 12).unwrap();
+        assert_eq!(insert(&conn, &key, "test-log", &tenants, &v1, 10).unwrap().len(), 2);
+        assert!(insert(&conn, &key, "test-log", &tenants, &v1, 11).unwrap().is_empty(), "same document again");
+        let stored = insert(&conn, &key, "test-log", &tenants[..1], &v2, 12).unwrap();
         assert_eq!((stored[0].version, stored[0].received_ms), (2, 12));
         let all = after(&conn, "org_a", 0).unwrap();
         assert_eq!(all.iter().map(|v| v.version).collect::<Vec<_>>(), [1, 2]);
@@ -249,10 +258,10 @@ mod tests {
 
     #[test]
     fn an_altered_document_is_named() {
-        let (_dir, mut conn, key) = setup();
+        let (_dir, conn, key) = setup();
         let tenants = ["org_a".to_owned()];
-        insert(&mut conn, &key, "test-log", &tenants, &json!({"v": 1}), 10).unwrap();
-        insert(&mut conn, &key, "test-log", &tenants, &json!({"v": 2}), 11).unwrap();
+        insert(&conn, &key, "test-log", &tenants, &json!({"v": 1}), 10).unwrap();
+        insert(&conn, &key, "test-log", &tenants, &json!({"v": 2}), 11).unwrap();
         conn.execute_batch(
             "DROP TRIGGER policy_versions_no_update;
              UPDATE policy_versions SET document = '{\"v\":3}' WHERE version = 2;",

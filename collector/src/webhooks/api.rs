@@ -41,7 +41,7 @@ async fn with_tenant<T: Send + 'static>(
     work: impl FnOnce(&mut Connection) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     drop(tenant_connection(state, tenant, headers).await?);
-    let db = state.db.clone();
+    let db = state.db.sqlite("webhooks").map_err(ApiError::unsupported)?.to_owned();
     tokio::task::spawn_blocking(move || work(&mut db::open(&db)?)).await?
 }
 
