@@ -49,14 +49,7 @@ impl HttpContext for Floor {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if !self.hold {
-            return Action::Continue;
-        }
-        if !end_of_stream {
-            return Action::Pause;
-        }
-        let _ = get_buffer(BufferType::HttpRequestBody, 0, body_size);
-        Action::Continue
+        self.hold_and_read(BufferType::HttpRequestBody, body_size, end_of_stream)
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
@@ -67,13 +60,20 @@ impl HttpContext for Floor {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.hold_and_read(BufferType::HttpResponseBody, body_size, end_of_stream)
+    }
+}
+
+impl Floor {
+    /// In `hold` mode: holds the body until it is complete, then reads it whole.
+    fn hold_and_read(&self, body: BufferType, size: usize, end_of_stream: bool) -> Action {
         if !self.hold {
             return Action::Continue;
         }
         if !end_of_stream {
             return Action::Pause;
         }
-        let _ = get_buffer(BufferType::HttpResponseBody, 0, body_size);
+        let _ = get_buffer(body, 0, size);
         Action::Continue
     }
 }
