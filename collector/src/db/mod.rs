@@ -7,7 +7,7 @@ mod database;
 mod pg;
 mod sqlite;
 
-pub use database::{Database, Unsupported};
+pub use database::Database;
 pub use pg::PgPool;
 
 /// A parameter of a query.
@@ -240,6 +240,6 @@ mod tests {
 }
 
 #[cfg(test)]
-mod ledger_tests;
+pub(crate) mod ledger_tests;
 #[cfg(test)]
 pub(crate) mod testing;
