@@ -98,10 +98,6 @@ pub trait Conn {
     fn is_broken(&self) -> bool {
         false
     }
-    /// The SQLite connection, for what only the SQLite store has (webhooks).
-    fn as_sqlite(&self) -> Option<&rusqlite::Connection> {
-        None
-    }
     /// Runs a query and hands each row to `each`.
     fn for_each(
         &self,

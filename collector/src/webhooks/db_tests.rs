@@ -130,9 +130,21 @@ fn endpoints_cursors_and_status_on_every_store() {
         let other = db::create(conn, "b", &spec(&[Kind::ToolDenied])).unwrap();
         assert_eq!(cursors(&other.id), [0, 0, 0], "tenant b has no events yet");
         assert_eq!(db::list(conn, Some("a")).unwrap().len(), MAX_PER_TENANT);
-        assert_eq!(db::list(conn, Some("b")).unwrap(), std::slice::from_ref(&other));
+        assert_eq!(
+            db::list(conn, Some("b")).unwrap(),
+            std::slice::from_ref(&other)
+        );
         assert_eq!(db::list(conn, None).unwrap().len(), MAX_PER_TENANT + 1);
         assert_eq!(db::list(conn, None).unwrap()[0].id, hook.id, "oldest first");
+
+        // The evidence bundle's configuration: every column but the secret.
+        let shown = crate::evidence::webhook_configuration(conn, "b")
+            .unwrap()
+            .unwrap();
+        assert_eq!(shown["webhooks"][0]["id"], other.id.as_str());
+        assert_eq!(shown["webhooks"][0]["max_events"], 50);
+        assert_eq!(shown["webhooks"][0]["hec_token"], serde_json::Value::Null);
+        assert!(!shown.to_string().contains(&other.secret), "{shown}");
 
         assert!(db::delete(conn, &hook.id).unwrap());
         assert!(!db::delete(conn, &hook.id).unwrap());
