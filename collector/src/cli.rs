@@ -82,8 +82,8 @@ pub enum Command {
     /// Check an evidence bundle offline: the manifest's signature, every file's hash, every
     /// proof against the signed checkpoint; names what is wrong.
     VerifyBundle(VerifyBundleArgs),
-    /// Manage the tenants' SIEM webhooks. Works on the database file directly, whether or not
-    /// the service is running.
+    /// Manage the tenants' SIEM webhooks. Works on the database (file or `--database-url`)
+    /// directly, whether or not the service is running.
     #[command(subcommand)]
     Webhook(crate::webhooks::cli::WebhookCommand),
 }

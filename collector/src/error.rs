@@ -29,11 +29,6 @@ impl ApiError {
         )
     }
 
-    /// A feature this store does not offer.
-    pub fn unsupported(err: crate::db::Unsupported) -> Self {
-        Self::new(StatusCode::NOT_IMPLEMENTED, err.to_string())
-    }
-
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, message)
     }

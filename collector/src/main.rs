@@ -71,8 +71,7 @@ fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Webhook(command) => {
-            let db = database()?;
-            webhooks::cli::run(db.sqlite("webhooks")?, &cli.webhook_allow_cidrs, command)
+            webhooks::cli::run(&database()?, &cli.webhook_allow_cidrs, command)
         }
     }
 }

@@ -98,13 +98,7 @@ pub async fn run(
         allow: Arc::new(webhook_allow_cidrs),
         retry: args.webhooks.retry(),
     };
-    let deliveries = match db.sqlite("webhook delivery") {
-        Ok(path) => Some(webhooks::spawn(path.to_owned(), hooks.clone())?),
-        Err(unsupported) => {
-            tracing::warn!("{unsupported}");
-            None
-        }
-    };
+    let deliveries = webhooks::spawn(db.clone(), hooks.clone())?;
     let state = AppState {
         db: db.clone(),
         writer,
@@ -127,9 +121,7 @@ pub async fn run(
         .await?;
     ticker.abort();
     let _ = ticker.await;
-    if let Some(deliveries) = deliveries {
-        deliveries.abort();
-    }
+    deliveries.abort();
     // The router, and with it every `Writer`, is gone: the writer commits what it has and ends.
     tokio::task::spawn_blocking(move || writer_thread.join())
         .await?

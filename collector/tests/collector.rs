@@ -1450,3 +1450,152 @@ fn replicas_share_one_postgresql_database() {
         "{out}"
     );
 }
+
+/// A SIEM receiver on loopback (`json` format), slow to answer: keeps the event ids of every
+/// request it accepts. [`Receiver::down`] closes its port until [`Receiver::up`] opens it again.
+struct Receiver {
+    runtime: tokio::runtime::Runtime,
+    port: u16,
+    ids: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let mut receiver = Receiver {
+            runtime: tokio::runtime::Runtime::new().unwrap(),
+            port: 0,
+            ids: Default::default(),
+            stop: None,
+        };
+        receiver.up();
+        receiver
+    }
+
+    fn up(&mut self) {
+        let ids = self.ids.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |axum::Json(body): axum::Json<Value>| async move {
+                // A SIEM takes its time: both replicas poll while a batch is in flight.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let events = body["events"].as_array().unwrap();
+                let mut ids = ids.lock().unwrap();
+                ids.extend(events.iter().map(|e| e["id"].as_str().unwrap().to_owned()));
+            }),
+        );
+        let listener = self
+            .runtime
+            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", self.port)))
+            .unwrap();
+        self.port = listener.local_addr().unwrap().port();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = self.runtime.spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        self.stop = Some((stop, server));
+    }
+
+    fn down(&mut self) {
+        let (stop, server) = self.stop.take().unwrap();
+        stop.send(()).unwrap();
+        self.runtime.block_on(server).unwrap();
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook", self.port)
+    }
+
+    fn ids(&self) -> Vec<String> {
+        self.ids.lock().unwrap().clone()
+    }
+}
+
+/// Polls `check` until it holds; gives up after a minute.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check() {
+        assert!(Instant::now() < deadline, "never so: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Ingests `count` records numbered from `first` through both replicas, two clients each.
+fn ingest_through(replicas: &[Collector], first: usize, count: usize) -> Vec<String> {
+    let ids: Vec<String> = (first..first + count).map(|n| format!("rec-{n}")).collect();
+    std::thread::scope(|scope| {
+        for (i, chunk) in ids.chunks(count / 4).enumerate() {
+            let replica = &replicas[i % replicas.len()];
+            scope.spawn(move || {
+                for batch in chunk.chunks(10) {
+                    let records: Vec<Value> = batch
+                        .iter()
+                        .map(|id| record(id, "2026-03-15T10:00:00.000Z"))
+                        .collect();
+                    replica.ingest(&records);
+                }
+            });
+        }
+    });
+    ids
+}
+
+#[test]
+fn replicas_deliver_each_webhook_batch_once() {
+    let Some(pg) = PgSchema::new() else { return };
+    let mut receiver = Receiver::start();
+    let dirs = [TempDir::new().unwrap(), TempDir::new().unwrap()];
+    let allow = ["--webhook-allow-cidrs", "127.0.0.1/32"];
+    let mut flags = vec!["--ingest-token", TOKEN, "--database-url", &pg.url];
+    flags.extend(allow);
+    flags.extend(["--webhook-retry-initial-ms", "50", "--webhook-retry-max-ms", "200"]);
+    let replicas: Vec<Collector> =
+        dirs.iter().map(|d| Collector::start_with(d.path(), &flags, &[])).collect();
+    // Made with the CLI on the shared database, read back through the other replica's API.
+    let db = dirs[0].path().join("audit.db");
+    let url = receiver.url();
+    let mut create = vec!["webhook", "create", "--tenant", ACME, "--url", &url];
+    create.extend(["--events", "tool.call", "--max-events", "20", "--max-wait-ms", "20"]);
+    create.extend(["--database-url", &pg.url]);
+    create.extend(allow);
+    let (ok, out, err) = run(&db, &create);
+    assert!(ok, "{err}");
+    let hook: Value = serde_json::from_str(&out).unwrap();
+    let (ok, key, err) = run(&db, &["apikey", "create", "--tenant", ACME, "--database-url", &pg.url]);
+    assert!(ok, "{err}");
+    let show = |replica: &Collector| -> Value {
+        let path = format!("/{ACME}/api/v1/webhooks/{}", hook["id"].as_str().unwrap());
+        let r = replica.get(key.trim(), &path);
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json().unwrap()
+    };
+    assert_eq!(show(&replicas[1])["url"], url);
+
+    // Receiver up: every record arrives, and none twice.
+    let mut sent = ingest_through(&replicas, 0, 400);
+    eventually("400 records delivered", || receiver.ids().len() >= 400);
+    eventually("the cursor is at the end", || show(&replicas[0])["lag"] == 0);
+    let mut got = receiver.ids();
+    got.sort();
+    sent.sort();
+    assert_eq!(got, sent, "each record once");
+
+    // Receiver down: deliveries fail and are retried until it is back.
+    receiver.down();
+    let more = ingest_through(&replicas, 400, 200);
+    eventually("a failed attempt", || show(&replicas[1])["consecutiveFailures"].as_u64() > Some(0));
+    receiver.up();
+    eventually("600 records delivered", || {
+        let got: std::collections::HashSet<String> = receiver.ids().into_iter().collect();
+        sent.iter().chain(&more).all(|id| got.contains(id))
+    });
+    eventually("delivered and caught up", || {
+        let view = show(&replicas[0]);
+        view["lag"] == 0 && view["consecutiveFailures"] == 0 && view["deliveredSeq"] == 600
+    });
+}

@@ -44,14 +44,6 @@ impl Database {
         })
     }
 
-    /// The SQLite file, for `feature`s that only the SQLite store offers so far.
-    pub fn sqlite(&self, feature: &str) -> Result<&Path, Unsupported> {
-        match self {
-            Self::Sqlite(path) => Ok(path),
-            Self::Postgres(_) => Err(Unsupported(feature.to_owned())),
-        }
-    }
-
     /// Where the store is, for logs (never the PostgreSQL password).
     pub fn describe(&self) -> String {
         match self {
@@ -60,10 +52,3 @@ impl Database {
         }
     }
 }
-
-/// A feature the PostgreSQL store does not offer yet.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "{0} is not available with the PostgreSQL store (--database-url) yet; use the SQLite store"
-)]
-pub struct Unsupported(pub String);

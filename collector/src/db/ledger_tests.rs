@@ -19,7 +19,7 @@ use crate::writer::{Stored, Writer};
 const LOG: &str = "acp-test";
 const DAY_MS: i64 = 86_400_000;
 
-fn record(id: &str, tenant: &str, second: u32) -> NewRecord {
+pub(crate) fn record(id: &str, tenant: &str, second: u32) -> NewRecord {
     new_record(value(id, tenant, second))
 }
 
@@ -52,7 +52,7 @@ fn new_record(value: serde_json::Value) -> NewRecord {
 }
 
 /// A writer thread on `db` signing with its own key (file `name` in the test directory).
-fn writer(test: &TestDatabase, name: &str) -> (Writer, std::thread::JoinHandle<()>, String) {
+pub(crate) fn writer(test: &TestDatabase, name: &str) -> (Writer, std::thread::JoinHandle<()>, String) {
     let key = SigningKey::load_or_create(&test.dir.path().join(name), LOG).unwrap();
     let vkey = key.vkey().to_owned();
     let policy = Policy {

@@ -7,7 +7,7 @@ mod database;
 mod pg;
 mod sqlite;
 
-pub use database::{Database, Unsupported};
+pub use database::Database;
 pub use pg::PgPool;
 
 /// A parameter of a query.
@@ -97,10 +97,6 @@ pub trait Conn {
     /// Whether the connection is lost for good (the server went away); a new one is needed.
     fn is_broken(&self) -> bool {
         false
-    }
-    /// The SQLite connection, for what only the SQLite store has (webhooks).
-    fn as_sqlite(&self) -> Option<&rusqlite::Connection> {
-        None
     }
     /// Runs a query and hands each row to `each`.
     fn for_each(
@@ -240,6 +236,6 @@ mod tests {
 }
 
 #[cfg(test)]
-mod ledger_tests;
+pub(crate) mod ledger_tests;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -23,10 +23,14 @@ const POOL_SIZE: u32 = 8;
 const SCHEMA_LOCK: i64 = 0x4143_5000;
 const TRIGGERS: &str = include_str!("triggers.pg.sql");
 
-/// [`crate::store::TABLES`] in PostgreSQL's types: 64-bit integers, `BYTEA` blobs and an
+/// [`crate::store::TABLES`] (and the policy and webhook tables) in PostgreSQL's types: 64-bit integers, `BYTEA` blobs and an
 /// identity column for `seq` (SQLite's rowid).
 fn tables() -> String {
-    [crate::store::TABLES, crate::policies::store::TABLE]
+    [
+        crate::store::TABLES,
+        crate::policies::store::TABLE,
+        crate::webhooks::TABLES,
+    ]
         .concat()
         .replace(
             "INTEGER PRIMARY KEY",

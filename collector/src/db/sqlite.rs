@@ -27,10 +27,6 @@ impl Conn for Connection {
             .execute(params_from_iter(params))? as u64)
     }
 
-    fn as_sqlite(&self) -> Option<&rusqlite::Connection> {
-        Some(self)
-    }
-
     fn execute_batch(&self, sql: &str) -> anyhow::Result<()> {
         Ok(Connection::execute_batch(self, sql)?)
     }

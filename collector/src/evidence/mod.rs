@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use tlog_tiles::tlog::{self, Hash};
 
 use crate::checkpoints;
-use crate::db::{Conn, ConnExt};
+use crate::db::{Backend, Conn, ConnExt};
 use crate::merkle::StoredTree;
 use crate::policies::{self, rfc3339};
 use crate::signing::SigningKey;
@@ -242,37 +242,45 @@ fn access_csv(review: &[controls::Access]) -> anyhow::Result<Vec<u8>> {
 
 /// The tenant's webhook endpoints when the collector has a `webhooks` table, without any
 /// column whose name says it holds a secret.
-fn webhook_configuration(conn: &dyn Conn, tenant: &str) -> anyhow::Result<Option<Value>> {
-    // Webhooks are kept in the SQLite store only.
-    let Some(conn) = conn.as_sqlite() else {
-        return Ok(None);
-    };
-    let exists: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'webhooks')",
-        [],
-        |r| r.get(0),
+pub(crate) fn webhook_configuration(conn: &dyn Conn, tenant: &str) -> anyhow::Result<Option<Value>> {
+    // Every column of the table, by name and declared type.
+    let columns = conn.query(
+        match conn.backend() {
+            Backend::Sqlite => "SELECT name, type FROM pragma_table_info('webhooks')",
+            Backend::Postgres => {
+                "SELECT column_name::TEXT, data_type::TEXT FROM information_schema.columns
+                 WHERE table_schema = current_schema() AND table_name = 'webhooks'
+                 ORDER BY ordinal_position"
+            }
+        },
+        &[],
+        |row| Ok((row.get::<String>(0)?, row.get::<String>(1)?)),
     )?;
-    if !exists {
+    if columns.is_empty() {
         return Ok(None);
     }
-    let mut stmt = conn.prepare("SELECT * FROM webhooks WHERE tenant = ?1")?;
-    let names: Vec<String> = stmt.column_names().map(str::to_owned).collect();
-    let rows = stmt
-        .query_map([tenant], |row| {
-            let mut out = serde_json::Map::new();
-            for (i, name) in names.iter().enumerate().filter(|(_, n)| !n.to_ascii_lowercase().contains("secret")) {
-                let value = match row.get_ref(i)? {
-                    rusqlite::types::ValueRef::Null => Value::Null,
-                    rusqlite::types::ValueRef::Integer(n) => json!(n),
-                    rusqlite::types::ValueRef::Real(x) => json!(x),
-                    rusqlite::types::ValueRef::Text(t) => json!(String::from_utf8_lossy(t)),
-                    rusqlite::types::ValueRef::Blob(_) => continue,
-                };
-                out.insert(name.clone(), value);
-            }
-            Ok(Value::Object(out))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+    let shown: Vec<(String, bool)> = columns
+        .into_iter()
+        .filter(|(name, _)| !name.to_ascii_lowercase().contains("secret"))
+        .map(|(name, ty)| {
+            let integer = matches!(ty.to_ascii_uppercase().as_str(), "INTEGER" | "BIGINT");
+            (name, integer)
+        })
+        .collect();
+    let names: Vec<&str> = shown.iter().map(|(name, _)| name.as_str()).collect();
+    let sql = format!("SELECT {} FROM webhooks WHERE tenant = ?1", names.join(", "));
+    let rows = conn.query(&sql, &[tenant.into()], |row| {
+        let mut out = serde_json::Map::new();
+        for (i, (name, integer)) in shown.iter().enumerate() {
+            let value = if *integer {
+                json!(row.get::<Option<i64>>(i)?)
+            } else {
+                json!(row.get::<Option<String>>(i)?)
+            };
+            out.insert(name.clone(), value);
+        }
+        Ok(Value::Object(out))
+    })?;
     Ok(Some(json!({ "webhooks": rows })))
 }
 

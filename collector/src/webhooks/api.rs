@@ -9,13 +9,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use rusqlite::Connection;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::db::{self, View, Webhook};
 use super::spec::RawSpec;
+use crate::db::Conn;
 use crate::error::ApiError;
 use crate::export::tenant_connection;
 use crate::server::AppState;
@@ -38,11 +38,11 @@ async fn with_tenant<T: Send + 'static>(
     state: &AppState,
     tenant: &str,
     headers: &HeaderMap,
-    work: impl FnOnce(&mut Connection) -> Result<T, ApiError> + Send + 'static,
+    work: impl FnOnce(&dyn Conn) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     drop(tenant_connection(state, tenant, headers).await?);
-    let db = state.db.sqlite("webhooks").map_err(ApiError::unsupported)?.to_owned();
-    tokio::task::spawn_blocking(move || work(&mut db::open(&db)?)).await?
+    let database = state.db.clone();
+    tokio::task::spawn_blocking(move || work(&*db::open(&database)?)).await?
 }
 
 fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
@@ -59,7 +59,7 @@ fn not_found(id: &str) -> ApiError {
     )
 }
 
-fn owned(conn: &Connection, tenant: &str, id: &str) -> Result<Webhook, ApiError> {
+fn owned(conn: &dyn Conn, tenant: &str, id: &str) -> Result<Webhook, ApiError> {
     db::get(conn, tenant, id)?.ok_or_else(|| not_found(id))
 }
 

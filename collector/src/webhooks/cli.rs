@@ -1,8 +1,7 @@
-//! `acp-collector webhook ...` (working on the database file, whether or not the service
-//! runs; the service picks changes up on its next poll) and the delivery flags of `serve`.
+//! `acp-collector webhook ...` (working on the database, whether or not the service runs; the
+//! service picks changes up on its next poll) and the delivery flags of `serve`.
 
 use std::io::Write;
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -13,6 +12,7 @@ use super::db;
 use super::delivery::RetryPolicy;
 use super::spec::RawSpec;
 use super::ssrf::AllowList;
+use crate::db::Database;
 
 #[derive(Debug, Subcommand)]
 pub enum WebhookCommand {
@@ -84,9 +84,10 @@ impl DeliveryArgs {
     }
 }
 
-pub fn run(db_path: &Path, allow: &AllowList, command: WebhookCommand) -> anyhow::Result<()> {
-    let mut conn =
-        db::open(db_path).with_context(|| format!("cannot open {}", db_path.display()))?;
+pub fn run(database: &Database, allow: &AllowList, command: WebhookCommand) -> anyhow::Result<()> {
+    let conn =
+        db::open(database).with_context(|| format!("cannot open {}", database.describe()))?;
+    let conn = &*conn;
     let mut out = std::io::stdout().lock();
     let missing = |id: &str| anyhow::anyhow!("no webhook {id:?}");
     match command {
@@ -111,15 +112,15 @@ pub fn run(db_path: &Path, allow: &AllowList, command: WebhookCommand) -> anyhow
             allow
                 .check_url_resolved(&spec.url)
                 .map_err(anyhow::Error::msg)?;
-            let hook = db::create(&mut conn, &tenant, &spec)?;
-            let mut shown = serde_json::to_value(db::view(&conn, &hook)?)?;
+            let hook = db::create(conn, &tenant, &spec)?;
+            let mut shown = serde_json::to_value(db::view(conn, &hook)?)?;
             shown["secret"] = hook.secret.into();
             writeln!(out, "{}", serde_json::to_string_pretty(&shown)?)?;
         }
         WebhookCommand::List { tenant } => {
-            let views = db::list(&conn, tenant.as_deref())?
+            let views = db::list(conn, tenant.as_deref())?
                 .iter()
-                .map(|hook| db::view(&conn, hook))
+                .map(|hook| db::view(conn, hook))
                 .collect::<Result<Vec<_>, _>>()?;
             writeln!(
                 out,
@@ -128,16 +129,16 @@ pub fn run(db_path: &Path, allow: &AllowList, command: WebhookCommand) -> anyhow
             )?;
         }
         WebhookCommand::Delete { id } => {
-            anyhow::ensure!(db::delete(&mut conn, &id)?, missing(&id));
+            anyhow::ensure!(db::delete(conn, &id)?, missing(&id));
             eprintln!("deleted {id}");
         }
         WebhookCommand::Enable { id } => {
-            anyhow::ensure!(db::enable(&conn, &id)?, missing(&id));
+            anyhow::ensure!(db::enable(conn, &id)?, missing(&id));
             eprintln!("enabled {id}");
         }
         WebhookCommand::Replay { id, from_seq } => {
-            db::find(&conn, &id)?.ok_or_else(|| missing(&id))?;
-            db::replay(&mut conn, &id, from_seq)?;
+            db::find(conn, &id)?.ok_or_else(|| missing(&id))?;
+            db::replay(conn, &id, from_seq)?;
             eprintln!("{id} replays from sequence number {from_seq}");
         }
     }

@@ -1,22 +1,22 @@
 //! The webhook tables: `webhooks` (settings, secret, delivery status) and `webhook_cursors`
 //! (per endpoint and event source, the next key not yet delivered). They live in the
-//! collector's database; every change is a short transaction of its own beside the record
-//! writer, so the CLI can change endpoints while the service runs.
+//! collector's database (SQLite or PostgreSQL, queries written once); every change is a short
+//! transaction of its own beside the record writer, so the CLI can change endpoints while the
+//! service runs.
 
-use std::path::Path;
-
-use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
 use super::events::{Kind, RECORDS, SOURCES};
 use super::formats::Format;
 use super::signature;
 use super::spec::{Batch, Spec};
+use crate::db::{Backend, Conn, ConnExt, Database, Row, Value};
 
 /// Most endpoints one tenant may have.
 pub const MAX_PER_TENANT: usize = 20;
 
-const SCHEMA: &str = "
+/// The tables in SQLite's types; PostgreSQL's are derived from them like the store's.
+pub const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS webhooks (
     id              TEXT    PRIMARY KEY,
     tenant          TEXT    NOT NULL,
@@ -45,10 +45,13 @@ CREATE TABLE IF NOT EXISTS webhook_cursors (
 );
 ";
 
-/// Opens the database read-write with the webhook tables.
-pub fn open(path: &Path) -> anyhow::Result<Connection> {
-    let conn = crate::store::open_rw(path)?;
-    conn.execute_batch(SCHEMA)?;
+/// A read-write connection to `database` with the webhook tables (created with the rest of
+/// the schema on PostgreSQL, here on first use on SQLite).
+pub fn open(database: &Database) -> anyhow::Result<Box<dyn Conn + Send>> {
+    let conn = database.write()?;
+    if conn.backend() == Backend::Sqlite {
+        conn.execute_batch(TABLES)?;
+    }
     Ok(conn)
 }
 
@@ -103,17 +106,7 @@ fn now_ms() -> i64 {
 
 /// Creates an endpoint whose cursors start at the current end of every source (only new
 /// events are sent; replay sends older ones); returns it with its secret.
-pub fn create(conn: &mut Connection, tenant: &str, spec: &Spec) -> anyhow::Result<Webhook> {
-    let tx = conn.transaction()?;
-    let count: i64 = tx.query_row(
-        "SELECT COUNT(*) FROM webhooks WHERE tenant = ?1",
-        [tenant],
-        |r| r.get(0),
-    )?;
-    anyhow::ensure!(
-        (count as usize) < MAX_PER_TENANT,
-        "a tenant may have at most {MAX_PER_TENANT} webhooks"
-    );
+pub fn create(conn: &dyn Conn, tenant: &str, spec: &Spec) -> anyhow::Result<Webhook> {
     let random: [u8; 12] = rand::random();
     let id = format!(
         "wh_{}",
@@ -122,59 +115,80 @@ pub fn create(conn: &mut Connection, tenant: &str, spec: &Spec) -> anyhow::Resul
             .map(|b| format!("{b:02x}"))
             .collect::<String>()
     );
-    tx.execute(
-        "INSERT INTO webhooks (id, tenant, url, events, format, hec_token, max_events,
-            max_wait_ms, secret, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![
-            id,
-            tenant,
-            spec.url,
-            serde_json::to_string(&spec.events)?,
-            serde_json::to_string(&spec.format)?,
-            spec.hec_token,
-            spec.batch.max_events,
-            spec.batch.max_wait_ms as i64,
-            signature::new_secret(),
-            now_ms()
-        ],
-    )?;
-    for source in SOURCES {
-        let end = source.end(&tx, tenant)?;
-        set_cursor(&tx, &id, source.name, end)?;
-    }
-    tx.commit()?;
+    conn.transaction(|tx| {
+        // Replicas creating endpoints of one tenant at once count them one after the other.
+        tx.lock_tenant(tenant)?;
+        let count = tx
+            .query_opt(
+                "SELECT COUNT(*) FROM webhooks WHERE tenant = ?1",
+                &[tenant.into()],
+                |r| r.u64(0),
+            )?
+            .unwrap_or(0);
+        anyhow::ensure!(
+            (count as usize) < MAX_PER_TENANT,
+            "a tenant may have at most {MAX_PER_TENANT} webhooks"
+        );
+        tx.execute(
+            "INSERT INTO webhooks (id, tenant, url, events, format, hec_token, max_events,
+                max_wait_ms, secret, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            &[
+                (&id).into(),
+                tenant.into(),
+                (&spec.url).into(),
+                serde_json::to_string(&spec.events)?.into(),
+                serde_json::to_string(&spec.format)?.into(),
+                spec.hec_token.as_deref().into(),
+                i64::from(spec.batch.max_events).into(),
+                spec.batch.max_wait_ms.into(),
+                signature::new_secret().into(),
+                now_ms().into(),
+            ],
+        )?;
+        for source in SOURCES {
+            set_cursor(tx, &id, source.name, source.end(tx, tenant)?)?;
+        }
+        Ok(())
+    })?;
     get(conn, tenant, &id)?.ok_or_else(|| anyhow::anyhow!("webhook {id} vanished"))
 }
 
-fn set_cursor(conn: &Connection, id: &str, source: &str, next: u64) -> rusqlite::Result<()> {
-    conn.prepare_cached(
+fn set_cursor(conn: &dyn Conn, id: &str, source: &str, next: u64) -> anyhow::Result<()> {
+    conn.execute(
         "INSERT INTO webhook_cursors (webhook, source, next) VALUES (?1, ?2, ?3)
          ON CONFLICT (webhook, source) DO UPDATE SET next = excluded.next",
-    )?
-    .execute(params![id, source, next as i64])?;
+        &[id.into(), source.into(), next.into()],
+    )?;
     Ok(())
 }
 
 /// The cursor of `id` on `source` (0 when it has none yet: a source added later starts at the
 /// beginning).
-pub fn cursor(conn: &Connection, id: &str, source: &str) -> rusqlite::Result<u64> {
-    conn.prepare_cached("SELECT next FROM webhook_cursors WHERE webhook = ?1 AND source = ?2")?
-        .query_row([id, source], |r| r.get::<_, i64>(0))
-        .optional()
-        .map(|n| n.map_or(0, |n| n as u64))
+pub fn cursor(conn: &dyn Conn, id: &str, source: &str) -> anyhow::Result<u64> {
+    Ok(conn
+        .query_opt(
+            "SELECT next FROM webhook_cursors WHERE webhook = ?1 AND source = ?2",
+            &[id.into(), source.into()],
+            |r| r.u64(0),
+        )?
+        .unwrap_or(0))
 }
 
-/// Moves the cursor of `id` on `source` from `from` to `to`, unless a replay moved it
-/// meanwhile.
-pub fn advance(
-    conn: &Connection,
-    id: &str,
-    source: &str,
-    from: u64,
-    to: u64,
-) -> rusqlite::Result<()> {
-    if from == cursor(conn, id, source)? {
-        set_cursor(conn, id, source, to)?;
+/// Moves the cursor of `id` on `source` from `from` to `to`, unless a replay (of any replica)
+/// moved it meanwhile: one compare-and-set statement.
+pub fn advance(conn: &dyn Conn, id: &str, source: &str, from: u64, to: u64) -> anyhow::Result<()> {
+    let params = [id.into(), source.into(), from.into(), to.into()];
+    let moved = conn.execute(
+        "UPDATE webhook_cursors SET next = ?4 WHERE webhook = ?1 AND source = ?2 AND next = ?3",
+        &params,
+    )?;
+    if moved == 0 && from == 0 {
+        // A source added after the endpoint has no cursor row yet.
+        conn.execute(
+            "INSERT INTO webhook_cursors (webhook, source, next) VALUES (?1, ?2, ?4)
+             ON CONFLICT (webhook, source) DO NOTHING",
+            &params,
+        )?;
     }
     Ok(())
 }
@@ -183,13 +197,11 @@ const COLUMNS: &str = "id, tenant, url, events, format, hec_token, max_events, m
     enabled, disabled_reason, last_attempt_ms, last_success_ms, last_error, failures,
     next_attempt_ms";
 
-fn json<T: serde::de::DeserializeOwned>(row: &Row, i: usize) -> rusqlite::Result<T> {
-    serde_json::from_str(&row.get::<_, String>(i)?).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
-    })
+fn json<T: serde::de::DeserializeOwned>(row: &Row, i: usize) -> anyhow::Result<T> {
+    Ok(serde_json::from_str(&row.get::<String>(i)?)?)
 }
 
-fn from_row(row: &Row) -> rusqlite::Result<Webhook> {
+fn from_row(row: &Row) -> anyhow::Result<Webhook> {
     Ok(Webhook {
         id: row.get(0)?,
         tenant: row.get(1)?,
@@ -199,83 +211,89 @@ fn from_row(row: &Row) -> rusqlite::Result<Webhook> {
             format: json(row, 4)?,
             hec_token: row.get(5)?,
             batch: Batch {
-                max_events: row.get(6)?,
-                max_wait_ms: row.get::<_, i64>(7)? as u64,
+                max_events: u32::try_from(row.get::<i64>(6)?)?,
+                max_wait_ms: row.u64(7)?,
             },
         },
         secret: row.get(8)?,
-        enabled: row.get(9)?,
+        enabled: row.get::<i64>(9)? != 0,
         disabled_reason: row.get(10)?,
         last_attempt_ms: row.get(11)?,
         last_success_ms: row.get(12)?,
         last_error: row.get(13)?,
-        failures: row.get(14)?,
+        failures: u32::try_from(row.get::<i64>(14)?)?,
         next_attempt_ms: row.get(15)?,
     })
 }
 
+/// The endpoints matching `filter` (a `WHERE` clause over `params`).
+fn select(conn: &dyn Conn, filter: &str, params: &[Value]) -> anyhow::Result<Vec<Webhook>> {
+    conn.query(
+        &format!("SELECT {COLUMNS} FROM webhooks WHERE {filter}"),
+        params,
+        from_row,
+    )
+}
+
 /// Endpoints of `tenant` (of every tenant when `None`), oldest first.
-pub fn list(conn: &Connection, tenant: Option<&str>) -> rusqlite::Result<Vec<Webhook>> {
-    conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM webhooks WHERE ?1 IS NULL OR tenant = ?1 ORDER BY created_ms, id"
-    ))?
-    .query_map([tenant], from_row)?
-    .collect()
+pub fn list(conn: &dyn Conn, tenant: Option<&str>) -> anyhow::Result<Vec<Webhook>> {
+    select(
+        conn,
+        "CAST(?1 AS TEXT) IS NULL OR tenant = ?1 ORDER BY created_ms, id",
+        &[tenant.into()],
+    )
 }
 
 /// Enabled endpoints whose next attempt is due at `now_ms`.
-pub fn due(conn: &Connection, now_ms: i64) -> rusqlite::Result<Vec<Webhook>> {
-    conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM webhooks WHERE enabled AND next_attempt_ms <= ?1"
-    ))?
-    .query_map([now_ms], from_row)?
-    .collect()
+pub fn due(conn: &dyn Conn, now_ms: i64) -> anyhow::Result<Vec<Webhook>> {
+    select(
+        conn,
+        "enabled = 1 AND next_attempt_ms <= ?1",
+        &[now_ms.into()],
+    )
 }
 
 /// The endpoint `id` of `tenant`; `None` for another tenant's.
-pub fn get(conn: &Connection, tenant: &str, id: &str) -> rusqlite::Result<Option<Webhook>> {
-    conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM webhooks WHERE tenant = ?1 AND id = ?2"
-    ))?
-    .query_row([tenant, id], from_row)
-    .optional()
+pub fn get(conn: &dyn Conn, tenant: &str, id: &str) -> anyhow::Result<Option<Webhook>> {
+    Ok(select(conn, "tenant = ?1 AND id = ?2", &[tenant.into(), id.into()])?.pop())
 }
 
 /// The endpoint `id` whatever its tenant (the CLI's view).
-pub fn find(conn: &Connection, id: &str) -> rusqlite::Result<Option<Webhook>> {
-    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM webhooks WHERE id = ?1"))?
-        .query_row([id], from_row)
-        .optional()
+pub fn find(conn: &dyn Conn, id: &str) -> anyhow::Result<Option<Webhook>> {
+    Ok(select(conn, "id = ?1", &[id.into()])?.pop())
 }
 
-pub fn delete(conn: &mut Connection, id: &str) -> rusqlite::Result<bool> {
-    let tx = conn.transaction()?;
-    tx.execute("DELETE FROM webhook_cursors WHERE webhook = ?1", [id])?;
-    let deleted = tx.execute("DELETE FROM webhooks WHERE id = ?1", [id])? == 1;
-    tx.commit()?;
-    Ok(deleted)
+pub fn delete(conn: &dyn Conn, id: &str) -> anyhow::Result<bool> {
+    conn.transaction(|tx| {
+        tx.execute(
+            "DELETE FROM webhook_cursors WHERE webhook = ?1",
+            &[id.into()],
+        )?;
+        Ok(tx.execute("DELETE FROM webhooks WHERE id = ?1", &[id.into()])? == 1)
+    })
 }
 
 /// Enables `id` again and makes it due now.
-pub fn enable(conn: &Connection, id: &str) -> rusqlite::Result<bool> {
+pub fn enable(conn: &dyn Conn, id: &str) -> anyhow::Result<bool> {
     Ok(conn.execute(
         "UPDATE webhooks SET enabled = 1, disabled_reason = NULL, failures = 0,
             next_attempt_ms = 0 WHERE id = ?1",
-        [id],
+        &[id.into()],
     )? == 1)
 }
 
 /// Sends again every record from sequence number `from_seq` on, and the checkpoints that cover
 /// them (tree size above `from_seq`). Other sources keep their cursors.
-pub fn replay(conn: &mut Connection, id: &str, from_seq: u64) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
-    set_cursor(&tx, id, RECORDS, from_seq)?;
-    set_cursor(&tx, id, super::events::CHECKPOINTS, from_seq + 1)?;
-    tx.execute(
-        "UPDATE webhooks SET next_attempt_ms = 0 WHERE id = ?1",
-        [id],
-    )?;
-    tx.commit()
+pub fn replay(conn: &dyn Conn, id: &str, from_seq: u64) -> anyhow::Result<()> {
+    conn.transaction(|tx| {
+        set_cursor(tx, id, RECORDS, from_seq)?;
+        set_cursor(tx, id, super::events::CHECKPOINTS, from_seq + 1)?;
+        tx.execute(
+            "UPDATE webhooks SET next_attempt_ms = 0 WHERE id = ?1",
+            &[id.into()],
+        )?;
+        Ok(())
+    })
 }
 
 /// The outcome of one delivery attempt.
@@ -294,33 +312,38 @@ pub enum Outcome {
 }
 
 pub fn record_attempt(
-    conn: &Connection,
+    conn: &dyn Conn,
     id: &str,
     now_ms: i64,
     outcome: &Outcome,
-) -> rusqlite::Result<()> {
+) -> anyhow::Result<()> {
     match outcome {
         Outcome::Delivered => conn.execute(
             "UPDATE webhooks SET last_attempt_ms = ?2, last_success_ms = ?2, last_error = NULL,
                 failures = 0, next_attempt_ms = 0 WHERE id = ?1",
-            params![id, now_ms],
+            &[id.into(), now_ms.into()],
         ),
         Outcome::Failed { error, retry_at_ms } => conn.execute(
             "UPDATE webhooks SET last_attempt_ms = ?2, last_error = ?3, failures = failures + 1,
                 next_attempt_ms = ?4 WHERE id = ?1",
-            params![id, now_ms, error, retry_at_ms],
+            &[
+                id.into(),
+                now_ms.into(),
+                error.into(),
+                (*retry_at_ms).into(),
+            ],
         ),
         Outcome::Disabled { reason } => conn.execute(
             "UPDATE webhooks SET last_attempt_ms = ?2, last_error = ?3, disabled_reason = ?3,
                 enabled = 0, failures = failures + 1 WHERE id = ?1",
-            params![id, now_ms, reason],
+            &[id.into(), now_ms.into(), reason.into()],
         ),
     }?;
     Ok(())
 }
 
 /// The status view of `hook`, with its lag counted from its cursors.
-pub fn view(conn: &Connection, hook: &Webhook) -> rusqlite::Result<View> {
+pub fn view(conn: &dyn Conn, hook: &Webhook) -> anyhow::Result<View> {
     let time = |ms: Option<i64>| ms.and_then(acp_record::format_timestamp);
     let mut lag = 0;
     for source in SOURCES {

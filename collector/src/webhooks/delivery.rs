@@ -3,21 +3,22 @@
 //! one signed request. Only a 2xx answer moves the cursors (in one transaction), so events sent
 //! to a receiver that is down, or lost in a crash or restart, are sent again: a receiver
 //! de-duplicates by event id. Failures are retried after a growing, capped, jittered delay;
-//! 410 Gone disables the endpoint.
+//! 410 Gone disables the endpoint. Each batch is planned again and sent under the endpoint's
+//! [`Lease`], so replicas sharing a PostgreSQL database never send it at the same time.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
 use super::db::{self, Outcome, Webhook};
 use super::events::{Event, Kind, SOURCES};
+use super::lease::Lease;
 use super::signature;
 use super::ssrf::{AllowList, GuardedResolver};
+use crate::db::{Conn, ConnExt, Database};
 
 const POLL: Duration = Duration::from_millis(200);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -122,9 +123,14 @@ pub struct Settings {
     pub retry: RetryPolicy,
 }
 
-/// Starts the poller on its own connection to `db`.
-pub fn spawn(db: PathBuf, settings: Settings) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let conn = db::open(&db).with_context(|| format!("cannot open {}", db.display()))?;
+/// Starts the poller on its own connection to `database`.
+pub fn spawn(
+    database: Database,
+    settings: Settings,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    // Called on the (multi-threaded) runtime; connecting blocks.
+    let conn = tokio::task::block_in_place(|| db::open(&database))
+        .with_context(|| format!("cannot open {}", database.describe()))?;
     let client = reqwest::Client::builder()
         .dns_resolver(Arc::new(GuardedResolver(settings.allow.clone())))
         .redirect(reqwest::redirect::Policy::none())
@@ -132,6 +138,7 @@ pub fn spawn(db: PathBuf, settings: Settings) -> anyhow::Result<tokio::task::Joi
         .user_agent(concat!("acp-collector/", env!("CARGO_PKG_VERSION")))
         .build()?;
     let poller = Poller {
+        database,
         conn: Arc::new(Mutex::new(conn)),
         client,
         settings,
@@ -141,8 +148,12 @@ pub fn spawn(db: PathBuf, settings: Settings) -> anyhow::Result<tokio::task::Joi
     Ok(tokio::spawn(poller.run()))
 }
 
+/// The poller's connection, shared by its blocking steps.
+type Shared = Arc<Mutex<Box<dyn Conn + Send>>>;
+
 struct Poller {
-    conn: Arc<Mutex<Connection>>,
+    database: Database,
+    conn: Shared,
     client: reqwest::Client,
     settings: Settings,
     in_flight: Arc<Mutex<HashSet<String>>>,
@@ -158,9 +169,16 @@ impl Poller {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             interval.tick().await;
-            let conn = self.conn.clone();
+            let (database, conn) = (self.database.clone(), self.conn.clone());
             let busy: HashSet<String> = lock(&self.in_flight).clone();
-            match tokio::task::spawn_blocking(move || plan_due(&mut lock(&conn), &busy)).await {
+            let polled = tokio::task::spawn_blocking(move || {
+                let mut conn = lock(&conn);
+                if conn.is_broken() {
+                    *conn = db::open(&database)?;
+                }
+                plan_due(&database, &**conn, &busy)
+            });
+            match polled.await {
                 Ok(Ok(due)) => self.start(due),
                 Ok(Err(err)) => tracing::warn!(error = format!("{err:#}"), "webhook poll failed"),
                 Err(err) => tracing::warn!(error = %err, "webhook poll failed"),
@@ -181,26 +199,17 @@ impl Poller {
             }
             self.waiting.remove(&hook.id);
             lock(&self.in_flight).insert(hook.id.clone());
-            let (conn, client, settings, in_flight) = (
+            let (database, conn, client, settings, in_flight) = (
+                self.database.clone(),
                 self.conn.clone(),
                 self.client.clone(),
                 self.settings.clone(),
                 self.in_flight.clone(),
             );
+            let id = hook.id;
             tokio::spawn(async move {
-                let id = hook.id.clone();
-                let outcome = send(&client, &settings, &hook, &plan).await;
-                let result = tokio::task::spawn_blocking(move || {
-                    finish(&mut lock(&conn), &hook, &plan, &outcome)
-                })
-                .await;
-                let error = match result {
-                    Ok(Ok(())) => None,
-                    Ok(Err(err)) => Some(format!("{err:#}")),
-                    Err(err) => Some(err.to_string()),
-                };
-                if let Some(error) = error {
-                    tracing::warn!(webhook = id, error, "cannot record a webhook delivery");
+                if let Err(error) = deliver(database, conn, &client, &settings, id.clone()).await {
+                    tracing::warn!(webhook = id, error, "webhook delivery step failed");
                 }
                 lock(&in_flight).remove(&id);
             });
@@ -214,33 +223,83 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Runs `work` off the async runtime.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => Err(format!("{err:#}")),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
+/// Delivers the next batch of endpoint `id` if this process gets its lease.
+async fn deliver(
+    database: Database,
+    conn: Shared,
+    client: &reqwest::Client,
+    settings: &Settings,
+    id: String,
+) -> Result<(), String> {
+    let shared = conn.clone();
+    let Some((lease, hook, plan)) = blocking(move || claim(&database, &shared, &id)).await? else {
+        return Ok(());
+    };
+    let outcome = send(client, settings, &hook, &plan).await;
+    blocking(move || {
+        let shared = lock(&conn);
+        finish(lease.conn(&**shared), &hook, &plan, &outcome)
+    })
+    .await
+}
+
+/// Takes the lease of endpoint `id` and plans its batch again under it, as another replica may
+/// have delivered it, or failed and postponed it, since it was planned. `None` when another
+/// replica holds the lease or nothing is due any more.
+fn claim(
+    database: &Database,
+    shared: &Mutex<Box<dyn Conn + Send>>,
+    id: &str,
+) -> anyhow::Result<Option<(Lease, Webhook, Plan)>> {
+    let Some(lease) = Lease::try_acquire(database, id)? else {
+        tracing::debug!(webhook = id, "another replica is delivering");
+        return Ok(None);
+    };
+    let shared = lock(shared);
+    let conn = lease.conn(&**shared);
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let Some(hook) = db::find(conn, id)?.filter(|h| h.enabled && h.next_attempt_ms <= now_ms)
+    else {
+        return Ok(None);
+    };
+    let plan = plan_of(conn, &hook)?;
+    if plan.events.is_empty() {
+        return Ok(None);
+    }
+    drop(shared);
+    Ok(Some((lease, hook, plan)))
+}
+
 /// The next delivery of every due endpoint that is not sending; endpoints with only
-/// unsubscribed events pending just move their cursors.
-fn plan_due(conn: &mut Connection, busy: &HashSet<String>) -> anyhow::Result<Due> {
+/// unsubscribed events pending just move their cursors (under their lease).
+fn plan_due(database: &Database, conn: &dyn Conn, busy: &HashSet<String>) -> anyhow::Result<Due> {
     let mut due = Vec::new();
     for hook in db::due(conn, chrono::Utc::now().timestamp_millis())? {
         if busy.contains(&hook.id) {
             continue;
         }
-        let max = hook.spec.batch.max_events as usize;
-        let mut reads = Vec::with_capacity(SOURCES.len());
-        for source in SOURCES {
-            let cursor = db::cursor(conn, &hook.id, source.name)?;
-            let events = if source.kinds.iter().any(|k| hook.spec.events.contains(k)) {
-                (source.read)(conn, &hook.tenant, cursor, max)?
-            } else {
-                Vec::new()
-            };
-            reads.push(Read {
-                source: source.name,
-                cursor,
-                events,
-            });
-        }
-        let plan = plan(reads, &hook.spec.events, max);
+        let plan = plan_of(conn, &hook)?;
         if plan.events.is_empty() {
-            if !plan.moves.is_empty() {
-                apply_moves(conn, &hook.id, &plan)?;
+            if plan.moves.is_empty() {
+                continue;
+            }
+            if let Some(lease) = Lease::try_acquire(database, &hook.id)? {
+                let conn = lease.conn(conn);
+                let plan = plan_of(conn, &hook)?;
+                if plan.events.is_empty() {
+                    apply_moves(conn, &hook.id, &plan)?;
+                }
             }
         } else {
             due.push((hook, plan));
@@ -249,12 +308,36 @@ fn plan_due(conn: &mut Connection, busy: &HashSet<String>) -> anyhow::Result<Due
     Ok(due)
 }
 
-fn apply_moves(conn: &mut Connection, id: &str, plan: &Plan) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
-    for (source, from, to) in &plan.moves {
-        db::advance(&tx, id, source, *from, *to)?;
+/// The next delivery of `hook` from its cursors.
+fn plan_of(conn: &dyn Conn, hook: &Webhook) -> anyhow::Result<Plan> {
+    let max = hook.spec.batch.max_events as usize;
+    let mut reads = Vec::with_capacity(SOURCES.len());
+    for source in SOURCES {
+        let cursor = db::cursor(conn, &hook.id, source.name)?;
+        let events = if source.kinds.iter().any(|k| hook.spec.events.contains(k)) {
+            (source.read)(conn, &hook.tenant, cursor, max)?
+        } else {
+            Vec::new()
+        };
+        reads.push(Read {
+            source: source.name,
+            cursor,
+            events,
+        });
     }
-    tx.commit()
+    Ok(plan(reads, &hook.spec.events, max))
+}
+
+fn apply_moves(conn: &dyn Conn, id: &str, plan: &Plan) -> anyhow::Result<()> {
+    conn.transaction(|tx| advance(tx, id, plan))
+}
+
+/// Makes the cursor moves of `plan` (in the caller's transaction).
+fn advance(conn: &dyn Conn, id: &str, plan: &Plan) -> anyhow::Result<()> {
+    for (source, from, to) in &plan.moves {
+        db::advance(conn, id, source, *from, *to)?;
+    }
+    Ok(())
 }
 
 async fn send(
@@ -305,12 +388,7 @@ async fn send(
     }
 }
 
-fn finish(
-    conn: &mut Connection,
-    hook: &Webhook,
-    plan: &Plan,
-    outcome: &Outcome,
-) -> anyhow::Result<()> {
+fn finish(conn: &dyn Conn, hook: &Webhook, plan: &Plan, outcome: &Outcome) -> anyhow::Result<()> {
     let now_ms = chrono::Utc::now().timestamp_millis();
     match outcome {
         Outcome::Delivered => {
@@ -328,15 +406,12 @@ fn finish(
             tracing::warn!(webhook = hook.id, reason, "webhook disabled")
         }
     }
-    let tx = conn.transaction()?;
-    if *outcome == Outcome::Delivered {
-        for (source, from, to) in &plan.moves {
-            db::advance(&tx, &hook.id, source, *from, *to)?;
+    conn.transaction(|tx| {
+        if *outcome == Outcome::Delivered {
+            advance(tx, &hook.id, plan)?;
         }
-    }
-    db::record_attempt(&tx, &hook.id, now_ms, outcome)?;
-    tx.commit()?;
-    Ok(())
+        db::record_attempt(tx, &hook.id, now_ms, outcome)
+    })
 }
 
 #[cfg(test)]

@@ -12,9 +12,10 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+
+use crate::db::{Conn, ConnExt};
 
 /// An event type a webhook can subscribe to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -71,25 +72,31 @@ pub struct Source {
     pub name: &'static str,
     pub kinds: &'static [Kind],
     /// Up to `limit` events of `tenant` with keys from `from` on, in key order.
-    pub read: fn(&Connection, &str, u64, usize) -> anyhow::Result<Vec<Event>>,
+    pub read: fn(&dyn Conn, &str, u64, usize) -> anyhow::Result<Vec<Event>>,
     table: &'static str,
     key: &'static str,
 }
 
 impl Source {
     /// The key after the last event of `tenant` (where a new endpoint starts).
-    pub fn end(&self, conn: &Connection, tenant: &str) -> rusqlite::Result<u64> {
-        let sql = format!("SELECT MAX({}) FROM {} WHERE tenant = ?1", self.key, self.table);
-        let max: Option<i64> = conn.prepare_cached(&sql)?.query_row([tenant], |row| row.get(0)).optional()?.flatten();
-        Ok(max.map_or(0, |m| m as u64 + 1))
+    pub fn end(&self, conn: &dyn Conn, tenant: &str) -> anyhow::Result<u64> {
+        let sql = format!(
+            "SELECT MAX({}) FROM {} WHERE tenant = ?1",
+            self.key, self.table
+        );
+        let max = conn.query_opt(&sql, &[tenant.into()], |row| row.get::<Option<i64>>(0))?;
+        Ok(max.flatten().map_or(0, |m| m as u64 + 1))
     }
 
     /// How many events of `tenant` have keys from `from` on.
-    pub fn pending(&self, conn: &Connection, tenant: &str, from: u64) -> rusqlite::Result<u64> {
-        let sql = format!("SELECT COUNT(*) FROM {} WHERE tenant = ?1 AND {} >= ?2", self.table, self.key);
-        conn.prepare_cached(&sql)?
-            .query_row(params![tenant, from as i64], |row| row.get::<_, i64>(0))
-            .map(|n| n as u64)
+    pub fn pending(&self, conn: &dyn Conn, tenant: &str, from: u64) -> anyhow::Result<u64> {
+        let sql = format!(
+            "SELECT COUNT(*) FROM {} WHERE tenant = ?1 AND {} >= ?2",
+            self.table, self.key
+        );
+        Ok(conn
+            .query_opt(&sql, &[tenant.into(), from.into()], |row| row.u64(0))?
+            .unwrap_or(0))
     }
 }
 
@@ -121,111 +128,100 @@ pub static SOURCES: &[Source] = &[
     },
 ];
 
+/// The parameters of a source's read: `tenant`, keys from `from` on, at most `limit`.
+fn range(tenant: &str, from: u64, limit: usize) -> [crate::db::Value; 3] {
+    [tenant.into(), from.into(), (limit as u64).into()]
+}
+
 fn read_records(
-    conn: &Connection,
+    conn: &dyn Conn,
     tenant: &str,
     from: u64,
     limit: usize,
 ) -> anyhow::Result<Vec<Event>> {
-    let mut stmt = conn.prepare_cached(
+    conn.query(
         "SELECT tseq, id, ts, event, result, json FROM records
          WHERE tenant = ?1 AND tseq >= ?2 ORDER BY tseq LIMIT ?3",
-    )?;
-    let rows = stmt.query_map(params![tenant, from as i64, limit as i64], |row| {
-        Ok((
-            row.get::<_, i64>(0)? as u64,
-            row.get::<_, String>(1)?,
-            row.get::<_, i64>(2)?,
-            row.get::<_, String>(3)?,
-            row.get::<_, String>(4)?,
-            row.get::<_, String>(5)?,
-        ))
-    })?;
-    rows.map(|row| {
-        let (seq, id, ts, event, result, json) = row?;
-        Ok(Event {
-            key: seq,
-            id,
-            kind: Kind::of_record(&event, &result),
-            time_ms: ts,
-            seq: Some(seq),
-            data: serde_json::from_str(&json)?,
-        })
-    })
-    .collect()
+        &range(tenant, from, limit),
+        |row| {
+            let seq = row.u64(0)?;
+            Ok(Event {
+                key: seq,
+                id: row.get(1)?,
+                kind: Kind::of_record(&row.get::<String>(3)?, &row.get::<String>(4)?),
+                time_ms: row.get(2)?,
+                seq: Some(seq),
+                data: serde_json::from_str(&row.get::<String>(5)?)?,
+            })
+        },
+    )
 }
 
 fn read_checkpoints(
-    conn: &Connection,
+    conn: &dyn Conn,
     tenant: &str,
     from: u64,
     limit: usize,
 ) -> anyhow::Result<Vec<Event>> {
-    let mut stmt = conn.prepare_cached(
+    conn.query(
         "SELECT tree_size, root, created_ms, note FROM checkpoints
          WHERE tenant = ?1 AND tree_size >= ?2 ORDER BY tree_size LIMIT ?3",
-    )?;
-    let rows = stmt.query_map(params![tenant, from as i64, limit as i64], |row| {
-        Ok((
-            row.get::<_, i64>(0)? as u64,
-            row.get::<_, Vec<u8>>(1)?,
-            row.get::<_, i64>(2)?,
-            row.get::<_, String>(3)?,
-        ))
-    })?;
-    rows.map(|row| {
-        let (size, root, created_ms, note) = row?;
-        Ok(Event {
-            key: size,
-            id: format!("checkpoint:{tenant}:{size}"),
-            kind: Kind::AuditCheckpoint,
-            time_ms: created_ms,
-            seq: None,
-            data: json!({
-                "origin": note.lines().next().unwrap_or_default(),
-                "treeSize": size,
-                "rootHash": STANDARD.encode(root),
-                "note": note,
-            }),
-        })
-    })
-    .collect()
+        &range(tenant, from, limit),
+        |row| {
+            let (size, root, created_ms, note) = (
+                row.u64(0)?,
+                row.get::<Vec<u8>>(1)?,
+                row.get::<i64>(2)?,
+                row.get::<String>(3)?,
+            );
+            Ok(Event {
+                key: size,
+                id: format!("checkpoint:{tenant}:{size}"),
+                kind: Kind::AuditCheckpoint,
+                time_ms: created_ms,
+                seq: None,
+                data: json!({
+                    "origin": note.lines().next().unwrap_or_default(),
+                    "treeSize": size,
+                    "rootHash": STANDARD.encode(root),
+                    "note": note,
+                }),
+            })
+        },
+    )
 }
 
 fn read_policies(
-    conn: &Connection,
+    conn: &dyn Conn,
     tenant: &str,
     from: u64,
     limit: usize,
 ) -> anyhow::Result<Vec<Event>> {
-    let mut stmt = conn.prepare_cached(
+    conn.query(
         "SELECT version, hash, received_ms, document FROM policy_versions
          WHERE tenant = ?1 AND version >= ?2 ORDER BY version LIMIT ?3",
-    )?;
-    let rows = stmt.query_map(params![tenant, from as i64, limit as i64], |row| {
-        Ok((
-            row.get::<_, i64>(0)? as u64,
-            row.get::<_, String>(1)?,
-            row.get::<_, i64>(2)?,
-            row.get::<_, String>(3)?,
-        ))
-    })?;
-    rows.map(|row| {
-        let (version, hash, received_ms, document) = row?;
-        Ok(Event {
-            key: version,
-            id: format!("policy:{tenant}:{version}"),
-            kind: Kind::PolicyChanged,
-            time_ms: received_ms,
-            seq: None,
-            data: json!({
-                "version": version,
-                "hash": hash,
-                "policy": serde_json::from_str::<Value>(&document)?,
-            }),
-        })
-    })
-    .collect()
+        &range(tenant, from, limit),
+        |row| {
+            let (version, hash, received_ms, document) = (
+                row.u64(0)?,
+                row.get::<String>(1)?,
+                row.get::<i64>(2)?,
+                row.get::<String>(3)?,
+            );
+            Ok(Event {
+                key: version,
+                id: format!("policy:{tenant}:{version}"),
+                kind: Kind::PolicyChanged,
+                time_ms: received_ms,
+                seq: None,
+                data: json!({
+                    "version": version,
+                    "hash": hash,
+                    "policy": serde_json::from_str::<Value>(&document)?,
+                }),
+            })
+        },
+    )
 }
 
 #[cfg(test)]

@@ -5,13 +5,17 @@
 mod api;
 pub mod cli;
 mod db;
+#[cfg(test)]
+mod db_tests;
 mod delivery;
 mod events;
 mod formats;
+mod lease;
 mod signature;
 mod spec;
 mod ssrf;
 
 pub use api::routes;
+pub use db::TABLES;
 pub use delivery::{spawn, Settings};
 pub use ssrf::{parse_allow_list, AllowList};
