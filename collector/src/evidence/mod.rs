@@ -241,7 +241,7 @@ fn access_csv(review: &[controls::Access]) -> anyhow::Result<Vec<u8>> {
 }
 
 /// The tenant's webhook endpoints when the collector has a `webhooks` table, without any
-/// column whose name says it holds a secret.
+/// column whose name says it holds a credential (the signing secret, a Splunk HEC token).
 pub(crate) fn webhook_configuration(conn: &dyn Conn, tenant: &str) -> anyhow::Result<Option<Value>> {
     // Every column of the table, by name and declared type.
     let columns = conn.query(
@@ -261,7 +261,10 @@ pub(crate) fn webhook_configuration(conn: &dyn Conn, tenant: &str) -> anyhow::Re
     }
     let shown: Vec<(String, bool)> = columns
         .into_iter()
-        .filter(|(name, _)| !name.to_ascii_lowercase().contains("secret"))
+        .filter(|(name, _)| {
+            let name = name.to_ascii_lowercase();
+            !name.contains("secret") && !name.contains("token")
+        })
         .map(|(name, ty)| {
             let integer = matches!(ty.to_ascii_uppercase().as_str(), "INTEGER" | "BIGINT");
             (name, integer)

@@ -137,13 +137,13 @@ fn endpoints_cursors_and_status_on_every_store() {
         assert_eq!(db::list(conn, None).unwrap().len(), MAX_PER_TENANT + 1);
         assert_eq!(db::list(conn, None).unwrap()[0].id, hook.id, "oldest first");
 
-        // The evidence bundle's configuration: every column but the secret.
+        // The evidence bundle's configuration: every column but the credentials.
         let shown = crate::evidence::webhook_configuration(conn, "b")
             .unwrap()
             .unwrap();
         assert_eq!(shown["webhooks"][0]["id"], other.id.as_str());
         assert_eq!(shown["webhooks"][0]["max_events"], 50);
-        assert_eq!(shown["webhooks"][0]["hec_token"], serde_json::Value::Null);
+        assert!(shown["webhooks"][0].get("hec_token").is_none(), "{shown}");
         assert!(!shown.to_string().contains(&other.secret), "{shown}");
 
         assert!(db::delete(conn, &hook.id).unwrap());
