@@ -381,7 +381,10 @@ async fn send(
     match request.body(body).send().await {
         Ok(response) if response.status().is_success() => Outcome::Delivered,
         Ok(response) if response.status() == reqwest::StatusCode::GONE => Outcome::Disabled {
-            reason: format!("the receiver answered 410 Gone at {}", now.to_rfc3339()),
+            reason: format!(
+                "the receiver answered 410 Gone at {}",
+                acp_record::format_timestamp(now.timestamp_millis()).unwrap_or_default()
+            ),
         },
         Ok(response) => failed(format!("the receiver answered {}", response.status())),
         Err(err) => failed(format!("{:#}", anyhow::Error::from(err))),
