@@ -31,7 +31,13 @@ pub fn insert_checkpoint(
     conn.execute(
         "INSERT INTO checkpoints (tenant, tree_size, root, created_ms, note)
          VALUES (?1, ?2, ?3, ?4, ?5)",
-        &[tenant.into(), size.into(), root.0.as_slice().into(), now_ms.into(), note.into()],
+        &[
+            tenant.into(),
+            size.into(),
+            root.0.as_slice().into(),
+            now_ms.into(),
+            note.into(),
+        ],
     )?;
     Ok(())
 }

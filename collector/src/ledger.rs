@@ -12,12 +12,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use anyhow::Context;
 use crate::checkpoints::{self, Expired};
 use crate::db::{Conn, ConnExt};
 use crate::merkle::{self, Frontier, StoredTree};
 use crate::signing::SigningKey;
 use crate::store::{self, NewRecord};
+use anyhow::Context;
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -209,7 +209,9 @@ impl Ledger {
             &[tenant.into(), from.into(), cutoff_ms.into()],
             |row| row.get::<Option<i64>>(0),
         )?;
-        let to = kept.flatten().map_or(tree.frontier.size(), |kept| kept as u64);
+        let to = kept
+            .flatten()
+            .map_or(tree.frontier.size(), |kept| kept as u64);
         if to == from {
             return Ok(());
         }

@@ -56,16 +56,26 @@ fn run() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Runtime::new()?;
             let allow = cli.webhook_allow_cidrs;
             let db = database()?;
-            let served = runtime.block_on(server::run(db.clone(), &key_path, &cli.log_name, allow, args));
+            let served = runtime.block_on(server::run(
+                db.clone(),
+                &key_path,
+                &cli.log_name,
+                allow,
+                args,
+            ));
             drop(runtime);
             drop(db);
             served
         }
         Command::Apikey(command) => apikey(&database()?, command),
-        Command::Verify(args) => verify::run(&cli.db, cli.database_url.as_deref(), &cli.log_name, &args),
+        Command::Verify(args) => {
+            verify::run(&cli.db, cli.database_url.as_deref(), &cli.log_name, &args)
+        }
         Command::VerifyProof(args) => verify_proof::run(&cli.log_name, &args),
         Command::Key(command) => key(database, &key_path, &cli.log_name, command),
-        Command::Evidence(args) => evidence::api::cli(&database()?, &key_path, &cli.log_name, &args),
+        Command::Evidence(args) => {
+            evidence::api::cli(&database()?, &key_path, &cli.log_name, &args)
+        }
         Command::VerifyBundle(args) => {
             println!("{}", evidence::verify::run(&args.file, &args.public_keys)?);
             Ok(())

@@ -136,7 +136,8 @@ pub async fn latest_checkpoint(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let conn = tenant_connection(&state, &tenant, &headers).await?;
-    let latest = tokio::task::spawn_blocking(move || checkpoints::latest(&*conn, &tenant)).await??;
+    let latest =
+        tokio::task::spawn_blocking(move || checkpoints::latest(&*conn, &tenant)).await??;
     let latest = latest
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no checkpoint has been signed yet"))?;
     let root = latest.note.lines().nth(2).unwrap_or_default().to_owned();

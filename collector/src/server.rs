@@ -17,7 +17,9 @@ use crate::db::Database;
 use crate::ledger::{Ledger, Policy};
 use crate::signing::SigningKey;
 use crate::writer::Writer;
-use crate::{dashboard, evidence, export, ingest, policies, proofs, security_headers, stats, webhooks};
+use crate::{
+    dashboard, evidence, export, ingest, policies, proofs, security_headers, stats, webhooks,
+};
 
 #[derive(Clone)]
 pub struct AppState {

@@ -23,11 +23,11 @@ use tlog_tiles::checkpoint::Checkpoint;
 use tlog_tiles::tlog::Hash;
 
 use crate::checkpoints::{self, Expired, StoredNote};
-use crate::db::{Conn, Database};
 use crate::cli::VerifyArgs;
+use crate::db::{Conn, Database};
 use crate::merkle::{self, Frontier};
-use crate::signing::Verifiers;
 use crate::policies;
+use crate::signing::Verifiers;
 
 /// What verified for one tenant.
 #[derive(Debug, Default, PartialEq)]
@@ -79,7 +79,10 @@ pub fn run(db: &Path, url: Option<&str>, log_name: &str, args: &VerifyArgs) -> a
     let (mut records, mut failed) = (0, 0);
     for tenant in &tenants {
         let checked = verify_tenant(conn, &trusted, log_name, tenant).and_then(|s| {
-            Ok((s, policies::store::verify_chain(conn, &trusted, log_name, tenant)?))
+            Ok((
+                s,
+                policies::store::verify_chain(conn, &trusted, log_name, tenant)?,
+            ))
         });
         match checked {
             Ok((s, policy_versions)) => {
@@ -165,7 +168,8 @@ pub(crate) fn verify_tenant(
     check_roots(&mut expected, &frontier, first)?;
 
     let mut records = 0;
-    let sql = "SELECT tseq, id, tenant, json, hashes FROM records WHERE tenant = ?1 ORDER BY tseq, seq";
+    let sql =
+        "SELECT tseq, id, tenant, json, hashes FROM records WHERE tenant = ?1 ORDER BY tseq, seq";
     conn.for_each(sql, &[tenant.into()], &mut |row| {
         let seq: Option<i64> = row.get(0)?;
         let id: String = row.get(1)?;

@@ -163,7 +163,11 @@ fn retried<T>(
                 return Ok(value);
             }
             Err(err) if attempt < ATTEMPTS && db::is_retryable(&err) => {
-                tracing::debug!(attempt, error = format!("{err:#}"), "transaction conflict, retrying");
+                tracing::debug!(
+                    attempt,
+                    error = format!("{err:#}"),
+                    "transaction conflict, retrying"
+                );
                 attempt += 1;
             }
             Err(err) => return Err(err),

@@ -1332,14 +1332,18 @@ struct PgSchema {
 
 impl PgSchema {
     fn new() -> Option<PgSchema> {
-        let server = std::env::var("ACP_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty());
+        let server = std::env::var("ACP_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.is_empty());
         let Some(server) = server else {
             eprintln!("skipped: ACP_TEST_POSTGRES_URL is not set");
             return None;
         };
         let name = format!("acp_e2e_{:016x}", rand::random::<u64>());
         let mut admin = postgres::Client::connect(&server, postgres::NoTls).unwrap();
-        admin.batch_execute(&format!("CREATE SCHEMA {name}")).unwrap();
+        admin
+            .batch_execute(&format!("CREATE SCHEMA {name}"))
+            .unwrap();
         let separator = if server.contains('?') { '&' } else { '?' };
         let url = format!("{server}{separator}options=-csearch_path%3D{name}");
         Some(PgSchema { server, name, url })
@@ -1362,9 +1366,18 @@ impl Drop for PgSchema {
 fn replicas_share_one_postgresql_database() {
     let Some(pg) = PgSchema::new() else { return };
     let dirs = [TempDir::new().unwrap(), TempDir::new().unwrap()];
-    let flags = ["--ingest-token", TOKEN, "--database-url", &pg.url, "--checkpoint-records", "40"];
-    let replicas: Vec<Collector> =
-        dirs.iter().map(|d| Collector::start_with(d.path(), &flags, &[])).collect();
+    let flags = [
+        "--ingest-token",
+        TOKEN,
+        "--database-url",
+        &pg.url,
+        "--checkpoint-records",
+        "40",
+    ];
+    let replicas: Vec<Collector> = dirs
+        .iter()
+        .map(|d| Collector::start_with(d.path(), &flags, &[]))
+        .collect();
     // Each replica: 3 clients × 20 batches × 25 records over two tenants. Every fifth record
     // (by number) has the same id on both replicas; the others are the replica's own.
     let accepted: u64 = std::thread::scope(|scope| {
@@ -1395,7 +1408,10 @@ fn replicas_share_one_postgresql_database() {
             .collect();
         clients.into_iter().map(|c| c.join().unwrap()).sum()
     });
-    assert_eq!(accepted, 2700, "300 shared ids stored once, 2 × 1200 own ids");
+    assert_eq!(
+        accepted, 2700,
+        "300 shared ids stored once, 2 × 1200 own ids"
+    );
 
     let mut client = pg.client();
     for tenant in [ACME, GLOBEX] {
@@ -1408,11 +1424,25 @@ fn replicas_share_one_postgresql_database() {
             .unwrap();
         let (count, ids, min, max): (i64, i64, i64, i64) =
             (row.get(0), row.get(1), row.get(2), row.get(3));
-        assert_eq!((count, ids, min, max), (1350, 1350, 0, 1349), "{tenant}: gapless tseq");
+        assert_eq!(
+            (count, ids, min, max),
+            (1350, 1350, 0, 1349),
+            "{tenant}: gapless tseq"
+        );
     }
     // Keys made through either replica's database work on both.
     let db = dirs[0].path().join("audit.db");
-    let (ok, key, err) = run(&db, &["apikey", "create", "--tenant", ACME, "--database-url", &pg.url]);
+    let (ok, key, err) = run(
+        &db,
+        &[
+            "apikey",
+            "create",
+            "--tenant",
+            ACME,
+            "--database-url",
+            &pg.url,
+        ],
+    );
     assert!(ok, "{err}");
     for replica in &replicas {
         assert_eq!(replica.export(key.trim(), ACME, "").len(), 1350);
@@ -1422,7 +1452,10 @@ fn replicas_share_one_postgresql_database() {
     }
 
     // Checkpoints of both replicas, each signed with its own key, describe one tree.
-    let keys: Vec<String> = dirs.iter().map(|d| public_key(&d.path().join("audit.db"))).collect();
+    let keys: Vec<String> = dirs
+        .iter()
+        .map(|d| public_key(&d.path().join("audit.db")))
+        .collect();
     let verify = || {
         let mut args = vec!["verify", "--database-url", &pg.url];
         for key in &keys {
@@ -1457,7 +1490,10 @@ struct Receiver {
     runtime: tokio::runtime::Runtime,
     port: u16,
     ids: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    stop: Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+    stop: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
 }
 
 impl Receiver {
@@ -1553,20 +1589,44 @@ fn replicas_deliver_each_webhook_batch_once() {
     let allow = ["--webhook-allow-cidrs", "127.0.0.1/32"];
     let mut flags = vec!["--ingest-token", TOKEN, "--database-url", &pg.url];
     flags.extend(allow);
-    flags.extend(["--webhook-retry-initial-ms", "50", "--webhook-retry-max-ms", "200"]);
-    let replicas: Vec<Collector> =
-        dirs.iter().map(|d| Collector::start_with(d.path(), &flags, &[])).collect();
+    flags.extend([
+        "--webhook-retry-initial-ms",
+        "50",
+        "--webhook-retry-max-ms",
+        "200",
+    ]);
+    let replicas: Vec<Collector> = dirs
+        .iter()
+        .map(|d| Collector::start_with(d.path(), &flags, &[]))
+        .collect();
     // Made with the CLI on the shared database, read back through the other replica's API.
     let db = dirs[0].path().join("audit.db");
     let url = receiver.url();
     let mut create = vec!["webhook", "create", "--tenant", ACME, "--url", &url];
-    create.extend(["--events", "tool.call", "--max-events", "20", "--max-wait-ms", "20"]);
+    create.extend([
+        "--events",
+        "tool.call",
+        "--max-events",
+        "20",
+        "--max-wait-ms",
+        "20",
+    ]);
     create.extend(["--database-url", &pg.url]);
     create.extend(allow);
     let (ok, out, err) = run(&db, &create);
     assert!(ok, "{err}");
     let hook: Value = serde_json::from_str(&out).unwrap();
-    let (ok, key, err) = run(&db, &["apikey", "create", "--tenant", ACME, "--database-url", &pg.url]);
+    let (ok, key, err) = run(
+        &db,
+        &[
+            "apikey",
+            "create",
+            "--tenant",
+            ACME,
+            "--database-url",
+            &pg.url,
+        ],
+    );
     assert!(ok, "{err}");
     let show = |replica: &Collector| -> Value {
         let path = format!("/{ACME}/api/v1/webhooks/{}", hook["id"].as_str().unwrap());
@@ -1579,7 +1639,9 @@ fn replicas_deliver_each_webhook_batch_once() {
     // Receiver up: every record arrives, and none twice.
     let mut sent = ingest_through(&replicas, 0, 400);
     eventually("400 records delivered", || receiver.ids().len() >= 400);
-    eventually("the cursor is at the end", || show(&replicas[0])["lag"] == 0);
+    eventually("the cursor is at the end", || {
+        show(&replicas[0])["lag"] == 0
+    });
     let mut got = receiver.ids();
     got.sort();
     sent.sort();
@@ -1588,7 +1650,9 @@ fn replicas_deliver_each_webhook_batch_once() {
     // Receiver down: deliveries fail and are retried until it is back.
     receiver.down();
     let more = ingest_through(&replicas, 400, 200);
-    eventually("a failed attempt", || show(&replicas[1])["consecutiveFailures"].as_u64() > Some(0));
+    eventually("a failed attempt", || {
+        show(&replicas[1])["consecutiveFailures"].as_u64() > Some(0)
+    });
     receiver.up();
     eventually("600 records delivered", || {
         let got: std::collections::HashSet<String> = receiver.ids().into_iter().collect();

@@ -37,7 +37,13 @@ pub struct Processed {
     pub outcomes: HashMap<String, CallOutcome>,
 }
 
-pub fn process(cfg: &Config, scopes: &[String], plan: &Plan, content_type: Option<&str>, body: &[u8]) -> Processed {
+pub fn process(
+    cfg: &Config,
+    scopes: &[String],
+    plan: &Plan,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Processed {
     let mut scans: HashMap<String, OutputScan> = HashMap::new();
     let mut hidden_tools = 0;
     let mut other_hits = Vec::new();
@@ -50,7 +56,11 @@ pub fn process(cfg: &Config, scopes: &[String], plan: &Plan, content_type: Optio
                 changed
             }
             Some(id) if plan.tools_lists.contains(&id) => {
-                let hidden = if cfg.filter_tools_list { hide_tools(cfg, scopes, message) } else { 0 };
+                let hidden = if cfg.filter_tools_list {
+                    hide_tools(cfg, scopes, message)
+                } else {
+                    0
+                };
                 hidden_tools += hidden;
                 hidden > 0
             }
@@ -63,13 +73,24 @@ pub fn process(cfg: &Config, scopes: &[String], plan: &Plan, content_type: Optio
     let body = rewrite(content_type, body, &mut edit);
     // Which call another message belongs to is unknown: its findings go to every call answered.
     for id in plan.tool_calls.iter().filter(|_| !other_hits.is_empty()) {
-        scans.entry(id.clone()).or_default().hits.extend(other_hits.iter().cloned());
+        scans
+            .entry(id.clone())
+            .or_default()
+            .hits
+            .extend(other_hits.iter().cloned());
     }
-    Processed { body, scans, hidden_tools, outcomes }
+    Processed {
+        body,
+        scans,
+        hidden_tools,
+        outcomes,
+    }
 }
 
 fn scan_result(cfg: &Config, message: &mut Map<String, Value>) -> (OutputScan, bool) {
-    let Some(result) = message.get("result") else { return (OutputScan::default(), false) };
+    let Some(result) = message.get("result") else {
+        return (OutputScan::default(), false);
+    };
     let scanned = content_scan::scan(result, &cfg.scanning.output, "$.result");
     let blocked = scanned.blocked_by();
     let changed = if let Some(detector) = blocked {
@@ -87,14 +108,35 @@ fn scan_result(cfg: &Config, message: &mut Map<String, Value>) -> (OutputScan, b
     } else {
         false
     };
-    (OutputScan { hits: scanned.hits, blocked }, changed)
+    (
+        OutputScan {
+            hits: scanned.hits,
+            blocked,
+        },
+        changed,
+    )
 }
 
 /// Scans a message other than the calls' responses as a whole. Only a response can be replaced
 /// by an error, so here `block` hits are masked like `redact` ones (and recorded as `redact`).
 fn scan_other(cfg: &Config, message: &mut Map<String, Value>, hits: &mut Vec<Hit>) -> bool {
     let rules = Rules {
-        actions: cfg.scanning.output.actions.iter().map(|(d, a)| (*d, if *a == Action::Block { Action::Redact } else { *a })).collect(),
+        actions: cfg
+            .scanning
+            .output
+            .actions
+            .iter()
+            .map(|(d, a)| {
+                (
+                    *d,
+                    if *a == Action::Block {
+                        Action::Redact
+                    } else {
+                        *a
+                    },
+                )
+            })
+            .collect(),
         ssrf_allow: cfg.scanning.output.ssrf_allow.clone(),
     };
     let original = Value::Object(std::mem::take(message));
@@ -109,13 +151,17 @@ fn scan_other(cfg: &Config, message: &mut Map<String, Value>, hits: &mut Vec<Hit
 
 /// Removes from a `tools/list` result the tools the caller lacks scopes for; returns how many.
 fn hide_tools(cfg: &Config, scopes: &[String], message: &mut Map<String, Value>) -> usize {
-    let Some(Value::Array(tools)) = message.get_mut("result").and_then(|r| r.get_mut("tools")) else {
+    let Some(Value::Array(tools)) = message.get_mut("result").and_then(|r| r.get_mut("tools"))
+    else {
         return 0;
     };
     let before = tools.len();
     tools.retain(|tool| {
         let name = tool.get("name").and_then(Value::as_str).unwrap_or_default();
-        matches!(cfg.tools.check(name, scopes), crate::policy::ScopeCheck::Pass { .. })
+        matches!(
+            cfg.tools.check(name, scopes),
+            crate::policy::ScopeCheck::Pass { .. }
+        )
     });
     before - tools.len()
 }
@@ -138,35 +184,62 @@ mod tests {
     }
 
     fn plan_lists(id: &str) -> Plan {
-        Plan { tool_calls: HashSet::new(), tools_lists: HashSet::from([id.to_string()]) }
+        Plan {
+            tool_calls: HashSet::new(),
+            tools_lists: HashSet::from([id.to_string()]),
+        }
     }
 
     #[test]
     fn tools_list_keeps_only_what_the_caller_may_call() {
         let body = list_answer().to_string();
-        let out = process(&config(), &["salesforce:read".to_string()], &plan_lists("3"), Some("application/json"), body.as_bytes());
+        let out = process(
+            &config(),
+            &["salesforce:read".to_string()],
+            &plan_lists("3"),
+            Some("application/json"),
+            body.as_bytes(),
+        );
         assert_eq!(out.hidden_tools, 2);
         let v: Value = serde_json::from_slice(&out.body.unwrap()).unwrap();
-        assert_eq!(v["result"]["tools"], json!([{"name": "salesforce.query"}, {"name": "ping"}]));
+        assert_eq!(
+            v["result"]["tools"],
+            json!([{"name": "salesforce.query"}, {"name": "ping"}])
+        );
     }
 
     #[test]
     fn tools_list_in_sse_and_unrelated_answers_are_untouched() {
         let body = format!("event: message\ndata: {}\n\n", list_answer());
-        let out = process(&config(), &[], &plan_lists("3"), Some("text/event-stream"), body.as_bytes());
+        let out = process(
+            &config(),
+            &[],
+            &plan_lists("3"),
+            Some("text/event-stream"),
+            body.as_bytes(),
+        );
         assert_eq!(out.hidden_tools, 3);
         let text = String::from_utf8(out.body.unwrap()).unwrap();
         assert!(text.starts_with("event: message\ndata: {"), "{text}");
         assert!(text.ends_with("\n\n"));
         assert!(text.contains(r#""tools":[{"name":"ping"}]"#), "{text}");
 
-        let other = process(&config(), &[], &plan_lists("9"), Some("application/json"), list_answer().to_string().as_bytes());
+        let other = process(
+            &config(),
+            &[],
+            &plan_lists("9"),
+            Some("application/json"),
+            list_answer().to_string().as_bytes(),
+        );
         assert_eq!((other.body, other.hidden_tools), (None, 0));
     }
 
     #[test]
     fn every_message_of_an_answer_to_a_tool_call_is_scanned() {
-        let plan = Plan { tool_calls: HashSet::from(["1".to_string()]), tools_lists: HashSet::new() };
+        let plan = Plan {
+            tool_calls: HashSet::from(["1".to_string()]),
+            tools_lists: HashSet::new(),
+        };
         let body = [
             json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"data": "ssn 536-22-1987"}}),
             json!({"jsonrpc": "2.0", "id": "1", "result": {"text": "card 4111 1111 1111 1111"}}),
@@ -175,15 +248,31 @@ mod tests {
         .iter()
         .map(|m| format!("event: message\ndata: {m}\n\n"))
         .collect::<String>();
-        let out = process(&config(), &[], &plan, Some("text/event-stream"), body.as_bytes());
+        let out = process(
+            &config(),
+            &[],
+            &plan,
+            Some("text/event-stream"),
+            body.as_bytes(),
+        );
         let text = String::from_utf8(out.body.unwrap()).unwrap();
-        assert!(!text.contains("536-22-1987") && !text.contains("4111"), "{text}");
+        assert!(
+            !text.contains("536-22-1987") && !text.contains("4111"),
+            "{text}"
+        );
         assert!(text.contains("alice@acme.com"), "log hits stay: {text}");
-        let found: Vec<(&str, &str, &str)> =
-            out.scans["1"].hits.iter().map(|h| (h.detector.as_str(), h.path.as_str(), h.action.as_str())).collect();
+        let found: Vec<(&str, &str, &str)> = out.scans["1"]
+            .hits
+            .iter()
+            .map(|h| (h.detector.as_str(), h.path.as_str(), h.action.as_str()))
+            .collect();
         assert_eq!(
             found,
-            [("email", "$.result.text", "log"), ("ssn", "$.params.data", "redact"), ("payment_card", "$.result.text", "redact")]
+            [
+                ("email", "$.result.text", "log"),
+                ("ssn", "$.params.data", "redact"),
+                ("payment_card", "$.result.text", "redact")
+            ]
         );
         assert_eq!(out.scans["1"].blocked, None);
     }

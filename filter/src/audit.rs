@@ -6,9 +6,9 @@ use acp_record::{AuditRecord, ContentScan, Event, Finding, Outcome};
 
 use crate::content_scan::{risk_score, Hit};
 use crate::decision::CallAudit;
-use crate::scan::Detector;
 use crate::identity::Identity;
 use crate::mcp_response::{id_key, CallOutcome};
+use crate::scan::Detector;
 
 /// What the upstream answered, for calls that were forwarded.
 pub struct Upstream<'a> {
@@ -48,10 +48,16 @@ pub fn record(call: CallAudit, ctx: Context, upstream: &Upstream) -> AuditRecord
     };
     let (event, result, reason) = match (call.refusal, output.and_then(|o| o.blocked)) {
         (Some(r), _) => (r.event, r.result, Some(r.reason)),
-        (None, _) if upstream.refused.is_some() => {
-            (Event::ToolDenied, Outcome::Blocked, upstream.refused.map(str::to_string))
-        }
-        (None, Some(detector)) => (Event::ToolDenied, Outcome::Blocked, Some(format!("blocked_output_{}", detector.as_str()))),
+        (None, _) if upstream.refused.is_some() => (
+            Event::ToolDenied,
+            Outcome::Blocked,
+            upstream.refused.map(str::to_string),
+        ),
+        (None, Some(detector)) => (
+            Event::ToolDenied,
+            Outcome::Blocked,
+            Some(format!("blocked_output_{}", detector.as_str())),
+        ),
         (None, None) => {
             let (result, reason) = forwarded_outcome(call.rpc_id.as_ref(), upstream);
             (Event::ToolCall, result, reason)
@@ -108,12 +114,18 @@ fn content_scan(input: Option<&[Hit]>, output: Option<&OutputScan>) -> Option<Co
     })
 }
 
-fn forwarded_outcome(rpc_id: Option<&serde_json::Value>, up: &Upstream) -> (Outcome, Option<String>) {
+fn forwarded_outcome(
+    rpc_id: Option<&serde_json::Value>,
+    up: &Upstream,
+) -> (Outcome, Option<String>) {
     if up.status == 0 {
         return (Outcome::Error, Some("no_response".into()));
     }
     if up.status >= 400 {
-        return (Outcome::Error, Some(format!("upstream_status_{}", up.status)));
+        return (
+            Outcome::Error,
+            Some(format!("upstream_status_{}", up.status)),
+        );
     }
     let Some(rpc_id) = rpc_id else {
         // A notification gets no JSON-RPC response; the HTTP status is all there is.
@@ -168,10 +180,28 @@ mod tests {
         }
     }
 
-    fn outcome_of(call: CallAudit, status: u32, outcomes: &[(&str, CallOutcome)], inspected: bool) -> (Outcome, Option<String>) {
-        let outcomes: HashMap<String, CallOutcome> = outcomes.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    fn outcome_of(
+        call: CallAudit,
+        status: u32,
+        outcomes: &[(&str, CallOutcome)],
+        inspected: bool,
+    ) -> (Outcome, Option<String>) {
+        let outcomes: HashMap<String, CallOutcome> = outcomes
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
         let id = alice();
-        let r = record(call, ctx(Some(&id)), &Upstream { status, outcomes: &outcomes, inspected, output_scans: &HashMap::new(), refused: None });
+        let r = record(
+            call,
+            ctx(Some(&id)),
+            &Upstream {
+                status,
+                outcomes: &outcomes,
+                inspected,
+                output_scans: &HashMap::new(),
+                refused: None,
+            },
+        );
         (r.result, r.reason)
     }
 
@@ -179,9 +209,22 @@ mod tests {
     fn success_record_carries_identity_and_decision() {
         let id = alice();
         let outcomes = HashMap::from([("1".to_string(), CallOutcome::Success)]);
-        let r = record(forwarded(1), ctx(Some(&id)), &Upstream { status: 200, outcomes: &outcomes, inspected: true, output_scans: &HashMap::new(), refused: None });
+        let r = record(
+            forwarded(1),
+            ctx(Some(&id)),
+            &Upstream {
+                status: 200,
+                outcomes: &outcomes,
+                inspected: true,
+                output_scans: &HashMap::new(),
+                refused: None,
+            },
+        );
         r.validate().unwrap();
-        assert_eq!((r.event, r.result, r.reason), (Event::ToolCall, Outcome::Success, None));
+        assert_eq!(
+            (r.event, r.result, r.reason),
+            (Event::ToolCall, Outcome::Success, None)
+        );
         assert_eq!(r.sub.as_deref(), Some("alice"));
         assert_eq!(r.email.as_deref(), Some("alice@acme.com"));
         assert_eq!(r.scopes, ["salesforce:read"]);
@@ -195,13 +238,37 @@ mod tests {
     #[test]
     fn upstream_failures_are_errors_with_a_reason() {
         use CallOutcome::*;
-        assert_eq!(outcome_of(forwarded(1), 502, &[], true), (Outcome::Error, Some("upstream_status_502".into())));
-        assert_eq!(outcome_of(forwarded(1), 0, &[], true), (Outcome::Error, Some("no_response".into())));
-        assert_eq!(outcome_of(forwarded(1), 200, &[("1", RpcError(-32602))], true), (Outcome::Error, Some("jsonrpc_error_-32602".into())));
-        assert_eq!(outcome_of(forwarded(1), 200, &[("1", ToolError)], true), (Outcome::Error, Some("tool_error".into())));
-        assert_eq!(outcome_of(forwarded(1), 200, &[("2", Success)], true), (Outcome::Error, Some("no_response".into())));
-        assert_eq!(outcome_of(forwarded(1), 200, &[], false), (Outcome::Success, Some("response_not_inspected".into())));
-        let notification = CallAudit { rpc_id: None, ..forwarded(0) };
-        assert_eq!(outcome_of(notification, 202, &[], true), (Outcome::Success, None));
+        assert_eq!(
+            outcome_of(forwarded(1), 502, &[], true),
+            (Outcome::Error, Some("upstream_status_502".into()))
+        );
+        assert_eq!(
+            outcome_of(forwarded(1), 0, &[], true),
+            (Outcome::Error, Some("no_response".into()))
+        );
+        assert_eq!(
+            outcome_of(forwarded(1), 200, &[("1", RpcError(-32602))], true),
+            (Outcome::Error, Some("jsonrpc_error_-32602".into()))
+        );
+        assert_eq!(
+            outcome_of(forwarded(1), 200, &[("1", ToolError)], true),
+            (Outcome::Error, Some("tool_error".into()))
+        );
+        assert_eq!(
+            outcome_of(forwarded(1), 200, &[("2", Success)], true),
+            (Outcome::Error, Some("no_response".into()))
+        );
+        assert_eq!(
+            outcome_of(forwarded(1), 200, &[], false),
+            (Outcome::Success, Some("response_not_inspected".into()))
+        );
+        let notification = CallAudit {
+            rpc_id: None,
+            ..forwarded(0)
+        };
+        assert_eq!(
+            outcome_of(notification, 202, &[], true),
+            (Outcome::Success, None)
+        );
     }
 }

@@ -80,7 +80,11 @@ impl ClaimLayout {
             Preset::Keycloak => ClaimLayout {
                 scopes: paths(&["scope"]),
                 roles: std::iter::once("realm_access.roles".to_string())
-                    .chain(audiences.iter().map(|a| format!("resource_access.{a}.roles")))
+                    .chain(
+                        audiences
+                            .iter()
+                            .map(|a| format!("resource_access.{a}.roles")),
+                    )
                     .collect(),
                 ..generic
             },
@@ -94,15 +98,19 @@ pub fn lookup<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Valu
     if let Some(value) = claims.get(path) {
         return Some(value);
     }
-    path.match_indices('.').find_map(|(i, _)| match claims.get(&path[..i]) {
-        Some(Value::Object(inner)) => lookup(inner, &path[i + 1..]),
-        _ => None,
-    })
+    path.match_indices('.')
+        .find_map(|(i, _)| match claims.get(&path[..i]) {
+            Some(Value::Object(inner)) => lookup(inner, &path[i + 1..]),
+            _ => None,
+        })
 }
 
 /// The first of `paths` present as a string.
 pub fn first_string(claims: &Map<String, Value>, paths: &[String]) -> Option<String> {
-    paths.iter().find_map(|p| lookup(claims, p).and_then(Value::as_str)).map(str::to_string)
+    paths
+        .iter()
+        .find_map(|p| lookup(claims, p).and_then(Value::as_str))
+        .map(str::to_string)
 }
 
 /// The strings of every claim of `paths`: a space-delimited string (`scope`, Entra's `scp`) or
@@ -143,8 +151,16 @@ mod tests {
         }));
         assert_eq!(lookup(&c, "https://acme.com/tenant"), Some(&json!("org_a")));
         assert_eq!(lookup(&c, "realm_access.roles"), Some(&json!(["admin"])));
-        assert_eq!(lookup(&c, "resource_access.my.api.roles"), Some(&json!(["reader"])), "dots in a key");
-        assert_eq!(lookup(&c, "a.b"), Some(&json!("flat")), "the whole name wins");
+        assert_eq!(
+            lookup(&c, "resource_access.my.api.roles"),
+            Some(&json!(["reader"])),
+            "dots in a key"
+        );
+        assert_eq!(
+            lookup(&c, "a.b"),
+            Some(&json!("flat")),
+            "the whole name wins"
+        );
         assert_eq!(lookup(&c, "realm_access.roles.0"), None);
         assert_eq!(lookup(&c, "missing.path"), None);
         assert_eq!(lookup(&c, "https://acme.com/tenant.x"), None);
@@ -152,11 +168,20 @@ mod tests {
 
     #[test]
     fn first_present_string_wins_and_lists_merge() {
-        let c = obj(json!({"upn": "u@acme.com", "preferred_username": "p@acme.com", "email": 7,
-                           "scp": "a b", "roles": ["b", "c"]}));
+        let c = obj(
+            json!({"upn": "u@acme.com", "preferred_username": "p@acme.com", "email": 7,
+                           "scp": "a b", "roles": ["b", "c"]}),
+        );
         let email = paths(&["email", "preferred_username", "upn"]);
-        assert_eq!(first_string(&c, &email).as_deref(), Some("p@acme.com"), "non-strings are skipped");
-        assert_eq!(all_strings(&c, &paths(&["scp", "roles", "none"])), ["a", "b", "c"]);
+        assert_eq!(
+            first_string(&c, &email).as_deref(),
+            Some("p@acme.com"),
+            "non-strings are skipped"
+        );
+        assert_eq!(
+            all_strings(&c, &paths(&["scp", "roles", "none"])),
+            ["a", "b", "c"]
+        );
         assert_eq!(first_string(&c, &[]), None);
     }
 
@@ -164,11 +189,20 @@ mod tests {
     fn presets() {
         let aud = ["acp".to_string()];
         let kc = ClaimLayout::preset(Preset::Keycloak, &aud);
-        assert_eq!(kc.roles, ["realm_access.roles", "resource_access.acp.roles"]);
+        assert_eq!(
+            kc.roles,
+            ["realm_access.roles", "resource_access.acp.roles"]
+        );
         assert_eq!(kc.scopes, ["scope"]);
         let entra = ClaimLayout::preset(Preset::Entra, &aud);
-        assert_eq!((entra.subject[0].as_str(), entra.tenant[0].as_str()), ("oid", "tid"));
+        assert_eq!(
+            (entra.subject[0].as_str(), entra.tenant[0].as_str()),
+            ("oid", "tid")
+        );
         assert_eq!(ClaimLayout::preset(Preset::Okta, &aud).roles, ["groups"]);
-        assert_eq!(ClaimLayout::preset(Preset::Auth0, &aud).scopes, ["scope", "permissions"]);
+        assert_eq!(
+            ClaimLayout::preset(Preset::Auth0, &aud).scopes,
+            ["scope", "permissions"]
+        );
     }
 }

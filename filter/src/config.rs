@@ -91,7 +91,10 @@ impl RateLimits {
 pub const IMMUTABLE_INPUT_BLOCKS: [(Detector, &str); 3] = [
     (Detector::Ssn, "US Social Security numbers"),
     (Detector::PaymentCard, "payment card numbers"),
-    (Detector::Ssrf, "URLs and hosts that reach internal addresses (SSRF)"),
+    (
+        Detector::Ssrf,
+        "URLs and hosts that reach internal addresses (SSRF)",
+    ),
 ];
 
 #[derive(Debug)]
@@ -114,7 +117,9 @@ pub enum KeySource {
     Remote(RemoteJwks),
     /// No keys: Envoy's `jwt_authn` verified the token and left its payload in the dynamic
     /// metadata under this key (its `payload_in_metadata`).
-    TrustJwtAuthn { payload_in_metadata: String },
+    TrustJwtAuthn {
+        payload_in_metadata: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -321,12 +326,27 @@ fn yes() -> bool {
 fn default_input_actions() -> BTreeMap<Detector, Action> {
     use Action::*;
     use Detector::*;
-    BTreeMap::from([(Ssn, Block), (PaymentCard, Block), (Ssrf, Block), (Secret, Block), (Iban, Log), (Email, Log), (Phone, Log)])
+    BTreeMap::from([
+        (Ssn, Block),
+        (PaymentCard, Block),
+        (Ssrf, Block),
+        (Secret, Block),
+        (Iban, Log),
+        (Email, Log),
+        (Phone, Log),
+    ])
 }
 fn default_output_actions() -> BTreeMap<Detector, Action> {
     use Action::*;
     use Detector::*;
-    BTreeMap::from([(Ssn, Redact), (PaymentCard, Redact), (Secret, Redact), (Iban, Redact), (Email, Log), (Phone, Log)])
+    BTreeMap::from([
+        (Ssn, Redact),
+        (PaymentCard, Redact),
+        (Secret, Redact),
+        (Iban, Redact),
+        (Email, Log),
+        (Phone, Log),
+    ])
 }
 fn default_skew() -> u64 {
     60
@@ -393,7 +413,10 @@ fn non_empty(field: &str, value: &str) -> Result<(), String> {
 
 fn at_least(field: &str, value: u64, min: u64) -> Result<(), String> {
     if value < min {
-        return Err(field_error(field, format!("must be at least {min}, got {value}")));
+        return Err(field_error(
+            field,
+            format!("must be at least {min}, got {value}"),
+        ));
     }
     Ok(())
 }
@@ -404,16 +427,26 @@ impl RawConfig {
         for (host, tenant) in &self.tenants_by_host {
             non_empty(&format!("tenantsByHost.{host}"), tenant)?;
         }
-        let mut tool_scopes: Vec<String> =
-            self.tools.values().chain(&self.default_scopes).flatten().cloned().collect();
+        let mut tool_scopes: Vec<String> = self
+            .tools
+            .values()
+            .chain(&self.default_scopes)
+            .flatten()
+            .cloned()
+            .collect();
         tool_scopes.sort();
         tool_scopes.dedup();
         let tools = ToolPolicy::new(self.tools, self.default_scopes)
             .map_err(|e| field_error("tools", e))?;
-        let protected_resource = self.protected_resource.map(|p| p.validate(tool_scopes)).transpose()?;
+        let protected_resource = self
+            .protected_resource
+            .map(|p| p.validate(tool_scopes))
+            .transpose()?;
         let mut identity = self.identity.validate()?;
         if let Some(resource) = &protected_resource {
-            identity.resource_metadata_url.get_or_insert_with(|| resource.url.clone());
+            identity
+                .resource_metadata_url
+                .get_or_insert_with(|| resource.url.clone());
         }
         at_least("maxBatchSize", self.max_batch_size as u64, 1)?;
         Ok(Config {
@@ -455,7 +488,8 @@ impl RawScanning {
                 }
             }
         }
-        let ssrf_allow = AllowList::new(self.ssrf_allow_hosts).map_err(|e| field_error("scanning.ssrfAllowHosts", e))?;
+        let ssrf_allow = AllowList::new(self.ssrf_allow_hosts)
+            .map_err(|e| field_error("scanning.ssrfAllowHosts", e))?;
         let merge = |mut base: BTreeMap<Detector, Action>, over: BTreeMap<Detector, Action>| {
             base.extend(over);
             base
@@ -463,8 +497,14 @@ impl RawScanning {
         let max_scan_bytes = self.max_scan_bytes.unwrap_or(1 << 20);
         at_least("scanning.maxScanBytes", max_scan_bytes as u64, 1)?;
         Ok(Scanning {
-            input: Rules { actions: merge(default_input_actions(), self.input), ssrf_allow: ssrf_allow.clone() },
-            output: Rules { actions: merge(default_output_actions(), self.output), ssrf_allow },
+            input: Rules {
+                actions: merge(default_input_actions(), self.input),
+                ssrf_allow: ssrf_allow.clone(),
+            },
+            output: Rules {
+                actions: merge(default_output_actions(), self.output),
+                ssrf_allow,
+            },
             max_scan_bytes,
             oversized: self.oversized.unwrap_or(Oversized::Reject),
         })
@@ -473,9 +513,17 @@ impl RawScanning {
 
 impl RawLimit {
     fn validate(self, field: &str) -> Result<Limit, String> {
-        at_least(&format!("{field}.requestsPerMinute"), u64::from(self.requests_per_minute), 1)?;
+        at_least(
+            &format!("{field}.requestsPerMinute"),
+            u64::from(self.requests_per_minute),
+            1,
+        )?;
         at_least(&format!("{field}.burst"), u64::from(self.burst), 1)?;
-        Ok(Limit { per_minute: self.requests_per_minute, burst: self.burst, per_tool: self.per_tool })
+        Ok(Limit {
+            per_minute: self.requests_per_minute,
+            burst: self.burst,
+            per_tool: self.per_tool,
+        })
     }
 }
 
@@ -486,7 +534,10 @@ impl RawRateLimits {
             let limit = limit.validate(&format!("rateLimits.tenants.{tenant}"))?;
             tenants.insert(tenant, limit);
         }
-        Ok(RateLimits { default: self.default.validate("rateLimits")?, tenants })
+        Ok(RateLimits {
+            default: self.default.validate("rateLimits")?,
+            tenants,
+        })
     }
 }
 
@@ -503,13 +554,21 @@ impl RawIdentity {
         let claims = self.claim_layout()?;
         let keys = match self.jwks {
             RawJwks::Inline(jwks) => KeySource::Inline(Rc::new(
-                KeySet::from_jwks_value(&jwks).map_err(|e| field_error("identity.jwks.inline", e))?,
+                KeySet::from_jwks_value(&jwks)
+                    .map_err(|e| field_error("identity.jwks.inline", e))?,
             )),
             RawJwks::Remote(remote) => KeySource::Remote(remote.validate("remote", None)?),
-            RawJwks::Discovery(remote) => KeySource::Remote(remote.validate("discovery", Some(&self.issuer))?),
+            RawJwks::Discovery(remote) => {
+                KeySource::Remote(remote.validate("discovery", Some(&self.issuer))?)
+            }
             RawJwks::TrustJwtAuthn(trust) => {
-                non_empty("identity.jwks.trustJwtAuthn.payloadInMetadata", &trust.payload_in_metadata)?;
-                KeySource::TrustJwtAuthn { payload_in_metadata: trust.payload_in_metadata }
+                non_empty(
+                    "identity.jwks.trustJwtAuthn.payloadInMetadata",
+                    &trust.payload_in_metadata,
+                )?;
+                KeySource::TrustJwtAuthn {
+                    payload_in_metadata: trust.payload_in_metadata,
+                }
             }
         };
         Ok(Identity {
@@ -548,9 +607,15 @@ impl RawIdentity {
         if let Some(ids) = &self.client_id_claims {
             layout.client_id = claim_paths("identity.clientIdClaims", ids.clone())?;
         }
-        for (field, paths) in [("subjectClaim", &layout.subject), ("scopeClaims", &layout.scopes)] {
+        for (field, paths) in [
+            ("subjectClaim", &layout.subject),
+            ("scopeClaims", &layout.scopes),
+        ] {
             if paths.is_empty() {
-                return Err(field_error(&format!("identity.{field}"), "list at least one claim"));
+                return Err(field_error(
+                    &format!("identity.{field}"),
+                    "list at least one claim",
+                ));
             }
         }
         Ok(layout)
@@ -558,8 +623,14 @@ impl RawIdentity {
 }
 
 fn claim_paths(field: &str, paths: Vec<String>) -> Result<Vec<String>, String> {
-    if paths.iter().any(|p| p.is_empty() || p.starts_with('.') || p.ends_with('.')) {
-        return Err(field_error(field, "claim paths must be non-empty and not start or end with `.`"));
+    if paths
+        .iter()
+        .any(|p| p.is_empty() || p.starts_with('.') || p.ends_with('.'))
+    {
+        return Err(field_error(
+            field,
+            "claim paths must be non-empty and not start or end with `.`",
+        ));
     }
     Ok(paths)
 }
@@ -572,13 +643,23 @@ impl RawRemoteJwks {
         let ((authority, path), discovery) = match (issuer, self.uri) {
             (None, Some(uri)) => {
                 if self.jwks_cluster.is_some() || self.allow_http_loopback {
-                    return Err(field_error(&field("jwksCluster"), "jwksCluster and allowHttpLoopback belong to `discovery`"));
+                    return Err(field_error(
+                        &field("jwksCluster"),
+                        "jwksCluster and allowHttpLoopback belong to `discovery`",
+                    ));
                 }
-                (split_http_uri(&uri).ok_or_else(|| field_error(&field("uri"), "must be an http(s) URL"))?, None)
+                (
+                    split_http_uri(&uri)
+                        .ok_or_else(|| field_error(&field("uri"), "must be an http(s) URL"))?,
+                    None,
+                )
             }
             (None, None) => return Err(field_error(&field("uri"), "missing field `uri`")),
             (Some(_), Some(_)) => {
-                return Err(field_error(&field("uri"), "not with discovery: the JWKS URL comes from the issuer's discovery document"))
+                return Err(field_error(
+                    &field("uri"),
+                    "not with discovery: the JWKS URL comes from the issuer's discovery document",
+                ))
             }
             (Some(issuer), None) => {
                 if let Some(cluster) = &self.jwks_cluster {
@@ -589,8 +670,13 @@ impl RawRemoteJwks {
                     jwks_cluster: self.jwks_cluster,
                     allow_http_loopback: self.allow_http_loopback,
                 };
-                let url = discovery::document_url(issuer, self.allow_http_loopback).map_err(|e| field_error("identity.issuer", e))?;
-                (split_http_uri(&url).ok_or_else(|| field_error("identity.issuer", "must be an http(s) URL"))?, Some(discovery))
+                let url = discovery::document_url(issuer, self.allow_http_loopback)
+                    .map_err(|e| field_error("identity.issuer", e))?;
+                (
+                    split_http_uri(&url)
+                        .ok_or_else(|| field_error("identity.issuer", "must be an http(s) URL"))?,
+                    Some(discovery),
+                )
             }
         };
         at_least(&field("refreshSeconds"), self.refresh_seconds, 1)?;
@@ -613,8 +699,16 @@ impl RawAudit {
         non_empty("audit.ingestToken", &self.ingest_token)?;
         at_least("audit.batchSize", self.batch_size as u64, 1)?;
         at_least("audit.flushIntervalMs", self.flush_interval_ms, 10)?;
-        at_least("audit.maxBufferedRecords", self.max_buffered_records as u64, 1)?;
-        at_least("audit.maxBufferedBytes", self.max_buffered_bytes as u64, 1024)?;
+        at_least(
+            "audit.maxBufferedRecords",
+            self.max_buffered_records as u64,
+            1,
+        )?;
+        at_least(
+            "audit.maxBufferedBytes",
+            self.max_buffered_bytes as u64,
+            1024,
+        )?;
         at_least("audit.timeoutMs", self.timeout_ms, 1)?;
         at_least("audit.maxRetryDelayMs", self.max_retry_delay_ms, 100)?;
         Ok(Audit {
@@ -647,7 +741,11 @@ impl Config {
     /// The tenant a request belongs to: by its host when mapped, else the configured tenant.
     pub fn tenant_for_host(&self, authority: Option<&str>) -> &str {
         let host = authority
-            .map(|a| a.rsplit_once(':').map_or(a, |(h, _)| h).to_ascii_lowercase())
+            .map(|a| {
+                a.rsplit_once(':')
+                    .map_or(a, |(h, _)| h)
+                    .to_ascii_lowercase()
+            })
             .unwrap_or_default();
         self.tenants_by_host
             .get(&host)
@@ -685,8 +783,13 @@ pub(crate) mod tests {
         assert_eq!(c.audit.batch_size, 100);
         assert_eq!(c.audit.authority, "collector");
         assert_eq!(c.audit_failure_mode, AuditFailureMode::Open);
-        let KeySource::Remote(r) = &c.identity.keys else { panic!("remote expected") };
-        assert_eq!((r.authority.as_str(), r.path.as_str()), ("idp.example:9000", "/jwks.json"));
+        let KeySource::Remote(r) = &c.identity.keys else {
+            panic!("remote expected")
+        };
+        assert_eq!(
+            (r.authority.as_str(), r.path.as_str()),
+            ("idp.example:9000", "/jwks.json")
+        );
     }
 
     #[test]
@@ -727,14 +830,22 @@ pub(crate) mod tests {
             let mut v = minimal();
             v["scanning"] = json!({"input": {detector: "log"}});
             let e = err(v);
-            assert!(e.starts_with(&format!("scanning.input.{detector}: `log` refused")), "{e}");
+            assert!(
+                e.starts_with(&format!("scanning.input.{detector}: `log` refused")),
+                "{e}"
+            );
             assert!(e.contains("platform-enforced"), "{e}");
         }
         let mut v = minimal();
-        v["scanning"] = json!({"input": {"ssn": "block", "email": "redact"}, "output": {"ssn": "block"}});
+        v["scanning"] =
+            json!({"input": {"ssn": "block", "email": "redact"}, "output": {"ssn": "block"}});
         let c = parse(v.to_string().as_bytes()).unwrap();
         assert_eq!(c.scanning.input.actions[&Detector::Email], Action::Redact);
-        assert_eq!(c.scanning.input.actions[&Detector::PaymentCard], Action::Block, "defaults kept");
+        assert_eq!(
+            c.scanning.input.actions[&Detector::PaymentCard],
+            Action::Block,
+            "defaults kept"
+        );
         assert_eq!(c.scanning.output.actions[&Detector::Ssn], Action::Block);
         assert_eq!(c.scanning.oversized, Oversized::Reject);
     }
@@ -746,9 +857,26 @@ pub(crate) mod tests {
                                  "tenants": {"org_big": {"requestsPerMinute": 600, "burst": 50, "perTool": true}}});
         let c = parse(v.to_string().as_bytes()).unwrap();
         let r = c.rate_limits.as_ref().unwrap();
-        assert_eq!(r.for_tenant("org_acme_corp"), Limit { per_minute: 60, burst: 10, per_tool: false });
-        assert_eq!(r.for_tenant("org_big"), Limit { per_minute: 600, burst: 50, per_tool: true });
-        assert!(parse(minimal().to_string().as_bytes()).unwrap().rate_limits.is_none());
+        assert_eq!(
+            r.for_tenant("org_acme_corp"),
+            Limit {
+                per_minute: 60,
+                burst: 10,
+                per_tool: false
+            }
+        );
+        assert_eq!(
+            r.for_tenant("org_big"),
+            Limit {
+                per_minute: 600,
+                burst: 50,
+                per_tool: true
+            }
+        );
+        assert!(parse(minimal().to_string().as_bytes())
+            .unwrap()
+            .rate_limits
+            .is_none());
 
         let mut v = minimal();
         v["rateLimits"] = json!({"requestsPerMinute": 60, "burst": 0});
@@ -759,10 +887,16 @@ pub(crate) mod tests {
     fn audit_failure_mode_is_open_or_closed() {
         let mut v = minimal();
         v["auditFailureMode"] = json!("closed");
-        assert_eq!(parse(v.to_string().as_bytes()).unwrap().audit_failure_mode, AuditFailureMode::Closed);
+        assert_eq!(
+            parse(v.to_string().as_bytes()).unwrap().audit_failure_mode,
+            AuditFailureMode::Closed
+        );
         v["auditFailureMode"] = json!("shut");
         let e = err(v);
-        assert!(e.starts_with("auditFailureMode: unknown variant `shut`"), "{e}");
+        assert!(
+            e.starts_with("auditFailureMode: unknown variant `shut`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -773,12 +907,27 @@ pub(crate) mod tests {
         v["identity"]["roleClaim"] = json!(["groups", "wids"]);
         let c = parse(v.to_string().as_bytes()).unwrap().identity.claims;
         let entra = ClaimLayout::preset(Preset::Entra, &["acp".into()]);
-        assert_eq!(c, ClaimLayout { email: vec!["upn".into()], roles: vec!["groups".into(), "wids".into()], ..entra });
+        assert_eq!(
+            c,
+            ClaimLayout {
+                email: vec!["upn".into()],
+                roles: vec!["groups".into(), "wids".into()],
+                ..entra
+            }
+        );
 
         let mut v = minimal();
         v["identity"]["preset"] = json!("auth0");
         v["identity"]["tenantClaim"] = json!([]);
-        assert!(parse(v.to_string().as_bytes()).unwrap().identity.claims.tenant.is_empty(), "tenant check off");
+        assert!(
+            parse(v.to_string().as_bytes())
+                .unwrap()
+                .identity
+                .claims
+                .tenant
+                .is_empty(),
+            "tenant check off"
+        );
 
         let mut v = minimal();
         v["identity"]["preset"] = json!("ping");
@@ -799,13 +948,23 @@ pub(crate) mod tests {
         let mut v = minimal();
         v["identity"]["jwks"] = json!({"discovery": {"cluster": "idp", "jwksCluster": "keys"}});
         let c = parse(v.to_string().as_bytes()).unwrap();
-        let KeySource::Remote(r) = &c.identity.keys else { panic!("remote expected") };
-        assert_eq!((r.authority.as_str(), r.path.as_str()), ("idp.example", "/.well-known/openid-configuration"));
+        let KeySource::Remote(r) = &c.identity.keys else {
+            panic!("remote expected")
+        };
+        assert_eq!(
+            (r.authority.as_str(), r.path.as_str()),
+            ("idp.example", "/.well-known/openid-configuration")
+        );
         let d = r.discovery.as_ref().unwrap();
-        assert_eq!((d.issuer.as_str(), d.jwks_cluster.as_deref()), ("https://idp.example", Some("keys")));
+        assert_eq!(
+            (d.issuer.as_str(), d.jwks_cluster.as_deref()),
+            ("https://idp.example", Some("keys"))
+        );
 
         v["identity"]["issuer"] = json!("http://idp.example");
-        assert!(err(v.clone()).starts_with("identity.issuer: \"http://idp.example\" must use https"));
+        assert!(
+            err(v.clone()).starts_with("identity.issuer: \"http://idp.example\" must use https")
+        );
         v["identity"]["issuer"] = json!("http://127.0.0.1:9000");
         v["identity"]["jwks"]["discovery"]["allowHttpLoopback"] = json!(true);
         assert!(parse(v.to_string().as_bytes()).is_ok());
@@ -825,7 +984,9 @@ pub(crate) mod tests {
         let mut v = minimal();
         v["identity"]["jwks"] = json!({"trustJwtAuthn": {"payloadInMetadata": "jwt_payload"}});
         let c = parse(v.to_string().as_bytes()).unwrap();
-        assert!(matches!(&c.identity.keys, KeySource::TrustJwtAuthn { payload_in_metadata } if payload_in_metadata == "jwt_payload"));
+        assert!(
+            matches!(&c.identity.keys, KeySource::TrustJwtAuthn { payload_in_metadata } if payload_in_metadata == "jwt_payload")
+        );
         v["identity"]["jwks"] = json!({"trustJwtAuthn": {"payloadInMetadata": ""}});
         assert!(err(v).starts_with("identity.jwks.trustJwtAuthn.payloadInMetadata:"));
     }
@@ -835,7 +996,10 @@ pub(crate) mod tests {
         let mut v = minimal();
         v["tenantsByHost"] = json!({"Globex.example": "org_globex"});
         let c = parse(v.to_string().as_bytes()).unwrap();
-        assert_eq!(c.tenant_for_host(Some("globex.example:10000")), "org_globex");
+        assert_eq!(
+            c.tenant_for_host(Some("globex.example:10000")),
+            "org_globex"
+        );
         assert_eq!(c.tenant_for_host(Some("other")), "org_acme_corp");
         assert_eq!(c.tenant_for_host(None), "org_acme_corp");
     }

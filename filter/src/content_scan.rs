@@ -59,7 +59,10 @@ pub struct Scanned {
 impl Scanned {
     /// The first detector whose action is `block`.
     pub fn blocked_by(&self) -> Option<Detector> {
-        self.hits.iter().find(|h| h.action == Action::Block).map(|h| h.detector)
+        self.hits
+            .iter()
+            .find(|h| h.action == Action::Block)
+            .map(|h| h.detector)
     }
 }
 
@@ -75,7 +78,11 @@ pub fn scan(value: &Value, rules: &Rules, root: &str) -> Scanned {
         let path = render_path(root, at);
         hits.extend(matches.iter().filter_map(|m| {
             let action = *rules.actions.get(&m.detector)?;
-            Some(Hit { detector: m.detector, path: path.clone(), action })
+            Some(Hit {
+                detector: m.detector,
+                path: path.clone(),
+                action,
+            })
         }));
         if let Some(Value::String(text)) = locate(&mut masked, at) {
             *text = mask(text, matches);
@@ -86,12 +93,18 @@ pub fn scan(value: &Value, rules: &Rules, root: &str) -> Scanned {
             .copied()
             .collect();
         if !redact.is_empty() {
-            if let Some(Value::String(text)) = locate(redacted.get_or_insert_with(|| value.clone()), at) {
+            if let Some(Value::String(text)) =
+                locate(redacted.get_or_insert_with(|| value.clone()), at)
+            {
                 *text = mask(text, &redact);
             }
         }
     }
-    Scanned { hits, masked, redacted }
+    Scanned {
+        hits,
+        masked,
+        redacted,
+    }
 }
 
 /// One step from a JSON value to a part of it.
@@ -102,7 +115,12 @@ enum Step<'a> {
 }
 
 /// Every string of `value` with the detectors' matches in it, by where it is.
-fn find<'a>(value: &'a Value, rules: &Rules, at: &mut Vec<Step<'a>>, found: &mut Vec<(Vec<Step<'a>>, Vec<Match>)>) {
+fn find<'a>(
+    value: &'a Value,
+    rules: &Rules,
+    at: &mut Vec<Step<'a>>,
+    found: &mut Vec<(Vec<Step<'a>>, Vec<Match>)>,
+) {
     match value {
         Value::String(text) => {
             let matches = detect(text, rules);
@@ -212,28 +230,48 @@ mod tests {
     use serde_json::json;
 
     fn rules(actions: &[(Detector, Action)]) -> Rules {
-        Rules { actions: actions.iter().copied().collect(), ssrf_allow: AllowList::default() }
+        Rules {
+            actions: actions.iter().copied().collect(),
+            ssrf_allow: AllowList::default(),
+        }
     }
 
     #[test]
     fn nested_strings_are_scanned_with_paths_masks_and_actions() {
         let value = json!({"customer": {"notes": ["ssn 536-22-1987", "ok"], "contact": "bob@acme.com"},
                            "weird key": "call +1 415 555 2671"});
-        let r = rules(&[(Detector::Ssn, Action::Block), (Detector::Email, Action::Redact), (Detector::Phone, Action::Log)]);
-        let s = scan(&value, &r, "$");
-        let hits: Vec<(Detector, &str, Action)> = s.hits.iter().map(|h| (h.detector, h.path.as_str(), h.action)).collect();
-        assert_eq!(hits, [
-            (Detector::Email, "$.customer.contact", Action::Redact),
-            (Detector::Ssn, "$.customer.notes[0]", Action::Block),
-            (Detector::Phone, "$[\"weird key\"]", Action::Log),
+        let r = rules(&[
+            (Detector::Ssn, Action::Block),
+            (Detector::Email, Action::Redact),
+            (Detector::Phone, Action::Log),
         ]);
+        let s = scan(&value, &r, "$");
+        let hits: Vec<(Detector, &str, Action)> = s
+            .hits
+            .iter()
+            .map(|h| (h.detector, h.path.as_str(), h.action))
+            .collect();
+        assert_eq!(
+            hits,
+            [
+                (Detector::Email, "$.customer.contact", Action::Redact),
+                (Detector::Ssn, "$.customer.notes[0]", Action::Block),
+                (Detector::Phone, "$[\"weird key\"]", Action::Log),
+            ]
+        );
         assert_eq!(s.blocked_by(), Some(Detector::Ssn));
         assert_eq!(s.masked["customer"]["notes"][0], "ssn [REDACTED:ssn]");
         assert_eq!(s.masked["customer"]["contact"], "[REDACTED:email]");
         assert_eq!(s.masked["weird key"], "call [REDACTED:phone]");
         let redacted = s.redacted.unwrap();
-        assert_eq!(redacted["customer"]["contact"], "[REDACTED:email]", "redact hits are masked on the wire");
-        assert_eq!(redacted["customer"]["notes"][0], "ssn 536-22-1987", "block and log hits are not");
+        assert_eq!(
+            redacted["customer"]["contact"], "[REDACTED:email]",
+            "redact hits are masked on the wire"
+        );
+        assert_eq!(
+            redacted["customer"]["notes"][0], "ssn 536-22-1987",
+            "block and log hits are not"
+        );
         assert_eq!(redacted["weird key"], "call +1 415 555 2671");
     }
 
@@ -247,19 +285,42 @@ mod tests {
     #[test]
     fn ssrf_hits_are_reported_once_over_overlapping_pii() {
         let value = json!({"url": "http://bob@127.0.0.1/admin"});
-        let r = rules(&[(Detector::Ssrf, Action::Block), (Detector::Email, Action::Log)]);
+        let r = rules(&[
+            (Detector::Ssrf, Action::Block),
+            (Detector::Email, Action::Log),
+        ]);
         let s = scan(&value, &r, "$");
-        assert_eq!(s.hits.iter().map(|h| h.detector).collect::<Vec<_>>(), [Detector::Ssrf]);
+        assert_eq!(
+            s.hits.iter().map(|h| h.detector).collect::<Vec<_>>(),
+            [Detector::Ssrf]
+        );
         assert_eq!(s.masked["url"], "[REDACTED:ssrf]");
     }
 
     #[test]
     fn risk_score_formula() {
-        let hit = |d| Hit { detector: d, path: "$".into(), action: Action::Log };
+        let hit = |d| Hit {
+            detector: d,
+            path: "$".into(),
+            action: Action::Log,
+        };
         assert_eq!(risk_score(&[]), 0.0);
         assert_eq!(risk_score(&[hit(Detector::Ssn)]), 0.9);
-        assert_eq!(risk_score(&[hit(Detector::Email), hit(Detector::Email)]), 0.2);
-        assert_eq!(risk_score(&[hit(Detector::Email), hit(Detector::Phone)]), 0.36);
-        assert_eq!(risk_score(&[hit(Detector::Ssn), hit(Detector::PaymentCard), hit(Detector::Ssrf)]), 0.999);
+        assert_eq!(
+            risk_score(&[hit(Detector::Email), hit(Detector::Email)]),
+            0.2
+        );
+        assert_eq!(
+            risk_score(&[hit(Detector::Email), hit(Detector::Phone)]),
+            0.36
+        );
+        assert_eq!(
+            risk_score(&[
+                hit(Detector::Ssn),
+                hit(Detector::PaymentCard),
+                hit(Detector::Ssrf)
+            ]),
+            0.999
+        );
     }
 }

@@ -12,7 +12,10 @@ impl Headers {
 
     /// The first value of `name`, as Envoy's own lookup gives it (names compared in any case).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// Every header in order, duplicates kept.

@@ -36,7 +36,12 @@ pub fn response_headers() -> Headers {
 /// U+FFFD, which no token, method or tool name contains.
 fn headers(map: MapType) -> Headers {
     match hostcalls::get_map_bytes(map) {
-        Ok(pairs) => Headers::new(pairs.into_iter().map(|(name, value)| (name, lossy(value))).collect()),
+        Ok(pairs) => Headers::new(
+            pairs
+                .into_iter()
+                .map(|(name, value)| (name, lossy(value)))
+                .collect(),
+        ),
         Err(e) => {
             log::warn!("reading the {map:?} failed: {e:?}");
             Headers::default()
@@ -50,7 +55,10 @@ pub fn call_response_header(name: &str) -> Option<String> {
 
 /// A header value as text (the SDK's `get_map_value` would panic on a value that is not UTF-8).
 fn header(map: MapType, name: &str) -> Option<String> {
-    hostcalls::get_map_value_bytes(map, name).ok().flatten().map(lossy)
+    hostcalls::get_map_value_bytes(map, name)
+        .ok()
+        .flatten()
+        .map(lossy)
 }
 
 fn lossy(bytes: Vec<u8>) -> String {
@@ -92,7 +100,11 @@ pub fn set_request_header(name: &str, value: &str) {
 
 /// Removes a request (`request: true`) or response header.
 pub fn remove_header(request: bool, name: &str) {
-    let map = if request { MapType::HttpRequestHeaders } else { MapType::HttpResponseHeaders };
+    let map = if request {
+        MapType::HttpRequestHeaders
+    } else {
+        MapType::HttpResponseHeaders
+    };
     if let Err(e) = hostcalls::set_map_value(map, name, None) {
         log::warn!("removing header {name} failed: {e:?}");
     }
@@ -125,7 +137,12 @@ pub fn send_response(status: u32, headers: &[(&str, String)], body: &str) {
     }
 }
 
-pub fn dispatch(cluster: &str, headers: Vec<(&str, &str)>, body: Option<&[u8]>, timeout: Duration) -> Option<u32> {
+pub fn dispatch(
+    cluster: &str,
+    headers: Vec<(&str, &str)>,
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> Option<u32> {
     match hostcalls::dispatch_http_call(cluster, headers, body, vec![], timeout) {
         Ok(token) => Some(token),
         Err(status) => {
@@ -182,7 +199,9 @@ impl Gauge {
 
     /// Moves the gauge from `from` to `to` (this worker's part of it).
     pub fn shift(self, from: usize, to: usize) {
-        let delta = i64::try_from(to).unwrap_or(i64::MAX).saturating_sub(i64::try_from(from).unwrap_or(i64::MAX));
+        let delta = i64::try_from(to)
+            .unwrap_or(i64::MAX)
+            .saturating_sub(i64::try_from(from).unwrap_or(i64::MAX));
         if let (Some(id), true) = (self.0, delta != 0) {
             let _ = hostcalls::increment_metric(id, delta);
         }

@@ -50,7 +50,9 @@ impl Identity {
             email: first_string(&custom, &layout.email),
             tenant: first_string(&custom, &layout.tenant),
             scopes,
-            client_type: client_id.as_ref().and_then(|id| cfg.client_types.get(id).cloned()),
+            client_type: client_id
+                .as_ref()
+                .and_then(|id| cfg.client_types.get(id).cloned()),
             client_id,
             delegation_chain: delegation_chain(custom.get("act")),
             expires_at: claims.expires_at.map_or(0, |t| t.as_secs()),
@@ -68,8 +70,11 @@ fn delegation_chain(act: Option<&Value>) -> Option<Vec<Value>> {
         if chain.len() == MAX_DEPTH {
             break;
         }
-        let own: Map<String, Value> =
-            actor.iter().filter(|(k, _)| *k != "act").map(|(k, v)| (k.clone(), v.clone())).collect();
+        let own: Map<String, Value> = actor
+            .iter()
+            .filter(|(k, _)| *k != "act")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         chain.push(Value::Object(own));
         current = actor.get("act");
     }
@@ -85,7 +90,10 @@ pub struct TokenCache {
 
 impl TokenCache {
     pub fn new(capacity: usize) -> Self {
-        TokenCache { capacity, entries: HashMap::new() }
+        TokenCache {
+            capacity,
+            entries: HashMap::new(),
+        }
     }
 
     pub fn key(token: &str) -> [u8; 32] {
@@ -134,8 +142,9 @@ mod tests {
         let mut cfg = identity_config();
         adjust(&mut cfg);
         let token = idp.sign(claims);
-        let claims = crate::token::verify(&token, &idp.keys, &cfg, std::time::Duration::from_secs(NOW))
-            .unwrap();
+        let claims =
+            crate::token::verify(&token, &idp.keys, &cfg, std::time::Duration::from_secs(NOW))
+                .unwrap();
         Identity::from_claims(&claims, &cfg)
     }
 
@@ -148,14 +157,24 @@ mod tests {
             |c| {
                 c.claims.tenant = vec!["org_id".into()];
                 c.claims.roles = vec!["roles".into()];
-                c.role_scopes.insert("admin".into(), vec!["salesforce:write".into()]);
-                c.client_types.insert("claude-desktop-app".into(), "claude-desktop".into());
+                c.role_scopes
+                    .insert("admin".into(), vec!["salesforce:write".into()]);
+                c.client_types
+                    .insert("claude-desktop-app".into(), "claude-desktop".into());
             },
         );
         assert_eq!(id.sub, "alice");
         assert_eq!(id.email.as_deref(), Some("alice@acme.com"));
         assert_eq!(id.tenant.as_deref(), Some("org_acme_corp"));
-        assert_eq!(id.scopes, ["salesforce:read", "files:read", "github:write", "salesforce:write"]);
+        assert_eq!(
+            id.scopes,
+            [
+                "salesforce:read",
+                "files:read",
+                "github:write",
+                "salesforce:write"
+            ]
+        );
         assert_eq!(id.client_id.as_deref(), Some("claude-desktop-app"));
         assert_eq!(id.client_type.as_deref(), Some("claude-desktop"));
         assert_eq!(id.delegation_chain, None);
@@ -170,7 +189,10 @@ mod tests {
                    "roles": ["Salesforce.Write"], "upn": "u@acme.com", "preferred_username": "alice@acme.com"}),
             |c| c.claims = ClaimLayout::preset(Preset::Entra, &c.audiences),
         );
-        assert_eq!((id.sub.as_str(), id.email.as_deref(), id.tenant.as_deref()), ("0000-66f3", Some("alice@acme.com"), Some("72f988bf")));
+        assert_eq!(
+            (id.sub.as_str(), id.email.as_deref(), id.tenant.as_deref()),
+            ("0000-66f3", Some("alice@acme.com"), Some("72f988bf"))
+        );
         assert_eq!(id.scopes, ["Files.Read", "Mail.Send", "Salesforce.Write"]);
         assert_eq!(id.client_id.as_deref(), Some("6e74172b"));
 
@@ -179,19 +201,38 @@ mod tests {
                    "resource_access": {"acp": {"roles": ["admin"]}, "account": {"roles": ["hr"]}}}),
             |c| {
                 c.claims = ClaimLayout::preset(Preset::Keycloak, &c.audiences);
-                for (role, scope) in [("sales", "salesforce:read"), ("admin", "salesforce:write"), ("hr", "hr:read")] {
+                for (role, scope) in [
+                    ("sales", "salesforce:read"),
+                    ("admin", "salesforce:write"),
+                    ("hr", "hr:read"),
+                ] {
                     c.role_scopes.insert(role.into(), vec![scope.into()]);
                 }
             },
         );
-        assert_eq!((id.sub.as_str(), id.tenant.as_deref()), ("alice", None), "`sub` when no other subject claim");
-        assert_eq!(id.scopes, ["openid", "files:read", "salesforce:read", "salesforce:write"]);
+        assert_eq!(
+            (id.sub.as_str(), id.tenant.as_deref()),
+            ("alice", None),
+            "`sub` when no other subject claim"
+        );
+        assert_eq!(
+            id.scopes,
+            [
+                "openid",
+                "files:read",
+                "salesforce:read",
+                "salesforce:write"
+            ]
+        );
     }
 
     #[test]
     fn unmapped_client_and_permissions_claim() {
         let id = identity(json!({"client_id": "cli", "permissions": ["a:b"]}), |_| {});
-        assert_eq!((id.client_id.as_deref(), id.client_type), (Some("cli"), None));
+        assert_eq!(
+            (id.client_id.as_deref(), id.client_type),
+            (Some("cli"), None)
+        );
         assert_eq!(id.scopes, ["a:b"]);
         assert_eq!(id.tenant, None);
     }
@@ -204,7 +245,10 @@ mod tests {
         );
         assert_eq!(
             id.delegation_chain,
-            Some(vec![json!({"sub": "agent-b", "client_id": "b"}), json!({"sub": "agent-a"})])
+            Some(vec![
+                json!({"sub": "agent-b", "client_id": "b"}),
+                json!({"sub": "agent-a"})
+            ])
         );
         let mut deep = json!({"sub": "a0"});
         for i in 1..40 {
@@ -215,9 +259,18 @@ mod tests {
 
     #[test]
     fn cache_expires_entries_and_stays_bounded() {
-        let id = |exp| Rc::new(Identity { expires_at: exp, ..identity(json!({}), |_| {}) });
+        let id = |exp| {
+            Rc::new(Identity {
+                expires_at: exp,
+                ..identity(json!({}), |_| {})
+            })
+        };
         let mut cache = TokenCache::new(2);
-        let (a, b, c) = (TokenCache::key("a"), TokenCache::key("b"), TokenCache::key("c"));
+        let (a, b, c) = (
+            TokenCache::key("a"),
+            TokenCache::key("b"),
+            TokenCache::key("c"),
+        );
         cache.insert(a, id(100), 0);
         cache.insert(b, id(200), 0);
         assert!(cache.get(&a, 99).is_some());

@@ -127,7 +127,10 @@ impl Jwk {
                 let (n, e) = (b64("n", self.n.as_ref())?, b64("e", self.e.as_ref())?);
                 let key = RsaKey::from_components(&n, &e)?;
                 if !RSA_MODULUS_BITS.contains(&key.modulus_bits()) {
-                    return Err(format!("RSA key of {} bits: 2048 to 4096 supported", key.modulus_bits()));
+                    return Err(format!(
+                        "RSA key of {} bits: 2048 to 4096 supported",
+                        key.modulus_bits()
+                    ));
                 }
                 if !key.has_exponent(RSA_EXPONENT) {
                     return Err("RSA public exponent must be 65537".into());
@@ -155,7 +158,13 @@ pub struct RefreshSchedule {
 
 impl RefreshSchedule {
     pub fn new(remote: RemoteJwks) -> Self {
-        RefreshSchedule { remote, next_fetch_at: 0, last_fetch_at: None, in_flight: false, failures: 0 }
+        RefreshSchedule {
+            remote,
+            next_fetch_at: 0,
+            last_fetch_at: None,
+            in_flight: false,
+            failures: 0,
+        }
     }
 
     pub fn remote(&self) -> &RemoteJwks {
@@ -227,7 +236,9 @@ pub(crate) mod tests {
 
         let err = KeySet::from_jwks_value(&json!({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}));
         assert_eq!(err.unwrap_err(), "no RS256 or ES256 signing key");
-        assert!(KeySet::from_jwks_bytes(b"nope").unwrap_err().starts_with("not JSON"));
+        assert!(KeySet::from_jwks_bytes(b"nope")
+            .unwrap_err()
+            .starts_with("not JSON"));
     }
 
     #[test]
@@ -244,10 +255,21 @@ pub(crate) mod tests {
             KeySet::from_jwks_value(&json!({"keys": [{"kty": "RSA", "kid": "r",
                 "n": URL_SAFE_NO_PAD.encode(n), "e": URL_SAFE_NO_PAD.encode(e)}]}))
         };
-        assert_eq!(rsa(&[0xff; 256], &[1, 0, 1]).unwrap().get(Some("r")).unwrap().alg(), "RS256");
+        assert_eq!(
+            rsa(&[0xff; 256], &[1, 0, 1])
+                .unwrap()
+                .get(Some("r"))
+                .unwrap()
+                .alg(),
+            "RS256"
+        );
         assert!(rsa(&[0xff; 512], &[1, 0, 1]).is_ok());
-        assert!(rsa(&[0xff; 128], &[1, 0, 1]).unwrap_err().contains("1024 bits"));
-        assert!(rsa(&[0xff; 513], &[1, 0, 1]).unwrap_err().contains("4104 bits"));
+        assert!(rsa(&[0xff; 128], &[1, 0, 1])
+            .unwrap_err()
+            .contains("1024 bits"));
+        assert!(rsa(&[0xff; 513], &[1, 0, 1])
+            .unwrap_err()
+            .contains("4104 bits"));
         assert!(rsa(&[0xff; 256], &[3]).unwrap_err().contains("65537"));
     }
 
@@ -285,7 +307,10 @@ pub(crate) mod tests {
         assert!(s.start_fetch(3000));
         s.fetched(3000);
         s.unknown_kid(4000);
-        assert!(!s.start_fetch(4000), "within minRefetchSeconds of the last fetch");
+        assert!(
+            !s.start_fetch(4000),
+            "within minRefetchSeconds of the last fetch"
+        );
         assert!(s.start_fetch(33_000));
     }
 }

@@ -24,12 +24,17 @@ pub fn check(token: &str) -> Result<(), AuthFailure> {
         return Err(AuthFailure::TokenTooLarge);
     }
     let mut segments = token.split('.');
-    let (Some(header), Some(payload), Some(signature), None) =
-        (segments.next(), segments.next(), segments.next(), segments.next())
-    else {
+    let (Some(header), Some(payload), Some(signature), None) = (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) else {
         return Err(AuthFailure::Malformed);
     };
-    URL_SAFE_NO_PAD.decode(signature).map_err(|_| AuthFailure::Malformed)?;
+    URL_SAFE_NO_PAD
+        .decode(signature)
+        .map_err(|_| AuthFailure::Malformed)?;
     let header = object(header)?;
     if header.contains_key("crit") {
         // RFC 7515 4.1.11: a recipient must refuse critical extensions it does not understand;
@@ -44,7 +49,9 @@ pub fn check(token: &str) -> Result<(), AuthFailure> {
 }
 
 fn object(segment: &str) -> Result<Map<String, Value>, AuthFailure> {
-    let bytes = URL_SAFE_NO_PAD.decode(segment).map_err(|_| AuthFailure::Malformed)?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| AuthFailure::Malformed)?;
     match strict_json::parse(&bytes) {
         Ok(Value::Object(members)) => Ok(members),
         Err(StrictError::DuplicateKey(_)) => Err(AuthFailure::DuplicateClaim),

@@ -29,8 +29,11 @@ struct Metadata {
 /// The payload `jwt_authn` verified, from the serialized dynamic metadata; `None` when it
 /// verified none (no token, or a route that does not require one).
 pub fn payload(metadata: &[u8], key: &str) -> Result<Option<Map<String, Value>>, String> {
-    let metadata = Metadata::decode(metadata).map_err(|e| format!("dynamic metadata not decodable: {e}"))?;
-    let Some(fields) = metadata.filter_metadata.get(NAMESPACE) else { return Ok(None) };
+    let metadata =
+        Metadata::decode(metadata).map_err(|e| format!("dynamic metadata not decodable: {e}"))?;
+    let Some(fields) = metadata.filter_metadata.get(NAMESPACE) else {
+        return Ok(None);
+    };
     match fields.fields.get(key).and_then(|v| v.kind.as_ref()) {
         None => Ok(None),
         Some(Kind::StructValue(s)) => Ok(Some(object(&s.fields))),
@@ -49,7 +52,9 @@ fn json(value: &prost_types::Value) -> Value {
         None | Some(Kind::NullValue(_)) => Value::Null,
         Some(Kind::BoolValue(b)) => Value::Bool(*b),
         Some(Kind::StringValue(s)) => Value::String(s.clone()),
-        Some(Kind::NumberValue(n)) if n.fract() == 0.0 && n.abs() < 9.0e15 => Value::Number(Number::from(*n as i64)),
+        Some(Kind::NumberValue(n)) if n.fract() == 0.0 && n.abs() < 9.0e15 => {
+            Value::Number(Number::from(*n as i64))
+        }
         Some(Kind::NumberValue(n)) => Number::from_f64(*n).map_or(Value::Null, Value::Number),
         Some(Kind::StructValue(s)) => Value::Object(object(&s.fields)),
         Some(Kind::ListValue(l)) => Value::Array(l.values.iter().map(json).collect()),
@@ -58,12 +63,21 @@ fn json(value: &prost_types::Value) -> Value {
 
 /// The claims of a payload `jwt_authn` verified, after checking the issuer and audience this
 /// filter is configured for, the lifetime (with the clock skew) and the subject.
-pub fn claims(payload: Map<String, Value>, cfg: &IdentityConfig, now: Duration) -> Result<Claims, AuthFailure> {
-    let claims: Claims = serde_json::from_value(Value::Object(payload)).map_err(|_| AuthFailure::Malformed)?;
+pub fn claims(
+    payload: Map<String, Value>,
+    cfg: &IdentityConfig,
+    now: Duration,
+) -> Result<Claims, AuthFailure> {
+    let claims: Claims =
+        serde_json::from_value(Value::Object(payload)).map_err(|_| AuthFailure::Malformed)?;
     if claims.issuer.as_deref() != Some(cfg.issuer.as_str()) {
         return Err(AuthFailure::WrongIssuer);
     }
-    let audiences: HashSet<String> = claims.audiences.clone().map(|a| a.into_set()).unwrap_or_default();
+    let audiences: HashSet<String> = claims
+        .audiences
+        .clone()
+        .map(|a| a.into_set())
+        .unwrap_or_default();
     if !cfg.audiences.iter().any(|a| audiences.contains(a)) {
         return Err(AuthFailure::WrongAudience);
     }
@@ -72,7 +86,10 @@ pub fn claims(payload: Map<String, Value>, cfg: &IdentityConfig, now: Duration) 
     if expires_at.saturating_add(skew) <= now {
         return Err(AuthFailure::Expired);
     }
-    if claims.invalid_before.is_some_and(|nbf| nbf.as_secs() > now.saturating_add(skew)) {
+    if claims
+        .invalid_before
+        .is_some_and(|nbf| nbf.as_secs() > now.saturating_add(skew))
+    {
         return Err(AuthFailure::NotYetValid);
     }
     if claims.subject.as_deref().is_none_or(str::is_empty) {
@@ -93,21 +110,30 @@ mod tests {
             Value::Bool(b) => Kind::BoolValue(*b),
             Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap()),
             Value::String(s) => Kind::StringValue(s.clone()),
-            Value::Array(a) => Kind::ListValue(prost_types::ListValue { values: a.iter().map(value).collect() }),
+            Value::Array(a) => Kind::ListValue(prost_types::ListValue {
+                values: a.iter().map(value).collect(),
+            }),
             Value::Object(o) => Kind::StructValue(structure(o)),
         };
         prost_types::Value { kind: Some(kind) }
     }
 
     fn structure(o: &Map<String, Value>) -> prost_types::Struct {
-        prost_types::Struct { fields: o.iter().map(|(k, v)| (k.clone(), value(v))).collect() }
+        prost_types::Struct {
+            fields: o.iter().map(|(k, v)| (k.clone(), value(v))).collect(),
+        }
     }
 
     /// Serialized metadata as Envoy hands it over: `namespace` → {`key`: payload}.
     fn metadata(namespace: &str, key: &str, payload: Value) -> Vec<u8> {
         let inner = json!({ key: payload });
-        Metadata { filter_metadata: HashMap::from([(namespace.to_string(), structure(inner.as_object().unwrap()))]) }
-            .encode_to_vec()
+        Metadata {
+            filter_metadata: HashMap::from([(
+                namespace.to_string(),
+                structure(inner.as_object().unwrap()),
+            )]),
+        }
+        .encode_to_vec()
     }
 
     fn payload_claims() -> Value {
@@ -121,8 +147,19 @@ mod tests {
         let got = payload(&bytes, "jwt_payload").unwrap().unwrap();
         assert_eq!(Value::Object(got), payload_claims());
         assert_eq!(payload(&bytes, "other_key").unwrap(), None);
-        assert_eq!(payload(&metadata("envoy.lb", "jwt_payload", payload_claims()), "jwt_payload").unwrap(), None);
-        assert_eq!(payload(&[], "jwt_payload").unwrap(), None, "no dynamic metadata at all");
+        assert_eq!(
+            payload(
+                &metadata("envoy.lb", "jwt_payload", payload_claims()),
+                "jwt_payload"
+            )
+            .unwrap(),
+            None
+        );
+        assert_eq!(
+            payload(&[], "jwt_payload").unwrap(),
+            None,
+            "no dynamic metadata at all"
+        );
         assert!(payload(&metadata(NAMESPACE, "k", json!("str")), "k").is_err());
         assert!(payload(&[0xff, 0xff, 0xff], "k").is_err());
     }
@@ -139,15 +176,25 @@ mod tests {
                     p[k] = v.clone();
                 }
             }
-            claims(p.as_object().unwrap().clone(), &cfg, Duration::from_secs(NOW))
+            claims(
+                p.as_object().unwrap().clone(),
+                &cfg,
+                Duration::from_secs(NOW),
+            )
         };
         let ok = check(json!({})).unwrap();
         assert_eq!(ok.subject.as_deref(), Some("alice"));
         assert_eq!(ok.custom["scp"], json!(["a", "b"]));
         assert!(check(json!({"aud": "acp"})).is_ok());
-        assert!(check(json!({"exp": NOW - 59})).is_ok(), "within the clock skew");
+        assert!(
+            check(json!({"exp": NOW - 59})).is_ok(),
+            "within the clock skew"
+        );
         let cases = [
-            (json!({"iss": "https://evil.example"}), AuthFailure::WrongIssuer),
+            (
+                json!({"iss": "https://evil.example"}),
+                AuthFailure::WrongIssuer,
+            ),
             (json!({"iss": null}), AuthFailure::WrongIssuer),
             (json!({"aud": "other"}), AuthFailure::WrongAudience),
             (json!({"aud": null}), AuthFailure::WrongAudience),

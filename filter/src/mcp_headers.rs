@@ -35,7 +35,9 @@ impl McpHeaders {
                 "mcp-method" => headers.method = Some(value.to_string()),
                 "mcp-name" => headers.name = Some(value.to_string()),
                 "mcp-protocol-version" => headers.protocol_version = Some(value.to_string()),
-                _ if name.starts_with(PARAM_PREFIX) => headers.params.push((name, value.to_string())),
+                _ if name.starts_with(PARAM_PREFIX) => {
+                    headers.params.push((name, value.to_string()))
+                }
                 _ => {}
             }
         }
@@ -46,7 +48,10 @@ impl McpHeaders {
 /// A header value with its `=?base64?...?=` wrapping undone; `None` when the wrapping is
 /// malformed (bad or non-canonical base64, not UTF-8), so it never matches a body value.
 pub fn decode(value: &str) -> Option<String> {
-    let Some(payload) = value.strip_prefix("=?base64?").and_then(|v| v.strip_suffix("?=")) else {
+    let Some(payload) = value
+        .strip_prefix("=?base64?")
+        .and_then(|v| v.strip_suffix("?="))
+    else {
         return Some(value.to_string());
     };
     let bytes = STANDARD.decode(payload).ok()?;
@@ -66,7 +71,13 @@ pub fn decode(value: &str) -> Option<String> {
 /// the exact binding against the schema.
 pub fn check(req: &McpRequest, headers: &McpHeaders) -> Result<(), String> {
     if let Some(body_version) = req.envelope.protocol_version.as_ref() {
-        if headers.protocol_version.as_deref().map(Value::from).as_ref() != Some(body_version) {
+        if headers
+            .protocol_version
+            .as_deref()
+            .map(Value::from)
+            .as_ref()
+            != Some(body_version)
+        {
             return Err(format!(
                 "MCP-Protocol-Version header {:?} does not match params._meta's protocol version {body_version}",
                 headers.protocol_version.as_deref().unwrap_or_default()
@@ -88,7 +99,9 @@ pub fn check(req: &McpRequest, headers: &McpHeaders) -> Result<(), String> {
         seen.push(name);
         let carried = decode(value).is_some_and(|v| arguments.is_some_and(|a| carries(a, &v)));
         if !carried {
-            return Err(format!("header {name} carries a value no argument of the body has"));
+            return Err(format!(
+                "header {name} carries a value no argument of the body has"
+            ));
         }
     }
     Ok(())
@@ -106,7 +119,9 @@ fn carries(value: &Value, header: &str) -> bool {
             n.to_string() == header
                 || n.as_i64().is_some_and(|i| {
                     header.split_once('.').is_some_and(|(whole, fraction)| {
-                        whole.parse::<i64>() == Ok(i) && !fraction.is_empty() && fraction.bytes().all(|b| b == b'0')
+                        whole.parse::<i64>() == Ok(i)
+                            && !fraction.is_empty()
+                            && fraction.bytes().all(|b| b == b'0')
                     })
                 })
         }
@@ -138,11 +153,18 @@ mod tests {
 
     #[test]
     fn picks_the_mcp_headers_in_any_case() {
-        let h = McpHeaders::from_pairs([("MCP-PROTOCOL-VERSION", "2026-07-28"), ("mcp-method", "tools/call"),
-                                        ("Mcp-Param-Region", "eu"), ("accept", "*/*")]);
+        let h = McpHeaders::from_pairs([
+            ("MCP-PROTOCOL-VERSION", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("Mcp-Param-Region", "eu"),
+            ("accept", "*/*"),
+        ]);
         assert_eq!(h.protocol_version.as_deref(), Some("2026-07-28"));
         assert_eq!(h.method.as_deref(), Some("tools/call"));
-        assert_eq!(h.params, [("mcp-param-region".to_string(), "eu".to_string())]);
+        assert_eq!(
+            h.params,
+            [("mcp-param-region".to_string(), "eu".to_string())]
+        );
     }
 
     #[test]
@@ -150,7 +172,11 @@ mod tests {
         assert_eq!(decode("plain").as_deref(), Some("plain"));
         assert_eq!(decode("=?base64?IGjDqSA=?=").as_deref(), Some(" hé "));
         assert_eq!(decode("=?base64?not base64?="), None);
-        assert_eq!(decode("=?base64?IGjDqSB=?="), None, "non-canonical trailing bits");
+        assert_eq!(
+            decode("=?base64?IGjDqSB=?="),
+            None,
+            "non-canonical trailing bits"
+        );
         assert_eq!(decode("=?base64?/w==?="), None, "not UTF-8");
     }
 
@@ -159,27 +185,56 @@ mod tests {
         let call = modern_call(json!({}));
         assert!(check(&call, &headers(Some("2026-07-28"), &[])).is_ok());
         assert!(check(&call, &headers(Some("2025-11-25"), &[])).is_err());
-        assert!(check(&call, &headers(None, &[])).is_err(), "the envelope names a version, the header must too");
+        assert!(
+            check(&call, &headers(None, &[])).is_err(),
+            "the envelope names a version, the header must too"
+        );
         // Handshake-era requests carry the header but no envelope.
         let legacy = parse(br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).unwrap();
-        assert!(check(&legacy, &McpHeaders::from_pairs([("mcp-protocol-version", "2025-06-18")])).is_ok());
+        assert!(check(
+            &legacy,
+            &McpHeaders::from_pairs([("mcp-protocol-version", "2025-06-18")])
+        )
+        .is_ok());
     }
 
     #[test]
     fn param_headers_must_carry_values_of_the_body() {
-        let call = modern_call(json!({"path": "plans/q2.md", "opts": {"limit": 42, "raw": true}, "note": " hé "}));
+        let call = modern_call(
+            json!({"path": "plans/q2.md", "opts": {"limit": 42, "raw": true}, "note": " hé "}),
+        );
         let v = Some("2026-07-28");
-        for ok in [("Mcp-Param-Path", "plans/q2.md"), ("Mcp-Param-Limit", "42"), ("Mcp-Param-Limit", "42.00"),
-                   ("Mcp-Param-Raw", "true"), ("Mcp-Param-Note", "=?base64?IGjDqSA=?=")] {
+        for ok in [
+            ("Mcp-Param-Path", "plans/q2.md"),
+            ("Mcp-Param-Limit", "42"),
+            ("Mcp-Param-Limit", "42.00"),
+            ("Mcp-Param-Raw", "true"),
+            ("Mcp-Param-Note", "=?base64?IGjDqSA=?="),
+        ] {
             assert!(check(&call, &headers(v, &[ok])).is_ok(), "{ok:?}");
         }
-        for bad in [("Mcp-Param-Path", "secrets.txt"), ("Mcp-Param-Limit", "42.5"), ("Mcp-Param-Raw", "false"),
-                    ("Mcp-Param-Note", "hé"), ("Mcp-Param-Note", "=?base64?broken?=")] {
+        for bad in [
+            ("Mcp-Param-Path", "secrets.txt"),
+            ("Mcp-Param-Limit", "42.5"),
+            ("Mcp-Param-Raw", "false"),
+            ("Mcp-Param-Note", "hé"),
+            ("Mcp-Param-Note", "=?base64?broken?="),
+        ] {
             assert!(check(&call, &headers(v, &[bad])).is_err(), "{bad:?}");
         }
-        let twice = headers(v, &[("Mcp-Param-Path", "plans/q2.md"), ("mcp-param-path", "plans/q2.md")]);
+        let twice = headers(
+            v,
+            &[
+                ("Mcp-Param-Path", "plans/q2.md"),
+                ("mcp-param-path", "plans/q2.md"),
+            ],
+        );
         assert!(check(&call, &twice).unwrap_err().contains("more than once"));
-        assert!(check(&modern_call(Value::Null), &headers(v, &[("Mcp-Param-Path", "x")])).is_err());
+        assert!(check(
+            &modern_call(Value::Null),
+            &headers(v, &[("Mcp-Param-Path", "x")])
+        )
+        .is_err());
     }
 
     #[test]

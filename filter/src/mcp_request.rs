@@ -10,11 +10,18 @@ use crate::strict_json::{self, StrictError};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
-    ToolCall { id: Option<Value>, name: String, arguments: Option<Value> },
+    ToolCall {
+        id: Option<Value>,
+        name: String,
+        arguments: Option<Value>,
+    },
     /// A `tools/call` without a string `params.name`.
     BadToolCall { id: Option<Value> },
     /// Any other request, a notification, or a response the client sends back to the server.
-    Other { id: Option<Value>, method: Option<String> },
+    Other {
+        id: Option<Value>,
+        method: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -46,8 +53,15 @@ impl Envelope {
             _ => None,
         };
         Envelope {
-            protocol_version: params.and_then(|p| p.get("_meta")?.get(PROTOCOL_VERSION_META_KEY)).cloned(),
-            name: name_key.map(|key| params.and_then(|p| p.get(key)).cloned().unwrap_or(Value::Null)),
+            protocol_version: params
+                .and_then(|p| p.get("_meta")?.get(PROTOCOL_VERSION_META_KEY))
+                .cloned(),
+            name: name_key.map(|key| {
+                params
+                    .and_then(|p| p.get(key))
+                    .cloned()
+                    .unwrap_or(Value::Null)
+            }),
         }
     }
 }
@@ -66,9 +80,9 @@ pub enum ParseError {
 impl Message {
     pub fn id(&self) -> Option<&Value> {
         match self {
-            Message::ToolCall { id, .. } | Message::BadToolCall { id } | Message::Other { id, .. } => {
-                id.as_ref()
-            }
+            Message::ToolCall { id, .. }
+            | Message::BadToolCall { id }
+            | Message::Other { id, .. } => id.as_ref(),
         }
     }
 
@@ -95,7 +109,9 @@ pub fn parse(body: &[u8]) -> Result<McpRequest, ParseError> {
             messages: items
                 .into_iter()
                 .enumerate()
-                .map(|(i, item)| message(item).map_err(|e| ParseError::InvalidRequest(format!("[{i}]: {e}"))))
+                .map(|(i, item)| {
+                    message(item).map_err(|e| ParseError::InvalidRequest(format!("[{i}]: {e}")))
+                })
                 .collect::<Result<_, _>>()?,
         }),
         other => Ok(McpRequest {
@@ -114,7 +130,10 @@ fn message(value: Value) -> Result<Message, String> {
         return Err("`jsonrpc` must be \"2.0\"".into());
     }
     let id = obj.remove("id");
-    if id.as_ref().is_some_and(|id| !matches!(id, Value::String(_) | Value::Number(_) | Value::Null)) {
+    if id
+        .as_ref()
+        .is_some_and(|id| !matches!(id, Value::String(_) | Value::Number(_) | Value::Null))
+    {
         return Err("`id` must be a string, a number or null".into());
     }
     let method = match obj.remove("method") {
@@ -130,7 +149,11 @@ fn message(value: Value) -> Result<Message, String> {
         _ => return Ok(Message::BadToolCall { id }),
     };
     match params.remove("name") {
-        Some(Value::String(name)) => Ok(Message::ToolCall { id, name, arguments: params.remove("arguments") }),
+        Some(Value::String(name)) => Ok(Message::ToolCall {
+            id,
+            name,
+            arguments: params.remove("arguments"),
+        }),
         _ => Ok(Message::BadToolCall { id }),
     }
 }
@@ -158,7 +181,9 @@ pub fn check_headers(req: &McpRequest, headers: &McpHeaders) -> Result<(), Strin
         match &req.envelope.name {
             Some(Value::String(name)) if mcp_headers::decode(header).as_ref() == Some(name) => {}
             Some(Value::String(name)) => {
-                return Err(format!("Mcp-Name header {header:?} does not match the body's name {name:?}"));
+                return Err(format!(
+                    "Mcp-Name header {header:?} does not match the body's name {name:?}"
+                ));
             }
             Some(_) => return Err("Mcp-Name header given but the body names nothing".into()),
             None => {}
@@ -184,7 +209,11 @@ mod tests {
         assert!(!r.batch);
         assert_eq!(
             r.messages,
-            [Message::ToolCall { id: Some(json!(7)), name: "salesforce.query".into(), arguments: Some(json!({"q": 1})) }]
+            [Message::ToolCall {
+                id: Some(json!(7)),
+                name: "salesforce.query".into(),
+                arguments: Some(json!({"q": 1}))
+            }]
         );
     }
 
@@ -198,25 +227,46 @@ mod tests {
         ]))
         .unwrap();
         assert!(r.batch);
-        assert_eq!(r.messages[0], Message::Other { id: None, method: Some("notifications/initialized".into()) });
+        assert_eq!(
+            r.messages[0],
+            Message::Other {
+                id: None,
+                method: Some("notifications/initialized".into())
+            }
+        );
         assert_eq!(r.messages[1].id(), Some(&json!("a")));
         assert_eq!(r.messages[2], Message::BadToolCall { id: Some(json!(2)) });
-        assert_eq!(r.messages[3], Message::Other { id: Some(json!(3)), method: None });
+        assert_eq!(
+            r.messages[3],
+            Message::Other {
+                id: Some(json!(3)),
+                method: None
+            }
+        );
     }
 
     #[test]
     fn invalid_bodies() {
         assert_eq!(parse(b"{nope"), Err(ParseError::NotJson));
         assert_eq!(parse(b""), Err(ParseError::NotJson));
-        for bad in [json!([]), json!(1), json!({"id": 1, "method": "x"}), json!([{"jsonrpc": "2.0", "method": 5}]),
-                    json!({"jsonrpc": "2.0", "id": {}, "method": "x"})] {
-            assert!(matches!(p(bad.clone()), Err(ParseError::InvalidRequest(_))), "{bad}");
+        for bad in [
+            json!([]),
+            json!(1),
+            json!({"id": 1, "method": "x"}),
+            json!([{"jsonrpc": "2.0", "method": 5}]),
+            json!({"jsonrpc": "2.0", "id": {}, "method": "x"}),
+        ] {
+            assert!(
+                matches!(p(bad.clone()), Err(ParseError::InvalidRequest(_))),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn duplicate_keys_are_refused_not_resolved() {
-        let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}"#;
+        let body =
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}"#;
         assert_eq!(parse(body), Err(ParseError::DuplicateKey("name".into())));
         let nested = br#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"q":"x","q":"y"}}}]"#;
         assert_eq!(parse(nested), Err(ParseError::DuplicateKey("q".into())));
@@ -224,24 +274,43 @@ mod tests {
 
     #[test]
     fn hostile_bodies_are_parse_errors() {
-        assert_eq!(parse("[".repeat(100_000).as_bytes()), Err(ParseError::NotJson));
+        assert_eq!(
+            parse("[".repeat(100_000).as_bytes()),
+            Err(ParseError::NotJson)
+        );
         let deep_arguments = format!(
             r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"a","arguments":{}1{}}}}}"#,
-            r#"{"a":"#.repeat(200), "}".repeat(200)
+            r#"{"a":"#.repeat(200),
+            "}".repeat(200)
         );
         assert_eq!(parse(deep_arguments.as_bytes()), Err(ParseError::NotJson));
-        assert_eq!(parse(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/\xff\"}"), Err(ParseError::NotJson));
-        let big = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"a","arguments":{{"s":"{}"}}}}}}"#, "x".repeat(1 << 20));
-        assert!(matches!(&parse(big.as_bytes()).unwrap().messages[0], Message::ToolCall { .. }));
+        assert_eq!(
+            parse(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/\xff\"}"),
+            Err(ParseError::NotJson)
+        );
+        let big = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"a","arguments":{{"s":"{}"}}}}}}"#,
+            "x".repeat(1 << 20)
+        );
+        assert!(matches!(
+            &parse(big.as_bytes()).unwrap().messages[0],
+            Message::ToolCall { .. }
+        ));
     }
 
     fn h(method: Option<&str>, name: Option<&str>) -> McpHeaders {
-        McpHeaders { method: method.map(Into::into), name: name.map(Into::into), ..McpHeaders::default() }
+        McpHeaders {
+            method: method.map(Into::into),
+            name: name.map(Into::into),
+            ..McpHeaders::default()
+        }
     }
 
     #[test]
     fn headers_must_match_the_body() {
-        let call = p(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "a"}})).unwrap();
+        let call =
+            p(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "a"}}))
+                .unwrap();
         assert!(check_headers(&call, &h(None, None)).is_ok());
         assert!(check_headers(&call, &h(Some("tools/call"), Some("a"))).is_ok());
         assert!(check_headers(&call, &h(Some("tools/list"), None)).is_err());
@@ -258,23 +327,44 @@ mod tests {
         assert!(check_headers(&prompt, &h(Some("prompts/get"), Some("greet"))).is_ok());
         assert!(check_headers(&prompt, &h(Some("prompts/get"), Some("other"))).is_err());
         let read = p(json!({"jsonrpc": "2.0", "id": 1, "method": "resources/read", "params": {"uri": "file:///a b"}})).unwrap();
-        assert!(check_headers(&read, &h(Some("resources/read"), Some("=?base64?ZmlsZTovLy9hIGI=?="))).is_ok());
+        assert!(check_headers(
+            &read,
+            &h(Some("resources/read"), Some("=?base64?ZmlsZTovLy9hIGI=?="))
+        )
+        .is_ok());
         assert!(check_headers(&read, &h(Some("resources/read"), Some("file:///c"))).is_err());
-        let call = p(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": 5}})).unwrap();
+        let call =
+            p(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": 5}}))
+                .unwrap();
         assert!(check_headers(&call, &h(Some("tools/call"), Some("5"))).is_err());
-        let unnamed = p(json!({"jsonrpc": "2.0", "id": 1, "method": "prompts/get", "params": {}})).unwrap();
+        let unnamed =
+            p(json!({"jsonrpc": "2.0", "id": 1, "method": "prompts/get", "params": {}})).unwrap();
         assert!(check_headers(&unnamed, &h(Some("prompts/get"), Some("greet"))).is_err());
-        let discover = p(json!({"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {}})).unwrap();
+        let discover =
+            p(json!({"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {}}))
+                .unwrap();
         assert!(check_headers(&discover, &h(Some("server/discover"), None)).is_ok());
         assert!(check_headers(&discover, &h(Some("server/discover"), Some("ignored"))).is_ok());
     }
 
     #[test]
     fn the_envelope_of_a_single_message_is_kept() {
-        let r = p(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "a",
-            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}})).unwrap();
-        assert_eq!(r.envelope, Envelope { protocol_version: Some(json!("2026-07-28")), name: Some(json!("a")) });
-        let batch = p(json!([{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "a"}}])).unwrap();
+        let r = p(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "a",
+            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}}),
+        )
+        .unwrap();
+        assert_eq!(
+            r.envelope,
+            Envelope {
+                protocol_version: Some(json!("2026-07-28")),
+                name: Some(json!("a"))
+            }
+        );
+        let batch = p(
+            json!([{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "a"}}]),
+        )
+        .unwrap();
         assert_eq!(batch.envelope, Envelope::default());
     }
 }

@@ -57,7 +57,12 @@ pub fn outcome(message: &Map<String, Value>) -> Option<(String, CallOutcome)> {
     let id = message.get("id")?;
     let outcome = if let Some(error) = message.get("error") {
         CallOutcome::RpcError(error.get("code").and_then(Value::as_i64).unwrap_or(0))
-    } else if message.get("result")?.get("isError").and_then(Value::as_bool) == Some(true) {
+    } else if message
+        .get("result")?
+        .get("isError")
+        .and_then(Value::as_bool)
+        == Some(true)
+    {
         CallOutcome::ToolError
     } else {
         CallOutcome::Success
@@ -83,7 +88,10 @@ pub fn rewrite(
     for event in sse_events(text) {
         let data: Vec<&str> = event
             .lines()
-            .filter_map(|l| l.strip_prefix("data:").map(|d| d.strip_prefix(' ').unwrap_or(d)))
+            .filter_map(|l| {
+                l.strip_prefix("data:")
+                    .map(|d| d.strip_prefix(' ').unwrap_or(d))
+            })
             .collect();
         let edited = serde_json::from_str::<Value>(&data.join("\n"))
             .ok()
@@ -91,7 +99,10 @@ pub fn rewrite(
         match edited {
             Some(value) => {
                 changed = true;
-                for line in event.lines().filter(|l| !l.is_empty() && !l.starts_with("data:")) {
+                for line in event
+                    .lines()
+                    .filter(|l| !l.is_empty() && !l.starts_with("data:"))
+                {
                     out.push_str(line);
                     out.push('\n');
                 }
@@ -126,7 +137,9 @@ fn sse_events(text: &str) -> Vec<&str> {
 
 fn edit_value(value: &mut Value, edit: &mut dyn FnMut(&mut Map<String, Value>) -> bool) -> bool {
     match value {
-        Value::Array(items) => items.iter_mut().fold(false, |changed, item| edit_value(item, edit) | changed),
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |changed, item| edit_value(item, edit) | changed),
         Value::Object(obj) => edit(obj),
         _ => false,
     }
@@ -172,7 +185,10 @@ mod tests {
     #[test]
     fn json_body_single_and_batch() {
         let body = json!({"jsonrpc": "2.0", "id": 1, "result": {"content": []}}).to_string();
-        assert_eq!(outcomes(Some("application/json"), body.as_bytes()), HashMap::from([("1".into(), CallOutcome::Success)]));
+        assert_eq!(
+            outcomes(Some("application/json"), body.as_bytes()),
+            HashMap::from([("1".into(), CallOutcome::Success)])
+        );
         let body = json!([
             {"jsonrpc": "2.0", "id": "a", "error": {"code": -32602, "message": "bad"}},
             {"jsonrpc": "2.0", "id": 2, "result": {"isError": true, "content": []}}
@@ -181,7 +197,10 @@ mod tests {
         let got = outcomes(None, body.as_bytes());
         assert_eq!(got["\"a\""], CallOutcome::RpcError(-32602));
         assert_eq!(got["2"], CallOutcome::ToolError);
-        assert_eq!(CallOutcome::RpcError(-32602).reason().unwrap(), "jsonrpc_error_-32602");
+        assert_eq!(
+            CallOutcome::RpcError(-32602).reason().unwrap(),
+            "jsonrpc_error_-32602"
+        );
     }
 
     #[test]
@@ -194,9 +213,14 @@ mod tests {
 
     #[test]
     fn rewrite_sees_every_event_whatever_the_line_ends() {
-        let event = |id: u32| format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"text":"secret"}}}}"#);
+        let event =
+            |id: u32| format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"text":"secret"}}}}"#);
         for eol in ["\n", "\r\n"] {
-            let body = format!("event: message{eol}data: {}{eol}{eol}event: message{eol}data: {}{eol}{eol}", event(1), event(2));
+            let body = format!(
+                "event: message{eol}data: {}{eol}{eol}event: message{eol}data: {}{eol}{eol}",
+                event(1),
+                event(2)
+            );
             let mut seen = Vec::new();
             let out = rewrite(Some("text/event-stream"), body.as_bytes(), &mut |m| {
                 seen.push(m["id"].clone());

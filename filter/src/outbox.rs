@@ -41,7 +41,10 @@ impl Reservation {
     /// Room for `records` records of a request whose body has `body_bytes` bytes (each record's
     /// input comes from that body).
     pub fn estimate(records: usize, body_bytes: usize) -> Self {
-        Reservation { records, bytes: body_bytes.saturating_add(records.saturating_mul(RECORD_OVERHEAD_BYTES)) }
+        Reservation {
+            records,
+            bytes: body_bytes.saturating_add(records.saturating_mul(RECORD_OVERHEAD_BYTES)),
+        }
     }
 }
 
@@ -67,7 +70,12 @@ impl Delivery {
 }
 
 impl Outbox {
-    pub fn new(max_records: usize, max_bytes: usize, batch_size: usize, max_retry_delay: Duration) -> Self {
+    pub fn new(
+        max_records: usize,
+        max_bytes: usize,
+        batch_size: usize,
+        max_retry_delay: Duration,
+    ) -> Self {
         Outbox {
             queue: VecDeque::new(),
             bytes: 0,
@@ -87,7 +95,10 @@ impl Outbox {
     /// On admission the room is held until [`Outbox::release`].
     pub fn reserve(&mut self, want: Reservation) -> Option<Reservation> {
         let records = self.queue.len() + self.reserved.records + want.records;
-        let bytes = self.bytes.saturating_add(self.reserved.bytes).saturating_add(want.bytes);
+        let bytes = self
+            .bytes
+            .saturating_add(self.reserved.bytes)
+            .saturating_add(want.bytes);
         if records > self.max_records || bytes > self.max_bytes {
             return None;
         }
@@ -127,7 +138,11 @@ impl Outbox {
     /// once only by a full one, so that batches stay large under load.
     pub fn next_batch(&mut self, now: u64, min_records: usize) -> Option<String> {
         let waiting = self.queue.len();
-        if self.in_flight.is_some() || waiting == 0 || waiting < min_records || now < self.next_attempt_at {
+        if self.in_flight.is_some()
+            || waiting == 0
+            || waiting < min_records
+            || now < self.next_attempt_at
+        {
             return None;
         }
         let n = self.queue.len().min(self.batch_size);
@@ -145,7 +160,9 @@ impl Outbox {
 
     /// Settles the batch in flight; returns how many records it held.
     pub fn settle(&mut self, delivery: Delivery, now: u64) -> usize {
-        let Some(n) = self.in_flight.take() else { return 0 };
+        let Some(n) = self.in_flight.take() else {
+            return 0;
+        };
         match delivery {
             Delivery::Done | Delivery::Rejected => {
                 for record in self.queue.drain(..n) {
@@ -190,7 +207,10 @@ mod tests {
         for r in ["{\"a\":1}", "{\"b\":2}", "{\"c\":3}"] {
             assert!(o.push(r.into()));
         }
-        assert_eq!(o.next_batch(0, 1).unwrap(), "{\"records\":[{\"a\":1},{\"b\":2}]}");
+        assert_eq!(
+            o.next_batch(0, 1).unwrap(),
+            "{\"records\":[{\"a\":1},{\"b\":2}]}"
+        );
         assert_eq!(o.next_batch(0, 1), None, "one batch in flight");
         assert_eq!(o.settle(Delivery::Done, 0), 2);
         assert_eq!(o.next_batch(0, 2), None, "a follow-up batch must be full");
@@ -214,7 +234,10 @@ mod tests {
         assert!(o.next_batch(300, 1).is_some());
         for i in 0..20 {
             o.settle(Delivery::Retry, 0);
-            assert!(o.next_batch(1000, 1).is_some(), "delay capped at max_retry_delay ({i})");
+            assert!(
+                o.next_batch(1000, 1).is_some(),
+                "delay capped at max_retry_delay ({i})"
+            );
         }
         o.settle(Delivery::Rejected, 1000);
         assert!(o.is_empty());
@@ -237,9 +260,18 @@ mod tests {
     fn admission_reserves_room_in_records_and_bytes() {
         let mut o = Outbox::new(3, 10_000, 2, Duration::from_secs(1));
         o.push("x".into());
-        let two = o.reserve(Reservation::estimate(2, 0)).expect("1 queued + 2 reserved fit in 3");
-        assert_eq!(o.reserve(Reservation::estimate(1, 0)), None, "full: queued and reserved count");
-        assert!(!o.push("y".into()), "an unadmitted record may not take reserved room");
+        let two = o
+            .reserve(Reservation::estimate(2, 0))
+            .expect("1 queued + 2 reserved fit in 3");
+        assert_eq!(
+            o.reserve(Reservation::estimate(1, 0)),
+            None,
+            "full: queued and reserved count"
+        );
+        assert!(
+            !o.push("y".into()),
+            "an unadmitted record may not take reserved room"
+        );
         o.release(two);
         o.push_admitted("a".into());
         o.push_admitted("b".into());
@@ -247,15 +279,30 @@ mod tests {
         assert_eq!(o.reserve(Reservation::estimate(1, 0)), None);
         o.next_batch(0, 1).unwrap();
         o.settle(Delivery::Done, 0);
-        assert!(o.reserve(Reservation::estimate(1, 0)).is_some(), "delivery frees room");
+        assert!(
+            o.reserve(Reservation::estimate(1, 0)).is_some(),
+            "delivery frees room"
+        );
 
         let mut o = Outbox::new(100, 5_000, 2, Duration::from_secs(1));
-        assert_eq!(o.reserve(Reservation::estimate(2, 1_000)), None, "2 records of ~5 KiB do not fit 5,000 bytes");
+        assert_eq!(
+            o.reserve(Reservation::estimate(2, 1_000)),
+            None,
+            "2 records of ~5 KiB do not fit 5,000 bytes"
+        );
         let one = o.reserve(Reservation::estimate(1, 1_000)).unwrap();
-        assert_eq!(o.reserve(Reservation::estimate(1, 0)), None, "reserved bytes count");
+        assert_eq!(
+            o.reserve(Reservation::estimate(1, 0)),
+            None,
+            "reserved bytes count"
+        );
         o.release(one);
         o.push_admitted("z".repeat(6_000));
-        assert_eq!(o.len(), 1, "an admitted record is kept even above its estimate");
+        assert_eq!(
+            o.len(),
+            1,
+            "an admitted record is kept even above its estimate"
+        );
         assert_eq!(o.reserve(Reservation::estimate(1, 0)), None);
     }
 

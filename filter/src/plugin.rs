@@ -37,7 +37,9 @@ impl Worker {
     /// Brings this worker's part of the `audit_records_buffered` gauge up to date.
     pub fn report_buffered(&mut self) {
         let now = self.outbox.len();
-        self.metrics.audit_buffered.shift(self.buffered_reported, now);
+        self.metrics
+            .audit_buffered
+            .shift(self.buffered_reported, now);
         self.buffered_reported = now;
     }
 }
@@ -58,7 +60,13 @@ pub struct Plugin {
 }
 
 impl Context for Plugin {
-    fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
         let status = host::call_response_header(":status").and_then(|s| s.parse::<u32>().ok());
         let body = host::buffer(BufferType::HttpCallResponseBody, body_size);
         if let Some((_, document)) = self.key_call.filter(|(call, _)| *call == token) {
@@ -70,7 +78,10 @@ impl Context for Plugin {
         } else if self.audit_call == Some(token) {
             self.audit_call = None;
             self.on_audit_response(status, &body);
-            let full = self.worker.as_ref().map_or(usize::MAX, |w| w.borrow().outbox.batch_size());
+            let full = self
+                .worker
+                .as_ref()
+                .map_or(usize::MAX, |w| w.borrow().outbox.batch_size());
             self.flush(full);
             self.finish_closing();
         } else if self.policy_call == Some(token) {
@@ -112,7 +123,12 @@ impl RootContext for Plugin {
             _ => None,
         };
         let audit = &config.audit;
-        let outbox = Outbox::new(audit.max_buffered_records, audit.max_buffered_bytes, audit.batch_size, audit.max_retry_delay);
+        let outbox = Outbox::new(
+            audit.max_buffered_records,
+            audit.max_buffered_bytes,
+            audit.batch_size,
+            audit.max_retry_delay,
+        );
         self.policy = match policy_snapshot::message(&bytes, &config) {
             Some(message) => {
                 let mut policy = Outbox::new(1, usize::MAX, 1, audit.max_retry_delay);
@@ -120,7 +136,9 @@ impl RootContext for Plugin {
                 Some(policy)
             }
             None => {
-                log::error!("the policy document of this configuration could not be built; it is not sent");
+                log::error!(
+                    "the policy document of this configuration could not be built; it is not sent"
+                );
                 None
             }
         };
@@ -163,7 +181,9 @@ impl Plugin {
         let due = {
             let mut w = worker.borrow_mut();
             let now = host::now_millis();
-            w.refresh.as_mut().is_some_and(|refresh| refresh.start_fetch(now))
+            w.refresh
+                .as_mut()
+                .is_some_and(|refresh| refresh.start_fetch(now))
         };
         if let (true, Some(location)) = (due, &self.location) {
             let (document, target) = location.next();
@@ -174,8 +194,17 @@ impl Plugin {
 
     fn dispatch_key_request(&mut self, document: KeyDocument, target: &Target) {
         let Some(worker) = &self.worker else { return };
-        let timeout = worker.borrow().refresh.as_ref().map(|r| r.remote().timeout).unwrap_or_default();
-        let headers = vec![(":method", "GET"), (":path", target.path.as_str()), (":authority", target.authority.as_str())];
+        let timeout = worker
+            .borrow()
+            .refresh
+            .as_ref()
+            .map(|r| r.remote().timeout)
+            .unwrap_or_default();
+        let headers = vec![
+            (":method", "GET"),
+            (":path", target.path.as_str()),
+            (":authority", target.authority.as_str()),
+        ];
         match host::dispatch(&target.cluster, headers, None, timeout) {
             Some(call) => self.key_call = Some((call, document)),
             None => self.key_fetch_failed(document, "the request could not start"),
@@ -183,11 +212,18 @@ impl Plugin {
     }
 
     fn on_discovery(&mut self, status: Option<u32>, body: &[u8]) {
-        let Some(location) = self.location.as_mut() else { return };
+        let Some(location) = self.location.as_mut() else {
+            return;
+        };
         match location.discovered(status, body) {
             Ok(target) => {
                 let target = target.clone();
-                log::info!("OpenID discovery: JWKS at {}{} through cluster {}", target.authority, target.path, target.cluster);
+                log::info!(
+                    "OpenID discovery: JWKS at {}{} through cluster {}",
+                    target.authority,
+                    target.path,
+                    target.cluster
+                );
                 if let Some(worker) = &self.worker {
                     worker.borrow().metrics.discovery_fetched.inc();
                 }
@@ -249,7 +285,10 @@ impl Plugin {
 
     /// Reports a closing plugin done once no record waits and no batch is in flight.
     fn finish_closing(&mut self) {
-        let empty = self.worker.as_ref().is_none_or(|w| w.borrow().outbox.is_empty());
+        let empty = self
+            .worker
+            .as_ref()
+            .is_none_or(|w| w.borrow().outbox.is_empty());
         if self.closing && empty && self.audit_call.is_none() {
             log::info!("buffered audit records delivered; the removed plugin ends");
             self.closing = false;
@@ -265,7 +304,9 @@ impl Plugin {
         }
         let mut w = worker.borrow_mut();
         let now = host::now_millis();
-        let Some(body) = w.outbox.next_batch(now, min_records) else { return };
+        let Some(body) = w.outbox.next_batch(now, min_records) else {
+            return;
+        };
         self.audit_call = post_to_collector(&w.config.audit, acp_record::INGEST_PATH, &body);
         if self.audit_call.is_none() {
             let n = w.outbox.settle(Delivery::Retry, now);
@@ -276,12 +317,16 @@ impl Plugin {
     /// Sends this configuration's policy document when it is not stored yet, none is in
     /// flight and any retry delay has passed.
     fn send_policy(&mut self) {
-        let (Some(worker), Some(policy)) = (&self.worker, self.policy.as_mut()) else { return };
+        let (Some(worker), Some(policy)) = (&self.worker, self.policy.as_mut()) else {
+            return;
+        };
         if self.policy_call.is_some() {
             return;
         }
         let now = host::now_millis();
-        let Some(body) = policy.next_batch(now, 1) else { return };
+        let Some(body) = policy.next_batch(now, 1) else {
+            return;
+        };
         let w = worker.borrow();
         self.policy_call = post_to_collector(&w.config.audit, acp_record::POLICY_PATH, &body);
         if self.policy_call.is_none() {
@@ -291,19 +336,27 @@ impl Plugin {
     }
 
     fn on_policy_response(&mut self, status: Option<u32>, body: &[u8]) {
-        let (Some(worker), Some(policy)) = (&self.worker, self.policy.as_mut()) else { return };
+        let (Some(worker), Some(policy)) = (&self.worker, self.policy.as_mut()) else {
+            return;
+        };
         let m = worker.borrow().metrics;
         let delivery = Delivery::from_status(status);
         policy.settle(delivery, host::now_millis());
         match delivery {
             Delivery::Done if status == Some(422) => {
                 m.policy_dropped.inc();
-                log::error!("the collector refused the policy document: {}", String::from_utf8_lossy(body));
+                log::error!(
+                    "the collector refused the policy document: {}",
+                    String::from_utf8_lossy(body)
+                );
             }
             Delivery::Done => m.policy_sent.inc(),
             Delivery::Rejected => {
                 m.policy_dropped.inc();
-                log::error!("the collector refused the policy document (status {status:?}): {}", String::from_utf8_lossy(body));
+                log::error!(
+                    "the collector refused the policy document (status {status:?}): {}",
+                    String::from_utf8_lossy(body)
+                );
             }
             Delivery::Retry => {
                 m.policy_retried.inc();
@@ -321,16 +374,26 @@ impl Plugin {
         let m = w.metrics;
         match delivery {
             Delivery::Done => {
-                let refused = if status == Some(422) { refused_count(body) } else { 0 };
+                let refused = if status == Some(422) {
+                    refused_count(body)
+                } else {
+                    0
+                };
                 m.audit_sent.add(n.saturating_sub(refused));
                 if refused > 0 {
                     m.audit_dropped.add(refused);
-                    log::error!("the collector refused {refused} audit record(s) as invalid: {}", String::from_utf8_lossy(body));
+                    log::error!(
+                        "the collector refused {refused} audit record(s) as invalid: {}",
+                        String::from_utf8_lossy(body)
+                    );
                 }
             }
             Delivery::Rejected => {
                 m.audit_dropped.add(n);
-                log::error!("the collector refused a batch of {n} audit records (status {status:?}): {}", String::from_utf8_lossy(body));
+                log::error!(
+                    "the collector refused a batch of {n} audit records (status {status:?}): {}",
+                    String::from_utf8_lossy(body)
+                );
             }
             Delivery::Retry => {
                 m.audit_retried.add(n);
@@ -350,7 +413,12 @@ fn post_to_collector(audit: &config::Audit, path: &str, body: &str) -> Option<u3
         ("content-type", "application/json"),
         ("authorization", authorization.as_str()),
     ];
-    host::dispatch(&audit.cluster, headers, Some(body.as_bytes()), audit.timeout)
+    host::dispatch(
+        &audit.cluster,
+        headers,
+        Some(body.as_bytes()),
+        audit.timeout,
+    )
 }
 
 /// How many records a 422 ingest answer lists as refused (`{"rejected": [...]}`).

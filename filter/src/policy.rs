@@ -15,8 +15,13 @@ pub struct ToolPolicy {
 /// The scope decision for one tool call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScopeCheck {
-    Pass { required: Vec<String> },
-    Missing { required: Vec<String>, missing: Vec<String> },
+    Pass {
+        required: Vec<String>,
+    },
+    Missing {
+        required: Vec<String>,
+        missing: Vec<String>,
+    },
     UnknownTool,
 }
 
@@ -31,8 +36,13 @@ impl ToolPolicy {
             if pattern.is_empty() || pattern.contains("**") {
                 return Err(format!("`{pattern}` is not a tool name or a `*` glob"));
             }
-            if scopes.iter().any(|s| s.trim().is_empty() || s.contains(' ')) {
-                return Err(format!("`{pattern}`: scopes must be non-empty and contain no spaces"));
+            if scopes
+                .iter()
+                .any(|s| s.trim().is_empty() || s.contains(' '))
+            {
+                return Err(format!(
+                    "`{pattern}`: scopes must be non-empty and contain no spaces"
+                ));
             }
             if pattern.contains('*') {
                 globs.push((pattern, scopes));
@@ -41,7 +51,11 @@ impl ToolPolicy {
             }
         }
         globs.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
-        Ok(ToolPolicy { exact, globs, default_scopes })
+        Ok(ToolPolicy {
+            exact,
+            globs,
+            default_scopes,
+        })
     }
 
     /// The scopes `tool` requires: the exact entry, else the longest matching glob, else the
@@ -61,8 +75,11 @@ impl ToolPolicy {
         let Some(required) = self.required_scopes(tool) else {
             return ScopeCheck::UnknownTool;
         };
-        let missing: Vec<String> =
-            required.iter().filter(|s| !granted.contains(s)).cloned().collect();
+        let missing: Vec<String> = required
+            .iter()
+            .filter(|s| !granted.contains(s))
+            .cloned()
+            .collect();
         let required = required.to_vec();
         if missing.is_empty() {
             ScopeCheck::Pass { required }
@@ -118,29 +135,54 @@ mod tests {
     #[test]
     fn exact_beats_longest_glob() {
         let p = policy(None);
-        assert_eq!(p.required_scopes("salesforce.query").unwrap(), s(&["salesforce:read"]));
-        assert_eq!(p.required_scopes("salesforce.update").unwrap(), s(&["salesforce:write"]));
-        assert_eq!(p.required_scopes("github.repo.create").unwrap(), s(&["github:write"]));
+        assert_eq!(
+            p.required_scopes("salesforce.query").unwrap(),
+            s(&["salesforce:read"])
+        );
+        assert_eq!(
+            p.required_scopes("salesforce.update").unwrap(),
+            s(&["salesforce:write"])
+        );
+        assert_eq!(
+            p.required_scopes("github.repo.create").unwrap(),
+            s(&["github:write"])
+        );
         assert_eq!(p.required_scopes("anything").unwrap(), s(&["catch-all"]));
     }
 
     #[test]
     fn checks_scopes_and_unknown_tools() {
         let mut tools = BTreeMap::new();
-        tools.insert("salesforce.query".to_string(), s(&["salesforce:read", "crm"]));
+        tools.insert(
+            "salesforce.query".to_string(),
+            s(&["salesforce:read", "crm"]),
+        );
         let p = ToolPolicy::new(tools.clone(), None).unwrap();
         assert_eq!(
             p.check("salesforce.query", &s(&["crm"])),
-            ScopeCheck::Missing { required: s(&["salesforce:read", "crm"]), missing: s(&["salesforce:read"]) }
+            ScopeCheck::Missing {
+                required: s(&["salesforce:read", "crm"]),
+                missing: s(&["salesforce:read"])
+            }
         );
         assert_eq!(
             p.check("salesforce.query", &s(&["crm", "salesforce:read", "x"])),
-            ScopeCheck::Pass { required: s(&["salesforce:read", "crm"]) }
+            ScopeCheck::Pass {
+                required: s(&["salesforce:read", "crm"])
+            }
         );
         assert_eq!(p.check("files.read", &s(&["crm"])), ScopeCheck::UnknownTool);
         let open = ToolPolicy::new(tools, Some(s(&["mcp:use"]))).unwrap();
-        assert_eq!(open.check("files.read", &s(&["mcp:use"])), ScopeCheck::Pass { required: s(&["mcp:use"]) });
-        assert_eq!(policy(None).check("public.ping", &[]), ScopeCheck::Pass { required: vec![] });
+        assert_eq!(
+            open.check("files.read", &s(&["mcp:use"])),
+            ScopeCheck::Pass {
+                required: s(&["mcp:use"])
+            }
+        );
+        assert_eq!(
+            policy(None).check("public.ping", &[]),
+            ScopeCheck::Pass { required: vec![] }
+        );
     }
 
     #[test]

@@ -19,9 +19,15 @@ const PRIVATE_JWK_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", 
 
 /// The policy document of `config`, which was parsed from `raw` (the same bytes as JSON).
 pub fn snapshot(raw: &Value, config: &Config) -> Value {
-    let field = |path: &[&str]| path.iter().try_fold(raw, |v, key| v.get(key)).cloned().unwrap_or(Value::Null);
-    let mut tenants: Vec<&str> =
-        std::iter::once(config.tenant.as_str()).chain(config.tenants_by_host.values().map(String::as_str)).collect();
+    let field = |path: &[&str]| {
+        path.iter()
+            .try_fold(raw, |v, key| v.get(key))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let mut tenants: Vec<&str> = std::iter::once(config.tenant.as_str())
+        .chain(config.tenants_by_host.values().map(String::as_str))
+        .collect();
     tenants.sort_unstable();
     tenants.dedup();
     let mut audit = field(&["audit"]);
@@ -55,15 +61,27 @@ pub fn snapshot(raw: &Value, config: &Config) -> Value {
 }
 
 fn actions(rules: &Rules) -> Map<String, Value> {
-    rules.actions.iter().map(|(d, a)| (d.as_str().to_owned(), Value::from(a.as_str()))).collect()
+    rules
+        .actions
+        .iter()
+        .map(|(d, a)| (d.as_str().to_owned(), Value::from(a.as_str())))
+        .collect()
 }
 
 fn identity(raw: &Value, config: &Config) -> Value {
     let id = &config.identity;
     let raw_id = raw.get("identity");
-    let raw_field = |name: &str| raw_id.and_then(|i| i.get(name)).cloned().unwrap_or(Value::Null);
+    let raw_field = |name: &str| {
+        raw_id
+            .and_then(|i| i.get(name))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
     let jwks = raw_field("jwks");
-    let (kind, settings) = jwks.as_object().and_then(|o| o.iter().next()).map_or(("", Value::Null), |(k, v)| (k.as_str(), v.clone()));
+    let (kind, settings) = jwks
+        .as_object()
+        .and_then(|o| o.iter().next())
+        .map_or(("", Value::Null), |(k, v)| (k.as_str(), v.clone()));
     let key_source = match &id.keys {
         KeySource::Inline(_) => json!({"kind": "inline", "jwks": public_jwks(settings)}),
         KeySource::Remote(_) | KeySource::TrustJwtAuthn { .. } => {
@@ -138,7 +156,10 @@ mod tests {
         assert_eq!(d["audit"], json!({"cluster": "collector"}));
         assert_eq!(d["tenants"], json!(["org_acme_corp", "org_globex"]));
         assert_eq!(d["tools"], json!({"salesforce.query": ["salesforce:read"]}));
-        assert_eq!(d["rateLimits"], json!({"requestsPerMinute": 60, "burst": 10}));
+        assert_eq!(
+            d["rateLimits"],
+            json!({"requestsPerMinute": 60, "burst": 10})
+        );
         assert_eq!(d["scanning"]["input"]["email"], "redact");
         assert_eq!(d["scanning"]["input"]["ssn"], "block", "effective defaults");
         assert_eq!(d["scanning"]["output"]["ssn"], "redact");
@@ -150,9 +171,20 @@ mod tests {
             json!({"kind": "remote", "cluster": "idp", "uri": "http://idp.example:9000/jwks.json"})
         );
         assert_eq!(d["identity"]["claims"]["subject"], json!(["sub"]));
-        let rules: Vec<&str> = d["immutableRules"].as_array().unwrap().iter().map(|r| r["detector"].as_str().unwrap()).collect();
+        let rules: Vec<&str> = d["immutableRules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["detector"].as_str().unwrap())
+            .collect();
         assert_eq!(rules, ["ssn", "payment_card", "ssrf"]);
-        assert_eq!((d["auditFailureMode"].as_str(), d["filterToolsList"].as_bool()), (Some("closed"), Some(true)));
+        assert_eq!(
+            (
+                d["auditFailureMode"].as_str(),
+                d["filterToolsList"].as_bool()
+            ),
+            (Some("closed"), Some(true))
+        );
     }
 
     #[test]
@@ -163,17 +195,29 @@ mod tests {
         v["identity"]["jwks"] = json!({"inline": {"keys": [key, {"kty": "oct", "k": "c2VjcmV0"}]}});
         let d = doc(&v);
         assert_eq!(d["identity"]["keySource"]["kind"], "inline");
-        assert_eq!(d["identity"]["keySource"]["jwks"]["keys"][0], crate::jwks::tests::ec_jwk());
-        assert_eq!(d["identity"]["keySource"]["jwks"]["keys"][1], json!({"kty": "oct"}));
+        assert_eq!(
+            d["identity"]["keySource"]["jwks"]["keys"][0],
+            crate::jwks::tests::ec_jwk()
+        );
+        assert_eq!(
+            d["identity"]["keySource"]["jwks"]["keys"][1],
+            json!({"kty": "oct"})
+        );
     }
 
     #[test]
     fn trust_mode_and_discovery_name_their_kind() {
         let mut v = minimal();
         v["identity"]["jwks"] = json!({"trustJwtAuthn": {"payloadInMetadata": "jwt_payload"}});
-        assert_eq!(doc(&v)["identity"]["keySource"], json!({"kind": "trustJwtAuthn", "payloadInMetadata": "jwt_payload"}));
+        assert_eq!(
+            doc(&v)["identity"]["keySource"],
+            json!({"kind": "trustJwtAuthn", "payloadInMetadata": "jwt_payload"})
+        );
         v["identity"]["jwks"] = json!({"discovery": {"cluster": "idp"}});
-        assert_eq!(doc(&v)["identity"]["keySource"], json!({"kind": "discovery", "cluster": "idp"}));
+        assert_eq!(
+            doc(&v)["identity"]["keySource"],
+            json!({"kind": "discovery", "cluster": "idp"})
+        );
     }
 
     #[test]
@@ -192,7 +236,10 @@ mod tests {
     fn message_carries_hash_and_document() {
         let v = minimal();
         let bytes = v.to_string();
-        let m: Value = serde_json::from_str(&message(bytes.as_bytes(), &parse(bytes.as_bytes()).unwrap()).unwrap()).unwrap();
+        let m: Value = serde_json::from_str(
+            &message(bytes.as_bytes(), &parse(bytes.as_bytes()).unwrap()).unwrap(),
+        )
+        .unwrap();
         assert_eq!(m["hash"], hash(&m["policy"]));
         assert_eq!(m["policy"]["tools"], v["tools"]);
     }

@@ -43,11 +43,27 @@ pub fn take(bucket: Option<Bucket>, limit: Limit, now_ms: u64) -> (Bucket, Resul
     };
     let tokens = (tokens + since as f64 * per_ms).min(burst);
     if tokens >= 1.0 {
-        return (Bucket { tokens: tokens - 1.0, updated_ms: now_ms }, Ok(()));
+        return (
+            Bucket {
+                tokens: tokens - 1.0,
+                updated_ms: now_ms,
+            },
+            Ok(()),
+        );
     }
-    let wait_ms = if per_ms > 0.0 { (1.0 - tokens) / per_ms } else { 60_000.0 };
+    let wait_ms = if per_ms > 0.0 {
+        (1.0 - tokens) / per_ms
+    } else {
+        60_000.0
+    };
     let wait_s = (wait_ms / 1000.0).ceil().max(1.0) as u64;
-    (Bucket { tokens, updated_ms: now_ms }, Err(wait_s))
+    (
+        Bucket {
+            tokens,
+            updated_ms: now_ms,
+        },
+        Err(wait_s),
+    )
 }
 
 /// The shared-data key of a caller's bucket.
@@ -64,7 +80,11 @@ pub fn key(tenant: &str, sub: &str, tool: Option<&str>) -> String {
 mod tests {
     use super::*;
 
-    const LIMIT: Limit = Limit { per_minute: 60, burst: 3, per_tool: false };
+    const LIMIT: Limit = Limit {
+        per_minute: 60,
+        burst: 3,
+        per_tool: false,
+    };
 
     #[test]
     fn burst_then_refill_at_the_rate() {
@@ -86,7 +106,11 @@ mod tests {
 
     #[test]
     fn slow_limits_wait_longer_and_state_round_trips() {
-        let slow = Limit { per_minute: 2, burst: 1, per_tool: false };
+        let slow = Limit {
+            per_minute: 2,
+            burst: 1,
+            per_tool: false,
+        };
         let (b, _) = take(None, slow, 0);
         assert_eq!(take(Some(b), slow, 0).1, Err(30));
         assert_eq!(Bucket::decode(&b.encode()), Some(b));

@@ -54,13 +54,31 @@ impl RawProtectedResource {
     pub fn validate(self, tool_scopes: Vec<String>) -> Result<ProtectedResource, String> {
         let field = |name: &str, why: &str| format!("protectedResource.{name}: {why}");
         let Some((origin, path)) = split_url(&self.resource) else {
-            return Err(field("resource", "must be an absolute http(s) URL without query or fragment"));
+            return Err(field(
+                "resource",
+                "must be an absolute http(s) URL without query or fragment",
+            ));
         };
-        if self.authorization_servers.is_empty() || self.authorization_servers.iter().any(|s| split_url(s).is_none()) {
-            return Err(field("authorizationServers", "list at least one http(s) issuer URL"));
+        if self.authorization_servers.is_empty()
+            || self
+                .authorization_servers
+                .iter()
+                .any(|s| split_url(s).is_none())
+        {
+            return Err(field(
+                "authorizationServers",
+                "list at least one http(s) issuer URL",
+            ));
         }
-        if let Some(bad) = self.bearer_methods_supported.iter().find(|m| !matches!(m.as_str(), "header" | "body" | "query")) {
-            return Err(field("bearerMethodsSupported", &format!("`{bad}` is not one of header, body, query")));
+        if let Some(bad) = self
+            .bearer_methods_supported
+            .iter()
+            .find(|m| !matches!(m.as_str(), "header" | "body" | "query"))
+        {
+            return Err(field(
+                "bearerMethodsSupported",
+                &format!("`{bad}` is not one of header, body, query"),
+            ));
         }
         let mut document = json!({
             "resource": self.resource,
@@ -79,13 +97,19 @@ impl RawProtectedResource {
         if derived != WELL_KNOWN {
             paths.push(WELL_KNOWN.to_string());
         }
-        Ok(ProtectedResource { document: document.to_string(), paths, url: format!("{origin}{derived}") })
+        Ok(ProtectedResource {
+            document: document.to_string(),
+            paths,
+            url: format!("{origin}{derived}"),
+        })
     }
 }
 
 /// `(scheme://authority, path)` of an http(s) URL without query or fragment.
 fn split_url(url: &str) -> Option<(&str, &str)> {
-    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
     if url.contains(['?', '#']) {
         return None;
     }
@@ -103,7 +127,9 @@ mod tests {
     use serde_json::{json, Value};
 
     fn parse(v: Value) -> Result<ProtectedResource, String> {
-        serde_json::from_value::<RawProtectedResource>(v).unwrap().validate(vec!["files:read".into()])
+        serde_json::from_value::<RawProtectedResource>(v)
+            .unwrap()
+            .validate(vec!["files:read".into()])
     }
 
     #[test]
@@ -112,20 +138,31 @@ mod tests {
                               "resourceName": "Acme tools"}))
         .unwrap();
         let doc: Value = serde_json::from_str(&pr.document).unwrap();
-        assert_eq!(doc, json!({"resource": "https://mcp.acme.com/mcp", "authorization_servers": ["https://idp.acme.com/"],
+        assert_eq!(
+            doc,
+            json!({"resource": "https://mcp.acme.com/mcp", "authorization_servers": ["https://idp.acme.com/"],
                                 "scopes_supported": ["files:read"], "bearer_methods_supported": ["header"],
-                                "resource_name": "Acme tools"}));
-        assert_eq!(pr.url, "https://mcp.acme.com/.well-known/oauth-protected-resource/mcp");
+                                "resource_name": "Acme tools"})
+        );
+        assert_eq!(
+            pr.url,
+            "https://mcp.acme.com/.well-known/oauth-protected-resource/mcp"
+        );
         assert!(pr.serves("GET", "/.well-known/oauth-protected-resource/mcp"));
         assert!(pr.serves("GET", "/.well-known/oauth-protected-resource?x=1"));
         assert!(!pr.serves("POST", "/.well-known/oauth-protected-resource/mcp"));
         assert!(!pr.serves("GET", "/.well-known/oauth-protected-resource/other"));
 
-        let root = parse(json!({"resource": "http://127.0.0.1:8080", "authorizationServers": ["http://idp"],
-                                "scopesSupported": ["a"]}))
+        let root = parse(
+            json!({"resource": "http://127.0.0.1:8080", "authorizationServers": ["http://idp"],
+                                "scopesSupported": ["a"]}),
+        )
         .unwrap();
         assert_eq!(root.paths, ["/.well-known/oauth-protected-resource"]);
-        assert_eq!(root.url, "http://127.0.0.1:8080/.well-known/oauth-protected-resource");
+        assert_eq!(
+            root.url,
+            "http://127.0.0.1:8080/.well-known/oauth-protected-resource"
+        );
         assert!(root.document.contains(r#""scopes_supported":["a"]"#));
     }
 
@@ -135,24 +172,46 @@ mod tests {
         cfg["tools"] = json!({"b": ["s:2", "s:1"], "a": ["s:1"]});
         cfg["protectedResource"] = json!({"resource": "https://mcp.acme.com/mcp", "authorizationServers": ["https://idp"]});
         let parsed = crate::config::parse(cfg.to_string().as_bytes()).unwrap();
-        assert_eq!(parsed.identity.resource_metadata_url.as_deref(),
-                   Some("https://mcp.acme.com/.well-known/oauth-protected-resource/mcp"));
-        assert!(parsed.protected_resource.unwrap().document.contains(r#""scopes_supported":["s:1","s:2"]"#));
+        assert_eq!(
+            parsed.identity.resource_metadata_url.as_deref(),
+            Some("https://mcp.acme.com/.well-known/oauth-protected-resource/mcp")
+        );
+        assert!(parsed
+            .protected_resource
+            .unwrap()
+            .document
+            .contains(r#""scopes_supported":["s:1","s:2"]"#));
         cfg["identity"]["resourceMetadataUrl"] = json!("https://elsewhere/prm");
         let parsed = crate::config::parse(cfg.to_string().as_bytes()).unwrap();
-        assert_eq!(parsed.identity.resource_metadata_url.as_deref(), Some("https://elsewhere/prm"));
+        assert_eq!(
+            parsed.identity.resource_metadata_url.as_deref(),
+            Some("https://elsewhere/prm")
+        );
         cfg["protectedResource"]["extra"] = json!(1);
-        assert!(crate::config::parse(cfg.to_string().as_bytes()).unwrap_err().starts_with("protectedResource"));
+        assert!(crate::config::parse(cfg.to_string().as_bytes())
+            .unwrap_err()
+            .starts_with("protectedResource"));
     }
 
     #[test]
     fn refuses_bad_values_naming_the_field() {
         let bad = [
-            (json!({"resource": "mcp.acme.com", "authorizationServers": ["https://idp"]}), "protectedResource.resource"),
-            (json!({"resource": "https://x/mcp?a=1", "authorizationServers": ["https://idp"]}), "protectedResource.resource"),
-            (json!({"resource": "https://x/mcp", "authorizationServers": []}), "protectedResource.authorizationServers"),
-            (json!({"resource": "https://x/mcp", "authorizationServers": ["https://idp"], "bearerMethodsSupported": ["cookie"]}),
-             "protectedResource.bearerMethodsSupported"),
+            (
+                json!({"resource": "mcp.acme.com", "authorizationServers": ["https://idp"]}),
+                "protectedResource.resource",
+            ),
+            (
+                json!({"resource": "https://x/mcp?a=1", "authorizationServers": ["https://idp"]}),
+                "protectedResource.resource",
+            ),
+            (
+                json!({"resource": "https://x/mcp", "authorizationServers": []}),
+                "protectedResource.authorizationServers",
+            ),
+            (
+                json!({"resource": "https://x/mcp", "authorizationServers": ["https://idp"], "bearerMethodsSupported": ["cookie"]}),
+                "protectedResource.bearerMethodsSupported",
+            ),
         ];
         for (raw, field) in bad {
             assert!(parse(raw.clone()).unwrap_err().starts_with(field), "{raw}");

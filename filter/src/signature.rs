@@ -94,7 +94,10 @@ fn trim_leading_zeros(bytes: &[u8]) -> &[u8] {
 }
 
 fn bits_msb_first(x: &BoxedUint) -> Vec<bool> {
-    (0..x.bit_width()).rev().map(|i| bool::from(x.bit(i))).collect()
+    (0..x.bit_width())
+        .rev()
+        .map(|i| bool::from(x.bit(i)))
+        .collect()
 }
 
 /// `EM = 0x00 || 0x01 || 0xff.. || 0x00 || DigestInfo(SHA-256(message))`, `size` bytes long.
@@ -127,7 +130,8 @@ impl EcKey {
 
     /// ECDSA verification of a JWS signature: `r || s`, 32 bytes each (RFC 7518 section 3.4).
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
-        p256::ecdsa::Signature::from_slice(signature).is_ok_and(|sig| self.0.verify(message, &sig).is_ok())
+        p256::ecdsa::Signature::from_slice(signature)
+            .is_ok_and(|sig| self.0.verify(message, &sig).is_ok())
     }
 }
 
@@ -143,10 +147,16 @@ mod tests {
         assert!(RsaKey::from_components(&odd_modulus, &[1, 0, 1]).is_ok());
         assert!(RsaKey::from_components(&even_modulus, &[1, 0, 1]).is_err());
         for e in [&[][..], &[1], &[0, 1], &[1, 0, 0]] {
-            assert!(RsaKey::from_components(&odd_modulus, e).is_err(), "e = {e:?}");
+            assert!(
+                RsaKey::from_components(&odd_modulus, e).is_err(),
+                "e = {e:?}"
+            );
         }
         assert!(RsaKey::from_components(&[], &[3]).is_err());
-        assert!(RsaKey::from_components(&[0x0f], &[1, 0, 1]).is_err(), "e above n");
+        assert!(
+            RsaKey::from_components(&[0x0f], &[1, 0, 1]).is_err(),
+            "e above n"
+        );
     }
 
     #[test]

@@ -126,10 +126,14 @@ impl Stream {
     /// what `jwt_authn` verified; then checked against the request's tenant.
     fn authenticate(&self, authorization: Option<&str>) -> Result<Rc<Identity>, AuthFailure> {
         let identity = match &self.config.identity.keys {
-            KeySource::TrustJwtAuthn { payload_in_metadata } => self.trusted(payload_in_metadata)?,
+            KeySource::TrustJwtAuthn {
+                payload_in_metadata,
+            } => self.trusted(payload_in_metadata)?,
             _ => self.verified(authorization)?,
         };
-        if !self.config.identity.claims.tenant.is_empty() && identity.tenant.as_deref() != Some(self.tenant.as_str()) {
+        if !self.config.identity.claims.tenant.is_empty()
+            && identity.tenant.as_deref() != Some(self.tenant.as_str())
+        {
             return Err(AuthFailure::TenantMismatch);
         }
         Ok(identity)
@@ -166,21 +170,33 @@ impl Stream {
             .map_err(|_| AuthFailure::Malformed)?
             .ok_or(AuthFailure::MissingToken)?;
         let claims = jwt_authn::claims(payload, &self.config.identity, self.started)?;
-        Ok(Rc::new(Identity::from_claims(&claims, &self.config.identity)))
+        Ok(Rc::new(Identity::from_claims(
+            &claims,
+            &self.config.identity,
+        )))
     }
 
     /// Decides the request; answers it here when refused. Returns whether to go on upstream.
     fn decide(&mut self, body: Option<&[u8]>) -> bool {
         self.body_pending = false;
-        let limit = self.config.rate_limits.as_ref().map(|r| r.for_tenant(&self.tenant));
-        let sub = self.auth.as_ref().map(|i| i.sub.clone()).unwrap_or_default();
+        let limit = self
+            .config
+            .rate_limits
+            .as_ref()
+            .map(|r| r.for_tenant(&self.tenant));
+        let sub = self
+            .auth
+            .as_ref()
+            .map(|i| i.sub.clone())
+            .unwrap_or_default();
         let now_ms = host::now_millis();
         let tenant = self.tenant.clone();
         let mut limiter = |tool: &str| -> Result<(), u64> {
             let Some(limit) = limit else { return Ok(()) };
             let key = ratelimit::key(&tenant, &sub, limit.per_tool.then_some(tool));
             let taken = host::update_shared(&key, |current| {
-                let (bucket, verdict) = ratelimit::take(current.and_then(Bucket::decode), limit, now_ms);
+                let (bucket, verdict) =
+                    ratelimit::take(current.and_then(Bucket::decode), limit, now_ms);
                 (bucket.encode().to_vec(), verdict)
             });
             // Shared data unavailable: the call goes on (logged); rate limits are not an
@@ -211,7 +227,11 @@ impl Stream {
             tools_lists: verdict.tools_lists.iter().map(id_key).collect(),
         };
         if let Some(rewritten) = verdict.rewritten_body {
-            host::replace_buffer(BufferType::HttpRequestBody, self.body_size, rewritten.as_bytes());
+            host::replace_buffer(
+                BufferType::HttpRequestBody,
+                self.body_size,
+                rewritten.as_bytes(),
+            );
             host::remove_header(true, "content-length");
         }
         match verdict.reply {
@@ -260,18 +280,40 @@ impl Stream {
             self.answer_refused = Some(OVERSIZED_ANSWER);
         }
         if let Some(reason) = self.answer_refused {
-            let replacement = if self.refusal_sent { String::new() } else { self.refused_answer_error(reason) };
+            let replacement = if self.refusal_sent {
+                String::new()
+            } else {
+                self.refused_answer_error(reason)
+            };
             self.refusal_sent = true;
-            host::replace_buffer(BufferType::HttpResponseBody, body_size, replacement.as_bytes());
+            host::replace_buffer(
+                BufferType::HttpResponseBody,
+                body_size,
+                replacement.as_bytes(),
+            );
             return Action::Continue;
         }
         if !end_of_stream {
             return Action::Pause;
         }
         let body = host::buffer(BufferType::HttpResponseBody, body_size);
-        let scopes = self.auth.as_ref().map(|i| i.scopes.clone()).unwrap_or_default();
-        let processed = answer::process(&self.config, &scopes, &self.plan, self.content_type.as_deref(), &body);
-        self.worker.borrow().metrics.tools_hidden.add(processed.hidden_tools);
+        let scopes = self
+            .auth
+            .as_ref()
+            .map(|i| i.scopes.clone())
+            .unwrap_or_default();
+        let processed = answer::process(
+            &self.config,
+            &scopes,
+            &self.plan,
+            self.content_type.as_deref(),
+            &body,
+        );
+        self.worker
+            .borrow()
+            .metrics
+            .tools_hidden
+            .add(processed.hidden_tools);
         self.output_scans = processed.scans;
         let length = match processed.body {
             Some(new) => {
@@ -293,11 +335,18 @@ impl Stream {
     /// The JSON-RPC error sent in place of an answer that cannot be scanned, framed as the
     /// answer was (an SSE event or a JSON body), for the first forwarded call.
     fn refused_answer_error(&self, reason: &str) -> String {
-        let id = self.audits.iter().find(|a| a.refusal.is_none()).and_then(|a| a.rpc_id.clone());
+        let id = self
+            .audits
+            .iter()
+            .find(|a| a.refusal.is_none())
+            .and_then(|a| a.rpc_id.clone());
         let message = if reason == ENCODED_ANSWER {
             "Blocked: the answer is compressed (Content-Encoding) and cannot be scanned".to_string()
         } else {
-            format!("Blocked: the answer is larger than {} bytes and cannot be scanned", self.config.scanning.max_scan_bytes)
+            format!(
+                "Blocked: the answer is larger than {} bytes and cannot be scanned",
+                self.config.scanning.max_scan_bytes
+            )
         };
         let error = serde_json::json!({
             "jsonrpc": "2.0",
@@ -305,7 +354,11 @@ impl Stream {
             "error": {"code": decision::codes::FORBIDDEN, "message": message, "data": {"reason": reason}},
         })
         .to_string();
-        if self.content_type.as_deref().is_some_and(|ct| ct.starts_with("text/event-stream")) {
+        if self
+            .content_type
+            .as_deref()
+            .is_some_and(|ct| ct.starts_with("text/event-stream"))
+        {
             format!("event: message\ndata: {error}\n\n")
         } else {
             error
@@ -337,15 +390,24 @@ impl HttpContext for Stream {
         self.started = host::now();
         let headers = host::request_headers();
         if let Some(resource) = &self.config.protected_resource {
-            if resource.serves(headers.get(":method").unwrap_or_default(), headers.get(":path").unwrap_or_default()) {
+            if resource.serves(
+                headers.get(":method").unwrap_or_default(),
+                headers.get(":path").unwrap_or_default(),
+            ) {
                 // Public by design (RFC 9728): how a client without a token finds the IdP.
                 self.replied_locally = true;
-                let headers = [("content-type", "application/json".to_string()), ("cache-control", "max-age=300".to_string())];
+                let headers = [
+                    ("content-type", "application/json".to_string()),
+                    ("cache-control", "max-age=300".to_string()),
+                ];
                 host::send_response(200, &headers, &resource.document);
                 return Action::Pause;
             }
         }
-        self.tenant = self.config.tenant_for_host(headers.get(":authority")).to_string();
+        self.tenant = self
+            .config
+            .tenant_for_host(headers.get(":authority"))
+            .to_string();
         self.auth = self.authenticate(headers.get("authorization"));
         self.mcp_headers = McpHeaders::from_pairs(headers.pairs());
         self.content_encoding = headers.get("content-encoding").map(str::to_string);
@@ -383,7 +445,10 @@ impl HttpContext for Stream {
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         if !self.replied_locally {
             let headers = host::response_headers();
-            self.status = headers.get(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
+            self.status = headers
+                .get(":status")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
             self.content_type = headers.get("content-type").map(str::to_string);
             if !self.plan.is_empty() {
                 // The answer may be rewritten (redacted, blocked, filtered): its length may change.
@@ -445,7 +510,11 @@ impl HttpContext for Stream {
         let identity = self.auth.as_ref().ok().map(Rc::as_ref);
         let mut w = self.worker.borrow_mut();
         let m = w.metrics;
-        let admitted = self.reservation.take().inspect(|r| w.outbox.release(*r)).is_some();
+        let admitted = self
+            .reservation
+            .take()
+            .inspect(|r| w.outbox.release(*r))
+            .is_some();
         for call in std::mem::take(&mut self.audits) {
             let ctx = audit::Context {
                 id: uuid::Uuid::now_v7().to_string(),
@@ -478,7 +547,11 @@ impl HttpContext for Stream {
                 Ok(true) => m.audit_queued.inc(),
                 Ok(false) => {
                     m.audit_dropped.inc();
-                    log::error!("audit buffer full ({} records); dropped record {}", w.outbox.len(), record.id);
+                    log::error!(
+                        "audit buffer full ({} records); dropped record {}",
+                        w.outbox.len(),
+                        record.id
+                    );
                 }
                 Err(e) => {
                     m.audit_dropped.inc();

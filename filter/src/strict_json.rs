@@ -22,7 +22,9 @@ pub enum StrictError {
 pub fn parse(bytes: &[u8]) -> Result<Value, StrictError> {
     let duplicate = Cell::new(None);
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let parsed = StrictValue(&duplicate).deserialize(&mut de).and_then(|v| de.end().map(|()| v));
+    let parsed = StrictValue(&duplicate)
+        .deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v));
     match (parsed, duplicate.take()) {
         (_, Some(key)) => Err(StrictError::DuplicateKey(key)),
         (Ok(value), None) => Ok(value),
@@ -106,19 +108,28 @@ mod tests {
     #[test]
     fn parses_like_serde_json() {
         let text = r#"{"a":[1,-2,3.5,"x\u0031",true,null,{"b":{}}],"c":18446744073709551615}"#;
-        assert_eq!(parse(text.as_bytes()), Ok(serde_json::from_str::<Value>(text).unwrap()));
+        assert_eq!(
+            parse(text.as_bytes()),
+            Ok(serde_json::from_str::<Value>(text).unwrap())
+        );
         assert_eq!(parse(b" 7 "), Ok(json!(7)));
     }
 
     #[test]
     fn duplicate_keys_at_any_depth_are_refused() {
-        assert_eq!(parse(br#"{"name":"a","name":"b"}"#), Err(StrictError::DuplicateKey("name".into())));
+        assert_eq!(
+            parse(br#"{"name":"a","name":"b"}"#),
+            Err(StrictError::DuplicateKey("name".into()))
+        );
         assert_eq!(
             parse(br#"[{"p":{"q":1,"\u0071":2}}]"#),
             Err(StrictError::DuplicateKey("q".into())),
             "escapes decode to the same key"
         );
-        assert!(parse(br#"{"a":{"x":1},"b":{"x":1}}"#).is_ok(), "same key in different objects");
+        assert!(
+            parse(br#"{"a":{"x":1},"b":{"x":1}}"#).is_ok(),
+            "same key in different objects"
+        );
     }
 
     #[test]

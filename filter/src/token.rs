@@ -118,12 +118,16 @@ pub fn verify(
     else {
         return Err(AuthFailure::Malformed);
     };
-    let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| AuthFailure::Malformed)?;
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature)
+        .map_err(|_| AuthFailure::Malformed)?;
     let signing_input = &token.as_bytes()[..header.len() + 1 + payload.len()];
     if !key.verify(signing_input, &signature) {
         return Err(AuthFailure::BadSignature);
     }
-    let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| AuthFailure::Malformed)?;
+    let payload = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| AuthFailure::Malformed)?;
     let claims: Claims = serde_json::from_slice(&payload).map_err(|_| AuthFailure::Malformed)?;
     check_claims(&claims, cfg, now)?;
     if claims.expires_at.is_none() {
@@ -145,14 +149,21 @@ fn check_claims(claims: &Claims, cfg: &IdentityConfig, now: Duration) -> Result<
     if claims.invalid_before.is_some_and(|nbf| now + skew < nbf) {
         return Err(AuthFailure::NotYetValid);
     }
-    if claims.expires_at.is_some_and(|exp| now < skew || now - skew > exp) {
+    if claims
+        .expires_at
+        .is_some_and(|exp| now < skew || now - skew > exp)
+    {
         return Err(AuthFailure::Expired);
     }
     if claims.issuer.as_deref() != Some(cfg.issuer.as_str()) {
         return Err(AuthFailure::WrongIssuer);
     }
     let allowed: HashSet<String> = cfg.audiences.iter().cloned().collect();
-    if !claims.audiences.as_ref().is_some_and(|a| a.contains(&allowed)) {
+    if !claims
+        .audiences
+        .as_ref()
+        .is_some_and(|a| a.contains(&allowed))
+    {
         return Err(AuthFailure::WrongAudience);
     }
     Ok(())
@@ -178,7 +189,10 @@ pub(crate) mod tests {
             let c = key.public_key().to_components();
             let jwks = json!({"keys": [{"kty": "RSA", "kid": "k1", "alg": "RS256",
                 "n": URL_SAFE_NO_PAD.encode(c.n), "e": URL_SAFE_NO_PAD.encode(c.e)}]});
-            TestIdp { key, keys: KeySet::from_jwks_value(&jwks).unwrap() }
+            TestIdp {
+                key,
+                keys: KeySet::from_jwks_value(&jwks).unwrap(),
+            }
         }
 
         /// Signs `claims` (merged over valid defaults) as an RS256 JWT.
@@ -198,15 +212,18 @@ pub(crate) mod tests {
     }
 
     pub fn identity_config() -> IdentityConfig {
-        let cfg = crate::config::parse(
-            crate::config::tests::minimal().to_string().as_bytes(),
-        )
-        .unwrap();
+        let cfg =
+            crate::config::parse(crate::config::tests::minimal().to_string().as_bytes()).unwrap();
         cfg.identity
     }
 
     fn check(idp: &TestIdp, token: &str) -> Result<Claims, AuthFailure> {
-        verify(token, &idp.keys, &identity_config(), Duration::from_secs(NOW))
+        verify(
+            token,
+            &idp.keys,
+            &identity_config(),
+            Duration::from_secs(NOW),
+        )
     }
 
     #[test]
@@ -223,14 +240,21 @@ pub(crate) mod tests {
         let cases = [
             (json!({"exp": NOW - 61}), AuthFailure::Expired),
             (json!({"nbf": NOW + 120}), AuthFailure::NotYetValid),
-            (json!({"iss": "https://evil.example"}), AuthFailure::WrongIssuer),
+            (
+                json!({"iss": "https://evil.example"}),
+                AuthFailure::WrongIssuer,
+            ),
             (json!({"aud": "other"}), AuthFailure::WrongAudience),
             (json!({"aud": null}), AuthFailure::WrongAudience),
             (json!({"exp": null}), AuthFailure::MissingExp),
             (json!({"sub": null}), AuthFailure::MissingSub),
         ];
         for (claims, want) in cases {
-            assert_eq!(check(&idp, &idp.sign(claims.clone())).unwrap_err(), want, "{claims}");
+            assert_eq!(
+                check(&idp, &idp.sign(claims.clone())).unwrap_err(),
+                want,
+                "{claims}"
+            );
         }
         // Within the 60 s clock skew.
         assert!(check(&idp, &idp.sign(json!({"exp": NOW - 59}))).is_ok());
@@ -245,21 +269,43 @@ pub(crate) mod tests {
         let (payload, sig) = rest.split_once('.').unwrap();
 
         let none_header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","kid":"k1"}"#);
-        assert_eq!(check(&idp, &format!("{none_header}.{payload}.")).err(), Some(AuthFailure::UnsupportedAlg));
+        assert_eq!(
+            check(&idp, &format!("{none_header}.{payload}.")).err(),
+            Some(AuthFailure::UnsupportedAlg)
+        );
         let hs = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","kid":"k1"}"#);
-        assert_eq!(check(&idp, &format!("{hs}.{payload}.{sig}")).err(), Some(AuthFailure::UnsupportedAlg));
+        assert_eq!(
+            check(&idp, &format!("{hs}.{payload}.{sig}")).err(),
+            Some(AuthFailure::UnsupportedAlg)
+        );
         let es = URL_SAFE_NO_PAD.encode(r#"{"alg":"ES256","kid":"k1"}"#);
-        assert_eq!(check(&idp, &format!("{es}.{payload}.{sig}")).err(), Some(AuthFailure::AlgMismatch));
+        assert_eq!(
+            check(&idp, &format!("{es}.{payload}.{sig}")).err(),
+            Some(AuthFailure::AlgMismatch)
+        );
         let other_kid = URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","kid":"k2"}"#);
-        assert_eq!(check(&idp, &format!("{other_kid}.{payload}.{sig}")).err(), Some(AuthFailure::UnknownKid));
+        assert_eq!(
+            check(&idp, &format!("{other_kid}.{payload}.{sig}")).err(),
+            Some(AuthFailure::UnknownKid)
+        );
 
         let mut flipped = sig.as_bytes().to_vec();
         flipped[10] = if flipped[10] == b'A' { b'B' } else { b'A' };
         let flipped = format!("{head}.{payload}.{}", String::from_utf8(flipped).unwrap());
         assert_eq!(check(&idp, &flipped).err(), Some(AuthFailure::BadSignature));
 
-        for bad in ["", "abc", "a.b", &format!("{good}.x"), "\u{ff}.\u{ff}.\u{ff}"] {
-            assert_eq!(check(&idp, bad).err(), Some(AuthFailure::Malformed), "{bad}");
+        for bad in [
+            "",
+            "abc",
+            "a.b",
+            &format!("{good}.x"),
+            "\u{ff}.\u{ff}.\u{ff}",
+        ] {
+            assert_eq!(
+                check(&idp, bad).err(),
+                Some(AuthFailure::Malformed),
+                "{bad}"
+            );
         }
     }
 
@@ -271,18 +317,25 @@ pub(crate) mod tests {
         let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "e1",
             "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..])}]});
         let keys = KeySet::from_jwks_value(&jwks).unwrap();
-        let claims: Claims = serde_json::from_value(json!({"iss": "https://idp.example", "aud": "acp",
+        let claims: Claims =
+            serde_json::from_value(json!({"iss": "https://idp.example", "aud": "acp",
             "sub": "bob", "iat": NOW, "exp": NOW + 60}))
-        .unwrap();
+            .unwrap();
         let token = key.sign(claims).unwrap();
         let cfg = identity_config();
         let now = Duration::from_secs(NOW);
-        assert_eq!(verify(&token, &keys, &cfg, now).unwrap().subject.as_deref(), Some("bob"));
+        assert_eq!(
+            verify(&token, &keys, &cfg, now).unwrap().subject.as_deref(),
+            Some("bob")
+        );
         let mut tampered = token.clone().into_bytes();
         let i = tampered.len() - 10;
         tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
         let tampered = String::from_utf8(tampered).unwrap();
-        assert_eq!(verify(&tampered, &keys, &cfg, now).err(), Some(AuthFailure::BadSignature));
+        assert_eq!(
+            verify(&tampered, &keys, &cfg, now).err(),
+            Some(AuthFailure::BadSignature)
+        );
     }
 
     #[test]
@@ -290,7 +343,10 @@ pub(crate) mod tests {
         assert_eq!(bearer_token(Some("Bearer abc")), Ok("abc"));
         assert_eq!(bearer_token(Some("bearer  abc ")), Ok("abc"));
         assert_eq!(bearer_token(None), Err(AuthFailure::MissingToken));
-        assert_eq!(bearer_token(Some("Basic dXNlcg==")), Err(AuthFailure::MissingToken));
+        assert_eq!(
+            bearer_token(Some("Basic dXNlcg==")),
+            Err(AuthFailure::MissingToken)
+        );
         assert_eq!(bearer_token(Some("Bearer")), Err(AuthFailure::Malformed));
     }
 }

@@ -38,7 +38,10 @@ struct Case {
 }
 
 fn corpus() -> Vec<Case> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/scan-corpus/cases.jsonl");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/scan-corpus/cases.jsonl"
+    );
     let data = std::fs::read_to_string(path).expect("read the corpus");
     data.lines()
         .filter(|l| !l.trim().is_empty())
@@ -103,11 +106,21 @@ fn precision_and_recall_on_the_corpus() {
                 (true, true) => counts[k].tp += 1,
                 (false, true) => {
                     counts[k].fp += 1;
-                    errors.push(format!("FP {:<13} {:<16} {}", d.as_str(), case.id, short(&case.text)));
+                    errors.push(format!(
+                        "FP {:<13} {:<16} {}",
+                        d.as_str(),
+                        case.id,
+                        short(&case.text)
+                    ));
                 }
                 (true, false) => {
                     counts[k].fn_ += 1;
-                    errors.push(format!("FN {:<13} {:<16} {}", d.as_str(), case.id, short(&case.text)));
+                    errors.push(format!(
+                        "FN {:<13} {:<16} {}",
+                        d.as_str(),
+                        case.id,
+                        short(&case.text)
+                    ));
                 }
                 (false, false) => {}
             }
@@ -121,7 +134,12 @@ fn precision_and_recall_on_the_corpus() {
             if !exact {
                 let got: Vec<(&str, &str)> = matches
                     .iter()
-                    .map(|m| (m.detector.as_str(), case.text.get(m.start..m.end).unwrap_or("?")))
+                    .map(|m| {
+                        (
+                            m.detector.as_str(),
+                            case.text.get(m.start..m.end).unwrap_or("?"),
+                        )
+                    })
                     .collect();
                 span_errors.push(format!(
                     "{}: want {} {:?}, got {:?}",
@@ -153,7 +171,11 @@ fn precision_and_recall_on_the_corpus() {
             c.recall()
         );
     }
-    println!("\nexact spans: {}/{}", spans_checked - span_errors.len(), spans_checked);
+    println!(
+        "\nexact spans: {}/{}",
+        spans_checked - span_errors.len(),
+        spans_checked
+    );
     println!("out of scope (reported apart): {oos_found}/{oos_total} found");
     for e in errors.iter().take(40) {
         println!("{e}");
@@ -168,16 +190,30 @@ fn precision_and_recall_on_the_corpus() {
     };
     for (k, d) in DETECTORS.iter().enumerate() {
         let c = counts[k];
-        assert!(c.tp >= 50, "{}: only {} positives in the corpus", d.as_str(), c.tp);
+        assert!(
+            c.tp >= 50,
+            "{}: only {} positives in the corpus",
+            d.as_str(),
+            c.tp
+        );
         assert!(
             c.precision() >= floor(*d),
             "{} precision {:.4}",
             d.as_str(),
             c.precision()
         );
-        assert!(c.recall() >= floor(*d), "{} recall {:.4}", d.as_str(), c.recall());
+        assert!(
+            c.recall() >= floor(*d),
+            "{} recall {:.4}",
+            d.as_str(),
+            c.recall()
+        );
     }
-    assert!(span_errors.is_empty(), "{} inexact spans", span_errors.len());
+    assert!(
+        span_errors.is_empty(),
+        "{} inexact spans",
+        span_errors.len()
+    );
 }
 
 /// A typical 1 KiB tool result: English prose and JSON with ids, dates, prices and versions,
@@ -197,7 +233,11 @@ fn typical_kib() -> String {
 fn cost_per_kib() {
     let text = typical_kib();
     assert_eq!(find_pii(&text).len(), 1);
-    let rounds = if cfg!(debug_assertions) { 2_000 } else { 50_000 };
+    let rounds = if cfg!(debug_assertions) {
+        2_000
+    } else {
+        50_000
+    };
     let mut n = 0;
     let t = Instant::now();
     for _ in 0..rounds {
@@ -207,6 +247,10 @@ fn cost_per_kib() {
     assert_eq!(n, rounds as usize);
     println!(
         "find_pii on a typical 1 KiB string: {per_kib:.2} µs ({} build)",
-        if cfg!(debug_assertions) { "debug" } else { "release" }
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
     );
 }

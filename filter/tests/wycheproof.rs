@@ -19,9 +19,18 @@ use der::{Decode as _, Reader as _, SliceReader};
 use serde_json::{json, Value};
 
 const RSA_FILES: [(&str, &str); 3] = [
-    ("2048", include_str!("../../tests/wycheproof/rsa_signature_2048_sha256_test.json")),
-    ("3072", include_str!("../../tests/wycheproof/rsa_signature_3072_sha256_test.json")),
-    ("4096", include_str!("../../tests/wycheproof/rsa_signature_4096_sha256_test.json")),
+    (
+        "2048",
+        include_str!("../../tests/wycheproof/rsa_signature_2048_sha256_test.json"),
+    ),
+    (
+        "3072",
+        include_str!("../../tests/wycheproof/rsa_signature_3072_sha256_test.json"),
+    ),
+    (
+        "4096",
+        include_str!("../../tests/wycheproof/rsa_signature_4096_sha256_test.json"),
+    ),
 ];
 const ECDSA_FILE: &str = include_str!("../../tests/wycheproof/ecdsa_secp256r1_sha256_test.json");
 
@@ -63,11 +72,20 @@ fn rsa_pkcs1_sha256_vectors() {
         let mut count = 0;
         for group in groups(file, "RSASSA-PKCS1-v1_5") {
             assert_eq!(group["sha"], "SHA-256");
-            let (n, e) = (hex(&group["publicKey"]["modulus"]), hex(&group["publicKey"]["publicExponent"]));
+            let (n, e) = (
+                hex(&group["publicKey"]["modulus"]),
+                hex(&group["publicKey"]["publicExponent"]),
+            );
             let key = Key::Rs256(Box::new(RsaKey::from_components(&n, &e).unwrap()));
             let from_jwks = KeySet::from_jwks_value(&json!({"keys": [group["keyJwk"]]}));
-            assert_eq!(from_jwks.is_ok(), e == [1, 0, 1], "JWKS policy for e = {e:?}");
-            count += check_group(&group, &format!("RSA {bits}"), |msg, sig| key.verify(msg, sig));
+            assert_eq!(
+                from_jwks.is_ok(),
+                e == [1, 0, 1],
+                "JWKS policy for e = {e:?}"
+            );
+            count += check_group(&group, &format!("RSA {bits}"), |msg, sig| {
+                key.verify(msg, sig)
+            });
         }
         println!("RSA {bits}: {count} vectors agree");
     }
@@ -83,7 +101,8 @@ fn der_to_jws(sig: &[u8]) -> Option<Vec<u8>> {
     let mut raw = vec![0u8; 64];
     for (half, int) in raw.chunks_mut(32).zip([r, s]) {
         let bytes = int.as_bytes();
-        half.get_mut(32usize.checked_sub(bytes.len())?..)?.copy_from_slice(bytes);
+        half.get_mut(32usize.checked_sub(bytes.len())?..)?
+            .copy_from_slice(bytes);
     }
     Some(raw)
 }
@@ -92,7 +111,10 @@ fn der_to_jws(sig: &[u8]) -> Option<Vec<u8>> {
 fn ecdsa_p256_sha256_vectors() {
     let (mut count, mut not_jws) = (0, 0);
     for group in groups(ECDSA_FILE, "ECDSA") {
-        assert_eq!((group["sha"].as_str(), group["publicKey"]["curve"].as_str()), (Some("SHA-256"), Some("secp256r1")));
+        assert_eq!(
+            (group["sha"].as_str(), group["publicKey"]["curve"].as_str()),
+            (Some("SHA-256"), Some("secp256r1"))
+        );
         let coordinate = |name: &str| {
             let bytes = hex(&group["publicKey"][name]);
             let trimmed = &bytes[bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len())..];
@@ -100,7 +122,8 @@ fn ecdsa_p256_sha256_vectors() {
             out.extend_from_slice(trimmed);
             URL_SAFE_NO_PAD.encode(out)
         };
-        let jwk = json!({"kty": "EC", "crv": "P-256", "x": coordinate("wx"), "y": coordinate("wy")});
+        let jwk =
+            json!({"kty": "EC", "crv": "P-256", "x": coordinate("wx"), "y": coordinate("wy")});
         let keys = KeySet::from_jwks_value(&json!({"keys": [jwk]})).unwrap();
         let key = keys.get(None).unwrap();
         count += check_group(&group, "ECDSA P-256", |msg, sig| match der_to_jws(sig) {

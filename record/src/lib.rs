@@ -142,7 +142,10 @@ impl AuditRecord {
         let consistent = matches!(
             (self.event, self.result),
             (Event::ToolCall, Outcome::Success | Outcome::Error)
-                | (Event::ToolDenied, Outcome::Denied | Outcome::Blocked | Outcome::RateLimited)
+                | (
+                    Event::ToolDenied,
+                    Outcome::Denied | Outcome::Blocked | Outcome::RateLimited
+                )
                 | (Event::AuthFailed, Outcome::AuthFailed)
         );
         if !consistent {
@@ -236,7 +239,10 @@ mod tests {
 
     #[test]
     fn epoch_and_leap_days() {
-        assert_eq!(parse_rfc3339_utc_millis("1970-01-01T00:00:00.000Z"), Some(0));
+        assert_eq!(
+            parse_rfc3339_utc_millis("1970-01-01T00:00:00.000Z"),
+            Some(0)
+        );
         assert_eq!(format_timestamp(0).unwrap(), "1970-01-01T00:00:00.000Z");
         assert!(parse_rfc3339_utc_millis("2026-03-15T14:23:07.142+00:00").is_none());
         assert!(parse_rfc3339_utc_millis("2024-02-29T23:59:59.999Z").is_some());

@@ -52,7 +52,10 @@ fn new_record(value: serde_json::Value) -> NewRecord {
 }
 
 /// A writer thread on `db` signing with its own key (file `name` in the test directory).
-pub(crate) fn writer(test: &TestDatabase, name: &str) -> (Writer, std::thread::JoinHandle<()>, String) {
+pub(crate) fn writer(
+    test: &TestDatabase,
+    name: &str,
+) -> (Writer, std::thread::JoinHandle<()>, String) {
     let key = SigningKey::load_or_create(&test.dir.path().join(name), LOG).unwrap();
     let vkey = key.vkey().to_owned();
     let policy = Policy {

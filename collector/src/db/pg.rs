@@ -31,13 +31,13 @@ fn tables() -> String {
         crate::policies::store::TABLE,
         crate::webhooks::TABLES,
     ]
-        .concat()
-        .replace(
-            "INTEGER PRIMARY KEY",
-            "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
-        )
-        .replace("INTEGER", "BIGINT")
-        .replace("BLOB", "BYTEA")
+    .concat()
+    .replace(
+        "INTEGER PRIMARY KEY",
+        "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    )
+    .replace("INTEGER", "BIGINT")
+    .replace("BLOB", "BYTEA")
 }
 
 impl ToSql for Value {

@@ -10,10 +10,16 @@ fn text<'a>(record: &'a Value, field: &str) -> &'a str {
 }
 
 fn with_result<'a>(records: &'a [Value], results: &[&str]) -> Vec<&'a Value> {
-    records.iter().filter(|r| results.contains(&text(r, "result"))).collect()
+    records
+        .iter()
+        .filter(|r| results.contains(&text(r, "result")))
+        .collect()
 }
 
-fn count_by<'a>(records: impl IntoIterator<Item = &'a Value>, key: impl Fn(&'a Value) -> Vec<String>) -> BTreeMap<String, usize> {
+fn count_by<'a>(
+    records: impl IntoIterator<Item = &'a Value>,
+    key: impl Fn(&'a Value) -> Vec<String>,
+) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
     for r in records {
         for k in key(r) {
@@ -52,11 +58,20 @@ pub fn access_review(records: &[Value]) -> Vec<Access> {
             continue;
         }
         let ts = text(r, "timestamp").to_owned();
-        let a = users.entry(sub).or_insert_with(|| Access { sub: sub.to_owned(), first_seen: ts.clone(), ..Access::default() });
+        let a = users.entry(sub).or_insert_with(|| Access {
+            sub: sub.to_owned(),
+            first_seen: ts.clone(),
+            ..Access::default()
+        });
         if !text(r, "email").is_empty() {
             a.emails.insert(text(r, "email").to_owned());
         }
-        let scopes = r.get("scopes").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str);
+        let scopes = r
+            .get("scopes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str);
         a.scopes.extend(scopes.map(str::to_owned));
         if !text(r, "tool").is_empty() {
             *a.tools.entry(text(r, "tool").to_owned()).or_insert(0) += 1;
@@ -75,39 +90,54 @@ pub fn record_controls(records: &[Value]) -> Vec<(&'static str, Value)> {
     let denied = with_result(records, &["denied"]);
     let flagged = with_result(records, &["blocked", "rate_limited"]);
     let detectors = |r: &Value| -> Vec<String> {
-        r.pointer("/contentScan/findings").and_then(Value::as_array).into_iter().flatten()
+        r.pointer("/contentScan/findings")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
             .filter(|f| f.get("action").and_then(Value::as_str) == Some("block"))
             .filter_map(|f| f.get("type").and_then(Value::as_str).map(str::to_owned))
             .collect()
     };
     vec![
-        ("CC6.1", json!({
-            "title": "Logical access: every call needs a verified token; failed authentications",
-            "summary": {"records": records.len(), "failedAuthentications": failed.len(), "byReason": count_by(failed.iter().copied(), reason)},
-            "records": failed,
-        })),
-        ("CC6.2", json!({
-            "title": "Authentication: distinct users and their emails, from verified tokens",
-            "summary": {"users": users.len(), "withoutEmail": users.iter().filter(|u| u.emails.is_empty()).count()},
-            "records": users.iter().map(|u| json!({"sub": u.sub, "emails": u.emails})).collect::<Vec<_>>(),
-        })),
-        ("CC6.3", json!({
-            "title": "Authorization: denied calls, scopes held vs scopes required",
-            "summary": {"denied": denied.len(), "byTool": count_by(denied.iter().copied(), |r| vec![text(r, "tool").to_owned()]), "byReason": count_by(denied.iter().copied(), reason)},
-            "records": denied.iter().map(|r| json!({
-                "id": r["id"], "timestamp": r["timestamp"], "sub": r["sub"], "email": r["email"], "tool": r["tool"],
-                "scopes": r["scopes"], "scopeRequired": r["scopeRequired"], "reason": r["reason"],
-            })).collect::<Vec<_>>(),
-        })),
-        ("CC7.2", json!({
-            "title": "Monitoring: calls blocked by content scanning (PII, secrets, SSRF) and rate limits",
-            "summary": {
-                "blocked": with_result(records, &["blocked"]).len(),
-                "rateLimited": with_result(records, &["rate_limited"]).len(),
-                "blockedByDetector": count_by(flagged.iter().copied(), detectors),
-            },
-            "records": flagged,
-        })),
+        (
+            "CC6.1",
+            json!({
+                "title": "Logical access: every call needs a verified token; failed authentications",
+                "summary": {"records": records.len(), "failedAuthentications": failed.len(), "byReason": count_by(failed.iter().copied(), reason)},
+                "records": failed,
+            }),
+        ),
+        (
+            "CC6.2",
+            json!({
+                "title": "Authentication: distinct users and their emails, from verified tokens",
+                "summary": {"users": users.len(), "withoutEmail": users.iter().filter(|u| u.emails.is_empty()).count()},
+                "records": users.iter().map(|u| json!({"sub": u.sub, "emails": u.emails})).collect::<Vec<_>>(),
+            }),
+        ),
+        (
+            "CC6.3",
+            json!({
+                "title": "Authorization: denied calls, scopes held vs scopes required",
+                "summary": {"denied": denied.len(), "byTool": count_by(denied.iter().copied(), |r| vec![text(r, "tool").to_owned()]), "byReason": count_by(denied.iter().copied(), reason)},
+                "records": denied.iter().map(|r| json!({
+                    "id": r["id"], "timestamp": r["timestamp"], "sub": r["sub"], "email": r["email"], "tool": r["tool"],
+                    "scopes": r["scopes"], "scopeRequired": r["scopeRequired"], "reason": r["reason"],
+                })).collect::<Vec<_>>(),
+            }),
+        ),
+        (
+            "CC7.2",
+            json!({
+                "title": "Monitoring: calls blocked by content scanning (PII, secrets, SSRF) and rate limits",
+                "summary": {
+                    "blocked": with_result(records, &["blocked"]).len(),
+                    "rateLimited": with_result(records, &["rate_limited"]).len(),
+                    "blockedByDetector": count_by(flagged.iter().copied(), detectors),
+                },
+                "records": flagged,
+            }),
+        ),
     ]
 }
 
@@ -131,15 +161,36 @@ mod tests {
                    "contentScan": {"findings": [{"type": "ssn", "action": "block"}, {"type": "email", "action": "log"}]}}),
         ];
         let review = access_review(&records);
-        assert_eq!(review.iter().map(|a| a.sub.as_str()).collect::<Vec<_>>(), ["alice", "bob"]);
+        assert_eq!(
+            review.iter().map(|a| a.sub.as_str()).collect::<Vec<_>>(),
+            ["alice", "bob"]
+        );
         let alice = &review[0];
-        assert_eq!(alice.tools, BTreeMap::from([("crm".into(), 1), ("hr".into(), 1)]));
-        assert_eq!(alice.scopes, BTreeSet::from(["crm:read".into(), "hr:read".into()]));
-        assert_eq!((alice.first_seen.as_str(), alice.last_seen.as_str()), ("2026-01-01T00:00:00.000Z", "2026-01-03T00:00:00.000Z"));
+        assert_eq!(
+            alice.tools,
+            BTreeMap::from([("crm".into(), 1), ("hr".into(), 1)])
+        );
+        assert_eq!(
+            alice.scopes,
+            BTreeSet::from(["crm:read".into(), "hr:read".into()])
+        );
+        assert_eq!(
+            (alice.first_seen.as_str(), alice.last_seen.as_str()),
+            ("2026-01-01T00:00:00.000Z", "2026-01-03T00:00:00.000Z")
+        );
         let controls: BTreeMap<_, _> = record_controls(&records).into_iter().collect();
-        assert_eq!(controls["CC6.1"]["summary"]["byReason"], json!({"token_expired": 1}));
+        assert_eq!(
+            controls["CC6.1"]["summary"]["byReason"],
+            json!({"token_expired": 1})
+        );
         assert_eq!(controls["CC6.2"]["summary"]["users"], 2);
-        assert_eq!(controls["CC6.3"]["records"][0]["scopeRequired"], json!(["hr:write"]));
-        assert_eq!(controls["CC7.2"]["summary"]["blockedByDetector"], json!({"ssn": 1}));
+        assert_eq!(
+            controls["CC6.3"]["records"][0]["scopeRequired"],
+            json!(["hr:write"])
+        );
+        assert_eq!(
+            controls["CC7.2"]["summary"]["blockedByDetector"],
+            json!({"ssn": 1})
+        );
     }
 }

@@ -87,10 +87,16 @@ fn pretty(value: &Value) -> anyhow::Result<Vec<u8>> {
 }
 
 /// Builds the bundle (zip bytes).
-pub fn build(conn: &dyn Conn, key: &SigningKey, log_name: &str, req: &Request) -> anyhow::Result<Vec<u8>> {
+pub fn build(
+    conn: &dyn Conn,
+    key: &SigningKey,
+    log_name: &str,
+    req: &Request,
+) -> anyhow::Result<Vec<u8>> {
     let tenant = req.tenant.as_str();
     ensure!(req.to_ms > req.from_ms, "`to` must be later than `from`");
-    let latest = checkpoints::latest(conn, tenant)?.context("this tenant has no signed checkpoint yet")?;
+    let latest =
+        checkpoints::latest(conn, tenant)?.context("this tenant has no signed checkpoint yet")?;
     let size = latest.tree_size;
     let (lo, hi): (Option<i64>, Option<i64>) = conn
         .query_opt(
@@ -114,14 +120,29 @@ pub fn build(conn: &dyn Conn, key: &SigningKey, log_name: &str, req: &Request) -
     let expired = checkpoints::latest_expired(conn, tenant)?.map(|e| e.frontier);
     let tree = StoredTree::new(conn, tenant, expired);
     let path = |seq: u64| -> anyhow::Result<Vec<String>> {
-        Ok(tlog::prove_record(size, seq, &tree)?.iter().map(Hash::to_string).collect())
+        Ok(tlog::prove_record(size, seq, &tree)?
+            .iter()
+            .map(Hash::to_string)
+            .collect())
     };
 
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     let period: Vec<&Leaf> = leaves.iter().filter(|l| l.in_period).collect();
-    let records: Vec<Value> = period.iter().map(|l| serde_json::from_str(&l.json)).collect::<Result<_, _>>()?;
-    files.push(("population/records.jsonl".into(), period.iter().flat_map(|l| [l.json.as_bytes(), b"\n"].concat()).collect()));
-    files.push(("population/records.csv".into(), records_csv(conn, tenant, req)?));
+    let records: Vec<Value> = period
+        .iter()
+        .map(|l| serde_json::from_str(&l.json))
+        .collect::<Result<_, _>>()?;
+    files.push((
+        "population/records.jsonl".into(),
+        period
+            .iter()
+            .flat_map(|l| [l.json.as_bytes(), b"\n"].concat())
+            .collect(),
+    ));
+    files.push((
+        "population/records.csv".into(),
+        records_csv(conn, tenant, req)?,
+    ));
     let mut proofs = Vec::new();
     for leaf in &leaves {
         proofs.push(ProofLine {
@@ -129,27 +150,51 @@ pub fn build(conn: &dyn Conn, key: &SigningKey, log_name: &str, req: &Request) -
             in_period: Some(leaf.in_period),
             tree_size: None,
             audit_path: path(leaf.seq)?,
-            record: if leaf.in_period { None } else { Some(raw(&leaf.json)?) },
+            record: if leaf.in_period {
+                None
+            } else {
+                Some(raw(&leaf.json)?)
+            },
         });
     }
     files.push(("population/proofs.jsonl".into(), jsonl(&proofs)?));
-    files.push(("checkpoints/latest.note".into(), latest.note.clone().into_bytes()));
+    files.push((
+        "checkpoints/latest.note".into(),
+        latest.note.clone().into_bytes(),
+    ));
     let mut earlier = Vec::new();
-    for c in checkpoints::all(conn, tenant)?.into_iter().filter(|c| c.tree_size > lo && c.tree_size < size) {
-        let proof: Vec<String> = tlog::prove_tree(size, c.tree_size, &tree)?.iter().map(Hash::to_string).collect();
-        earlier.push(json!({"treeSize": c.tree_size, "note": c.note, "consistencyToLatest": proof}));
+    for c in checkpoints::all(conn, tenant)?
+        .into_iter()
+        .filter(|c| c.tree_size > lo && c.tree_size < size)
+    {
+        let proof: Vec<String> = tlog::prove_tree(size, c.tree_size, &tree)?
+            .iter()
+            .map(Hash::to_string)
+            .collect();
+        earlier
+            .push(json!({"treeSize": c.tree_size, "note": c.note, "consistencyToLatest": proof}));
     }
-    files.push(("checkpoints/consistency.json".into(), pretty(&json!({"latestTreeSize": size, "checkpoints": earlier}))?));
+    files.push((
+        "checkpoints/consistency.json".into(),
+        pretty(&json!({"latestTreeSize": size, "checkpoints": earlier}))?,
+    ));
 
     // The sample: an NDJSON export with proofs, as `verify-proof` reads it.
     let mut rng = StdRng::seed_from_u64(req.seed);
-    let mut picked = rand::seq::index::sample(&mut rng, period.len(), req.sample.min(period.len())).into_vec();
+    let mut picked =
+        rand::seq::index::sample(&mut rng, period.len(), req.sample.min(period.len())).into_vec();
     picked.sort_unstable();
     let mut sample = jsonl(&[json!({"checkpoint": latest.note})])?;
     let mut lines = Vec::new();
     for &i in &picked {
         let leaf = period[i];
-        lines.push(ProofLine { seq: leaf.seq, in_period: None, tree_size: Some(size), audit_path: path(leaf.seq)?, record: Some(raw(&leaf.json)?) });
+        lines.push(ProofLine {
+            seq: leaf.seq,
+            in_period: None,
+            tree_size: Some(size),
+            audit_path: path(leaf.seq)?,
+            record: Some(raw(&leaf.json)?),
+        });
     }
     sample.extend(jsonl(&lines)?);
     let seqs: Vec<u64> = picked.iter().map(|&i| period[i].seq).collect();
@@ -160,7 +205,12 @@ pub fn build(conn: &dyn Conn, key: &SigningKey, log_name: &str, req: &Request) -
     let in_force: Vec<_> = history
         .iter()
         .enumerate()
-        .filter(|(i, (v, _, _))| v.received_ms < req.to_ms && history.get(i + 1).is_none_or(|(n, _, _)| n.received_ms > req.from_ms))
+        .filter(|(i, (v, _, _))| {
+            v.received_ms < req.to_ms
+                && history
+                    .get(i + 1)
+                    .is_none_or(|(n, _, _)| n.received_ms > req.from_ms)
+        })
         .map(|(_, h)| h.clone())
         .collect();
     let mut controls = controls::record_controls(&records);
@@ -181,9 +231,31 @@ pub fn build(conn: &dyn Conn, key: &SigningKey, log_name: &str, req: &Request) -
     if let Some(webhooks) = webhook_configuration(conn, tenant)? {
         files.push(("configuration/webhooks.json".into(), pretty(&webhooks)?));
     }
-    files.push(("public-keys.txt".into(), checkpoints::keys(conn)?.iter().map(|k| format!("{k}\n")).collect::<String>().into_bytes()));
-    files.push(("report.md".into(), report(req, size, (lo, hi), records.len(), &controls, &review, seqs.len()).into_bytes()));
-    files.push(("VERIFY.md".into(), include_str!("VERIFY.md").as_bytes().to_vec()));
+    files.push((
+        "public-keys.txt".into(),
+        checkpoints::keys(conn)?
+            .iter()
+            .map(|k| format!("{k}\n"))
+            .collect::<String>()
+            .into_bytes(),
+    ));
+    files.push((
+        "report.md".into(),
+        report(
+            req,
+            size,
+            (lo, hi),
+            records.len(),
+            &controls,
+            &review,
+            seqs.len(),
+        )
+        .into_bytes(),
+    ));
+    files.push((
+        "VERIFY.md".into(),
+        include_str!("VERIFY.md").as_bytes().to_vec(),
+    ));
 
     let origin = checkpoints::origin(log_name, tenant);
     let mut manifest = format!(
@@ -200,7 +272,8 @@ pub fn build(conn: &dyn Conn, key: &SigningKey, log_name: &str, req: &Request) -
 
 fn zip(files: &[(String, Vec<u8>)]) -> anyhow::Result<Vec<u8>> {
     let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
     for (name, bytes) in files {
         out.start_file(name.as_str(), options)?;
         out.write_all(bytes)?;
@@ -209,7 +282,12 @@ fn zip(files: &[(String, Vec<u8>)]) -> anyhow::Result<Vec<u8>> {
 }
 
 fn records_csv(conn: &dyn Conn, tenant: &str, req: &Request) -> anyhow::Result<Vec<u8>> {
-    let filter = crate::store::Filter { tenant: tenant.to_owned(), from: Some(req.from_ms), to: Some(req.to_ms), ..Default::default() };
+    let filter = crate::store::Filter {
+        tenant: tenant.to_owned(),
+        from: Some(req.from_ms),
+        to: Some(req.to_ms),
+        ..Default::default()
+    };
     let mut out = Vec::new();
     let mut after = None;
     loop {
@@ -224,7 +302,15 @@ fn records_csv(conn: &dyn Conn, tenant: &str, req: &Request) -> anyhow::Result<V
 
 fn access_csv(review: &[controls::Access]) -> anyhow::Result<Vec<u8>> {
     let mut out = csv::Writer::from_writer(Vec::new());
-    out.write_record(["sub", "emails", "scopes", "tools", "results", "firstSeen", "lastSeen"])?;
+    out.write_record([
+        "sub",
+        "emails",
+        "scopes",
+        "tools",
+        "results",
+        "firstSeen",
+        "lastSeen",
+    ])?;
     let join = |items: Vec<String>| items.join(" ");
     for a in review {
         out.write_record([
@@ -242,7 +328,10 @@ fn access_csv(review: &[controls::Access]) -> anyhow::Result<Vec<u8>> {
 
 /// The tenant's webhook endpoints when the collector has a `webhooks` table, without any
 /// column whose name says it holds a credential (the signing secret, a Splunk HEC token).
-pub(crate) fn webhook_configuration(conn: &dyn Conn, tenant: &str) -> anyhow::Result<Option<Value>> {
+pub(crate) fn webhook_configuration(
+    conn: &dyn Conn,
+    tenant: &str,
+) -> anyhow::Result<Option<Value>> {
     // Every column of the table, by name and declared type.
     let columns = conn.query(
         match conn.backend() {
@@ -271,7 +360,10 @@ pub(crate) fn webhook_configuration(conn: &dyn Conn, tenant: &str) -> anyhow::Re
         })
         .collect();
     let names: Vec<&str> = shown.iter().map(|(name, _)| name.as_str()).collect();
-    let sql = format!("SELECT {} FROM webhooks WHERE tenant = ?1", names.join(", "));
+    let sql = format!(
+        "SELECT {} FROM webhooks WHERE tenant = ?1",
+        names.join(", ")
+    );
     let rows = conn.query(&sql, &[tenant.into()], |row| {
         let mut out = serde_json::Map::new();
         for (i, (name, integer)) in shown.iter().enumerate() {
@@ -310,14 +402,24 @@ fn report(
         review.len()
     );
     for (id, c) in controls {
-        out.push_str(&format!("| {id} | {} | `{}` |\n", c["title"].as_str().unwrap_or(""), c["summary"]));
+        out.push_str(&format!(
+            "| {id} | {} | `{}` |\n",
+            c["title"].as_str().unwrap_or(""),
+            c["summary"]
+        ));
     }
     out.push_str("\n## Users\n\n| user | emails | scopes held | tools used |\n|---|---|---|---|\n");
     for a in review {
         let emails: Vec<&str> = a.emails.iter().map(String::as_str).collect();
         let scopes: Vec<&str> = a.scopes.iter().map(String::as_str).collect();
         let tools: Vec<String> = a.tools.iter().map(|(t, n)| format!("{t} ({n})")).collect();
-        out.push_str(&format!("| {} | {} | {} | {} |\n", a.sub, emails.join(", "), scopes.join(" "), tools.join(", ")));
+        out.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            a.sub,
+            emails.join(", "),
+            scopes.join(" "),
+            tools.join(", ")
+        ));
     }
     out.push_str("\nCheck this bundle offline: see `VERIFY.md`.\n");
     out

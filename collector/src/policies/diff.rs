@@ -28,17 +28,28 @@ fn walk(path: &str, before: &Value, after: &Value, out: &mut Vec<Change>) {
             keys.dedup();
             for key in keys {
                 let child = child_path(path, key);
-                let (x, y) = (a.get(key).unwrap_or(&Value::Null), b.get(key).unwrap_or(&Value::Null));
+                let (x, y) = (
+                    a.get(key).unwrap_or(&Value::Null),
+                    b.get(key).unwrap_or(&Value::Null),
+                );
                 walk(&child, x, y, out);
             }
         }
-        (a, b) if a != b => out.push(Change { path: path.to_owned(), before: a.clone(), after: b.clone() }),
+        (a, b) if a != b => out.push(Change {
+            path: path.to_owned(),
+            before: a.clone(),
+            after: b.clone(),
+        }),
         _ => {}
     }
 }
 
 fn child_path(parent: &str, key: &str) -> String {
-    let key = if key.contains('.') { format!("[{key:?}]") } else { key.to_owned() };
+    let key = if key.contains('.') {
+        format!("[{key:?}]")
+    } else {
+        key.to_owned()
+    };
     match (parent.is_empty(), key.starts_with('[')) {
         (true, _) => key,
         (false, true) => format!("{parent}{key}"),
@@ -56,8 +67,10 @@ mod tests {
         let a = json!({"tools": {"echo": ["a"], "db.query": ["r"]}, "rateLimits": null, "same": 1});
         let b = json!({"tools": {"echo": ["a", "b"], "new": ["x"]}, "rateLimits": {"burst": 5}, "same": 1});
         let changes = diff(&a, &b);
-        let summary: Vec<(&str, &Value, &Value)> =
-            changes.iter().map(|c| (c.path.as_str(), &c.before, &c.after)).collect();
+        let summary: Vec<(&str, &Value, &Value)> = changes
+            .iter()
+            .map(|c| (c.path.as_str(), &c.before, &c.after))
+            .collect();
         assert_eq!(
             summary,
             [

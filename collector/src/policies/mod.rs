@@ -28,8 +28,8 @@ use chrono::{DateTime, SecondsFormat};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::error::ApiError;
 use crate::db::Conn;
+use crate::error::ApiError;
 use crate::export::tenant_connection;
 use crate::ingest::IngestAuthorized;
 use crate::server::AppState;
@@ -75,18 +75,37 @@ struct Posted {
 /// The tenants a document applies to, once its hash is checked.
 fn check(posted: &Posted) -> Result<Vec<String>, String> {
     if store::document_hash(&posted.policy) != posted.hash {
-        return Err(format!("hash {} does not match the policy document", posted.hash));
+        return Err(format!(
+            "hash {} does not match the policy document",
+            posted.hash
+        ));
     }
-    let tenants = posted.policy.get("tenants").and_then(Value::as_array).ok_or("policy.tenants: missing list")?;
+    let tenants = posted
+        .policy
+        .get("tenants")
+        .and_then(Value::as_array)
+        .ok_or("policy.tenants: missing list")?;
     tenants
         .iter()
-        .map(|t| t.as_str().filter(|t| !t.is_empty()).map(str::to_owned).ok_or_else(|| "policy.tenants: not a list of tenant names".to_owned()))
+        .map(|t| {
+            t.as_str()
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .ok_or_else(|| "policy.tenants: not a list of tenant names".to_owned())
+        })
         .collect()
 }
 
-async fn receive(_: IngestAuthorized, State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
-    let batch: Batch = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("body is not {{\"records\": [{{\"hash\", \"policy\"}}]}}: {e}")))?;
+async fn receive(
+    _: IngestAuthorized,
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let batch: Batch = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "body is not {{\"records\": [{{\"hash\", \"policy\"}}]}}: {e}"
+        ))
+    })?;
     let checked = batch
         .records
         .iter()
@@ -96,33 +115,48 @@ async fn receive(_: IngestAuthorized, State(state): State<AppState>, body: Bytes
             tracing::warn!(error = %e, "policy document refused");
             ApiError::bad_request(e)
         })?;
-    let items: Vec<(Vec<String>, Value)> = checked.into_iter().map(|(t, p)| (t, p.clone())).collect();
+    let items: Vec<(Vec<String>, Value)> =
+        checked.into_iter().map(|(t, p)| (t, p.clone())).collect();
     let (db, signer) = (state.db.clone(), state.signer.clone());
-    let (accepted, duplicates) = tokio::task::spawn_blocking(move || -> anyhow::Result<(usize, usize)> {
-        let conn = db.write()?;
-        let now = chrono::Utc::now().timestamp_millis();
-        let (mut accepted, mut duplicates) = (0, 0);
-        for (tenants, policy) in &items {
-            let new = store::insert(&*conn, &signer.key, &signer.log_name, tenants, policy, now)?;
-            for v in &new {
-                tracing::info!(tenant = v.tenant, version = v.version, hash = v.hash, "new policy version");
+    let (accepted, duplicates) =
+        tokio::task::spawn_blocking(move || -> anyhow::Result<(usize, usize)> {
+            let conn = db.write()?;
+            let now = chrono::Utc::now().timestamp_millis();
+            let (mut accepted, mut duplicates) = (0, 0);
+            for (tenants, policy) in &items {
+                let new =
+                    store::insert(&*conn, &signer.key, &signer.log_name, tenants, policy, now)?;
+                for v in &new {
+                    tracing::info!(
+                        tenant = v.tenant,
+                        version = v.version,
+                        hash = v.hash,
+                        "new policy version"
+                    );
+                }
+                accepted += new.len();
+                duplicates += tenants.len() - new.len();
             }
-            accepted += new.len();
-            duplicates += tenants.len() - new.len();
-        }
-        Ok((accepted, duplicates))
-    })
-    .await??;
+            Ok((accepted, duplicates))
+        })
+        .await??;
     Ok(Json(json!({"accepted": accepted, "duplicates": duplicates})).into_response())
 }
 
 /// Each version of `tenant`, oldest first, with its changes from the version before.
-pub fn history(conn: &dyn Conn, tenant: &str) -> anyhow::Result<Vec<(PolicyVersion, Value, Vec<Change>)>> {
+pub fn history(
+    conn: &dyn Conn,
+    tenant: &str,
+) -> anyhow::Result<Vec<(PolicyVersion, Value, Vec<Change>)>> {
     let mut previous = Value::Null;
     let mut out = Vec::new();
     for version in store::after(conn, tenant, 0)? {
         let document = version.document_value()?;
-        let changes = if previous.is_null() { Vec::new() } else { diff(&previous, &document) };
+        let changes = if previous.is_null() {
+            Vec::new()
+        } else {
+            diff(&previous, &document)
+        };
         previous = document.clone();
         out.push((version, document, changes));
     }
@@ -133,7 +167,11 @@ fn summary(v: &PolicyVersion) -> Value {
     json!({"version": v.version, "hash": v.hash, "receivedAt": rfc3339(v.received_ms)})
 }
 
-async fn list(State(state): State<AppState>, Path(tenant): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn list(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let conn = tenant_connection(&state, &tenant, &headers).await?;
     let history = tokio::task::spawn_blocking(move || history(&*conn, &tenant)).await??;
     let policies: Vec<Value> = history
@@ -149,24 +187,36 @@ async fn list(State(state): State<AppState>, Path(tenant): Path<String>, headers
 }
 
 fn parse_version(text: &str) -> Result<u64, ApiError> {
-    text.parse().ok().filter(|v| *v >= 1).ok_or_else(|| ApiError::bad_request(format!("version {text:?}: expected an integer from 1")))
+    text.parse().ok().filter(|v| *v >= 1).ok_or_else(|| {
+        ApiError::bad_request(format!("version {text:?}: expected an integer from 1"))
+    })
 }
 
-async fn load(state: &AppState, tenant: String, headers: &HeaderMap, versions: Vec<u64>) -> Result<Vec<PolicyVersion>, ApiError> {
+async fn load(
+    state: &AppState,
+    tenant: String,
+    headers: &HeaderMap,
+    versions: Vec<u64>,
+) -> Result<Vec<PolicyVersion>, ApiError> {
     let conn = tenant_connection(state, &tenant, headers).await?;
     tokio::task::spawn_blocking(move || {
         versions
             .into_iter()
             .map(|n| {
-                store::get(&*conn, &tenant, n)?
-                    .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no policy version {n}")))
+                store::get(&*conn, &tenant, n)?.ok_or_else(|| {
+                    ApiError::new(StatusCode::NOT_FOUND, format!("no policy version {n}"))
+                })
             })
             .collect()
     })
     .await?
 }
 
-async fn show(State(state): State<AppState>, Path((tenant, version)): Path<(String, String)>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn show(
+    State(state): State<AppState>,
+    Path((tenant, version)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let version = parse_version(&version)?;
     let found = load(&state, tenant, &headers, vec![version]).await?;
     let v = &found[0];
@@ -180,7 +230,9 @@ fn only_param(uri: &Uri, name: &str) -> Result<Option<String>, ApiError> {
     let mut value = None;
     for (key, v) in form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
         if key != name || value.is_some() {
-            return Err(ApiError::bad_request(format!("invalid parameter `{key}`: expected `{name}` once")));
+            return Err(ApiError::bad_request(format!(
+                "invalid parameter `{key}`: expected `{name}` once"
+            )));
         }
         value = Some(v.into_owned());
     }
@@ -197,7 +249,11 @@ async fn show_diff(
     let from = match only_param(&uri, "against")?.as_deref() {
         Some(other) => parse_version(other)?,
         None if to > 1 => to - 1,
-        None => return Err(ApiError::bad_request("version 1 has no version before it: give `against`")),
+        None => {
+            return Err(ApiError::bad_request(
+                "version 1 has no version before it: give `against`",
+            ))
+        }
     };
     let found = load(&state, tenant, &headers, vec![from, to]).await?;
     let changes = diff(&found[0].document_value()?, &found[1].document_value()?);
@@ -214,7 +270,14 @@ pub fn history_csv(history: &[(PolicyVersion, Value, Vec<Change>)]) -> anyhow::R
             out.write_record([version.as_str(), &v.hash, &at, "", "", ""])?;
         }
         for c in changes {
-            out.write_record([version.as_str(), &v.hash, &at, &c.path, &c.before.to_string(), &c.after.to_string()])?;
+            out.write_record([
+                version.as_str(),
+                &v.hash,
+                &at,
+                &c.path,
+                &c.before.to_string(),
+                &c.after.to_string(),
+            ])?;
         }
     }
     Ok(out.into_inner()?)
@@ -243,7 +306,11 @@ async fn export(
     let csv = match only_param(&uri, "format")?.as_deref() {
         None | Some("json") => false,
         Some("csv") => true,
-        Some(other) => return Err(ApiError::bad_request(format!("invalid parameter `format`: {other:?}; expected json or csv"))),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "invalid parameter `format`: {other:?}; expected json or csv"
+            )))
+        }
     };
     let conn = tenant_connection(&state, &tenant, &headers).await?;
     let history = tokio::task::spawn_blocking(move || history(&*conn, &tenant)).await??;
@@ -256,5 +323,8 @@ async fn export(
 
 /// Shared by the server: the signer of policy versions.
 pub fn signer(key: SigningKey, log_name: &str) -> Arc<Signer> {
-    Arc::new(Signer { key, log_name: log_name.to_owned() })
+    Arc::new(Signer {
+        key,
+        log_name: log_name.to_owned(),
+    })
 }

@@ -64,7 +64,10 @@ impl PolicyVersion {
 
 /// `sha256:<hex>` of a document's compact JSON (object keys sorted), as the filter computes it.
 pub fn document_hash(document: &Value) -> String {
-    format!("sha256:{}", hex(&Sha256::digest(document.to_string().as_bytes())))
+    format!(
+        "sha256:{}",
+        hex(&Sha256::digest(document.to_string().as_bytes()))
+    )
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -178,7 +181,11 @@ pub fn get(conn: &dyn Conn, tenant: &str, version: u64) -> anyhow::Result<Option
 
 /// Every tenant with a policy version.
 pub fn tenants(conn: &dyn Conn) -> anyhow::Result<Vec<String>> {
-    conn.query("SELECT DISTINCT tenant FROM policy_versions ORDER BY tenant", &[], |row| row.get(0))
+    conn.query(
+        "SELECT DISTINCT tenant FROM policy_versions ORDER BY tenant",
+        &[],
+        |row| row.get(0),
+    )
 }
 
 /// Checks `tenant`'s versions: document hashes, the chain and every signed note. Returns how
@@ -197,14 +204,27 @@ pub fn verify_chain(
     conn.for_each(sql, &[tenant.into()], &mut |r| {
         let version = r.u64(0)?;
         let (hash, received_ms): (String, i64) = (r.get(1)?, r.get(2)?);
-        let (document, stored_chain, note): (String, Vec<u8>, String) = (r.get(3)?, r.get(4)?, r.get(5)?);
+        let (document, stored_chain, note): (String, Vec<u8>, String) =
+            (r.get(3)?, r.get(4)?, r.get(5)?);
         let label = format!("policy version {version}");
-        anyhow::ensure!(version == expected, "policy version {expected} is missing (next stored: {version})");
-        let value: Value = serde_json::from_str(&document).map_err(|e| anyhow::anyhow!("{label}: document is not JSON: {e}"))?;
-        anyhow::ensure!(document_hash(&value) == hash, "{label}: the document does not match its hash (altered)");
+        anyhow::ensure!(
+            version == expected,
+            "policy version {expected} is missing (next stored: {version})"
+        );
+        let value: Value = serde_json::from_str(&document)
+            .map_err(|e| anyhow::anyhow!("{label}: document is not JSON: {e}"))?;
+        anyhow::ensure!(
+            document_hash(&value) == hash,
+            "{label}: the document does not match its hash (altered)"
+        );
         let link = chain(&previous, version, &hash, received_ms);
-        anyhow::ensure!(stored_chain == link.0, "{label}: the hash chain is broken (altered, inserted or removed)");
-        let checkpoint = trusted.open(&note, &origin).map_err(|e| anyhow::anyhow!("{label}: {e:#}"))?;
+        anyhow::ensure!(
+            stored_chain == link.0,
+            "{label}: the hash chain is broken (altered, inserted or removed)"
+        );
+        let checkpoint = trusted
+            .open(&note, &origin)
+            .map_err(|e| anyhow::anyhow!("{label}: {e:#}"))?;
         anyhow::ensure!(
             checkpoint.size() == version && *checkpoint.hash() == link,
             "{label}: the signed note states another version or chain"
@@ -235,8 +255,18 @@ mod tests {
         let tenants = ["org_a".to_owned(), "org_b".to_owned()];
         let v1 = json!({"tools": {"echo": ["a"]}});
         let v2 = json!({"tools": {"echo": ["b"]}});
-        assert_eq!(insert(&conn, &key, "test-log", &tenants, &v1, 10).unwrap().len(), 2);
-        assert!(insert(&conn, &key, "test-log", &tenants, &v1, 11).unwrap().is_empty(), "same document again");
+        assert_eq!(
+            insert(&conn, &key, "test-log", &tenants, &v1, 10)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(
+            insert(&conn, &key, "test-log", &tenants, &v1, 11)
+                .unwrap()
+                .is_empty(),
+            "same document again"
+        );
         let stored = insert(&conn, &key, "test-log", &tenants[..1], &v2, 12).unwrap();
         assert_eq!((stored[0].version, stored[0].received_ms), (2, 12));
         let all = after(&conn, "org_a", 0).unwrap();
@@ -246,14 +276,25 @@ mod tests {
         assert_eq!(after(&conn, "org_b", 0).unwrap().len(), 1);
 
         let trusted = Verifiers::new([key.vkey()]).unwrap();
-        assert_eq!(verify_chain(&conn, &trusted, "test-log", "org_a").unwrap(), 2);
-        let other = Verifiers::new(
-            [SigningKey::load_or_create(&_dir.path().join("other"), "test-log").unwrap().vkey()],
-        )
-        .unwrap();
-        let err = verify_chain(&conn, &other, "test-log", "org_a").unwrap_err().to_string();
+        assert_eq!(
+            verify_chain(&conn, &trusted, "test-log", "org_a").unwrap(),
+            2
+        );
+        let other =
+            Verifiers::new([
+                SigningKey::load_or_create(&_dir.path().join("other"), "test-log")
+                    .unwrap()
+                    .vkey(),
+            ])
+            .unwrap();
+        let err = verify_chain(&conn, &other, "test-log", "org_a")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("policy version 1: "), "{err}");
-        assert!(conn.execute("DELETE FROM policy_versions", []).is_err(), "append-only");
+        assert!(
+            conn.execute("DELETE FROM policy_versions", []).is_err(),
+            "append-only"
+        );
     }
 
     #[test]
@@ -268,7 +309,12 @@ mod tests {
         )
         .unwrap();
         let trusted = Verifiers::new([key.vkey()]).unwrap();
-        let err = verify_chain(&conn, &trusted, "test-log", "org_a").unwrap_err().to_string();
-        assert_eq!(err, "policy version 2: the document does not match its hash (altered)");
+        let err = verify_chain(&conn, &trusted, "test-log", "org_a")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "policy version 2: the document does not match its hash (altered)"
+        );
     }
 }

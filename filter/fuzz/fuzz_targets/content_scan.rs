@@ -1,7 +1,6 @@
 //! Content scanning over arbitrary JSON, with the default input and output rules.
 #![no_main]
 
-
 use acp_filter::config::Config;
 use acp_filter::{content_scan, strict_json};
 use libfuzzer_sys::fuzz_target;
@@ -14,7 +13,9 @@ thread_local! {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(value) = strict_json::parse(data) else { return };
+    let Ok(value) = strict_json::parse(data) else {
+        return;
+    };
     CONFIG.with(|cfg| {
         content_scan::scan(&value, &cfg.scanning.input, "$");
         content_scan::scan(&value, &cfg.scanning.output, "$");

@@ -2,7 +2,6 @@
 //! authenticated caller, on arbitrary bodies.
 #![no_main]
 
-
 use acp_filter::config::Config;
 use acp_filter::decision::{self, Request};
 use acp_filter::identity::Identity;
@@ -31,6 +30,11 @@ fuzz_target!(|data: &[u8]| {
         delegation_chain: None,
         expires_at: u64::MAX,
     };
-    let request = Request { auth: Ok(&identity), headers: &McpHeaders::default(), body: Some(data), content_encoding: None };
+    let request = Request {
+        auth: Ok(&identity),
+        headers: &McpHeaders::default(),
+        body: Some(data),
+        content_encoding: None,
+    };
     CONFIG.with(|cfg| decision::decide(cfg, &request, &mut |_| Ok(())));
 });

@@ -17,7 +17,10 @@ thread_local! {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let plan = Plan { tool_calls: HashSet::from(["1".to_string()]), tools_lists: HashSet::from(["2".to_string()]) };
+    let plan = Plan {
+        tool_calls: HashSet::from(["1".to_string()]),
+        tools_lists: HashSet::from(["2".to_string()]),
+    };
     let scopes = ["salesforce:read".to_string()];
     for content_type in [Some("text/event-stream"), Some("application/json")] {
         let _ = mcp_response::outcomes(content_type, data);

@@ -1,7 +1,6 @@
 //! The SSRF URL/host parser and the PII detectors on arbitrary text.
 #![no_main]
 
-
 use acp_filter::config::Config;
 use acp_filter::scan::pii::find_pii;
 use acp_filter::scan::ssrf::find_ssrf;

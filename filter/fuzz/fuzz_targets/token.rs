@@ -22,9 +22,19 @@ thread_local! {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let _ = token::bearer_token(Some(text));
     let _ = jws_form::check(text);
-    SETUP.with(|(cfg, keys)| token::verify(text, keys, &cfg.identity, Duration::from_secs(1_800_000_000)).ok());
+    SETUP.with(|(cfg, keys)| {
+        token::verify(
+            text,
+            keys,
+            &cfg.identity,
+            Duration::from_secs(1_800_000_000),
+        )
+        .ok()
+    });
     let _ = KeySet::from_jwks_bytes(data);
 });

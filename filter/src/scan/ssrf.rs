@@ -93,7 +93,9 @@ fn worth_scanning(bytes: &[u8]) -> bool {
 }
 
 fn starts_with_ignore_case(bytes: &[u8], at: usize, needle: &[u8]) -> bool {
-    bytes.get(at..at + needle.len()).is_some_and(|w| w.eq_ignore_ascii_case(needle))
+    bytes
+        .get(at..at + needle.len())
+        .is_some_and(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// How a scheme is treated.
@@ -136,7 +138,10 @@ fn is_terminator(c: char) -> bool {
 
 /// Punctuation that ends a sentence rather than a URL.
 fn is_trailing_punctuation(b: u8) -> bool {
-    matches!(b, b'.' | b',' | b';' | b':' | b'!' | b'?' | b'*' | b')' | b']' | b'}')
+    matches!(
+        b,
+        b'.' | b',' | b';' | b':' | b'!' | b'?' | b'*' | b')' | b']' | b'}'
+    )
 }
 
 /// Byte classes, looked up in one table to keep the per-byte loops cheap.
@@ -221,7 +226,11 @@ fn is_host_char(b: u8) -> bool {
 
 /// What may precede a protocol-relative `//host`.
 fn opens_relative_url(b: u8) -> bool {
-    b.is_ascii_whitespace() || matches!(b, b'"' | b'\'' | b'(' | b'<' | b'>' | b'=' | b'[' | b',' | b'`' | b'{' | b';')
+    b.is_ascii_whitespace()
+        || matches!(
+            b,
+            b'"' | b'\'' | b'(' | b'<' | b'>' | b'=' | b'[' | b',' | b'`' | b'{' | b';'
+        )
 }
 
 struct Scan<'a> {
@@ -254,7 +263,11 @@ impl Scan<'_> {
         for (start, end) in self.hits {
             match out.last_mut() {
                 Some(last) if start < last.end => last.end = last.end.max(end),
-                _ => out.push(Match { detector: Detector::Ssrf, start, end }),
+                _ => out.push(Match {
+                    detector: Detector::Ssrf,
+                    start,
+                    end,
+                }),
             }
         }
         out
@@ -278,7 +291,10 @@ impl Scan<'_> {
     /// A URL whose scheme ends at `colon`; returns where to continue (after its authority).
     fn scheme_url(&mut self, colon: usize) -> Option<usize> {
         let mut start = colon;
-        while start > 0 && colon - start < MAX_SCHEME_LEN && self.byte(start - 1).is_some_and(is_scheme_char) {
+        while start > 0
+            && colon - start < MAX_SCHEME_LEN
+            && self.byte(start - 1).is_some_and(is_scheme_char)
+        {
             start -= 1;
         }
         while start < colon && !self.byte(start).is_some_and(|b| b.is_ascii_alphabetic()) {
@@ -328,7 +344,9 @@ impl Scan<'_> {
         // Browser reading: `\` ends the authority. curl reading: it does not, so
         // `http://good.com\@127.0.0.1/` reaches 127.0.0.1.
         let mut browser_end = at;
-        while self.byte(browser_end).is_some_and(|b| b != b'\\') && !self.ends_curl_authority(browser_end) {
+        while self.byte(browser_end).is_some_and(|b| b != b'\\')
+            && !self.ends_curl_authority(browser_end)
+        {
             browser_end += 1;
         }
         let mut hosts = [self.host_of(at, browser_end), None];
@@ -363,7 +381,12 @@ impl Scan<'_> {
                 return host.clone();
             }
         }
-        let last_at = from + self.bytes.get(from..curl_end)?.iter().rposition(|&b| b == b'@')?;
+        let last_at = from
+            + self
+                .bytes
+                .get(from..curl_end)?
+                .iter()
+                .rposition(|&b| b == b'@')?;
         let host = self.host_of(last_at, curl_end);
         self.curl_host = Some((curl_end, host.clone()));
         host
@@ -373,17 +396,27 @@ impl Scan<'_> {
     fn ends_curl_authority(&self, i: usize) -> bool {
         match self.byte(i) {
             None => true,
-            Some(b) if b.is_ascii() => matches!(b, b'/' | b'?' | b'#') || class(b) & TERMINATOR != 0,
+            Some(b) if b.is_ascii() => {
+                matches!(b, b'/' | b'?' | b'#') || class(b) & TERMINATOR != 0
+            }
             Some(_) => self.non_ascii_terminator(i),
         }
     }
 
     fn non_ascii_terminator(&self, i: usize) -> bool {
-        self.text.get(i..).and_then(|s| s.chars().next()).is_some_and(is_terminator)
+        self.text
+            .get(i..)
+            .and_then(|s| s.chars().next())
+            .is_some_and(is_terminator)
     }
 
     /// The first `i >= from` where `stop(i)` holds (or the text's end), through `cache`.
-    fn next_stop(&self, cache: &mut (usize, usize), from: usize, stop: impl Fn(&Self, usize) -> bool) -> usize {
+    fn next_stop(
+        &self,
+        cache: &mut (usize, usize),
+        from: usize,
+        stop: impl Fn(&Self, usize) -> bool,
+    ) -> usize {
         if cache.0 <= from && from < cache.1 {
             return cache.1;
         }
@@ -432,7 +465,10 @@ impl Scan<'_> {
             }
         };
         // Brackets opened in the (last 128 bytes of the) URL before the trailing run.
-        let window = self.bytes.get(from.max(run_start.saturating_sub(128)).min(run_start)..run_start).unwrap_or(&[]);
+        let window = self
+            .bytes
+            .get(from.max(run_start.saturating_sub(128)).min(run_start)..run_start)
+            .unwrap_or(&[]);
         let (mut parens, mut brackets, mut braces) = (0i64, 0i64, 0i64);
         for &b in window {
             match b {
@@ -495,8 +531,10 @@ impl Scan<'_> {
         let urls = std::mem::take(&mut self.urls);
         let mut next_url = urls.iter().peekable();
         let mut i = 0;
-        while let Some(skip) =
-            self.bytes.get(i..).and_then(|rest| rest.iter().position(|&b| class(b) & TOKEN_START != 0))
+        while let Some(skip) = self
+            .bytes
+            .get(i..)
+            .and_then(|rest| rest.iter().position(|&b| class(b) & TOKEN_START != 0))
         {
             i += skip;
             let b = self.byte(i).unwrap_or(0);
@@ -523,7 +561,13 @@ impl Scan<'_> {
 
     /// `[v6]`, `[v6]:port`, with an optional path.
     fn bracketed(&mut self, at: usize) -> Option<usize> {
-        let close = at + self.bytes.get(at..)?.iter().take(64).position(|&b| b == b']')?;
+        let close = at
+            + self
+                .bytes
+                .get(at..)?
+                .iter()
+                .take(64)
+                .position(|&b| b == b']')?;
         let addr = parse_ipv6_with_zone(self.text.get(at + 1..close)?)?;
         let end = self.port_and_path(close + 1);
         if self.internal(&Host::V6(addr), true) {
@@ -536,17 +580,24 @@ impl Scan<'_> {
     fn bare_ipv6(&mut self, at: usize) -> Option<usize> {
         const LONGEST: usize = 45; // ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255
         let mut end = at;
-        while self.byte(end).is_some_and(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+        while self
+            .byte(end)
+            .is_some_and(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
             end += 1;
             if end - at > LONGEST + 1 {
                 return None;
             }
         }
         let run = self.bytes.get(at..end)?;
-        if run.iter().filter(|&&b| b == b':').count() < 2 || !run.iter().any(u8::is_ascii_hexdigit) {
+        if run.iter().filter(|&&b| b == b':').count() < 2 || !run.iter().any(u8::is_ascii_hexdigit)
+        {
             return None;
         }
-        if self.byte(end).is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        if self
+            .byte(end)
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
             return None;
         }
         // A sentence may end right after the address.
@@ -560,10 +611,9 @@ impl Scan<'_> {
         let mut span_end = addr_end;
         if addr_end == end && self.byte(end) == Some(b'%') {
             span_end += 1;
-            while self
-                .byte(span_end)
-                .is_some_and(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-'))
-            {
+            while self.byte(span_end).is_some_and(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-')
+            }) {
                 span_end += 1;
             }
         }
@@ -597,7 +647,13 @@ impl Scan<'_> {
         // Fast exit for ordinary words: a bare host has an inner dot, a port, or is a
         // loopback name.
         let inner_dot = dots > usize::from(last == b'.');
-        if !inner_dot && next != Some(b':') && !self.text.get(at..tok_end).is_some_and(looks_like_loopback_word) {
+        if !inner_dot
+            && next != Some(b':')
+            && !self
+                .text
+                .get(at..tok_end)
+                .is_some_and(looks_like_loopback_word)
+        {
             return Some(tok_end);
         }
         let token = self.text.get(at..tok_end)?;
@@ -698,7 +754,11 @@ fn looks_like_loopback_word(word: &str) -> bool {
     if word.len() < 9 {
         return false;
     }
-    let word = word.trim_start_matches(['-', '_', '.']).trim_end_matches('.');
+    let word = word
+        .trim_start_matches(['-', '_', '.'])
+        .trim_end_matches('.');
     matches!(word.len(), 9 | 12 | 13)
-        && ["localhost", "ip6-localhost", "ip6-loopback"].iter().any(|n| n.eq_ignore_ascii_case(word))
+        && ["localhost", "ip6-localhost", "ip6-loopback"]
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(word))
 }

@@ -95,7 +95,11 @@ pub(super) fn luhn(d: &[u8]) -> bool {
 
 /// Whether the number's prefix belongs to a known issuer that uses its length.
 fn issuer_ok(d: &[u8]) -> bool {
-    let prefix = |k: usize| d.iter().take(k).fold(0u32, |acc, &x| acc * 10 + u32::from(x));
+    let prefix = |k: usize| {
+        d.iter()
+            .take(k)
+            .fold(0u32, |acc, &x| acc * 10 + u32::from(x))
+    };
     let len = d.len();
     let (p1, p2, p3, p4, p6) = (prefix(1), prefix(2), prefix(3), prefix(4), prefix(6));
     let var = (16..=19).contains(&len);
@@ -176,10 +180,19 @@ mod tests {
             assert_eq!(cards(&format!("pay with {s} today")), vec![s], "{s}");
         }
         // A trailing year or CVV after spaces does not hide the card.
-        assert_eq!(cards("4111 1111 1111 1111 12/27"), vec!["4111 1111 1111 1111"]);
-        assert_eq!(cards("4111 1111 1111 1111 737"), vec!["4111 1111 1111 1111"]);
+        assert_eq!(
+            cards("4111 1111 1111 1111 12/27"),
+            vec!["4111 1111 1111 1111"]
+        );
+        assert_eq!(
+            cards("4111 1111 1111 1111 737"),
+            vec!["4111 1111 1111 1111"]
+        );
         // Ambiguous: a valid 19-digit Visa, or a 16-digit one and a CVV. The longer is reported.
-        assert_eq!(cards("4111 1111 1111 1111 037"), vec!["4111 1111 1111 1111 037"]);
+        assert_eq!(
+            cards("4111 1111 1111 1111 037"),
+            vec!["4111 1111 1111 1111 037"]
+        );
         // JSON-escaped context.
         assert_eq!(
             cards(r#"{"pan":"4111111111111111","exp":"12/27"}"#),

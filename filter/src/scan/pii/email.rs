@@ -68,7 +68,10 @@ pub(super) fn detect(b: &[u8], at_pos: usize) -> Option<(usize, usize)> {
         return None;
     }
     let tld = b.get(last_label..p)?;
-    let idn = tld.len() > 4 && tld.get(..4).is_some_and(|x| x.eq_ignore_ascii_case(b"xn--"));
+    let idn = tld.len() > 4
+        && tld
+            .get(..4)
+            .is_some_and(|x| x.eq_ignore_ascii_case(b"xn--"));
     if !idn && (tld.len() < 2 || !tld.iter().all(u8::is_ascii_alphabetic)) {
         return None;
     }
@@ -95,9 +98,9 @@ fn is_local(c: u8) -> bool {
 /// File extensions that are not top-level domains (so `logo@site.png` is a file name).
 fn is_file_extension(tld: &[u8]) -> bool {
     const EXT: &[&[u8]] = &[
-        b"png", b"jpg", b"jpeg", b"gif", b"svg", b"webp", b"bmp", b"ico", b"tif", b"tiff", b"heic", b"css", b"js",
-        b"mjs", b"ts", b"tsx", b"jsx", b"json", b"txt", b"htm", b"html", b"pdf", b"xml", b"yml", b"yaml", b"toml",
-        b"lock", b"map", b"wasm",
+        b"png", b"jpg", b"jpeg", b"gif", b"svg", b"webp", b"bmp", b"ico", b"tif", b"tiff", b"heic",
+        b"css", b"js", b"mjs", b"ts", b"tsx", b"jsx", b"json", b"txt", b"htm", b"html", b"pdf",
+        b"xml", b"yml", b"yaml", b"toml", b"lock", b"map", b"wasm",
     ];
     EXT.iter().any(|e| e.eq_ignore_ascii_case(tld))
 }
@@ -105,7 +108,9 @@ fn is_file_extension(tld: &[u8]) -> bool {
 /// `2x`, `3x`: the resolution suffix of an image asset (`icon@2x.png`).
 fn is_retina(label: &[u8]) -> bool {
     match label.split_last() {
-        Some((&x, digits)) => (x == b'x' || x == b'X') && !digits.is_empty() && digits.iter().all(u8::is_ascii_digit),
+        Some((&x, digits)) => {
+            (x == b'x' || x == b'X') && !digits.is_empty() && digits.iter().all(u8::is_ascii_digit)
+        }
         None => false,
     }
 }
@@ -134,11 +139,23 @@ mod tests {
             assert_eq!(emails(&format!("mail {s}, thanks")), vec![s], "{s}");
             assert_eq!(emails(&format!("<{s}>")), vec![s], "{s}");
         }
-        assert_eq!(emails("mailto:alice@example.com?subject=hi"), vec!["alice@example.com"]);
-        assert_eq!(emails("?to=alice@example.com&x=1"), vec!["alice@example.com"]);
+        assert_eq!(
+            emails("mailto:alice@example.com?subject=hi"),
+            vec!["alice@example.com"]
+        );
+        assert_eq!(
+            emails("?to=alice@example.com&x=1"),
+            vec!["alice@example.com"]
+        );
         assert_eq!(emails("'alice@example.com'"), vec!["alice@example.com"]);
-        assert_eq!(emails("Email: alice@example.com."), vec!["alice@example.com"]);
-        assert_eq!(emails(r#"{"to":["a@x.com","b@y.org"]}"#), vec!["a@x.com", "b@y.org"]);
+        assert_eq!(
+            emails("Email: alice@example.com."),
+            vec!["alice@example.com"]
+        );
+        assert_eq!(
+            emails(r#"{"to":["a@x.com","b@y.org"]}"#),
+            vec!["a@x.com", "b@y.org"]
+        );
     }
 
     #[test]

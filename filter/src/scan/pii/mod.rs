@@ -425,9 +425,10 @@ mod tests {
     fn never_panics_on_arbitrary_input() {
         // A deterministic pseudo-random walk over bytes that matter to the detectors, cut at
         // every length, plus truncated prefixes of real values.
-        let alphabet: Vec<char> = "0123456789 -.()+@_/:#AKIBEGRDSxoyJeghpbasecurityPRIVATE KEY-----\n\\é☎"
-            .chars()
-            .collect();
+        let alphabet: Vec<char> =
+            "0123456789 -.()+@_/:#AKIBEGRDSxoyJeghpbasecurityPRIVATE KEY-----\n\\é☎"
+                .chars()
+                .collect();
         let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
         for _ in 0..3000 {
             let mut s = String::new();

@@ -138,7 +138,9 @@ pub(super) fn nanp(b: &[u8], s: usize, run_end: usize) -> Option<(usize, usize)>
             } else {
                 s
             };
-            let ok = right_ok(b, run_end) && codes_ok(b, a, a + 3) && context_before(b, s, WINDOW, CONTEXT);
+            let ok = right_ok(b, run_end)
+                && codes_ok(b, a, a + 3)
+                && context_before(b, s, WINDOW, CONTEXT);
             ok.then_some((s, run_end))
         }
         _ => None,
@@ -220,7 +222,10 @@ fn calling_code_ok(d: &[u8]) -> bool {
                 || two == 27
                 || matches!(three, 211 | 212 | 213 | 216 | 218 | 220..=258 | 260..=269 | 290 | 291 | 297..=299)
         }
-        3 => matches!(two, 30..=34 | 36 | 39) || matches!(three, 350..=359 | 370..=383 | 385..=387 | 389),
+        3 => {
+            matches!(two, 30..=34 | 36 | 39)
+                || matches!(three, 350..=359 | 370..=383 | 385..=387 | 389)
+        }
         4 => two != 42 || matches!(three, 420 | 421 | 423),
         5 => matches!(two, 51..=58) || matches!(three, 500..=509 | 590..=599),
         6 => matches!(two, 60..=66) || matches!(three, 670 | 672..=683 | 685..=692),
@@ -231,7 +236,10 @@ fn calling_code_ok(d: &[u8]) -> bool {
                     800 | 808 | 850 | 852 | 853 | 855 | 856 | 870 | 878 | 880..=883 | 886 | 888
                 )
         }
-        9 => matches!(two, 90..=95 | 98) || matches!(three, 960..=968 | 970..=977 | 979 | 992..=996 | 998),
+        9 => {
+            matches!(two, 90..=95 | 98)
+                || matches!(three, 960..=968 | 970..=977 | 979 | 992..=996 | 998)
+        }
         _ => false,
     }
 }
@@ -293,7 +301,10 @@ mod tests {
     #[test]
     fn bare_digits_need_context() {
         assert_eq!(phones("phone: 4155552671"), vec!["4155552671"]);
-        assert_eq!(phones(r#"{"phone_number":"4155552671"}"#), vec!["4155552671"]);
+        assert_eq!(
+            phones(r#"{"phone_number":"4155552671"}"#),
+            vec!["4155552671"]
+        );
         assert_eq!(phones("Tel 14155552671"), vec!["14155552671"]);
         assert!(phones("order 4155552671").is_empty());
         assert!(phones("4155552671").is_empty());
@@ -345,8 +356,8 @@ mod tests {
         use super::calling_code_ok;
         let d = |s: &str| s.bytes().map(|c| c - b'0').collect::<Vec<u8>>();
         for ok in [
-            "1", "7", "20", "27", "212", "234", "299", "31", "358", "380", "44", "420", "52", "599", "61", "679", "81",
-            "852", "86", "90", "971", "998",
+            "1", "7", "20", "27", "212", "234", "299", "31", "358", "380", "44", "420", "52",
+            "599", "61", "679", "81", "852", "86", "90", "971", "998",
         ] {
             assert!(calling_code_ok(&d(&format!("{ok}00000000"))), "{ok}");
         }

@@ -79,7 +79,8 @@ fn run(b: &[u8], mut i: usize, f: impl Fn(u8) -> bool) -> usize {
 
 fn aws(b: &[u8], i: usize) -> Option<(usize, usize)> {
     const PREFIXES: [&[u8]; 12] = [
-        b"AKIA", b"ASIA", b"AGPA", b"AIDA", b"AROA", b"AIPA", b"ANPA", b"ANVA", b"ABIA", b"ACCA", b"APKA", b"ASCA",
+        b"AKIA", b"ASIA", b"AGPA", b"AIDA", b"AROA", b"AIPA", b"ANPA", b"ANVA", b"ABIA", b"ACCA",
+        b"APKA", b"ASCA",
     ];
     if is_word(before(b, i)) {
         return None;
@@ -90,7 +91,10 @@ fn aws(b: &[u8], i: usize) -> Option<(usize, usize)> {
     }
     let end = i + 20;
     let body = b.get(i + 4..end)?;
-    let ok = body.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) && !is_word(at(b, end));
+    let ok = body
+        .iter()
+        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        && !is_word(at(b, end));
     ok.then_some((i, end))
 }
 
@@ -102,7 +106,8 @@ fn pem(b: &[u8], i: usize) -> Option<(usize, usize)> {
         return None;
     }
     let label = i + BEGIN.len();
-    let line_end = |from: usize| run(b, from, |c| c != b'-' && c != b'\n' && c != b'\r').min(from + 64);
+    let line_end =
+        |from: usize| run(b, from, |c| c != b'-' && c != b'\n' && c != b'\r').min(from + 64);
     let p = line_end(label);
     if !starts(b, p, DASHES) || find(b.get(label..p)?, b"PRIVATE KEY").is_none() {
         return None;
@@ -117,7 +122,14 @@ fn pem(b: &[u8], i: usize) -> Option<(usize, usize)> {
         if c == b'-' && starts(b, q, DASHES) {
             if starts(b, q, b"-----END ") {
                 let e = line_end(q + 9);
-                return Some((i, if starts(b, e, DASHES) { e + DASHES.len() } else { e }));
+                return Some((
+                    i,
+                    if starts(b, e, DASHES) {
+                        e + DASHES.len()
+                    } else {
+                        e
+                    },
+                ));
             }
             break;
         }
@@ -127,7 +139,10 @@ fn pem(b: &[u8], i: usize) -> Option<(usize, usize)> {
         q += 1;
     }
     // Cut off before the END line: the header and the base64 body that follows.
-    let mut e = run(b, body, |c| c.is_ascii_alphanumeric() || b"+/=\\\r\n".contains(&c)).min(q);
+    let mut e = run(b, body, |c| {
+        c.is_ascii_alphanumeric() || b"+/=\\\r\n".contains(&c)
+    })
+    .min(q);
     while e > body && matches!(before(b, e), b'\r' | b'\n' | b'\\') {
         e -= 1;
     }
@@ -143,7 +158,8 @@ fn bearer(b: &[u8], i: usize) -> Option<(usize, usize)> {
     if t == sp || at(b, t) == b' ' {
         return None;
     }
-    let is_token = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+    let is_token =
+        |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
     let mut e = run(b, run(b, t, is_token), |c| c == b'=');
     while e > t && before(b, e) == b'.' {
         e -= 1;
@@ -198,12 +214,17 @@ fn github(b: &[u8], i: usize) -> Option<(usize, usize)> {
 }
 
 fn slack(b: &[u8], i: usize) -> Option<(usize, usize)> {
-    if is_word(before(b, i)) || !starts(b, i, b"xox") || !b"abeoprs".contains(&at(b, i + 3)) || at(b, i + 4) != b'-' {
+    if is_word(before(b, i))
+        || !starts(b, i, b"xox")
+        || !b"abeoprs".contains(&at(b, i + 3))
+        || at(b, i + 4) != b'-'
+    {
         return None;
     }
     let e = run(b, i + 5, |c| c.is_ascii_alphanumeric() || c == b'-');
     let body = b.get(i + 5..e)?;
-    (body.len() >= 10 && body.iter().any(u8::is_ascii_digit) && !is_word(at(b, e))).then_some((i, e))
+    (body.len() >= 10 && body.iter().any(u8::is_ascii_digit) && !is_word(at(b, e)))
+        .then_some((i, e))
 }
 
 #[cfg(test)]
@@ -268,7 +289,10 @@ mod tests {
             vec!["sk-proj-AbCdEfGhIjKlMnOp"]
         );
         assert_eq!(secrets(&format!("Bearer {JWT}")), vec![JWT]);
-        assert_eq!(secrets("BEARER dGhpcyBpcyBhIHRva2Vu=="), vec!["dGhpcyBpcyBhIHRva2Vu=="]);
+        assert_eq!(
+            secrets("BEARER dGhpcyBpcyBhIHRva2Vu=="),
+            vec!["dGhpcyBpcyBhIHRva2Vu=="]
+        );
         for s in [
             "Bearer <token>",
             "Bearer ${TOKEN}",

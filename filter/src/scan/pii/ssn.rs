@@ -32,8 +32,10 @@ const WINDOW: usize = 40;
 /// boundary was checked by the caller).
 pub(super) fn detect(b: &[u8], s: usize, run_end: usize) -> Option<usize> {
     match run_end - s {
-        9 => (right_ok(b, run_end) && valid(b, [s, s + 3, s + 5]) && context_before(b, s, WINDOW, CONTEXT))
-            .then_some(run_end),
+        9 => (right_ok(b, run_end)
+            && valid(b, [s, s + 3, s + 5])
+            && context_before(b, s, WINDOW, CONTEXT))
+        .then_some(run_end),
         3 => {
             let sep = at(b, run_end);
             if !matches!(sep, b'-' | b' ' | b'.') {
@@ -42,7 +44,8 @@ pub(super) fn detect(b: &[u8], s: usize, run_end: usize) -> Option<usize> {
             let g = run_end + 1;
             let ser = g + 3;
             let end = ser + 4;
-            let shaped = digits_exactly(b, g, 2) && at(b, g + 2) == sep && digits_exactly(b, ser, 4);
+            let shaped =
+                digits_exactly(b, g, 2) && at(b, g + 2) == sep && digits_exactly(b, ser, 4);
             if !shaped || !right_ok(b, end) {
                 return None;
             }
@@ -70,7 +73,10 @@ fn valid(b: &[u8], [a, g, s]: [usize; 3]) -> bool {
     if area == 0 || area == 666 || area >= 900 || group == 0 || serial == 0 {
         return false;
     }
-    !matches!((area, group, serial), (78, 5, 1120) | (219, 9, 9999) | (123, 45, 6789))
+    !matches!(
+        (area, group, serial),
+        (78, 5, 1120) | (219, 9, 9999) | (123, 45, 6789)
+    )
 }
 
 #[cfg(test)]
@@ -102,7 +108,10 @@ mod tests {
         assert_eq!(ssns("SSN: 536221234"), vec!["536221234"]);
         assert_eq!(ssns("ssn#536221234"), vec!["536221234"]);
         assert_eq!(ssns("Social Security Number: 536221234"), vec!["536221234"]);
-        assert_eq!(ssns(r#"{"social_security_number": "536221234"}"#), vec!["536221234"]);
+        assert_eq!(
+            ssns(r#"{"social_security_number": "536221234"}"#),
+            vec!["536221234"]
+        );
         assert_eq!(ssns("soc. sec. no. 536221234"), vec!["536221234"]);
         assert_eq!(ssns("taxpayer id 536221234"), vec!["536221234"]);
         assert_eq!(

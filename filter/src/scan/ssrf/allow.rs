@@ -53,20 +53,30 @@ impl AllowList {
     }
 
     pub(super) fn allows_v4(&self, addr: u32) -> bool {
-        self.nets.iter().any(|n| matches!(*n, Net::V4 { net, prefix } if in_v4_net(addr, net, prefix)))
+        self.nets
+            .iter()
+            .any(|n| matches!(*n, Net::V4 { net, prefix } if in_v4_net(addr, net, prefix)))
     }
 
     pub(super) fn allows_v6(&self, addr: u128) -> bool {
-        self.nets.iter().any(|n| matches!(*n, Net::V6 { net, prefix } if in_v6_net(addr, net, prefix)))
+        self.nets
+            .iter()
+            .any(|n| matches!(*n, Net::V6 { net, prefix } if in_v6_net(addr, net, prefix)))
             || embedded_v4(addr).is_some_and(|v4| self.allows_v4(v4))
     }
 }
 
 fn parse_ip(s: &str) -> Option<Net> {
     if let Ok(a) = s.parse::<Ipv4Addr>() {
-        return Some(Net::V4 { net: u32::from(a), prefix: 32 });
+        return Some(Net::V4 {
+            net: u32::from(a),
+            prefix: 32,
+        });
     }
-    let inner = s.strip_prefix('[').and_then(|t| t.strip_suffix(']')).unwrap_or(s);
+    let inner = s
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(s);
     parse_ipv6(inner).map(|net| Net::V6 { net, prefix: 128 })
 }
 
@@ -77,31 +87,48 @@ fn parse_cidr(entry: &str, addr: &str, prefix: &str) -> Result<Net, String> {
     }
     let prefix: u32 = prefix.parse().map_err(|_| bad())?;
     let (net, host_bits_clear) = match parse_ip(addr).ok_or_else(bad)? {
-        Net::V4 { net, .. } if prefix <= 32 => (Net::V4 { net, prefix }, in_v4_net(net, net & mask4(prefix), 32)),
-        Net::V6 { net, .. } if prefix <= 128 => (Net::V6 { net, prefix }, in_v6_net(net, net & mask6(prefix), 128)),
+        Net::V4 { net, .. } if prefix <= 32 => (
+            Net::V4 { net, prefix },
+            in_v4_net(net, net & mask4(prefix), 32),
+        ),
+        Net::V6 { net, .. } if prefix <= 128 => (
+            Net::V6 { net, prefix },
+            in_v6_net(net, net & mask6(prefix), 128),
+        ),
         _ => return Err(bad()),
     };
     if !host_bits_clear {
-        return Err(format!("`{entry}` has bits set beyond its /{prefix} prefix"));
+        return Err(format!(
+            "`{entry}` has bits set beyond its /{prefix} prefix"
+        ));
     }
     Ok(net)
 }
 
 fn mask4(prefix: u32) -> u32 {
-    u32::MAX.checked_shl(32u32.saturating_sub(prefix)).unwrap_or(0)
+    u32::MAX
+        .checked_shl(32u32.saturating_sub(prefix))
+        .unwrap_or(0)
 }
 
 fn mask6(prefix: u32) -> u128 {
-    u128::MAX.checked_shl(128u32.saturating_sub(prefix)).unwrap_or(0)
+    u128::MAX
+        .checked_shl(128u32.saturating_sub(prefix))
+        .unwrap_or(0)
 }
 
 fn parse_name(entry: &str) -> Result<String, String> {
-    let name = entry.strip_suffix('.').unwrap_or(entry).to_ascii_lowercase();
+    let name = entry
+        .strip_suffix('.')
+        .unwrap_or(entry)
+        .to_ascii_lowercase();
     let valid_labels = name.len() <= 253
         && name.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         });
     if !valid_labels {
         return Err(format!(
@@ -110,7 +137,9 @@ fn parse_name(entry: &str) -> Result<String, String> {
     }
     let last = name.rsplit('.').next().unwrap_or("");
     if last.bytes().all(|b| b.is_ascii_digit()) || last.starts_with("0x") {
-        return Err(format!("`{entry}` is not a valid IP address (write IPv4 addresses as four decimal parts)"));
+        return Err(format!(
+            "`{entry}` is not a valid IP address (write IPv4 addresses as four decimal parts)"
+        ));
     }
     Ok(name)
 }
@@ -125,7 +154,14 @@ mod tests {
 
     #[test]
     fn accepts_names_addresses_and_cidrs() {
-        let l = list(&["Internal-API.acme.local.", "10.0.0.5", "10.1.0.0/16", "[fd00::1]", "fd01::/16"]).unwrap();
+        let l = list(&[
+            "Internal-API.acme.local.",
+            "10.0.0.5",
+            "10.1.0.0/16",
+            "[fd00::1]",
+            "fd01::/16",
+        ])
+        .unwrap();
         assert!(l.allows_name("internal-api.acme.local"));
         assert!(!l.allows_name("acme.local"));
         assert!(l.allows_v4(0x0a00_0005));

@@ -50,12 +50,16 @@ const V4_RANGES: [(u32, u32, Class); 11] = [
 ];
 
 pub(super) fn in_v4_net(addr: u32, net: u32, prefix: u32) -> bool {
-    let mask = u32::MAX.checked_shl(32u32.saturating_sub(prefix)).unwrap_or(0);
+    let mask = u32::MAX
+        .checked_shl(32u32.saturating_sub(prefix))
+        .unwrap_or(0);
     addr & mask == net & mask
 }
 
 pub(super) fn in_v6_net(addr: u128, net: u128, prefix: u32) -> bool {
-    let mask = u128::MAX.checked_shl(128u32.saturating_sub(prefix)).unwrap_or(0);
+    let mask = u128::MAX
+        .checked_shl(128u32.saturating_sub(prefix))
+        .unwrap_or(0);
     addr & mask == net & mask
 }
 
@@ -63,7 +67,10 @@ pub(super) fn classify_v4(addr: u32) -> Option<Class> {
     if METADATA_V4.contains(&addr) {
         return Some(Class::Metadata);
     }
-    V4_RANGES.iter().find(|(net, prefix, _)| in_v4_net(addr, *net, *prefix)).map(|r| r.2)
+    V4_RANGES
+        .iter()
+        .find(|(net, prefix, _)| in_v4_net(addr, *net, *prefix))
+        .map(|r| r.2)
 }
 
 /// The IPv4 address an IPv6 address carries and that a dual-stack or translating network
@@ -92,21 +99,33 @@ pub(super) fn classify_v6(addr: u128) -> Option<Class> {
         return classify_v4(inner);
     }
     const RANGES: [(u128, u32, Class); 6] = [
-        (0x0100 << 112, 64, Class::Reserved),          // 100::/64 discard-only
+        (0x0100 << 112, 64, Class::Reserved), // 100::/64 discard-only
         (0x0064_ff9b_0001 << 80, 48, Class::Reserved), // 64:ff9b:1::/48 local-use NAT64
-        (0xfc00 << 112, 7, Class::Private),            // unique local
-        (0xfe80 << 112, 10, Class::LinkLocal),         // link local
-        (0xfec0 << 112, 10, Class::Private),           // site local (deprecated)
-        (0xff00 << 112, 8, Class::Multicast),          // multicast
+        (0xfc00 << 112, 7, Class::Private),   // unique local
+        (0xfe80 << 112, 10, Class::LinkLocal), // link local
+        (0xfec0 << 112, 10, Class::Private),  // site local (deprecated)
+        (0xff00 << 112, 8, Class::Multicast), // multicast
     ];
-    RANGES.iter().find(|(net, prefix, _)| in_v6_net(addr, *net, *prefix)).map(|r| r.2)
+    RANGES
+        .iter()
+        .find(|(net, prefix, _)| in_v6_net(addr, *net, *prefix))
+        .map(|r| r.2)
 }
 
 /// Names of the local machine: always hosts, even alone in prose.
-const LOOPBACK_NAMES: [&str; 4] = ["localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"];
+const LOOPBACK_NAMES: [&str; 4] = [
+    "localhost",
+    "localhost.localdomain",
+    "ip6-localhost",
+    "ip6-loopback",
+];
 
 /// Metadata names specific enough to be hosts even alone in prose.
-const METADATA_FQDNS: [&str; 3] = ["metadata.google.internal", "instance-data.ec2.internal", "metadata.tencentyun.com"];
+const METADATA_FQDNS: [&str; 3] = [
+    "metadata.google.internal",
+    "instance-data.ec2.internal",
+    "metadata.tencentyun.com",
+];
 
 /// Single-label metadata names (GCP's `metadata`, AWS's `instance-data`): hosts only in a
 /// URL or with a port, since they are ordinary words.
@@ -115,8 +134,18 @@ const METADATA_LABELS: [&str; 2] = ["metadata", "instance-data"];
 /// Suffixes of names that never resolve on the public internet: RFC 6761 `localhost`,
 /// RFC 6762 `local` (mDNS), ICANN's private-use `internal`, RFC 8375 `home.arpa`, the
 /// never-delegated `corp`/`home`/`lan`/`intranet`/`localdomain`, and Kubernetes' `svc`.
-const INTERNAL_SUFFIXES: [&str; 10] =
-    ["localhost", "local", "localdomain", "internal", "intranet", "lan", "home.arpa", "corp", "home", "svc"];
+const INTERNAL_SUFFIXES: [&str; 10] = [
+    "localhost",
+    "local",
+    "localdomain",
+    "internal",
+    "intranet",
+    "lan",
+    "home.arpa",
+    "corp",
+    "home",
+    "svc",
+];
 
 /// `name` is lowercase, without a trailing dot.
 pub(super) fn classify_name(name: &str) -> Option<Class> {
@@ -126,16 +155,23 @@ pub(super) fn classify_name(name: &str) -> Option<Class> {
     if METADATA_FQDNS.contains(&name) || METADATA_LABELS.contains(&name) {
         return Some(Class::Metadata);
     }
-    let internal = INTERNAL_SUFFIXES
-        .iter()
-        .any(|suffix| name.strip_suffix(suffix).is_some_and(|rest| rest.len() > 1 && rest.ends_with('.')));
+    let internal = INTERNAL_SUFFIXES.iter().any(|suffix| {
+        name.strip_suffix(suffix)
+            .is_some_and(|rest| rest.len() > 1 && rest.ends_with('.'))
+    });
     internal.then_some(Class::InternalName)
 }
 
 /// Names flagged wherever they stand as a word (any case, no trailing dot).
 pub(super) fn is_always_name(name: &str) -> bool {
-    let suffix = name.len().checked_sub(".localhost".len()).and_then(|at| name.get(at..));
-    LOOPBACK_NAMES.iter().chain(&METADATA_FQDNS).any(|n| n.eq_ignore_ascii_case(name))
+    let suffix = name
+        .len()
+        .checked_sub(".localhost".len())
+        .and_then(|at| name.get(at..));
+    LOOPBACK_NAMES
+        .iter()
+        .chain(&METADATA_FQDNS)
+        .any(|n| n.eq_ignore_ascii_case(name))
         || suffix.is_some_and(|s| s.eq_ignore_ascii_case(".localhost"))
 }
 
@@ -144,7 +180,9 @@ mod tests {
     use super::*;
 
     fn v6(s: &str) -> u128 {
-        s.parse::<std::net::Ipv6Addr>().map(u128::from).unwrap_or(u128::MAX)
+        s.parse::<std::net::Ipv6Addr>()
+            .map(u128::from)
+            .unwrap_or(u128::MAX)
     }
 
     #[test]
@@ -154,7 +192,10 @@ mod tests {
         assert_eq!(classify_v4(v4(127, 255, 0, 1)), Some(Class::Loopback));
         assert_eq!(classify_v4(v4(172, 31, 255, 255)), Some(Class::Private));
         assert_eq!(classify_v4(v4(172, 32, 0, 0)), None);
-        assert_eq!(classify_v4(v4(100, 127, 255, 255)), Some(Class::SharedAddressSpace));
+        assert_eq!(
+            classify_v4(v4(100, 127, 255, 255)),
+            Some(Class::SharedAddressSpace)
+        );
         assert_eq!(classify_v4(v4(100, 128, 0, 0)), None);
         assert_eq!(classify_v4(v4(198, 19, 1, 1)), Some(Class::Reserved));
         assert_eq!(classify_v4(v4(255, 255, 255, 255)), Some(Class::Reserved));
@@ -168,7 +209,10 @@ mod tests {
         assert_eq!(classify_v6(v6("::")), Some(Class::Unspecified));
         assert_eq!(classify_v6(v6("::1")), Some(Class::Loopback));
         assert_eq!(classify_v6(v6("fd00:ec2::254")), Some(Class::Metadata));
-        assert_eq!(classify_v6(v6("::ffff:169.254.169.254")), Some(Class::Metadata));
+        assert_eq!(
+            classify_v6(v6("::ffff:169.254.169.254")),
+            Some(Class::Metadata)
+        );
         assert_eq!(classify_v6(v6("::ffff:0:10.0.0.1")), Some(Class::Private));
         assert_eq!(classify_v6(v6("64:ff9b::7f00:1")), Some(Class::Loopback));
         assert_eq!(classify_v6(v6("2002:c0a8:0101::1")), Some(Class::Private));
@@ -186,8 +230,14 @@ mod tests {
     fn names() {
         assert_eq!(classify_name("localhost"), Some(Class::Loopback));
         assert_eq!(classify_name("app.localhost"), Some(Class::Loopback));
-        assert_eq!(classify_name("metadata.google.internal"), Some(Class::Metadata));
-        assert_eq!(classify_name("redis.prod.internal"), Some(Class::InternalName));
+        assert_eq!(
+            classify_name("metadata.google.internal"),
+            Some(Class::Metadata)
+        );
+        assert_eq!(
+            classify_name("redis.prod.internal"),
+            Some(Class::InternalName)
+        );
         assert_eq!(classify_name("printer.local"), Some(Class::InternalName));
         assert_eq!(classify_name("router.home.arpa"), Some(Class::InternalName));
         assert_eq!(classify_name("api.default.svc"), Some(Class::InternalName));

@@ -22,7 +22,10 @@ pub(super) fn parse_url_host(raw: &str) -> Option<Host> {
         return parse_ipv6_with_zone(inner.strip_suffix(']')?).map(Host::V6);
     }
     // Fast path: nothing to decode or fold.
-    if raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')) {
+    if raw
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_'))
+    {
         return parse_domain(raw);
     }
     let decoded = percent_decode(raw);
@@ -110,7 +113,9 @@ fn percent_decode(s: &str) -> String {
 }
 
 fn hex_value(b: u8) -> Option<u8> {
-    char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok())
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 /// The part of IDNA mapping (UTS #46) that matters here: full-width ASCII and ideographic
@@ -154,7 +159,10 @@ fn parse_domain(domain: &str) -> Option<Host> {
 /// WHATWG forbidden domain code points.
 fn forbidden_in_domain(c: char) -> bool {
     c.is_ascii_control()
-        || matches!(c, ' ' | '#' | '%' | '/' | ':' | '<' | '>' | '?' | '@' | '[' | '\\' | ']' | '^' | '|')
+        || matches!(
+            c,
+            ' ' | '#' | '%' | '/' | ':' | '<' | '>' | '?' | '@' | '[' | '\\' | ']' | '^' | '|'
+        )
 }
 
 /// WHATWG: the last label (ignoring one trailing empty label) is all digits or an IPv4
@@ -174,17 +182,20 @@ fn ipv4_number(part: &str) -> Option<u64> {
     if part.is_empty() {
         return None;
     }
-    let (radix, digits) = if let Some(hex) = part.strip_prefix("0x").or_else(|| part.strip_prefix("0X")) {
-        (16, hex)
-    } else if part.len() > 1 && part.starts_with('0') {
-        (8, part.get(1..).unwrap_or(""))
-    } else {
-        (10, part)
-    };
+    let (radix, digits) =
+        if let Some(hex) = part.strip_prefix("0x").or_else(|| part.strip_prefix("0X")) {
+            (16, hex)
+        } else if part.len() > 1 && part.starts_with('0') {
+            (8, part.get(1..).unwrap_or(""))
+        } else {
+            (10, part)
+        };
     let mut value: u64 = 0;
     for c in digits.chars() {
         let d = c.to_digit(radix)?;
-        value = value.saturating_mul(u64::from(radix)).saturating_add(u64::from(d));
+        value = value
+            .saturating_mul(u64::from(radix))
+            .saturating_add(u64::from(d));
     }
     Some(value)
 }
@@ -222,7 +233,9 @@ fn valid_name(name: &str) -> bool {
         && name.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
 }
 
@@ -264,12 +277,29 @@ mod tests {
         }
         assert_eq!(v4("10.1"), Some(0x0a00_0001));
         assert_eq!(v4("0x"), Some(0));
-        for bad in ["256.0.0.1", "1.2.3.4.5", "1..2", "08.0.0.1", "0x7f.0.0.256", "4294967296", "1.2.3.4a5"] {
+        for bad in [
+            "256.0.0.1",
+            "1.2.3.4.5",
+            "1..2",
+            "08.0.0.1",
+            "0x7f.0.0.256",
+            "4294967296",
+            "1.2.3.4a5",
+        ] {
             assert!(v4(bad).is_none(), "{bad}");
         }
-        assert_eq!(parse_url_host("1.2.3.4a5"), Some(Host::Name("1.2.3.4a5".into())));
-        assert_eq!(parse_url_host("LocalHost."), Some(Host::Name("localhost".into())));
-        assert_eq!(parse_url_host("ＬＯＣＡＬ\u{AD}ＨＯＳＴ"), Some(Host::Name("localhost".into())));
+        assert_eq!(
+            parse_url_host("1.2.3.4a5"),
+            Some(Host::Name("1.2.3.4a5".into()))
+        );
+        assert_eq!(
+            parse_url_host("LocalHost."),
+            Some(Host::Name("localhost".into()))
+        );
+        assert_eq!(
+            parse_url_host("ＬＯＣＡＬ\u{AD}ＨＯＳＴ"),
+            Some(Host::Name("localhost".into()))
+        );
         assert_eq!(parse_url_host("99999999999999999999999"), None);
         assert_eq!(parse_url_host("0xffffffffffffffffffffffff"), None);
     }
@@ -277,9 +307,15 @@ mod tests {
     #[test]
     fn ipv6_forms() {
         assert_eq!(parse_url_host("[::1]"), Some(Host::V6(1)));
-        assert_eq!(parse_url_host("[fe80::1%25eth0]"), Some(Host::V6(0xfe80 << 112 | 1)));
+        assert_eq!(
+            parse_url_host("[fe80::1%25eth0]"),
+            Some(Host::V6(0xfe80 << 112 | 1))
+        );
         assert_eq!(parse_url_host("[%3a%3a1]"), Some(Host::V6(1)));
-        assert_eq!(parse_url_host("[::ffff:127.0.0.1]"), parse_url_host("[::ffff:7f00:1]"));
+        assert_eq!(
+            parse_url_host("[::ffff:127.0.0.1]"),
+            parse_url_host("[::ffff:7f00:1]")
+        );
         assert_eq!(parse_url_host("[::1"), None);
         assert_eq!(parse_url_host("[1:2]"), None);
     }
@@ -289,7 +325,10 @@ mod tests {
         assert_eq!(parse_bare_host("10.0.0.1"), Some(Bare::V4(0x0a00_0001, 4)));
         assert_eq!(parse_bare_host("0X7F.1"), Some(Bare::V4(0x7f00_0001, 2)));
         assert_eq!(parse_bare_host("1.2.3"), Some(Bare::V4(0x0102_0003, 3)));
-        assert_eq!(parse_bare_host("Foo.Internal"), Some(Bare::Name("Foo.Internal")));
+        assert_eq!(
+            parse_bare_host("Foo.Internal"),
+            Some(Bare::Name("Foo.Internal"))
+        );
         assert_eq!(parse_bare_host("a..b"), None);
         assert_eq!(parse_bare_host("v1.2.3.4"), None);
     }

@@ -1,7 +1,10 @@
 use super::*;
 
 fn spans<'t>(text: &'t str, allow: &AllowList) -> Vec<&'t str> {
-    find_ssrf(text, allow).iter().map(|m| &text[m.start..m.end]).collect()
+    find_ssrf(text, allow)
+        .iter()
+        .map(|m| &text[m.start..m.end])
+        .collect()
 }
 
 fn hits(text: &str) -> Vec<&str> {
@@ -16,14 +19,26 @@ fn allow(entries: &[&str]) -> AllowList {
 const CASES: &[(&str, &[&str])] = &[
     // --- plain internal URLs ---
     ("http://127.0.0.1/", &["http://127.0.0.1/"]),
-    ("https://localhost:8443/admin", &["https://localhost:8443/admin"]),
-    ("http://169.254.169.254/latest/meta-data/iam/", &["http://169.254.169.254/latest/meta-data/iam/"]),
-    ("http://10.0.0.5:9200/_cat/indices", &["http://10.0.0.5:9200/_cat/indices"]),
+    (
+        "https://localhost:8443/admin",
+        &["https://localhost:8443/admin"],
+    ),
+    (
+        "http://169.254.169.254/latest/meta-data/iam/",
+        &["http://169.254.169.254/latest/meta-data/iam/"],
+    ),
+    (
+        "http://10.0.0.5:9200/_cat/indices",
+        &["http://10.0.0.5:9200/_cat/indices"],
+    ),
     ("http://172.16.0.1/", &["http://172.16.0.1/"]),
     ("http://172.31.255.254/", &["http://172.31.255.254/"]),
     ("http://192.168.1.1/", &["http://192.168.1.1/"]),
     ("http://100.64.0.1/", &["http://100.64.0.1/"]),
-    ("http://100.100.100.200/latest/meta-data", &["http://100.100.100.200/latest/meta-data"]),
+    (
+        "http://100.100.100.200/latest/meta-data",
+        &["http://100.100.100.200/latest/meta-data"],
+    ),
     ("http://0.0.0.0:8080/", &["http://0.0.0.0:8080/"]),
     ("http://0/", &["http://0/"]),
     ("http://255.255.255.255/", &["http://255.255.255.255/"]),
@@ -31,17 +46,41 @@ const CASES: &[(&str, &[&str])] = &[
     ("http://224.0.0.251/", &["http://224.0.0.251/"]),
     ("http://192.0.0.170/", &["http://192.0.0.170/"]),
     ("http://198.18.0.1/", &["http://198.18.0.1/"]),
-    ("http://metadata.google.internal/computeMetadata/v1/", &["http://metadata.google.internal/computeMetadata/v1/"]),
-    ("http://Metadata.Google.Internal/", &["http://Metadata.Google.Internal/"]),
-    ("http://metadata/computeMetadata/v1/", &["http://metadata/computeMetadata/v1/"]),
-    ("http://instance-data/latest/", &["http://instance-data/latest/"]),
+    (
+        "http://metadata.google.internal/computeMetadata/v1/",
+        &["http://metadata.google.internal/computeMetadata/v1/"],
+    ),
+    (
+        "http://Metadata.Google.Internal/",
+        &["http://Metadata.Google.Internal/"],
+    ),
+    (
+        "http://metadata/computeMetadata/v1/",
+        &["http://metadata/computeMetadata/v1/"],
+    ),
+    (
+        "http://instance-data/latest/",
+        &["http://instance-data/latest/"],
+    ),
     ("http://LOCALHOST/", &["http://LOCALHOST/"]),
     ("http://localhost./", &["http://localhost./"]),
-    ("http://app.localhost:3000/", &["http://app.localhost:3000/"]),
-    ("http://redis.prod.internal:6379/", &["http://redis.prod.internal:6379/"]),
+    (
+        "http://app.localhost:3000/",
+        &["http://app.localhost:3000/"],
+    ),
+    (
+        "http://redis.prod.internal:6379/",
+        &["http://redis.prod.internal:6379/"],
+    ),
     ("http://printer.local/", &["http://printer.local/"]),
-    ("http://kubernetes.default.svc/api", &["http://kubernetes.default.svc/api"]),
-    ("ws://127.0.0.1:9222/devtools/browser", &["ws://127.0.0.1:9222/devtools/browser"]),
+    (
+        "http://kubernetes.default.svc/api",
+        &["http://kubernetes.default.svc/api"],
+    ),
+    (
+        "ws://127.0.0.1:9222/devtools/browser",
+        &["ws://127.0.0.1:9222/devtools/browser"],
+    ),
     // --- numeric obfuscations ---
     ("http://2130706433/", &["http://2130706433/"]),
     ("http://017700000001/", &["http://017700000001/"]),
@@ -52,43 +91,97 @@ const CASES: &[(&str, &[&str])] = &[
     ("http://127.1/", &["http://127.1/"]),
     ("http://10.1/", &["http://10.1/"]),
     ("http://127.0.1:80/", &["http://127.0.1:80/"]),
-    ("http://0xA9.0xFE.0xA9.0xFE/", &["http://0xA9.0xFE.0xA9.0xFE/"]),
+    (
+        "http://0xA9.0xFE.0xA9.0xFE/",
+        &["http://0xA9.0xFE.0xA9.0xFE/"],
+    ),
     ("http://2852039166/", &["http://2852039166/"]),
     ("http://127.0.0.1./", &["http://127.0.0.1./"]),
     ("http://%31%32%37.0.0.1/", &["http://%31%32%37.0.0.1/"]),
-    ("http://%6c%6f%63%61%6c%68%6f%73%74/", &["http://%6c%6f%63%61%6c%68%6f%73%74/"]),
-    ("http://１２７．０．０．１/", &["http://１２７．０．０．１/"]),
-    ("http://ｌｏｃａｌｈｏｓｔ/", &["http://ｌｏｃａｌｈｏｓｔ/"]),
-    ("http://127.0.0.1%00.example.com/", &["http://127.0.0.1%00.example.com/"]),
+    (
+        "http://%6c%6f%63%61%6c%68%6f%73%74/",
+        &["http://%6c%6f%63%61%6c%68%6f%73%74/"],
+    ),
+    (
+        "http://１２７．０．０．１/",
+        &["http://１２７．０．０．１/"],
+    ),
+    (
+        "http://ｌｏｃａｌｈｏｓｔ/",
+        &["http://ｌｏｃａｌｈｏｓｔ/"],
+    ),
+    (
+        "http://127.0.0.1%00.example.com/",
+        &["http://127.0.0.1%00.example.com/"],
+    ),
     // --- IPv6 ---
     ("http://[::1]:8080/", &["http://[::1]:8080/"]),
     ("http://[::]/", &["http://[::]/"]),
     ("http://[0:0:0:0:0:0:0:1]/", &["http://[0:0:0:0:0:0:0:1]/"]),
-    ("http://[::ffff:127.0.0.1]/", &["http://[::ffff:127.0.0.1]/"]),
+    (
+        "http://[::ffff:127.0.0.1]/",
+        &["http://[::ffff:127.0.0.1]/"],
+    ),
     ("http://[::ffff:7f00:1]/", &["http://[::ffff:7f00:1]/"]),
     ("http://[::127.0.0.1]/", &["http://[::127.0.0.1]/"]),
-    ("http://[::ffff:169.254.169.254]/", &["http://[::ffff:169.254.169.254]/"]),
-    ("http://[::ffff:a9fe:a9fe]/", &["http://[::ffff:a9fe:a9fe]/"]),
-    ("http://[fe80::1%eth0]:8080/", &["http://[fe80::1%eth0]:8080/"]),
+    (
+        "http://[::ffff:169.254.169.254]/",
+        &["http://[::ffff:169.254.169.254]/"],
+    ),
+    (
+        "http://[::ffff:a9fe:a9fe]/",
+        &["http://[::ffff:a9fe:a9fe]/"],
+    ),
+    (
+        "http://[fe80::1%eth0]:8080/",
+        &["http://[fe80::1%eth0]:8080/"],
+    ),
     ("http://user@[::1]:80/", &["http://user@[::1]:80/"]),
     ("http://[::1]@example.com/", &[]),
-    ("http://[64:ff9b::a9fe:a9fe]/", &["http://[64:ff9b::a9fe:a9fe]/"]),
-    ("http://[64:ff9b::10.0.0.1]/", &["http://[64:ff9b::10.0.0.1]/"]),
+    (
+        "http://[64:ff9b::a9fe:a9fe]/",
+        &["http://[64:ff9b::a9fe:a9fe]/"],
+    ),
+    (
+        "http://[64:ff9b::10.0.0.1]/",
+        &["http://[64:ff9b::10.0.0.1]/"],
+    ),
     ("http://[fe80::1%25eth0]/", &["http://[fe80::1%25eth0]/"]),
-    ("http://[fd00:ec2::254]/latest/", &["http://[fd00:ec2::254]/latest/"]),
+    (
+        "http://[fd00:ec2::254]/latest/",
+        &["http://[fd00:ec2::254]/latest/"],
+    ),
     ("http://[fc00::1]/", &["http://[fc00::1]/"]),
     ("http://[ff02::1]/", &["http://[ff02::1]/"]),
     ("http://[2002:7f00:1::]/", &["http://[2002:7f00:1::]/"]),
     // --- authority parsing ---
-    ("http://good.com@127.0.0.1/", &["http://good.com@127.0.0.1/"]),
-    ("http://user:pass@10.0.0.1/", &["http://user:pass@10.0.0.1/"]),
+    (
+        "http://good.com@127.0.0.1/",
+        &["http://good.com@127.0.0.1/"],
+    ),
+    (
+        "http://user:pass@10.0.0.1/",
+        &["http://user:pass@10.0.0.1/"],
+    ),
     ("http://a@b@localhost/", &["http://a@b@localhost/"]),
-    ("http://good.com\\@127.0.0.1/", &["http://good.com\\@127.0.0.1/"]),
-    ("http://good.com%40127.0.0.1/", &["http://good.com%40127.0.0.1/"]),
-    ("http://a\\b\\@127.0.0.1/x http://c\\d/", &["http://a\\b\\@127.0.0.1/x"]),
+    (
+        "http://good.com\\@127.0.0.1/",
+        &["http://good.com\\@127.0.0.1/"],
+    ),
+    (
+        "http://good.com%40127.0.0.1/",
+        &["http://good.com%40127.0.0.1/"],
+    ),
+    (
+        "http://a\\b\\@127.0.0.1/x http://c\\d/",
+        &["http://a\\b\\@127.0.0.1/x"],
+    ),
     ("http://a\\b/@127.0.0.1/", &[]),
     ("http://127.0.0.1:80@good.com/", &[]),
-    ("http://127.0.0.1#@good.com/", &["http://127.0.0.1#@good.com/"]),
+    (
+        "http://127.0.0.1#@good.com/",
+        &["http://127.0.0.1#@good.com/"],
+    ),
     ("http://example.com@evil/", &[]),
     ("http://example.com@evil.com/", &[]),
     ("http://localhost.evil.com/", &[]),
@@ -98,34 +191,70 @@ const CASES: &[(&str, &[&str])] = &[
     ("http:127.0.0.1", &["http:127.0.0.1"]),
     ("HTTP://127.0.0.1/", &["HTTP://127.0.0.1/"]),
     ("//169.254.169.254/latest", &["//169.254.169.254/latest"]),
-    ("url=//metadata/computeMetadata", &["//metadata/computeMetadata"]),
+    (
+        "url=//metadata/computeMetadata",
+        &["//metadata/computeMetadata"],
+    ),
     ("ftp://10.0.0.1/pub", &["ftp://10.0.0.1/pub"]),
     ("ldap://localhost:389/dc=x", &["ldap://localhost:389/dc=x"]),
     ("tftp://192.168.0.1/boot", &["tftp://192.168.0.1/boot"]),
     ("redis://127.0.0.1:6379/0", &["redis://127.0.0.1:6379/0"]),
-    ("jar:http://127.0.0.1!/x.class", &["http://127.0.0.1!/x.class"]),
+    (
+        "jar:http://127.0.0.1!/x.class",
+        &["http://127.0.0.1!/x.class"],
+    ),
     ("file:///etc/passwd", &["file:///etc/passwd"]),
-    ("FILE://localhost/etc/shadow", &["FILE://localhost/etc/shadow"]),
+    (
+        "FILE://localhost/etc/shadow",
+        &["FILE://localhost/etc/shadow"],
+    ),
     ("file:/etc/passwd", &["file:/etc/passwd"]),
-    ("file:\\\\c:\\windows\\win.ini", &["file:\\\\c:\\windows\\win.ini"]),
+    (
+        "file:\\\\c:\\windows\\win.ini",
+        &["file:\\\\c:\\windows\\win.ini"],
+    ),
     ("netdoc:///etc/passwd", &["netdoc:///etc/passwd"]),
-    ("gopher://example.com:70/_GET", &["gopher://example.com:70/_GET"]),
-    ("gopher://127.0.0.1:6379/_FLUSHALL", &["gopher://127.0.0.1:6379/_FLUSHALL"]),
-    ("dict://10.0.0.1:11211/stat", &["dict://10.0.0.1:11211/stat"]),
+    (
+        "gopher://example.com:70/_GET",
+        &["gopher://example.com:70/_GET"],
+    ),
+    (
+        "gopher://127.0.0.1:6379/_FLUSHALL",
+        &["gopher://127.0.0.1:6379/_FLUSHALL"],
+    ),
+    (
+        "dict://10.0.0.1:11211/stat",
+        &["dict://10.0.0.1:11211/stat"],
+    ),
     ("ftp://ftp.example.com/pub", &[]),
     ("ldap://ldap.example.com/", &[]),
     ("file: report.pdf", &[]),
     ("profile:/x", &[]),
     ("a dict: {}", &[]),
     // --- nested and embedded ---
-    ("https://example.com/a?next=http://127.0.0.1/admin", &["http://127.0.0.1/admin"]),
+    (
+        "https://example.com/a?next=http://127.0.0.1/admin",
+        &["http://127.0.0.1/admin"],
+    ),
     ("https://example.com/a?next=http://example.org/", &[]),
     ("https://example.com/lookup?ip=10.0.0.1", &[]),
-    ("see http://10.0.0.1/x?u=http://192.168.0.1/ now", &["http://10.0.0.1/x?u=http://192.168.0.1/"]),
+    (
+        "see http://10.0.0.1/x?u=http://192.168.0.1/ now",
+        &["http://10.0.0.1/x?u=http://192.168.0.1/"],
+    ),
     ("(see http://10.0.0.1/a).", &["http://10.0.0.1/a"]),
-    ("[link](http://localhost:3000/docs)", &["http://localhost:3000/docs"]),
-    ("{\"url\":\"http://169.254.169.254/\"}", &["http://169.254.169.254/"]),
-    ("a http://8.8.8.8/ b http://127.0.0.1/ c", &["http://127.0.0.1/"]),
+    (
+        "[link](http://localhost:3000/docs)",
+        &["http://localhost:3000/docs"],
+    ),
+    (
+        "{\"url\":\"http://169.254.169.254/\"}",
+        &["http://169.254.169.254/"],
+    ),
+    (
+        "a http://8.8.8.8/ b http://127.0.0.1/ c",
+        &["http://127.0.0.1/"],
+    ),
     // --- bare hosts ---
     ("169.254.169.254", &["169.254.169.254"]),
     ("localhost:6379", &["localhost:6379"]),
@@ -143,7 +272,10 @@ const CASES: &[(&str, &[&str])] = &[
     ("backup of 10.0.0.1_old", &["10.0.0.1"]),
     ("listening on ::1.", &["::1"]),
     ("LOCALHOST.", &["LOCALHOST"]),
-    ("metadata.google.internal/computeMetadata/v1/", &["metadata.google.internal/computeMetadata/v1/"]),
+    (
+        "metadata.google.internal/computeMetadata/v1/",
+        &["metadata.google.internal/computeMetadata/v1/"],
+    ),
     ("foo.internal:8080", &["foo.internal:8080"]),
     ("metadata:80", &["metadata:80"]),
     ("::1", &["::1"]),
@@ -166,7 +298,10 @@ const CASES: &[(&str, &[&str])] = &[
     ("release 0.1.0.0 is out", &[]),
     ("netmask 255.255.255.0", &[]),
     ("ip 233.197.104.93 port 64547", &[]),
-    ("Server 10.0.4.17 responded in 235 ms at 2026-03-15T14:23:07.123Z.", &["10.0.4.17"]),
+    (
+        "Server 10.0.4.17 responded in 235 ms at 2026-03-15T14:23:07.123Z.",
+        &["10.0.4.17"],
+    ),
     ("user@[10.0.0.1]", &["10.0.0.1"]),
     ("alice@localhost", &["localhost"]),
     ("the total is 2130706433", &[]),
@@ -196,13 +331,25 @@ fn table() {
             failures.push(format!("{text:?}: expected {expected:?}, got {got:?}"));
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), CASES.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        CASES.len(),
+        failures.join("\n")
+    );
     assert!(CASES.len() >= 80);
 }
 
 #[test]
 fn allow_list() {
-    let list = allow(&["10.0.0.5", "internal-api.acme.local", "10.1.0.0/16", "fd00::/8", "localhost"]);
+    let list = allow(&[
+        "10.0.0.5",
+        "internal-api.acme.local",
+        "10.1.0.0/16",
+        "fd00::/8",
+        "localhost",
+    ]);
     let allowed = [
         "http://10.0.0.5/",
         "10.0.0.5/admin",
@@ -309,8 +456,14 @@ fn arbitrary_input() {
         let found = find_ssrf(&text, &AllowList::default());
         let mut at = 0;
         for m in &found {
-            assert!(m.start >= at && m.start < m.end && m.end <= text.len(), "{text:?}: {found:?}");
-            assert!(text.is_char_boundary(m.start) && text.is_char_boundary(m.end), "{text:?}: {found:?}");
+            assert!(
+                m.start >= at && m.start < m.end && m.end <= text.len(),
+                "{text:?}: {found:?}"
+            );
+            assert!(
+                text.is_char_boundary(m.start) && text.is_char_boundary(m.end),
+                "{text:?}: {found:?}"
+            );
             at = m.end;
         }
     }
@@ -351,11 +504,15 @@ fn cost_of_ordinary_text() {
     let text = ORDINARY.repeat(1024 / ORDINARY.len() + 1);
     let text = &text[..1024];
     assert!(find_ssrf(text, &AllowList::default()).is_empty());
-    let prose = "The quick brown fox jumps over the lazy dog. Then it keeps running, far away: here ".repeat(13);
+    let prose =
+        "The quick brown fox jumps over the lazy dog. Then it keeps running, far away: here "
+            .repeat(13);
     let plain = "word ".repeat(205);
-    for (what, text) in
-        [("English+JSON with URLs", text), ("English prose", &prose[..1024]), ("no ':' '.' '/'", &plain[..1024])]
-    {
+    for (what, text) in [
+        ("English+JSON with URLs", text),
+        ("English prose", &prose[..1024]),
+        ("no ':' '.' '/'", &plain[..1024]),
+    ] {
         println!("find_ssrf on 1 KiB of {what}: {:?}", per_scan(text));
     }
 }
