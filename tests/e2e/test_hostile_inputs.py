@@ -108,7 +108,7 @@ def test_gzip_answer_to_a_refused_gzip_body_names_the_accepted_encoding(stack: S
 def test_a_quarter_mib_string_is_scanned_and_forwarded(stack: Stack) -> None:
     """The demo server echoes the query (twice: text and structured content), so both the call
     and its answer stay under the listener's buffer, which must hold whole bodies the filter
-    scans (see the README)."""
+    scans (see docs/configuration.md)."""
     who = caller(stack)
     args = {"query": "SELECT Id FROM Lead WHERE Name = '" + "x" * (256 * 1024) + "'"}
 

@@ -91,6 +91,6 @@ def test_403_insufficient_scope_makes_the_sdk_ask_for_the_missing_scope(everythi
 
 
 def test_versions_tested() -> None:
-    """The versions the README's interop table names."""
+    """The versions the interop table of docs/filter.md ("Tested with") names."""
     assert package_version("@modelcontextprotocol/sdk") == "1.32.2"
     assert package_version("@modelcontextprotocol/server-everything") == "2026.8.31"
