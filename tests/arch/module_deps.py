@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
-"""No import cycles between the modules of a crate.
+"""Dependencies between the modules of a crate run one way: no cycles, and no layer depends on
+a later one.
 
-Usage: module_cycles.py CRATE_SRC_DIR...   (e.g. filter/src collector/src)
+Usage: module_deps.py CRATE_SRC_DIR[=LAYER,LAYER,...]...
+  e.g. module_deps.py filter/src=scan,mcp,auth record/src
+
+LAYERs are top-level modules, lowest first: a module under one may depend only on modules under
+itself or earlier layers (top-level modules not listed are not checked for layering).
 
 Every file of a crate is a module (`lib.rs`/`main.rs` is the crate root, `x.rs` and `x/mod.rs`
 are `x`). Module A depends on module B when A names an item of B: a `use` declaration or a path
@@ -9,8 +14,8 @@ in code (`crate::a::b`, `super::x`, `self::x`, or a child module's name). A path
 module's `pub use` re-export counts as a dependency on the module the item comes from, so a
 parent that re-exports its children's items does not depend on itself. Ignored: edges from a
 module to its own test modules, references made by inline test modules (`#[cfg(test)] mod
-tests {}`, whose helpers other test modules share), comments and string literals. Any cycle is
-printed with one reference per edge, and the exit status is 1.
+tests {}`, whose helpers other test modules share), comments and string literals. Any cycle or
+layer violation is printed with one reference per edge, and the exit status is 1.
 
 `cargo modules dependencies --acyclic` would be the tool for this, but its last release that
 builds with this toolchain (0.27) takes about 11 CPU minutes to build and 2 minutes per crate
@@ -267,15 +272,34 @@ def name(path: tuple[str, ...]) -> str:
     return "::".join(("crate",) + path)
 
 
-def main(dirs: list[str]) -> int:
+def layer_violations(graph, layers: list[str]) -> list[str]:
+    rank = {layer: i for i, layer in enumerate(layers)}
+    out = []
+    for a, targets in sorted(graph.items()):
+        for b, where in sorted(targets.items()):
+            if a and b and a[0] in rank and b[0] in rank and rank[a[0]] < rank[b[0]]:
+                out.append(f"  {name(a)} -> {name(b)}  ({where})")
+    return out
+
+
+def main(args: list[str]) -> int:
     failed = False
-    for d in dirs:
+    for arg in args:
+        d, _, layer_list = arg.partition("=")
+        layers = [layer for layer in layer_list.split(",") if layer]
         crate = Crate(Path(d))
+        unknown = [layer for layer in layers if (layer,) not in crate.modules]
+        if unknown:
+            print(f"{d}: no top-level module {', '.join(unknown)}")
+            failed = True
+            continue
         graph = crate.edges()
         found = cycles(graph)
+        against = layer_violations(graph, layers)
         count = sum(len(e) for e in graph.values())
-        if not found:
-            print(f"{d}: {len(graph)} modules, {count} dependencies, no cycle")
+        if not found and not against:
+            order = f", layers {' < '.join(layers)}" if layers else ""
+            print(f"{d}: {len(graph)} modules, {count} dependencies, no cycle{order}")
             continue
         failed = True
         for comp in found:
@@ -285,6 +309,9 @@ def main(dirs: list[str]) -> int:
                 for b, where in sorted(graph[a].items()):
                     if b in members:
                         print(f"  {name(a)} -> {name(b)}  ({where})")
+        if against:
+            print(f"{d}: a layer depends on a later one ({' < '.join(layers)})")
+            print("\n".join(against))
     return 1 if failed else 0
 
 
