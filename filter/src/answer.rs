@@ -10,9 +10,9 @@ use serde_json::{json, Map, Value};
 
 use crate::audit::OutputScan;
 use crate::config::Config;
-use crate::content_scan::{self, Action, Hit, Rules};
 use crate::decision::codes;
 use crate::mcp_response::{id_key, outcome, rewrite, CallOutcome};
+use crate::scan::content::{self, Action, Hit, Rules};
 
 /// Which responses of the answer to look at, by request id.
 #[derive(Debug, Clone, Default)]
@@ -91,7 +91,7 @@ fn scan_result(cfg: &Config, message: &mut Map<String, Value>) -> (OutputScan, b
     let Some(result) = message.get("result") else {
         return (OutputScan::default(), false);
     };
-    let scanned = content_scan::scan(result, &cfg.scanning.output, "$.result");
+    let scanned = content::scan(result, &cfg.scanning.output, "$.result");
     let blocked = scanned.blocked_by();
     let changed = if let Some(detector) = blocked {
         message.remove("result");
@@ -140,7 +140,7 @@ fn scan_other(cfg: &Config, message: &mut Map<String, Value>, hits: &mut Vec<Hit
         ssrf_allow: cfg.scanning.output.ssrf_allow.clone(),
     };
     let original = Value::Object(std::mem::take(message));
-    let scanned = content_scan::scan(&original, &rules, "$");
+    let scanned = content::scan(&original, &rules, "$");
     hits.extend(scanned.hits);
     let changed = scanned.redacted.is_some();
     if let Value::Object(out) = scanned.redacted.unwrap_or(original) {

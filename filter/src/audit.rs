@@ -4,10 +4,10 @@ use std::collections::HashMap;
 
 use acp_record::{AuditRecord, ContentScan, Event, Finding, Outcome};
 
-use crate::content_scan::{risk_score, Hit};
 use crate::decision::CallAudit;
 use crate::identity::Identity;
 use crate::mcp_response::{id_key, CallOutcome};
+use crate::scan::content::{risk_score, Hit};
 use crate::scan::Detector;
 
 /// What the upstream answered, for calls that were forwarded.

@@ -9,12 +9,12 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::claims::{ClaimLayout, Preset};
-use crate::content_scan::{Action, Rules};
 use crate::discovery::{self, Discovery};
 use crate::jwks::KeySet;
 use crate::policy::ToolPolicy;
 use crate::ratelimit::Limit;
 use crate::resource_metadata::{ProtectedResource, RawProtectedResource};
+use crate::scan::content::{Action, Rules};
 use crate::scan::ssrf::AllowList;
 use crate::scan::Detector;
 

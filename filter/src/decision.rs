@@ -6,11 +6,11 @@ use acp_record::{Event, Outcome, ScopeResult};
 use serde_json::{json, Value};
 
 use crate::config::{Config, Oversized};
-use crate::content_scan::{self, Hit};
 use crate::identity::Identity;
 use crate::mcp_headers::McpHeaders;
 use crate::mcp_request::{self, McpRequest, Message, ParseError};
 use crate::policy::ScopeCheck;
+use crate::scan::content::{self, Hit};
 use crate::token::AuthFailure;
 
 /// JSON-RPC error codes the filter answers with.
@@ -119,7 +119,7 @@ pub fn decide(cfg: &Config, req: &Request, limiter: &mut Limiter) -> Verdict {
 /// when it was too large to scan. Its `contentScan` stays null: no policy decision was made.
 fn mask_for_record(cfg: &Config, input: Option<Value>, scannable: bool) -> Option<Value> {
     let input = input?;
-    scannable.then(|| content_scan::scan(&input, &cfg.scanning.input, "$").masked)
+    scannable.then(|| content::scan(&input, &cfg.scanning.input, "$").masked)
 }
 
 fn decide_unmasked(cfg: &Config, req: &Request, limiter: &mut Limiter) -> Verdict {
@@ -376,7 +376,7 @@ fn authorize(
                 }
                 return Some((audit, None));
             }
-            let scanned = content_scan::scan(arguments, &cfg.scanning.input, "$");
+            let scanned = content::scan(arguments, &cfg.scanning.input, "$");
             audit.input = Some(scanned.masked.clone());
             if let Some(detector) = scanned.blocked_by() {
                 audit.refusal = Some(

@@ -10,7 +10,6 @@ pub mod answer;
 pub mod audit;
 pub mod claims;
 pub mod config;
-pub mod content_scan;
 pub mod decision;
 pub mod discovery;
 pub mod headers;

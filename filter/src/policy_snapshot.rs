@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, KeySource, Oversized, IMMUTABLE_INPUT_BLOCKS};
-use crate::content_scan::Rules;
+use crate::scan::content::Rules;
 
 /// JWK members that hold private or symmetric key material; never part of the document.
 const PRIVATE_JWK_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];

@@ -2,6 +2,7 @@
 //! Each detector reports byte spans of the string it was given; callers turn them into
 //! findings (detector + JSON path, never the value) and masks.
 
+pub mod content;
 pub mod pii;
 pub mod ssrf;
 
