@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use crate::audit::OutputScan;
 use crate::config::Config;
 use crate::decision::codes;
-use crate::mcp_response::{id_key, outcome, rewrite, CallOutcome};
+use crate::mcp::response::{id_key, outcome, rewrite, CallOutcome};
 use crate::scan::content::{self, Action, Hit, Rules};
 
 /// Which responses of the answer to look at, by request id.

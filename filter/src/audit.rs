@@ -6,7 +6,7 @@ use acp_record::{AuditRecord, ContentScan, Event, Finding, Outcome};
 
 use crate::decision::CallAudit;
 use crate::identity::Identity;
-use crate::mcp_response::{id_key, CallOutcome};
+use crate::mcp::response::{id_key, CallOutcome};
 use crate::scan::content::{risk_score, Hit};
 use crate::scan::Detector;
 
@@ -17,7 +17,7 @@ pub struct Upstream<'a> {
     pub outcomes: &'a HashMap<String, CallOutcome>,
     /// False when the response body was too large to keep, so `outcomes` is incomplete.
     pub inspected: bool,
-    /// Output scan results by request id (see [`crate::mcp_response::id_key`]); absent ids were
+    /// Output scan results by request id (see [`crate::mcp::response::id_key`]); absent ids were
     /// not scanned.
     pub output_scans: &'a HashMap<String, OutputScan>,
     /// Set when the filter replaced the whole answer with an error (the reason).

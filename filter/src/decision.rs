@@ -7,8 +7,8 @@ use serde_json::{json, Value};
 
 use crate::config::{Config, Oversized};
 use crate::identity::Identity;
-use crate::mcp_headers::McpHeaders;
-use crate::mcp_request::{self, McpRequest, Message, ParseError};
+use crate::mcp::headers::McpHeaders;
+use crate::mcp::request::{self, McpRequest, Message, ParseError};
 use crate::policy::ScopeCheck;
 use crate::scan::content::{self, Hit};
 use crate::token::AuthFailure;
@@ -123,7 +123,7 @@ fn mask_for_record(cfg: &Config, input: Option<Value>, scannable: bool) -> Optio
 }
 
 fn decide_unmasked(cfg: &Config, req: &Request, limiter: &mut Limiter) -> Verdict {
-    let parsed = req.body.map(mcp_request::parse);
+    let parsed = req.body.map(request::parse);
     let identity = match req.auth {
         Ok(identity) => identity,
         Err(failure) => {
@@ -177,7 +177,7 @@ fn decide_unmasked(cfg: &Config, req: &Request, limiter: &mut Limiter) -> Verdic
         );
         return refuse(vec![unnamed(r)], &[], false);
     }
-    if let Err(why) = mcp_request::check_headers(&mcp, req.headers) {
+    if let Err(why) = request::check_headers(&mcp, req.headers) {
         let r = Refusal::denied(
             "header_mismatch",
             400,
@@ -546,7 +546,7 @@ pub fn audit_unavailable(body: Option<&[u8]>) -> Verdict {
         "Service unavailable: the audit trail cannot record this call right now; retry later"
             .into(),
     );
-    let body = match body.map(mcp_request::parse) {
+    let body = match body.map(request::parse) {
         Some(Ok(mcp)) if mcp.batch => Value::Array(
             mcp.messages
                 .iter()

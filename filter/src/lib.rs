@@ -17,17 +17,13 @@ pub mod identity;
 pub mod jwks;
 pub mod jws_form;
 pub mod jwt_authn;
-pub mod mcp_headers;
-pub mod mcp_request;
-pub mod mcp_response;
+pub mod mcp;
 pub mod outbox;
 pub mod policy;
 pub mod policy_snapshot;
 pub mod ratelimit;
-pub mod resource_metadata;
 pub mod scan;
 pub mod signature;
-pub mod strict_json;
 pub mod token;
 #[cfg(test)]
 mod token_attacks;

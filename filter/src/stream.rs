@@ -19,8 +19,8 @@ use crate::headers::Headers;
 use crate::host;
 use crate::identity::{Identity, TokenCache};
 use crate::jwt_authn;
-use crate::mcp_headers::McpHeaders;
-use crate::mcp_response::{self, id_key, CallOutcome};
+use crate::mcp::headers::McpHeaders;
+use crate::mcp::response::{self, id_key, CallOutcome};
 use crate::outbox::Reservation;
 use crate::plugin::Worker;
 use crate::ratelimit::{self, Bucket};
@@ -496,7 +496,7 @@ impl HttpContext for Stream {
         let outcomes = if let Some(outcomes) = self.held_outcomes.take() {
             outcomes
         } else if self.expects_outcomes() {
-            mcp_response::outcomes(self.content_type.as_deref(), &self.captured)
+            response::outcomes(self.content_type.as_deref(), &self.captured)
         } else {
             HashMap::new()
         };

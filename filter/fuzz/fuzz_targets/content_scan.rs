@@ -3,7 +3,7 @@
 
 use acp_filter::config::Config;
 use acp_filter::scan::content as content_scan;
-use acp_filter::strict_json;
+use acp_filter::mcp::strict_json;
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common.rs"]

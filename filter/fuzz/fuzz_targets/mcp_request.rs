@@ -5,8 +5,8 @@
 use acp_filter::config::Config;
 use acp_filter::decision::{self, Request};
 use acp_filter::identity::Identity;
-use acp_filter::mcp_headers::McpHeaders;
-use acp_filter::mcp_request;
+use acp_filter::mcp::headers::McpHeaders;
+use acp_filter::mcp::request as mcp_request;
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common.rs"]

@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::Value;
 
-use crate::mcp_request::{McpRequest, Message};
+use super::request::{McpRequest, Message};
 
 /// Prefix of the headers a `tools/call` mirrors its `x-mcp-header`-annotated arguments into.
 const PARAM_PREFIX: &str = "mcp-param-";
@@ -63,7 +63,7 @@ pub fn decode(value: &str) -> Option<String> {
 
 /// Checks `MCP-Protocol-Version` against `params._meta` and every `Mcp-Param-*` header against
 /// the arguments of the `tools/call` it describes (`Mcp-Method` / `Mcp-Name` are checked by
-/// `mcp_request::check_headers`).
+/// `request::check_headers`).
 ///
 /// The filter does not hold the tools' input schemas, so it cannot tell which argument an
 /// `Mcp-Param-*` header names; it checks that the header carries a value the body carries (a
@@ -132,7 +132,7 @@ fn carries(value: &Value, header: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mcp_request::parse;
+    use crate::mcp::request::parse;
     use serde_json::json;
 
     const VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";

@@ -5,8 +5,8 @@
 
 use serde_json::Value;
 
-use crate::mcp_headers::{self, McpHeaders};
-use crate::strict_json::{self, StrictError};
+use super::headers::{self, McpHeaders};
+use super::strict_json::{self, StrictError};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
@@ -159,12 +159,12 @@ fn message(value: Value) -> Result<Message, String> {
 }
 
 /// Checks the `Mcp-Method` and `Mcp-Name` headers against the body, then the other headers
-/// MCP mirrors the body into (`mcp_headers::check`). Deciding on a header while the server
+/// MCP mirrors the body into (`headers::check`). Deciding on a header while the server
 /// executes the body (or the reverse) would be an authorization bypass, so any disagreement is
 /// refused; a batch cannot be described by one header and is refused too.
 pub fn check_headers(req: &McpRequest, headers: &McpHeaders) -> Result<(), String> {
     if headers.method.is_none() && headers.name.is_none() {
-        return mcp_headers::check(req, headers);
+        return headers::check(req, headers);
     }
     let (false, [only]) = (req.batch, req.messages.as_slice()) else {
         return Err("Mcp-Method/Mcp-Name headers cannot describe a batch".into());
@@ -179,7 +179,7 @@ pub fn check_headers(req: &McpRequest, headers: &McpHeaders) -> Result<(), Strin
     }
     if let Some(header) = headers.name.as_deref() {
         match &req.envelope.name {
-            Some(Value::String(name)) if mcp_headers::decode(header).as_ref() == Some(name) => {}
+            Some(Value::String(name)) if headers::decode(header).as_ref() == Some(name) => {}
             Some(Value::String(name)) => {
                 return Err(format!(
                     "Mcp-Name header {header:?} does not match the body's name {name:?}"
@@ -189,7 +189,7 @@ pub fn check_headers(req: &McpRequest, headers: &McpHeaders) -> Result<(), Strin
             None => {}
         }
     }
-    mcp_headers::check(req, headers)
+    headers::check(req, headers)
 }
 
 #[cfg(test)]
