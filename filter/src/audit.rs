@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use acp_record::{AuditRecord, ContentScan, Event, Finding, Outcome};
 
+use crate::auth::identity::Identity;
 use crate::decision::CallAudit;
-use crate::identity::Identity;
 use crate::mcp::response::{id_key, CallOutcome};
 use crate::scan::content::{risk_score, Hit};
 use crate::scan::Detector;

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::claims::{ClaimLayout, Preset};
-use crate::discovery::{self, Discovery};
-use crate::jwks::KeySet;
+use crate::auth::claims::{ClaimLayout, Preset};
+use crate::auth::keys::discovery::{self, Discovery};
+use crate::auth::keys::jwks::KeySet;
 use crate::mcp::resource_metadata::{ProtectedResource, RawProtectedResource};
 use crate::policy::ToolPolicy;
 use crate::ratelimit::Limit;

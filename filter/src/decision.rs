@@ -5,13 +5,13 @@
 use acp_record::{Event, Outcome, ScopeResult};
 use serde_json::{json, Value};
 
+use crate::auth::identity::Identity;
+use crate::auth::token::AuthFailure;
 use crate::config::{Config, Oversized};
-use crate::identity::Identity;
 use crate::mcp::headers::McpHeaders;
 use crate::mcp::request::{self, McpRequest, Message, ParseError};
 use crate::policy::ScopeCheck;
 use crate::scan::content::{self, Hit};
-use crate::token::AuthFailure;
 
 /// JSON-RPC error codes the filter answers with.
 pub mod codes {

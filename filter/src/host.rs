@@ -19,7 +19,7 @@ pub fn now() -> Duration {
 }
 
 pub fn now_millis() -> u64 {
-    crate::jwks::millis(now())
+    crate::auth::keys::jwks::millis(now())
 }
 
 /// Every request header, in order (duplicates kept).

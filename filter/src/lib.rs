@@ -8,25 +8,16 @@
 
 pub mod answer;
 pub mod audit;
-pub mod claims;
+pub mod auth;
 pub mod config;
 pub mod decision;
-pub mod discovery;
 pub mod headers;
-pub mod identity;
-pub mod jwks;
-pub mod jws_form;
-pub mod jwt_authn;
 pub mod mcp;
 pub mod outbox;
 pub mod policy;
 pub mod policy_snapshot;
 pub mod ratelimit;
 pub mod scan;
-pub mod signature;
-pub mod token;
-#[cfg(test)]
-mod token_attacks;
 
 mod host;
 mod metrics;

@@ -9,11 +9,11 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
 
+use crate::auth::identity::TokenCache;
+use crate::auth::keys::discovery::{KeyDocument, KeyLocation, Target};
+use crate::auth::keys::jwks::{KeySet, RefreshSchedule};
 use crate::config::{self, Config, KeySource};
-use crate::discovery::{KeyDocument, KeyLocation, Target};
 use crate::host;
-use crate::identity::TokenCache;
-use crate::jwks::{KeySet, RefreshSchedule};
 use crate::metrics::Metrics;
 use crate::outbox::{Delivery, Outbox};
 use crate::policy_snapshot;

@@ -190,14 +190,14 @@ mod tests {
     #[test]
     fn inline_keys_lose_private_members() {
         let mut v = minimal();
-        let mut key = crate::jwks::tests::ec_jwk();
+        let mut key = crate::auth::keys::jwks::tests::ec_jwk();
         key["d"] = json!("private-part");
         v["identity"]["jwks"] = json!({"inline": {"keys": [key, {"kty": "oct", "k": "c2VjcmV0"}]}});
         let d = doc(&v);
         assert_eq!(d["identity"]["keySource"]["kind"], "inline");
         assert_eq!(
             d["identity"]["keySource"]["jwks"]["keys"][0],
-            crate::jwks::tests::ec_jwk()
+            crate::auth::keys::jwks::tests::ec_jwk()
         );
         assert_eq!(
             d["identity"]["keySource"]["jwks"]["keys"][1],

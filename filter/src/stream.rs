@@ -13,18 +13,18 @@ use proxy_wasm::types::{Action, BufferType};
 
 use crate::answer::{self, Plan};
 use crate::audit::{self, OutputScan, Upstream};
+use crate::auth::identity::{Identity, TokenCache};
+use crate::auth::token::{self, AuthFailure};
+use crate::auth::trust;
 use crate::config::{AuditFailureMode, Config, KeySource};
 use crate::decision::{self, CallAudit, Request};
 use crate::headers::Headers;
 use crate::host;
-use crate::identity::{Identity, TokenCache};
-use crate::jwt_authn;
 use crate::mcp::headers::McpHeaders;
 use crate::mcp::response::{self, id_key, CallOutcome};
 use crate::outbox::Reservation;
 use crate::plugin::Worker;
 use crate::ratelimit::{self, Bucket};
-use crate::token::{self, AuthFailure};
 
 const IDENTITY_TENANT_HEADER: &str = "x-acp-tenant";
 /// Reason of a call whose answer was refused for being too large to scan.
@@ -165,11 +165,11 @@ impl Stream {
     /// The identity of the payload `jwt_authn` verified; `missing_token` when it verified none.
     fn trusted(&self, payload_key: &str) -> Result<Rc<Identity>, AuthFailure> {
         let metadata = host::property(&["metadata"]).unwrap_or_default();
-        let payload = jwt_authn::payload(&metadata, payload_key)
+        let payload = trust::payload(&metadata, payload_key)
             .inspect_err(|e| log::error!("trust mode: {e}"))
             .map_err(|_| AuthFailure::Malformed)?
             .ok_or(AuthFailure::MissingToken)?;
-        let claims = jwt_authn::claims(payload, &self.config.identity, self.started)?;
+        let claims = trust::claims(payload, &self.config.identity, self.started)?;
         Ok(Rc::new(Identity::from_claims(
             &claims,
             &self.config.identity,

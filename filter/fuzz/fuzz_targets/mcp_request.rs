@@ -4,7 +4,7 @@
 
 use acp_filter::config::Config;
 use acp_filter::decision::{self, Request};
-use acp_filter::identity::Identity;
+use acp_filter::auth::identity::Identity;
 use acp_filter::mcp::headers::McpHeaders;
 use acp_filter::mcp::request as mcp_request;
 use libfuzzer_sys::fuzz_target;

@@ -14,8 +14,8 @@ use prost::Message;
 use prost_types::value::Kind;
 use serde_json::{Map, Number, Value};
 
+use crate::auth::token::{AuthFailure, Claims};
 use crate::config::Identity as IdentityConfig;
-use crate::token::{AuthFailure, Claims};
 
 pub const NAMESPACE: &str = "envoy.filters.http.jwt_authn";
 
@@ -101,7 +101,7 @@ pub fn claims(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::tests::{identity_config, NOW};
+    use crate::auth::token::tests::{identity_config, NOW};
     use serde_json::json;
 
     fn value(v: &Value) -> prost_types::Value {

@@ -11,8 +11,8 @@ use base64::Engine as _;
 use jwt_simple::prelude::{JWTClaims, Token, UnixTimeStamp};
 use serde_json::{Map, Value};
 
+use crate::auth::keys::jwks::KeySet;
 use crate::config::Identity as IdentityConfig;
-use crate::jwks::KeySet;
 
 /// Claims of a verified token: the registered ones parsed by jwt-simple, the rest as JSON.
 pub type Claims = JWTClaims<Map<String, Value>>;
@@ -22,7 +22,7 @@ pub type Claims = JWTClaims<Map<String, Value>>;
 pub enum AuthFailure {
     MissingToken,
     Malformed,
-    /// Longer than [`crate::jws_form::MAX_TOKEN_BYTES`].
+    /// Longer than [`crate::auth::form::MAX_TOKEN_BYTES`].
     TokenTooLarge,
     /// A header parameter or claim appears twice: parsers disagree on which one wins.
     DuplicateClaim,
@@ -94,7 +94,7 @@ pub fn verify(
     cfg: &IdentityConfig,
     now: Duration,
 ) -> Result<Claims, AuthFailure> {
-    crate::jws_form::check(token)?;
+    crate::auth::form::check(token)?;
     let meta = Token::decode_metadata(token).map_err(|_| AuthFailure::Malformed)?;
     let alg = meta.algorithm();
     if alg != "RS256" && alg != "ES256" {

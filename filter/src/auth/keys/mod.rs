@@ -1,0 +1,4 @@
+//! The issuer's signing keys: JWKS documents, their refresh schedule and OpenID discovery.
+
+pub mod discovery;
+pub mod jwks;
