@@ -160,7 +160,7 @@ fn hide_tools(cfg: &Config, scopes: &[String], message: &mut Map<String, Value>)
         let name = tool.get("name").and_then(Value::as_str).unwrap_or_default();
         matches!(
             cfg.tools.check(name, scopes),
-            crate::policy::ScopeCheck::Pass { .. }
+            crate::policy::scopes::ScopeCheck::Pass { .. }
         )
     });
     before - tools.len()

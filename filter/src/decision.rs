@@ -10,7 +10,7 @@ use crate::auth::token::AuthFailure;
 use crate::config::{Config, Oversized};
 use crate::mcp::headers::McpHeaders;
 use crate::mcp::request::{self, McpRequest, Message, ParseError};
-use crate::policy::ScopeCheck;
+use crate::policy::scopes::ScopeCheck;
 use crate::scan::content::{self, Hit};
 
 /// JSON-RPC error codes the filter answers with.

@@ -16,7 +16,6 @@ pub mod mcp;
 pub mod outbox;
 pub mod policy;
 pub mod policy_snapshot;
-pub mod ratelimit;
 pub mod scan;
 
 mod host;

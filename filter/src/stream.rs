@@ -24,7 +24,7 @@ use crate::mcp::headers::McpHeaders;
 use crate::mcp::response::{self, id_key, CallOutcome};
 use crate::outbox::Reservation;
 use crate::plugin::Worker;
-use crate::ratelimit::{self, Bucket};
+use crate::policy::rate_limit::{self, Bucket};
 
 const IDENTITY_TENANT_HEADER: &str = "x-acp-tenant";
 /// Reason of a call whose answer was refused for being too large to scan.
@@ -193,10 +193,10 @@ impl Stream {
         let tenant = self.tenant.clone();
         let mut limiter = |tool: &str| -> Result<(), u64> {
             let Some(limit) = limit else { return Ok(()) };
-            let key = ratelimit::key(&tenant, &sub, limit.per_tool.then_some(tool));
+            let key = rate_limit::key(&tenant, &sub, limit.per_tool.then_some(tool));
             let taken = host::update_shared(&key, |current| {
                 let (bucket, verdict) =
-                    ratelimit::take(current.and_then(Bucket::decode), limit, now_ms);
+                    rate_limit::take(current.and_then(Bucket::decode), limit, now_ms);
                 (bucket.encode().to_vec(), verdict)
             });
             // Shared data unavailable: the call goes on (logged); rate limits are not an
