@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use acp_record::{AuditRecord, ContentScan, Event, Finding, Outcome};
 
 use crate::auth::identity::Identity;
-use crate::decision::CallAudit;
+use crate::decide::request::CallAudit;
 use crate::mcp::response::{id_key, CallOutcome};
 use crate::scan::content::{risk_score, Hit};
 use crate::scan::Detector;

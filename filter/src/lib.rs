@@ -6,11 +6,10 @@
 //! `mcp_response`, `decision`, `resource_metadata`, `audit`, `outbox`, `policy_snapshot`.
 //! The proxy-wasm contexts (`plugin`, `stream`) only move bytes between Envoy (`host`) and them.
 
-pub mod answer;
 pub mod audit;
 pub mod auth;
 pub mod config;
-pub mod decision;
+pub mod decide;
 pub mod headers;
 pub mod mcp;
 pub mod outbox;

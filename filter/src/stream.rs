@@ -11,13 +11,13 @@ use acp_record::{Event, Outcome};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType};
 
-use crate::answer::{self, Plan};
 use crate::audit::{self, OutputScan, Upstream};
 use crate::auth::identity::{Identity, TokenCache};
 use crate::auth::token::{self, AuthFailure};
 use crate::auth::trust;
 use crate::config::{AuditFailureMode, Config, KeySource};
-use crate::decision::{self, CallAudit, Request};
+use crate::decide::answer::{self, Plan};
+use crate::decide::request::{self, CallAudit, Request};
 use crate::headers::Headers;
 use crate::host;
 use crate::mcp::headers::McpHeaders;
@@ -203,7 +203,7 @@ impl Stream {
             // authentication boundary.
             taken.unwrap_or(Ok(()))
         };
-        let mut verdict = decision::decide(
+        let mut verdict = request::decide(
             &self.config,
             &Request {
                 auth: self.auth.as_deref().map_err(|f| *f),
@@ -214,7 +214,7 @@ impl Stream {
             &mut limiter,
         );
         if !self.admit(verdict.audits.len(), body.map_or(0, <[u8]>::len)) {
-            verdict = decision::audit_unavailable(body);
+            verdict = request::audit_unavailable(body);
         }
         self.audits = verdict.audits;
         self.plan = Plan {
@@ -351,7 +351,7 @@ impl Stream {
         let error = serde_json::json!({
             "jsonrpc": "2.0",
             "id": id,
-            "error": {"code": decision::codes::FORBIDDEN, "message": message, "data": {"reason": reason}},
+            "error": {"code": request::codes::FORBIDDEN, "message": message, "data": {"reason": reason}},
         })
         .to_string();
         if self
@@ -454,7 +454,7 @@ impl HttpContext for Stream {
                 // The answer may be rewritten (redacted, blocked, filtered): its length may change.
                 host::remove_header(false, "content-length");
             }
-            let encoded = decision::content_encoding(headers.get("content-encoding")).is_some();
+            let encoded = request::content_encoding(headers.get("content-encoding")).is_some();
             if encoded && (!self.plan.is_empty() || self.expects_outcomes()) {
                 // Asked for an uncompressed answer (`accept-encoding` removed), the upstream
                 // compressed it anyway: unscannable, so replaced by an error, never passed on.
@@ -482,7 +482,7 @@ impl HttpContext for Stream {
 
     fn on_log(&mut self) {
         if self.body_pending && self.status == 413 {
-            self.audits = decision::unread_body(&self.config, self.auth.as_deref().map_err(|f| *f));
+            self.audits = request::unread_body(&self.config, self.auth.as_deref().map_err(|f| *f));
         }
         if self.audits.is_empty() {
             return;

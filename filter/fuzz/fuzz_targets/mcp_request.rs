@@ -3,7 +3,7 @@
 #![no_main]
 
 use acp_filter::config::Config;
-use acp_filter::decision::{self, Request};
+use acp_filter::decide::request::{self as decision, Request};
 use acp_filter::auth::identity::Identity;
 use acp_filter::mcp::headers::McpHeaders;
 use acp_filter::mcp::request as mcp_request;
