@@ -12,9 +12,7 @@ pub mod config;
 pub mod decide;
 pub mod headers;
 pub mod mcp;
-pub mod outbox;
 pub mod policy;
-pub mod policy_snapshot;
 pub mod scan;
 
 mod host;

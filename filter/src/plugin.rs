@@ -9,14 +9,14 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
 
+use crate::audit::outbox::{Delivery, Outbox};
+use crate::audit::policy_snapshot;
 use crate::auth::identity::TokenCache;
 use crate::auth::keys::discovery::{KeyDocument, KeyLocation, Target};
 use crate::auth::keys::jwks::{KeySet, RefreshSchedule};
 use crate::config::{self, Config, KeySource};
 use crate::host;
 use crate::metrics::Metrics;
-use crate::outbox::{Delivery, Outbox};
-use crate::policy_snapshot;
 use crate::stream::Stream;
 
 /// State of one worker VM, shared by its root context and its streams.
@@ -52,7 +52,7 @@ pub struct Plugin {
     key_call: Option<(u32, KeyDocument)>,
     audit_call: Option<u32>,
     /// The policy document of this configuration until the collector has stored it
-    /// ([`crate::policy_snapshot`]); every VM sends it, the collector keeps it once.
+    /// ([`crate::audit::policy_snapshot`]); every VM sends it, the collector keeps it once.
     policy: Option<Outbox>,
     policy_call: Option<u32>,
     /// Envoy is removing this plugin; it reports done once its records are delivered.

@@ -11,7 +11,8 @@ use acp_record::{Event, Outcome};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType};
 
-use crate::audit::{self, OutputScan, Upstream};
+use crate::audit::outbox::Reservation;
+use crate::audit::record::{self, OutputScan, Upstream};
 use crate::auth::identity::{Identity, TokenCache};
 use crate::auth::token::{self, AuthFailure};
 use crate::auth::trust;
@@ -22,7 +23,6 @@ use crate::headers::Headers;
 use crate::host;
 use crate::mcp::headers::McpHeaders;
 use crate::mcp::response::{self, id_key, CallOutcome};
-use crate::outbox::Reservation;
 use crate::plugin::Worker;
 use crate::policy::rate_limit::{self, Bucket};
 
@@ -516,14 +516,14 @@ impl HttpContext for Stream {
             .inspect(|r| w.outbox.release(*r))
             .is_some();
         for call in std::mem::take(&mut self.audits) {
-            let ctx = audit::Context {
+            let ctx = record::Context {
                 id: uuid::Uuid::now_v7().to_string(),
                 timestamp: timestamp.clone(),
                 latency_ms,
                 tenant: &self.tenant,
                 identity,
             };
-            let record = audit::record(call, ctx, &upstream);
+            let record = record::build(call, ctx, &upstream);
             match (record.event, record.result) {
                 (Event::ToolCall, Outcome::Error) => {
                     m.calls_allowed.inc();

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{json, Map, Value};
 
 use super::request::codes;
-use crate::audit::OutputScan;
+use crate::audit::record::OutputScan;
 use crate::config::Config;
 use crate::mcp::response::{id_key, outcome, rewrite, CallOutcome};
 use crate::scan::content::{self, Action, Hit, Rules};

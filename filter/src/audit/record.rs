@@ -41,7 +41,7 @@ pub struct Context<'a> {
     pub identity: Option<&'a Identity>,
 }
 
-pub fn record(call: CallAudit, ctx: Context, upstream: &Upstream) -> AuditRecord {
+pub fn build(call: CallAudit, ctx: Context, upstream: &Upstream) -> AuditRecord {
     let output = match (&call.refusal, &call.rpc_id) {
         (None, Some(id)) => upstream.output_scans.get(&id_key(id)),
         _ => None,
@@ -191,7 +191,7 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect();
         let id = alice();
-        let r = record(
+        let r = build(
             call,
             ctx(Some(&id)),
             &Upstream {
@@ -209,7 +209,7 @@ mod tests {
     fn success_record_carries_identity_and_decision() {
         let id = alice();
         let outcomes = HashMap::from([("1".to_string(), CallOutcome::Success)]);
-        let r = record(
+        let r = build(
             forwarded(1),
             ctx(Some(&id)),
             &Upstream {
