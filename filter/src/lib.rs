@@ -10,19 +10,14 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod decide;
-pub mod headers;
 pub mod mcp;
 pub mod policy;
 pub mod scan;
-
-mod host;
-mod metrics;
-mod plugin;
-mod stream;
+mod shell;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
-        Box::<plugin::Plugin>::default()
+        Box::<shell::plugin::Plugin>::default()
     });
 }}

@@ -11,6 +11,9 @@ use acp_record::{Event, Outcome};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType};
 
+use super::headers::Headers;
+use super::host;
+use super::plugin::Worker;
 use crate::audit::outbox::Reservation;
 use crate::audit::record::{self, OutputScan, Upstream};
 use crate::auth::identity::{Identity, TokenCache};
@@ -19,11 +22,8 @@ use crate::auth::trust;
 use crate::config::{AuditFailureMode, Config, KeySource};
 use crate::decide::answer::{self, Plan};
 use crate::decide::request::{self, CallAudit, Request};
-use crate::headers::Headers;
-use crate::host;
 use crate::mcp::headers::McpHeaders;
 use crate::mcp::response::{self, id_key, CallOutcome};
-use crate::plugin::Worker;
 use crate::policy::rate_limit::{self, Bucket};
 
 const IDENTITY_TENANT_HEADER: &str = "x-acp-tenant";

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
 
-use crate::headers::Headers;
+use super::headers::Headers;
 
 /// Host wall-clock time since the Unix epoch.
 pub fn now() -> Duration {

@@ -9,15 +9,15 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
 
+use super::host;
+use super::metrics::Metrics;
+use super::stream::Stream;
 use crate::audit::outbox::{Delivery, Outbox};
 use crate::audit::policy_snapshot;
 use crate::auth::identity::TokenCache;
 use crate::auth::keys::discovery::{KeyDocument, KeyLocation, Target};
 use crate::auth::keys::jwks::{KeySet, RefreshSchedule};
 use crate::config::{self, Config, KeySource};
-use crate::host;
-use crate::metrics::Metrics;
-use crate::stream::Stream;
 
 /// State of one worker VM, shared by its root context and its streams.
 pub struct Worker {

@@ -1,6 +1,6 @@
 //! The filter's Envoy counters, visible at the admin `/stats` and `/stats/prometheus`.
 
-use crate::host::{Counter, Gauge};
+use super::host::{Counter, Gauge};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Metrics {
