@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use acp_record::{AuditRecord, ContentScan, Event, Finding, Outcome};
 
 use crate::auth::identity::Identity;
+use crate::decide::answer::OutputScan;
 use crate::decide::request::CallAudit;
 use crate::mcp::response::{id_key, CallOutcome};
 use crate::scan::content::{risk_score, Hit};
@@ -22,14 +23,6 @@ pub struct Upstream<'a> {
     pub output_scans: &'a HashMap<String, OutputScan>,
     /// Set when the filter replaced the whole answer with an error (the reason).
     pub refused: Option<&'a str>,
-}
-
-/// What scanning one call's answer found.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct OutputScan {
-    pub hits: Vec<Hit>,
-    /// Set when a `block` hit replaced the answer with a JSON-RPC error.
-    pub blocked: Option<Detector>,
 }
 
 /// The request-wide facts every record of a request shares.

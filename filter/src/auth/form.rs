@@ -7,7 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
-use crate::auth::token::AuthFailure;
+use crate::auth::failure::AuthFailure;
 use crate::mcp::strict_json::{self, StrictError};
 
 /// Largest token accepted. Real access tokens are well under 4 KiB; the bound keeps hostile

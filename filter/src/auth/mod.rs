@@ -3,6 +3,7 @@
 //! caller's identity read from its claims.
 
 pub mod claims;
+pub mod failure;
 pub mod form;
 pub mod identity;
 pub mod keys;

@@ -14,7 +14,8 @@ use prost::Message;
 use prost_types::value::Kind;
 use serde_json::{Map, Number, Value};
 
-use crate::auth::token::{AuthFailure, Claims};
+use crate::auth::failure::AuthFailure;
+use crate::auth::token::Claims;
 use crate::config::Identity as IdentityConfig;
 
 pub const NAMESPACE: &str = "envoy.filters.http.jwt_authn";

@@ -9,10 +9,10 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{json, Map, Value};
 
 use super::request::codes;
-use crate::audit::record::OutputScan;
 use crate::config::Config;
 use crate::mcp::response::{id_key, outcome, rewrite, CallOutcome};
 use crate::scan::content::{self, Action, Hit, Rules};
+use crate::scan::Detector;
 
 /// Which responses of the answer to look at, by request id.
 #[derive(Debug, Clone, Default)]
@@ -25,6 +25,14 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         self.tool_calls.is_empty() && self.tools_lists.is_empty()
     }
+}
+
+/// What scanning one call's answer found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OutputScan {
+    pub hits: Vec<Hit>,
+    /// Set when a `block` hit replaced the answer with a JSON-RPC error.
+    pub blocked: Option<Detector>,
 }
 
 #[derive(Debug, Default)]

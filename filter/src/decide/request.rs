@@ -5,10 +5,10 @@
 use acp_record::{Event, Outcome, ScopeResult};
 use serde_json::{json, Value};
 
+use crate::auth::failure::AuthFailure;
 use crate::auth::identity::Identity;
-use crate::auth::token::AuthFailure;
 use crate::config::{Config, Oversized};
-use crate::mcp::headers::McpHeaders;
+use crate::mcp::headers::{check_headers, McpHeaders};
 use crate::mcp::request::{self, McpRequest, Message, ParseError};
 use crate::policy::scopes::ScopeCheck;
 use crate::scan::content::{self, Hit};
@@ -177,7 +177,7 @@ fn decide_unmasked(cfg: &Config, req: &Request, limiter: &mut Limiter) -> Verdic
         );
         return refuse(vec![unnamed(r)], &[], false);
     }
-    if let Err(why) = request::check_headers(&mcp, req.headers) {
+    if let Err(why) = check_headers(&mcp, req.headers) {
         let r = Refusal::denied(
             "header_mismatch",
             400,

@@ -6,3 +6,4 @@ pub mod host;
 pub mod metrics;
 pub mod plugin;
 pub mod stream;
+pub mod worker;

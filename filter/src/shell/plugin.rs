@@ -12,37 +12,12 @@ use proxy_wasm::types::{BufferType, ContextType};
 use super::host;
 use super::metrics::Metrics;
 use super::stream::Stream;
+use super::worker::Worker;
 use crate::audit::outbox::{Delivery, Outbox};
 use crate::audit::policy_snapshot;
-use crate::auth::identity::TokenCache;
 use crate::auth::keys::discovery::{KeyDocument, KeyLocation, Target};
 use crate::auth::keys::jwks::{KeySet, RefreshSchedule};
-use crate::config::{self, Config, KeySource};
-
-/// State of one worker VM, shared by its root context and its streams.
-pub struct Worker {
-    pub config: Rc<Config>,
-    pub keys: Option<Rc<KeySet>>,
-    pub refresh: Option<RefreshSchedule>,
-    pub cache: TokenCache,
-    pub outbox: Outbox,
-    pub metrics: Metrics,
-    /// `auditFailureMode: closed`: whether the last call was admitted (logged when it changes).
-    pub admitting: bool,
-    /// This worker's part of the `audit_records_buffered` gauge.
-    buffered_reported: usize,
-}
-
-impl Worker {
-    /// Brings this worker's part of the `audit_records_buffered` gauge up to date.
-    pub fn report_buffered(&mut self) {
-        let now = self.outbox.len();
-        self.metrics
-            .audit_buffered
-            .shift(self.buffered_reported, now);
-        self.buffered_reported = now;
-    }
-}
+use crate::config::{self, KeySource};
 
 #[derive(Default)]
 pub struct Plugin {
@@ -144,16 +119,13 @@ impl RootContext for Plugin {
         };
         self.policy_call = None;
         host::set_tick_period(audit.flush_interval);
-        self.worker = Some(Rc::new(RefCell::new(Worker {
-            cache: TokenCache::new(config.identity.token_cache_size),
-            config: Rc::new(config),
+        self.worker = Some(Rc::new(RefCell::new(Worker::new(
+            config,
             keys,
             refresh,
             outbox,
-            metrics: Metrics::define(),
-            admitting: true,
-            buffered_reported: 0,
-        })));
+            Metrics::define(),
+        ))));
         true
     }
 
