@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod config_error;
 pub mod decide;
 pub mod mcp;
 pub mod policy;

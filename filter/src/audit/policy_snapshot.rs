@@ -11,8 +11,10 @@
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::config::{Config, KeySource, Oversized, IMMUTABLE_INPUT_BLOCKS};
+use crate::auth::keys::source::KeySource;
+use crate::config::{Config, IMMUTABLE_INPUT_BLOCKS};
 use crate::scan::content::Rules;
+use crate::scan::settings::Oversized;
 
 /// JWK members that hold private or symmetric key material; never part of the document.
 const PRIVATE_JWK_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];

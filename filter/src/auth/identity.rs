@@ -9,8 +9,8 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::auth::claims::{all_strings, first_string};
+use crate::auth::settings::IdentityConfig;
 use crate::auth::token::Claims;
-use crate::config::Identity as IdentityConfig;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Identity {

@@ -7,6 +7,7 @@ pub mod failure;
 pub mod form;
 pub mod identity;
 pub mod keys;
+pub mod settings;
 pub mod signature;
 pub mod token;
 #[cfg(test)]

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::auth::failure::AuthFailure;
 use crate::auth::keys::jwks::KeySet;
-use crate::config::Identity as IdentityConfig;
+use crate::auth::settings::IdentityConfig;
 
 /// Claims of a verified token: the registered ones parsed by jwt-simple, the rest as JSON.
 pub type Claims = JWTClaims<Map<String, Value>>;
@@ -117,6 +117,7 @@ fn check_claims(claims: &Claims, cfg: &IdentityConfig, now: Duration) -> Result<
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::auth::settings::RawIdentity;
     use jwt_simple::prelude::{RS256KeyPair, RSAKeyPairLike};
     use serde_json::json;
 
@@ -156,10 +157,15 @@ pub(crate) mod tests {
         }
     }
 
+    /// The identity settings of the configuration tests' minimal configuration.
     pub fn identity_config() -> IdentityConfig {
-        let cfg =
-            crate::config::parse(crate::config::tests::minimal().to_string().as_bytes()).unwrap();
-        cfg.identity
+        let raw: RawIdentity = serde_json::from_value(json!({
+            "issuer": "https://idp.example",
+            "audiences": ["acp"],
+            "jwks": {"remote": {"cluster": "idp", "uri": "http://idp.example:9000/jwks.json"}}
+        }))
+        .unwrap();
+        IdentityConfig::try_from(raw).unwrap()
     }
 
     fn check(idp: &TestIdp, token: &str) -> Result<Claims, AuthFailure> {

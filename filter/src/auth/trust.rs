@@ -15,8 +15,8 @@ use prost_types::value::Kind;
 use serde_json::{Map, Number, Value};
 
 use crate::auth::failure::AuthFailure;
+use crate::auth::settings::IdentityConfig;
 use crate::auth::token::Claims;
-use crate::config::Identity as IdentityConfig;
 
 pub const NAMESPACE: &str = "envoy.filters.http.jwt_authn";
 

@@ -7,11 +7,12 @@ use serde_json::{json, Value};
 
 use crate::auth::failure::AuthFailure;
 use crate::auth::identity::Identity;
-use crate::config::{Config, Oversized};
+use crate::config::Config;
 use crate::mcp::headers::{check_headers, McpHeaders};
 use crate::mcp::request::{self, McpRequest, Message, ParseError};
 use crate::policy::scopes::ScopeCheck;
 use crate::scan::content::{self, Hit};
+use crate::scan::settings::Oversized;
 
 /// JSON-RPC error codes the filter answers with.
 pub mod codes {

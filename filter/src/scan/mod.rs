@@ -4,6 +4,7 @@
 
 pub mod content;
 pub mod pii;
+pub mod settings;
 pub mod ssrf;
 
 use serde::Deserialize;

@@ -17,7 +17,9 @@ use crate::audit::outbox::{Delivery, Outbox};
 use crate::audit::policy_snapshot;
 use crate::auth::keys::discovery::{KeyDocument, KeyLocation, Target};
 use crate::auth::keys::jwks::{KeySet, RefreshSchedule};
-use crate::config::{self, KeySource};
+use crate::auth::keys::source::KeySource;
+use crate::config;
+use crate::config::audit::Audit;
 
 #[derive(Default)]
 pub struct Plugin {
@@ -376,7 +378,7 @@ impl Plugin {
 }
 
 /// Posts `body` to the collector at `path` with the ingest token.
-fn post_to_collector(audit: &config::Audit, path: &str, body: &str) -> Option<u32> {
+fn post_to_collector(audit: &Audit, path: &str, body: &str) -> Option<u32> {
     let authorization = format!("Bearer {}", audit.ingest_token);
     let headers = vec![
         (":method", "POST"),

@@ -18,14 +18,17 @@ use crate::audit::outbox::Reservation;
 use crate::audit::record::{self, Upstream};
 use crate::auth::failure::AuthFailure;
 use crate::auth::identity::{Identity, TokenCache};
+use crate::auth::keys::source::KeySource;
 use crate::auth::token;
 use crate::auth::trust;
-use crate::config::{AuditFailureMode, Config, KeySource};
+use crate::config::audit::AuditFailureMode;
+use crate::config::Config;
 use crate::decide::answer::{self, OutputScan, Plan};
 use crate::decide::request::{self, CallAudit, Request};
 use crate::mcp::headers::McpHeaders;
 use crate::mcp::response::{self, id_key, CallOutcome};
 use crate::policy::rate_limit::{self, Bucket};
+use crate::scan::settings::Oversized;
 
 const IDENTITY_TENANT_HEADER: &str = "x-acp-tenant";
 /// Reason of a call whose answer was refused for being too large to scan.
@@ -275,7 +278,7 @@ impl Stream {
         if self.answer_refused.is_none() && body_size > self.config.scanning.max_scan_bytes {
             self.capture_complete = false;
             self.plan = Plan::default();
-            if self.config.scanning.oversized == crate::config::Oversized::Pass {
+            if self.config.scanning.oversized == Oversized::Pass {
                 return Action::Continue;
             }
             self.answer_refused = Some(OVERSIZED_ANSWER);

@@ -2,3 +2,5 @@
 
 pub mod discovery;
 pub mod jwks;
+pub mod remote;
+pub mod source;
