@@ -19,6 +19,6 @@ mod shell;
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
-        Box::<shell::plugin::Plugin>::default()
+        Box::new(shell::plugin::Plugin::new(shell::host::Envoy))
     });
 }}

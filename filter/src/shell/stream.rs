@@ -12,7 +12,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType};
 
 use super::headers::Headers;
-use super::host;
+use super::host::Host;
 use super::worker::Worker;
 use crate::audit::outbox::Reservation;
 use crate::audit::record::{self, Upstream};
@@ -37,7 +37,8 @@ const OVERSIZED_ANSWER: &str = "output_too_large_to_scan";
 const ENCODED_ANSWER: &str = "output_encoded";
 const IDENTITY_SUB_HEADER: &str = "x-acp-sub";
 
-pub struct Stream {
+pub struct Stream<H> {
+    host: H,
     worker: Rc<RefCell<Worker>>,
     config: Rc<Config>,
     started: Duration,
@@ -68,10 +69,11 @@ pub struct Stream {
     reservation: Option<Reservation>,
 }
 
-impl Stream {
-    pub fn new(worker: Rc<RefCell<Worker>>) -> Self {
+impl<H: Host> Stream<H> {
+    pub fn new(host: H, worker: Rc<RefCell<Worker>>) -> Self {
         let config = Rc::clone(&worker.borrow().config);
         Stream {
+            host,
             worker,
             config,
             started: Duration::ZERO,
@@ -109,7 +111,9 @@ impl Stream {
         self.reservation = w.outbox.reserve(Reservation::estimate(records, body_bytes));
         let admitted = self.reservation.is_some();
         if !admitted {
-            w.metrics.calls_refused_audit_unavailable.add(records);
+            w.metrics
+                .calls_refused_audit_unavailable
+                .add(&self.host, records);
         }
         if admitted != w.admitting {
             w.admitting = admitted;
@@ -149,15 +153,15 @@ impl Stream {
         let now = self.started;
         let key = TokenCache::key(token);
         if let Some(identity) = w.cache.get(&key, now.as_secs()) {
-            w.metrics.token_cache_hits.inc();
+            w.metrics.token_cache_hits.inc(&self.host);
             return Ok(identity);
         }
-        w.metrics.token_cache_misses.inc();
+        w.metrics.token_cache_misses.inc(&self.host);
         let keys = w.keys.clone().ok_or(AuthFailure::KeysUnavailable)?;
         let claims = token::verify(token, &keys, &self.config.identity, now).inspect_err(|f| {
             if *f == AuthFailure::UnknownKid {
                 if let Some(refresh) = w.refresh.as_mut() {
-                    refresh.unknown_kid(host::now_millis());
+                    refresh.unknown_kid(self.host.now_millis());
                 }
             }
         })?;
@@ -168,7 +172,7 @@ impl Stream {
 
     /// The identity of the payload `jwt_authn` verified; `missing_token` when it verified none.
     fn trusted(&self, payload_key: &str) -> Result<Rc<Identity>, AuthFailure> {
-        let metadata = host::property(&["metadata"]).unwrap_or_default();
+        let metadata = self.host.property(&["metadata"]).unwrap_or_default();
         let payload = trust::payload(&metadata, payload_key)
             .inspect_err(|e| log::error!("trust mode: {e}"))
             .map_err(|_| AuthFailure::Malformed)?
@@ -193,12 +197,12 @@ impl Stream {
             .as_ref()
             .map(|i| i.sub.clone())
             .unwrap_or_default();
-        let now_ms = host::now_millis();
+        let now_ms = self.host.now_millis();
         let tenant = self.tenant.clone();
         let mut limiter = |tool: &str| -> Result<(), u64> {
             let Some(limit) = limit else { return Ok(()) };
             let key = rate_limit::key(&tenant, &sub, limit.per_tool.then_some(tool));
-            let taken = host::update_shared(&key, |current| {
+            let taken = self.host.update_shared(&key, |current| {
                 let (bucket, verdict) =
                     rate_limit::take(current.and_then(Bucket::decode), limit, now_ms);
                 (bucket.encode().to_vec(), verdict)
@@ -231,25 +235,28 @@ impl Stream {
             tools_lists: verdict.tools_lists.iter().map(id_key).collect(),
         };
         if let Some(rewritten) = verdict.rewritten_body {
-            host::replace_buffer(
+            self.host.replace_buffer(
                 BufferType::HttpRequestBody,
                 self.body_size,
                 rewritten.as_bytes(),
             );
-            host::remove_header(true, "content-length");
+            self.host.remove_header(true, "content-length");
         }
         match verdict.reply {
             None => true,
             Some(reply) => {
                 self.replied_locally = true;
-                host::send_response(reply.status, &reply.headers, &reply.body);
+                self.host
+                    .send_response(reply.status, &reply.headers, &reply.body);
                 false
             }
         }
     }
 
     fn decide_on_body(&mut self) -> Action {
-        let body = host::buffer(BufferType::HttpRequestBody, self.body_size);
+        let body = self
+            .host
+            .buffer(BufferType::HttpRequestBody, self.body_size);
         if self.decide(Some(&body)) {
             Action::Continue
         } else {
@@ -262,12 +269,14 @@ impl Stream {
     fn identity_headers(&self, sent: &Headers) {
         for name in [IDENTITY_TENANT_HEADER, IDENTITY_SUB_HEADER] {
             if sent.get(name).is_some() {
-                host::remove_header(true, name);
+                self.host.remove_header(true, name);
             }
         }
         if let (true, Ok(identity)) = (self.config.forward_identity_headers, &self.auth) {
-            host::set_request_header(IDENTITY_TENANT_HEADER, &self.tenant);
-            host::set_request_header(IDENTITY_SUB_HEADER, &identity.sub);
+            self.host
+                .set_request_header(IDENTITY_TENANT_HEADER, &self.tenant);
+            self.host
+                .set_request_header(IDENTITY_SUB_HEADER, &identity.sub);
         }
     }
 
@@ -290,7 +299,7 @@ impl Stream {
                 self.refused_answer_error(reason)
             };
             self.refusal_sent = true;
-            host::replace_buffer(
+            self.host.replace_buffer(
                 BufferType::HttpResponseBody,
                 body_size,
                 replacement.as_bytes(),
@@ -300,7 +309,7 @@ impl Stream {
         if !end_of_stream {
             return Action::Pause;
         }
-        let body = host::buffer(BufferType::HttpResponseBody, body_size);
+        let body = self.host.buffer(BufferType::HttpResponseBody, body_size);
         let scopes = self
             .auth
             .as_ref()
@@ -317,11 +326,12 @@ impl Stream {
             .borrow()
             .metrics
             .tools_hidden
-            .add(processed.hidden_tools);
+            .add(&self.host, processed.hidden_tools);
         self.output_scans = processed.scans;
         let length = match processed.body {
             Some(new) => {
-                host::replace_buffer(BufferType::HttpResponseBody, body_size, &new);
+                self.host
+                    .replace_buffer(BufferType::HttpResponseBody, body_size, &new);
                 new.len()
             }
             None => body.len(),
@@ -387,12 +397,11 @@ impl Stream {
     }
 }
 
-impl Context for Stream {}
-
-impl HttpContext for Stream {
-    fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
-        self.started = host::now();
-        let headers = host::request_headers();
+/// The stream's part of each Envoy callback.
+impl<H: Host> Stream<H> {
+    pub fn request_headers(&mut self, end_of_stream: bool) -> Action {
+        self.started = self.host.now();
+        let headers = self.host.request_headers();
         if let Some(resource) = &self.config.protected_resource {
             if resource.serves(
                 headers.get(":method").unwrap_or_default(),
@@ -404,7 +413,7 @@ impl HttpContext for Stream {
                     ("content-type", "application/json".to_string()),
                     ("cache-control", "max-age=300".to_string()),
                 ];
-                host::send_response(200, &headers, &resource.document);
+                self.host.send_response(200, &headers, &resource.document);
                 return Action::Pause;
             }
         }
@@ -418,7 +427,7 @@ impl HttpContext for Stream {
         self.identity_headers(&headers);
         // The filter reads every answer it scans or records: ask for it uncompressed.
         if headers.get("accept-encoding").is_some() {
-            host::remove_header(true, "accept-encoding");
+            self.host.remove_header(true, "accept-encoding");
         }
         if !end_of_stream {
             // Hold the headers until the body is complete, so a refused call never goes upstream.
@@ -432,7 +441,7 @@ impl HttpContext for Stream {
         }
     }
 
-    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    pub fn request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         self.body_size = body_size;
         if !end_of_stream {
             return Action::Pause;
@@ -442,13 +451,13 @@ impl HttpContext for Stream {
 
     /// Trailers end the request after its last body chunk: the body is complete now. Without
     /// this, the paused request would resume undecided.
-    fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
+    pub fn request_trailers(&mut self) -> Action {
         self.decide_on_body()
     }
 
-    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+    pub fn response_headers(&mut self) -> Action {
         if !self.replied_locally {
-            let headers = host::response_headers();
+            let headers = self.host.response_headers();
             self.status = headers
                 .get(":status")
                 .and_then(|s| s.parse().ok())
@@ -456,7 +465,7 @@ impl HttpContext for Stream {
             self.content_type = headers.get("content-type").map(str::to_string);
             if !self.plan.is_empty() {
                 // The answer may be rewritten (redacted, blocked, filtered): its length may change.
-                host::remove_header(false, "content-length");
+                self.host.remove_header(false, "content-length");
             }
             let encoded = request::content_encoding(headers.get("content-encoding")).is_some();
             if encoded && (!self.plan.is_empty() || self.expects_outcomes()) {
@@ -465,33 +474,34 @@ impl HttpContext for Stream {
                 self.answer_refused = Some(ENCODED_ANSWER);
                 self.capture_complete = false;
                 self.plan = Plan::default();
-                host::remove_header(false, "content-encoding");
-                host::remove_header(false, "content-length");
+                self.host.remove_header(false, "content-encoding");
+                self.host.remove_header(false, "content-length");
             }
         }
         Action::Continue
     }
 
-    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    pub fn response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if self.answer_refused.is_some() || (!self.replied_locally && !self.plan.is_empty()) {
             return self.hold_answer(body_size, end_of_stream);
         }
         // Read what passes without holding it back: the outcome is decided at the end.
         if self.expects_outcomes() && self.capture_complete {
-            let seen = host::buffer(BufferType::HttpResponseBody, body_size);
+            let seen = self.host.buffer(BufferType::HttpResponseBody, body_size);
             self.capture(seen);
         }
         Action::Continue
     }
 
-    fn on_log(&mut self) {
+    /// The stream ended: its calls' audit records go to the outbox.
+    pub fn queue_records(&mut self) {
         if self.body_pending && self.status == 413 {
             self.audits = request::unread_body(&self.config, self.auth.as_deref().map_err(|f| *f));
         }
         if self.audits.is_empty() {
             return;
         }
-        let now = host::now();
+        let now = self.host.now();
         let latency_ms = now.saturating_sub(self.started).as_secs_f64() * 1000.0;
         let timestamp = i64::try_from(self.started.as_millis())
             .ok()
@@ -530,14 +540,14 @@ impl HttpContext for Stream {
             let record = record::build(call, ctx, &upstream);
             match (record.event, record.result) {
                 (Event::ToolCall, Outcome::Error) => {
-                    m.calls_allowed.inc();
-                    m.calls_error.inc();
+                    m.calls_allowed.inc(&self.host);
+                    m.calls_error.inc(&self.host);
                 }
-                (Event::ToolCall, _) => m.calls_allowed.inc(),
-                (Event::ToolDenied, Outcome::Blocked) => m.calls_blocked.inc(),
-                (Event::ToolDenied, Outcome::RateLimited) => m.calls_rate_limited.inc(),
-                (Event::ToolDenied, _) => m.calls_denied.inc(),
-                (Event::AuthFailed, _) => m.auth_failed.inc(),
+                (Event::ToolCall, _) => m.calls_allowed.inc(&self.host),
+                (Event::ToolDenied, Outcome::Blocked) => m.calls_blocked.inc(&self.host),
+                (Event::ToolDenied, Outcome::RateLimited) => m.calls_rate_limited.inc(&self.host),
+                (Event::ToolDenied, _) => m.calls_denied.inc(&self.host),
+                (Event::AuthFailed, _) => m.auth_failed.inc(&self.host),
             }
             let queued = serde_json::to_string(&record).map(|json| {
                 if admitted {
@@ -548,9 +558,9 @@ impl HttpContext for Stream {
                 }
             });
             match queued {
-                Ok(true) => m.audit_queued.inc(),
+                Ok(true) => m.audit_queued.inc(&self.host),
                 Ok(false) => {
-                    m.audit_dropped.inc();
+                    m.audit_dropped.inc(&self.host);
                     log::error!(
                         "audit buffer full ({} records); dropped record {}",
                         w.outbox.len(),
@@ -558,16 +568,44 @@ impl HttpContext for Stream {
                     );
                 }
                 Err(e) => {
-                    m.audit_dropped.inc();
+                    m.audit_dropped.inc(&self.host);
                     log::error!("audit record {} could not be serialized: {e}", record.id);
                 }
             }
         }
-        w.report_buffered();
+        w.report_buffered(&self.host);
     }
 }
 
-impl Drop for Stream {
+impl<H: Host> Context for Stream<H> {}
+
+impl<H: Host> HttpContext for Stream<H> {
+    fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
+        self.request_headers(end_of_stream)
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.request_body(body_size, end_of_stream)
+    }
+
+    fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
+        self.request_trailers()
+    }
+
+    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        self.response_headers()
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.response_body(body_size, end_of_stream)
+    }
+
+    fn on_log(&mut self) {
+        self.queue_records()
+    }
+}
+
+impl<H> Drop for Stream<H> {
     /// Room held for a request that ended without `on_log` goes back to the buffer.
     fn drop(&mut self) {
         if let (Some(r), Ok(mut w)) = (self.reservation.take(), self.worker.try_borrow_mut()) {

@@ -7,6 +7,7 @@ use crate::auth::identity::TokenCache;
 use crate::auth::keys::jwks::{KeySet, RefreshSchedule};
 use crate::config::Config;
 
+use super::host::Host;
 use super::metrics::Metrics;
 
 /// State of one worker VM, shared by its root context and its streams.
@@ -44,11 +45,11 @@ impl Worker {
     }
 
     /// Brings this worker's part of the `audit_records_buffered` gauge up to date.
-    pub fn report_buffered(&mut self) {
+    pub fn report_buffered(&mut self, host: &impl Host) {
         let now = self.outbox.len();
         self.metrics
             .audit_buffered
-            .shift(self.buffered_reported, now);
+            .shift(host, self.buffered_reported, now);
         self.buffered_reported = now;
     }
 }
