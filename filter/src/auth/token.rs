@@ -127,6 +127,8 @@ pub(crate) mod tests {
     pub struct TestIdp {
         pub key: RS256KeyPair,
         pub keys: KeySet,
+        /// The JWKS document of `keys`.
+        pub jwks: Value,
     }
 
     impl TestIdp {
@@ -138,6 +140,7 @@ pub(crate) mod tests {
             TestIdp {
                 key,
                 keys: KeySet::from_jwks_value(&jwks).unwrap(),
+                jwks,
             }
         }
 
