@@ -1,10 +1,14 @@
 //! ACP's Envoy filter: every MCP tool call is authenticated (JWT), authorized (tool scopes) and
 //! audited (one record per call, batched to the collector).
 //!
-//! The decisions are plain functions over plain data, unit-tested natively: `config`, `jwks`,
-//! `discovery`, `token`, `jwt_authn`, `claims`, `identity`, `policy`, `mcp_request`, `mcp_headers`,
-//! `mcp_response`, `decision`, `resource_metadata`, `audit`, `outbox`, `policy_snapshot`.
-//! The proxy-wasm contexts (`plugin`, `stream`) only move bytes between Envoy (`host`) and them.
+//! One folder per concern, each depending only on those listed before it:
+//! `config_error` (what a configuration section can get wrong), `scan` (PII and SSRF detectors,
+//! content scanning), `mcp` (the request, its headers, the answer), `auth` (token, keys, claims,
+//! identity), `policy` (tool scopes, rate limits), `config` (assembles the sections each domain
+//! validates), `decide` (what happens to a request and to its answer), `audit` (records, outbox,
+//! policy document) and `shell`, the only code that touches proxy-wasm: its root and HTTP
+//! contexts move bytes between Envoy, reached through the `Host` trait, and the decisions.
+//! Everything but `shell` is plain functions over plain data; `shell` is tested through a fake host.
 
 pub mod audit;
 pub mod auth;
