@@ -18,9 +18,9 @@ use crate::audit::policy_snapshot;
 use crate::auth::keys::discovery::{KeyDocument, KeyLocation, Target};
 use crate::auth::keys::jwks::{KeySet, RefreshSchedule};
 use crate::auth::keys::source::KeySource;
-use crate::config;
-use crate::config::audit::Audit;
+use crate::config::{self, audit::Audit};
 
+/// The root context, reaching Envoy through `H`.
 pub struct Plugin<H> {
     host: H,
     worker: Option<Rc<RefCell<Worker>>>,
@@ -82,7 +82,7 @@ impl<H: Host + Clone + 'static> Plugin<H> {
     }
 
     /// Envoy removes the plugin (e.g. a listener update replaced its configuration): records
-    /// still buffered are delivered first, then the root context reports done.
+    /// still buffered are delivered first, then the root context reports done. `true`: done now.
     pub fn remove(&mut self) -> bool {
         let waiting = self.worker.as_ref().map_or(0, |w| w.borrow().outbox.len());
         if waiting == 0 && self.audit_call.is_none() {
@@ -93,6 +93,7 @@ impl<H: Host + Clone + 'static> Plugin<H> {
         false
     }
 
+    /// Parses the configuration (`size` bytes) and sets up the worker; `false` refuses it.
     pub fn configure(&mut self, size: usize) -> bool {
         let bytes = self.host.buffer(BufferType::PluginConfiguration, size);
         let config = match config::parse(&bytes) {
@@ -143,6 +144,7 @@ impl<H: Host + Clone + 'static> Plugin<H> {
         true
     }
 
+    /// Fetches the keys when due, then sends the policy document and waiting audit records.
     pub fn tick(&mut self) {
         self.fetch_jwks();
         self.send_policy();

@@ -37,6 +37,7 @@ const OVERSIZED_ANSWER: &str = "output_too_large_to_scan";
 const ENCODED_ANSWER: &str = "output_encoded";
 const IDENTITY_SUB_HEADER: &str = "x-acp-sub";
 
+/// The state of one request, reaching Envoy through `H`.
 pub struct Stream<H> {
     host: H,
     worker: Rc<RefCell<Worker>>,
