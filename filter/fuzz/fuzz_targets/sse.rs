@@ -4,8 +4,8 @@
 
 use std::collections::HashSet;
 
-use acp_filter::decide::answer::{self, Plan};
 use acp_filter::config::Config;
+use acp_filter::decide::answer::{self, Plan};
 use acp_filter::mcp::response as mcp_response;
 use libfuzzer_sys::fuzz_target;
 

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use acp_filter::config::Config;
-use acp_filter::auth::keys::jwks::KeySet;
 use acp_filter::auth::form as jws_form;
+use acp_filter::auth::keys::jwks::KeySet;
 use acp_filter::auth::token;
+use acp_filter::config::Config;
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common.rs"]

@@ -106,7 +106,9 @@ fn closed_mode_refuses_with_503_while_the_outbox_is_full_and_admits_again_once_d
 fn a_held_answer_is_released_redacted_once_complete() {
     let host = host();
     let idp = TestIdp::new();
-    let plugin = plugin_with_keys(&host, &minimal(), &idp);
+    let mut config = minimal();
+    config["forwardIdentityHeaders"] = json!(true);
+    let plugin = plugin_with_keys(&host, &config, &idp);
     let token = idp.sign(json!({"scope": "salesforce:read"}));
     let authorization = format!("Bearer {token}");
     let mut stream = plugin.new_stream().unwrap();
@@ -125,6 +127,13 @@ fn a_held_answer_is_released_redacted_once_complete() {
         .state()
         .removed
         .contains(&(true, "accept-encoding".to_string())));
+    assert_eq!(
+        host.state().set,
+        [
+            ("x-acp-tenant".to_string(), "org_acme_corp".to_string()),
+            ("x-acp-sub".to_string(), "alice".to_string())
+        ]
+    );
 
     host.set_map(
         MapType::HttpResponseHeaders,
@@ -176,6 +185,7 @@ fn the_remote_jwks_is_fetched_on_the_tick_and_its_keys_verify_tokens() {
     assert_eq!(fetch.cluster, "idp");
     assert_eq!(fetch.header(":method"), Some("GET"));
     assert_eq!(fetch.header(":authority"), Some("idp.example:9000"));
+    assert_eq!(fetch.timeout, Duration::from_millis(2_000));
     let size = host.call_answer(500, "");
     plugin.settle_call(call, size);
     assert_eq!(host.metric("acp.jwks_fetch_failed"), 1);
