@@ -11,6 +11,7 @@ use super::jwks::KeySet;
 use super::remote::{split_http_uri, Discovery, RemoteJwks};
 use crate::config_error::{at_least, non_empty, ConfigError};
 
+/// Where the signing keys come from (validated `identity.jwks`).
 #[derive(Debug)]
 pub enum KeySource {
     Inline(Rc<KeySet>),
