@@ -1,7 +1,7 @@
 //! Plugin configuration: the JSON in the Envoy Wasm filter's `configuration`, parsed once in
 //! `on_configure` into validated, read-only types. Each domain owns its section (its raw serde
 //! type and `TryFrom` into the validated one: `auth::settings`, `scan::settings`,
-//! `policy::rate_limit`, `mcp::resource_metadata`, `audit` here); this module assembles them and
+//! `policy::rate_limit`, `mcp::resource_metadata`, `config::audit`); this module assembles them and
 //! enforces the platform's immutable rules. Unknown fields are rejected and every error names
 //! the offending field (`identity.jwks.remote.cluster: missing field ...`).
 
