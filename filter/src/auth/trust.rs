@@ -100,7 +100,7 @@ pub fn claims(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::auth::token::tests::{identity_config, NOW};
     use serde_json::json;
@@ -126,7 +126,7 @@ mod tests {
     }
 
     /// Serialized metadata as Envoy hands it over: `namespace` → {`key`: payload}.
-    fn metadata(namespace: &str, key: &str, payload: Value) -> Vec<u8> {
+    pub fn metadata(namespace: &str, key: &str, payload: Value) -> Vec<u8> {
         let inner = json!({ key: payload });
         Metadata {
             filter_metadata: HashMap::from([(

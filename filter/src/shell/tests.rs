@@ -10,6 +10,8 @@ use super::plugin::Plugin;
 use super::stream::Stream;
 use crate::auth::keys::jwks::tests::ec_jwk;
 use crate::auth::token::tests::{TestIdp, NOW};
+use crate::auth::trust::tests::metadata;
+use crate::auth::trust::NAMESPACE;
 use crate::config::tests::minimal;
 
 const CALL: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"salesforce.query","arguments":{"q":"x"}}}"#;
@@ -290,4 +292,27 @@ fn a_removed_plugin_reports_done_once_its_records_are_delivered() {
     assert!(!host.state().done);
     answer_audit_batch(&mut plugin, &host, 200);
     assert!(host.state().done);
+}
+
+#[test]
+fn trust_mode_takes_the_identity_from_the_payload_jwt_authn_verified() {
+    let host = host();
+    let mut config = minimal();
+    config["identity"]["jwks"] = json!({"trustJwtAuthn": {"payloadInMetadata": "jwt_payload"}});
+    let mut plugin = plugin(&host, &config);
+    plugin.tick();
+    assert_eq!(host.calls_to("/jwks.json"), 0, "no keys are fetched");
+
+    let payload = json!({"iss": "https://idp.example", "aud": ["acp"], "sub": "alice",
+        "exp": NOW + 60, "iat": NOW, "scope": "salesforce:read"});
+    host.state().metadata = Some(metadata(NAMESPACE, "jwt_payload", payload));
+    let mut verified = plugin.new_stream().unwrap();
+    let actions = request(&mut verified, &host, &[], CALL);
+    assert_eq!(actions, (Action::Pause, Action::Continue));
+    assert!(host.state().replies.is_empty());
+
+    host.state().metadata = None;
+    let mut unverified = plugin.new_stream().unwrap();
+    request(&mut unverified, &host, &[], CALL);
+    assert_eq!(host.state().replies.last().unwrap().status, 401);
 }
