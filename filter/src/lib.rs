@@ -1,46 +1,28 @@
 //! ACP's Envoy filter: every MCP tool call is authenticated (JWT), authorized (tool scopes) and
 //! audited (one record per call, batched to the collector).
 //!
-//! The decisions are plain functions over plain data, unit-tested natively: `config`, `jwks`,
-//! `discovery`, `token`, `jwt_authn`, `claims`, `identity`, `policy`, `mcp_request`, `mcp_headers`,
-//! `mcp_response`, `decision`, `resource_metadata`, `audit`, `outbox`, `policy_snapshot`.
-//! The proxy-wasm contexts (`plugin`, `stream`) only move bytes between Envoy (`host`) and them.
+//! One folder per concern, each depending only on those listed before it:
+//! `config_error` (what a configuration section can get wrong), `scan` (PII and SSRF detectors,
+//! content scanning), `mcp` (the request, its headers, the answer), `auth` (token, keys, claims,
+//! identity), `policy` (tool scopes, rate limits), `config` (assembles the sections each domain
+//! validates), `decide` (what happens to a request and to its answer), `audit` (records, outbox,
+//! policy document) and `shell`, the only code that touches proxy-wasm: its root and HTTP
+//! contexts move bytes between Envoy, reached through the `Host` trait, and the decisions.
+//! Everything but `shell` is plain functions over plain data; `shell` is tested through a fake host.
 
-pub mod answer;
 pub mod audit;
-pub mod claims;
+pub mod auth;
 pub mod config;
-pub mod content_scan;
-pub mod decision;
-pub mod discovery;
-pub mod headers;
-pub mod identity;
-pub mod jwks;
-pub mod jws_form;
-pub mod jwt_authn;
-pub mod mcp_headers;
-pub mod mcp_request;
-pub mod mcp_response;
-pub mod outbox;
+pub mod config_error;
+pub mod decide;
+pub mod mcp;
 pub mod policy;
-pub mod policy_snapshot;
-pub mod ratelimit;
-pub mod resource_metadata;
 pub mod scan;
-pub mod signature;
-pub mod strict_json;
-pub mod token;
-#[cfg(test)]
-mod token_attacks;
-
-mod host;
-mod metrics;
-mod plugin;
-mod stream;
+mod shell;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
-        Box::<plugin::Plugin>::default()
+        Box::new(shell::plugin::Plugin::new(shell::host::Envoy))
     });
 }}

@@ -10,8 +10,8 @@
 //!   when it is strict DER with `r` and `s` of at most 32 bytes; otherwise it cannot appear in a
 //!   token and counts as rejected (the vector must then be `invalid`).
 
-use acp_filter::jwks::{Key, KeySet};
-use acp_filter::signature::RsaKey;
+use acp_filter::auth::keys::jwks::{Key, KeySet};
+use acp_filter::auth::signature::RsaKey;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use der::asn1::UintRef;

@@ -41,7 +41,7 @@ RECORD_FIELDS = frozenset({
 VOLATILE_FIELDS = frozenset({"id", "timestamp", "latencyMs"})
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
-# JSON-RPC error codes of the filter (filter/src/decision.rs).
+# JSON-RPC error codes of the filter (filter/src/decide/request.rs).
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 INVALID_PARAMS = -32602

@@ -2,7 +2,7 @@
 `WWW-Authenticate: Bearer error="invalid_token", error_description="<reason>"`, never reaches the
 MCP server, and leaves one `auth.failed` record whose `reason` the export API reads back.
 
-The same attacks are in the filter's native table (`filter/src/token_attacks.rs`). Tokens whose
+The same attacks are in the filter's native table (`filter/src/auth/token_attacks.rs`). Tokens whose
 claims matter carry a genuine RS256 signature by the demo key, so only the attack is wrong.
 """
 

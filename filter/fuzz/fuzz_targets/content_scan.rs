@@ -2,7 +2,8 @@
 #![no_main]
 
 use acp_filter::config::Config;
-use acp_filter::{content_scan, strict_json};
+use acp_filter::mcp::strict_json;
+use acp_filter::scan::content as content_scan;
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common.rs"]

@@ -2,11 +2,11 @@
 //! authenticated caller, on arbitrary bodies.
 #![no_main]
 
+use acp_filter::auth::identity::Identity;
 use acp_filter::config::Config;
-use acp_filter::decision::{self, Request};
-use acp_filter::identity::Identity;
-use acp_filter::mcp_headers::McpHeaders;
-use acp_filter::mcp_request;
+use acp_filter::decide::request::{self as decision, Request};
+use acp_filter::mcp::headers::McpHeaders;
+use acp_filter::mcp::request as mcp_request;
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common.rs"]

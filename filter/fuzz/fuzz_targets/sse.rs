@@ -4,9 +4,9 @@
 
 use std::collections::HashSet;
 
-use acp_filter::answer::{self, Plan};
 use acp_filter::config::Config;
-use acp_filter::mcp_response;
+use acp_filter::decide::answer::{self, Plan};
+use acp_filter::mcp::response as mcp_response;
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common.rs"]

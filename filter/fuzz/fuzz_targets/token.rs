@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
+use acp_filter::auth::form as jws_form;
+use acp_filter::auth::keys::jwks::KeySet;
+use acp_filter::auth::token;
 use acp_filter::config::Config;
-use acp_filter::jwks::KeySet;
-use acp_filter::{jws_form, token};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common.rs"]

@@ -2,7 +2,9 @@
 //! Each detector reports byte spans of the string it was given; callers turn them into
 //! findings (detector + JSON path, never the value) and masks.
 
+pub mod content;
 pub mod pii;
+pub mod settings;
 pub mod ssrf;
 
 use serde::Deserialize;

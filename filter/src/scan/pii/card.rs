@@ -13,7 +13,7 @@
 //! UnionPay 62: 16–19). A Luhn-valid number with another prefix (an order number, an IMEI) or a
 //! run longer than 19 digits is not a card.
 
-use super::{at, right_ok};
+use super::bytes::{at, right_ok};
 
 /// The end of a card number whose first digit is at `s` (the run of digits there ends at
 /// `run_end`; the left boundary was checked by the caller).
@@ -33,7 +33,7 @@ pub(super) fn detect(b: &[u8], s: usize, run_end: usize) -> Option<usize> {
     let mut total = 4;
     let mut end = run_end;
     while at(b, end) == sep && at(b, end + 1).is_ascii_digit() {
-        let g = super::digits_end(b, end + 1) - (end + 1);
+        let g = super::bytes::digits_end(b, end + 1) - (end + 1);
         if g > 6 || total + g > 19 {
             break;
         }

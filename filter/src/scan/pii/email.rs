@@ -13,7 +13,7 @@
 //!
 //! The match must not be glued to more address characters on either side.
 
-use super::{at, before, is_word};
+use super::bytes::{at, before, is_word};
 
 /// The span of an email address around the `@` at `at_pos`.
 pub(super) fn detect(b: &[u8], at_pos: usize) -> Option<(usize, usize)> {

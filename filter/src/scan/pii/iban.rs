@@ -7,7 +7,7 @@
 //! country and the whole must pass the mod-97 check (remainder 1). Lower-case IBANs and other
 //! groupings are not recognised.
 
-use super::{at, before, is_word, right_ok};
+use super::bytes::{at, before, is_word, right_ok};
 
 /// The end of an IBAN whose country code starts at `s`.
 pub(super) fn detect(b: &[u8], s: usize) -> Option<usize> {

@@ -17,7 +17,7 @@
 //! have these shapes; a number glued to letters or continuing with `-digit`/`.digit` is
 //! rejected by the shared boundary rule. An extension (`x123`) may follow a NANP number.
 
-use super::{at, before, context_before, digit, digits_exactly, left_ok, right_ok};
+use super::bytes::{at, before, context_before, digit, digits_exactly, left_ok, right_ok};
 
 const CONTEXT: &[&[u8]] = &[
     b"phone",

@@ -18,7 +18,7 @@
 //! * Slack tokens: `xoxa-`, `xoxb-`, `xoxe-`, `xoxo-`, `xoxp-`, `xoxr-`, `xoxs-` + at least 10 of
 //!   letters, digits and `-`, with a digit.
 
-use super::{at, before, is_word};
+use super::bytes::{at, before, is_word};
 
 /// The bytes a secret can start with (see [`detect`]).
 pub(super) const TRIGGERS: &[u8] = b"A-Bbegx";

@@ -11,7 +11,7 @@
 //! one of the numbers the SSA lists as invalid because they were used in advertising:
 //! 078-05-1120, 219-09-9999, 123-45-6789 and 987-65-4320 to 987-65-4329.
 
-use super::{at, before, context_before, digit, digits_exactly, right_ok};
+use super::bytes::{at, before, context_before, digit, digits_exactly, right_ok};
 
 /// Context words that make a bare 9-digit run (or a dotted one) an SSN.
 const CONTEXT: &[&[u8]] = &[

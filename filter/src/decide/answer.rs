@@ -8,11 +8,11 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{json, Map, Value};
 
-use crate::audit::OutputScan;
+use super::request::codes;
 use crate::config::Config;
-use crate::content_scan::{self, Action, Hit, Rules};
-use crate::decision::codes;
-use crate::mcp_response::{id_key, outcome, rewrite, CallOutcome};
+use crate::mcp::response::{id_key, outcome, rewrite, CallOutcome};
+use crate::scan::content::{self, Action, Hit, Rules};
+use crate::scan::Detector;
 
 /// Which responses of the answer to look at, by request id.
 #[derive(Debug, Clone, Default)]
@@ -25,6 +25,14 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         self.tool_calls.is_empty() && self.tools_lists.is_empty()
     }
+}
+
+/// What scanning one call's answer found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OutputScan {
+    pub hits: Vec<Hit>,
+    /// Set when a `block` hit replaced the answer with a JSON-RPC error.
+    pub blocked: Option<Detector>,
 }
 
 #[derive(Debug, Default)]
@@ -91,7 +99,7 @@ fn scan_result(cfg: &Config, message: &mut Map<String, Value>) -> (OutputScan, b
     let Some(result) = message.get("result") else {
         return (OutputScan::default(), false);
     };
-    let scanned = content_scan::scan(result, &cfg.scanning.output, "$.result");
+    let scanned = content::scan(result, &cfg.scanning.output, "$.result");
     let blocked = scanned.blocked_by();
     let changed = if let Some(detector) = blocked {
         message.remove("result");
@@ -140,7 +148,7 @@ fn scan_other(cfg: &Config, message: &mut Map<String, Value>, hits: &mut Vec<Hit
         ssrf_allow: cfg.scanning.output.ssrf_allow.clone(),
     };
     let original = Value::Object(std::mem::take(message));
-    let scanned = content_scan::scan(&original, &rules, "$");
+    let scanned = content::scan(&original, &rules, "$");
     hits.extend(scanned.hits);
     let changed = scanned.redacted.is_some();
     if let Value::Object(out) = scanned.redacted.unwrap_or(original) {
@@ -160,7 +168,7 @@ fn hide_tools(cfg: &Config, scopes: &[String], message: &mut Map<String, Value>)
         let name = tool.get("name").and_then(Value::as_str).unwrap_or_default();
         matches!(
             cfg.tools.check(name, scopes),
-            crate::policy::ScopeCheck::Pass { .. }
+            crate::policy::scopes::ScopeCheck::Pass { .. }
         )
     });
     before - tools.len()

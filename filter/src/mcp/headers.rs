@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::Value;
 
-use crate::mcp_request::{McpRequest, Message};
+use super::request::{McpRequest, Message};
 
 /// Prefix of the headers a `tools/call` mirrors its `x-mcp-header`-annotated arguments into.
 const PARAM_PREFIX: &str = "mcp-param-";
@@ -47,7 +47,7 @@ impl McpHeaders {
 
 /// A header value with its `=?base64?...?=` wrapping undone; `None` when the wrapping is
 /// malformed (bad or non-canonical base64, not UTF-8), so it never matches a body value.
-pub fn decode(value: &str) -> Option<String> {
+fn decode(value: &str) -> Option<String> {
     let Some(payload) = value
         .strip_prefix("=?base64?")
         .and_then(|v| v.strip_suffix("?="))
@@ -61,15 +61,49 @@ pub fn decode(value: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
+/// Checks the `Mcp-Method` and `Mcp-Name` headers against the body, then the other headers
+/// MCP mirrors the body into (`check`). Deciding on a header while the server
+/// executes the body (or the reverse) would be an authorization bypass, so any disagreement is
+/// refused; a batch cannot be described by one header and is refused too.
+pub fn check_headers(req: &McpRequest, headers: &McpHeaders) -> Result<(), String> {
+    if headers.method.is_none() && headers.name.is_none() {
+        return check(req, headers);
+    }
+    let (false, [only]) = (req.batch, req.messages.as_slice()) else {
+        return Err("Mcp-Method/Mcp-Name headers cannot describe a batch".into());
+    };
+    if let Some(header) = headers.method.as_deref() {
+        if only.method() != Some(header) {
+            return Err(format!(
+                "Mcp-Method header {header:?} does not match the body's method {:?}",
+                only.method().unwrap_or_default()
+            ));
+        }
+    }
+    if let Some(header) = headers.name.as_deref() {
+        match &req.envelope.name {
+            Some(Value::String(name)) if decode(header).as_ref() == Some(name) => {}
+            Some(Value::String(name)) => {
+                return Err(format!(
+                    "Mcp-Name header {header:?} does not match the body's name {name:?}"
+                ));
+            }
+            Some(_) => return Err("Mcp-Name header given but the body names nothing".into()),
+            None => {}
+        }
+    }
+    check(req, headers)
+}
+
 /// Checks `MCP-Protocol-Version` against `params._meta` and every `Mcp-Param-*` header against
 /// the arguments of the `tools/call` it describes (`Mcp-Method` / `Mcp-Name` are checked by
-/// `mcp_request::check_headers`).
+/// `check_headers`).
 ///
 /// The filter does not hold the tools' input schemas, so it cannot tell which argument an
 /// `Mcp-Param-*` header names; it checks that the header carries a value the body carries (a
 /// scalar argument at some object depth, rendered as the SDKs render it). The MCP server checks
 /// the exact binding against the schema.
-pub fn check(req: &McpRequest, headers: &McpHeaders) -> Result<(), String> {
+fn check(req: &McpRequest, headers: &McpHeaders) -> Result<(), String> {
     if let Some(body_version) = req.envelope.protocol_version.as_ref() {
         if headers
             .protocol_version
@@ -132,7 +166,7 @@ fn carries(value: &Value, header: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mcp_request::parse;
+    use crate::mcp::request::parse;
     use serde_json::json;
 
     const VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
@@ -244,5 +278,61 @@ mod tests {
         let batch = parse(br#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"p":"x"}}}]"#)
             .unwrap();
         assert!(check(&batch, &McpHeaders::from_pairs([("Mcp-Param-P", "x")])).is_err());
+    }
+
+    fn p(v: Value) -> McpRequest {
+        parse(v.to_string().as_bytes()).unwrap()
+    }
+
+    fn h(method: Option<&str>, name: Option<&str>) -> McpHeaders {
+        McpHeaders {
+            method: method.map(Into::into),
+            name: name.map(Into::into),
+            ..McpHeaders::default()
+        }
+    }
+
+    #[test]
+    fn headers_must_match_the_body() {
+        let call =
+            p(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "a"}}));
+
+        assert!(check_headers(&call, &h(None, None)).is_ok());
+        assert!(check_headers(&call, &h(Some("tools/call"), Some("a"))).is_ok());
+        assert!(check_headers(&call, &h(Some("tools/list"), None)).is_err());
+        assert!(check_headers(&call, &h(Some("tools/call"), Some("b"))).is_err());
+        let list = p(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}));
+        assert!(check_headers(&list, &h(Some("tools/list"), None)).is_ok());
+        let batch = p(json!([{"jsonrpc": "2.0", "id": 1, "method": "tools/list"}]));
+        assert!(check_headers(&batch, &h(Some("tools/list"), None)).is_err());
+    }
+
+    #[test]
+    fn mcp_name_mirrors_the_name_bearing_parameter_of_each_method() {
+        let prompt = p(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "prompts/get", "params": {"name": "greet"}}),
+        );
+        assert!(check_headers(&prompt, &h(Some("prompts/get"), Some("greet"))).is_ok());
+        assert!(check_headers(&prompt, &h(Some("prompts/get"), Some("other"))).is_err());
+        let read = p(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "resources/read", "params": {"uri": "file:///a b"}}),
+        );
+        assert!(check_headers(
+            &read,
+            &h(Some("resources/read"), Some("=?base64?ZmlsZTovLy9hIGI=?="))
+        )
+        .is_ok());
+        assert!(check_headers(&read, &h(Some("resources/read"), Some("file:///c"))).is_err());
+        let call =
+            p(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": 5}}));
+
+        assert!(check_headers(&call, &h(Some("tools/call"), Some("5"))).is_err());
+        let unnamed = p(json!({"jsonrpc": "2.0", "id": 1, "method": "prompts/get", "params": {}}));
+        assert!(check_headers(&unnamed, &h(Some("prompts/get"), Some("greet"))).is_err());
+        let discover =
+            p(json!({"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {}}));
+
+        assert!(check_headers(&discover, &h(Some("server/discover"), None)).is_ok());
+        assert!(check_headers(&discover, &h(Some("server/discover"), Some("ignored"))).is_ok());
     }
 }

@@ -11,67 +11,12 @@ use base64::Engine as _;
 use jwt_simple::prelude::{JWTClaims, Token, UnixTimeStamp};
 use serde_json::{Map, Value};
 
-use crate::config::Identity as IdentityConfig;
-use crate::jwks::KeySet;
+use crate::auth::failure::AuthFailure;
+use crate::auth::keys::jwks::KeySet;
+use crate::auth::settings::IdentityConfig;
 
 /// Claims of a verified token: the registered ones parsed by jwt-simple, the rest as JSON.
 pub type Claims = JWTClaims<Map<String, Value>>;
-
-/// Why a request failed authentication. [`AuthFailure::reason`] is what the audit record says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthFailure {
-    MissingToken,
-    Malformed,
-    /// Longer than [`crate::jws_form::MAX_TOKEN_BYTES`].
-    TokenTooLarge,
-    /// A header parameter or claim appears twice: parsers disagree on which one wins.
-    DuplicateClaim,
-    /// The header has `crit`: ACP supports no critical extension (RFC 7515 4.1.11).
-    CriticalHeader,
-    /// The header carries or points to a key (`jku`, `jwk`, `x5u`, `x5c`).
-    UntrustedKeySource,
-    UnsupportedAlg,
-    UnknownKid,
-    AlgMismatch,
-    BadSignature,
-    Expired,
-    NotYetValid,
-    /// `iat` later than now plus the clock skew.
-    IssuedInFuture,
-    WrongIssuer,
-    WrongAudience,
-    MissingExp,
-    MissingSub,
-    TenantMismatch,
-    /// The remote JWKS has not been fetched yet: no token can be verified.
-    KeysUnavailable,
-}
-
-impl AuthFailure {
-    pub fn reason(self) -> &'static str {
-        match self {
-            AuthFailure::MissingToken => "missing_token",
-            AuthFailure::Malformed => "malformed",
-            AuthFailure::TokenTooLarge => "token_too_large",
-            AuthFailure::DuplicateClaim => "duplicate_claim",
-            AuthFailure::CriticalHeader => "critical_header",
-            AuthFailure::UntrustedKeySource => "untrusted_key_source",
-            AuthFailure::UnsupportedAlg => "unsupported_alg",
-            AuthFailure::UnknownKid => "unknown_kid",
-            AuthFailure::AlgMismatch => "alg_mismatch",
-            AuthFailure::BadSignature => "bad_signature",
-            AuthFailure::Expired => "expired",
-            AuthFailure::NotYetValid => "not_yet_valid",
-            AuthFailure::IssuedInFuture => "issued_in_future",
-            AuthFailure::WrongIssuer => "wrong_issuer",
-            AuthFailure::WrongAudience => "wrong_audience",
-            AuthFailure::MissingExp => "missing_exp",
-            AuthFailure::MissingSub => "missing_sub",
-            AuthFailure::TenantMismatch => "tenant_mismatch",
-            AuthFailure::KeysUnavailable => "keys_unavailable",
-        }
-    }
-}
 
 /// The token of an `Authorization: Bearer <token>` header value (scheme case-insensitive).
 pub fn bearer_token(authorization: Option<&str>) -> Result<&str, AuthFailure> {
@@ -94,7 +39,7 @@ pub fn verify(
     cfg: &IdentityConfig,
     now: Duration,
 ) -> Result<Claims, AuthFailure> {
-    crate::jws_form::check(token)?;
+    crate::auth::form::check(token)?;
     let meta = Token::decode_metadata(token).map_err(|_| AuthFailure::Malformed)?;
     let alg = meta.algorithm();
     if alg != "RS256" && alg != "ES256" {
@@ -172,6 +117,7 @@ fn check_claims(claims: &Claims, cfg: &IdentityConfig, now: Duration) -> Result<
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::auth::settings::RawIdentity;
     use jwt_simple::prelude::{RS256KeyPair, RSAKeyPairLike};
     use serde_json::json;
 
@@ -181,6 +127,8 @@ pub(crate) mod tests {
     pub struct TestIdp {
         pub key: RS256KeyPair,
         pub keys: KeySet,
+        /// The JWKS document of `keys`.
+        pub jwks: Value,
     }
 
     impl TestIdp {
@@ -192,6 +140,7 @@ pub(crate) mod tests {
             TestIdp {
                 key,
                 keys: KeySet::from_jwks_value(&jwks).unwrap(),
+                jwks,
             }
         }
 
@@ -211,10 +160,15 @@ pub(crate) mod tests {
         }
     }
 
+    /// The identity settings of the configuration tests' minimal configuration.
     pub fn identity_config() -> IdentityConfig {
-        let cfg =
-            crate::config::parse(crate::config::tests::minimal().to_string().as_bytes()).unwrap();
-        cfg.identity
+        let raw: RawIdentity = serde_json::from_value(json!({
+            "issuer": "https://idp.example",
+            "audiences": ["acp"],
+            "jwks": {"remote": {"cluster": "idp", "uri": "http://idp.example:9000/jwks.json"}}
+        }))
+        .unwrap();
+        IdentityConfig::try_from(raw).unwrap()
     }
 
     fn check(idp: &TestIdp, token: &str) -> Result<Claims, AuthFailure> {

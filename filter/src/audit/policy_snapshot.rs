@@ -11,8 +11,10 @@
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::config::{Config, KeySource, Oversized, IMMUTABLE_INPUT_BLOCKS};
-use crate::content_scan::Rules;
+use crate::auth::keys::source::KeySource;
+use crate::config::{Config, IMMUTABLE_INPUT_BLOCKS};
+use crate::scan::content::Rules;
+use crate::scan::settings::Oversized;
 
 /// JWK members that hold private or symmetric key material; never part of the document.
 const PRIVATE_JWK_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
@@ -190,14 +192,14 @@ mod tests {
     #[test]
     fn inline_keys_lose_private_members() {
         let mut v = minimal();
-        let mut key = crate::jwks::tests::ec_jwk();
+        let mut key = crate::auth::keys::jwks::tests::ec_jwk();
         key["d"] = json!("private-part");
         v["identity"]["jwks"] = json!({"inline": {"keys": [key, {"kty": "oct", "k": "c2VjcmV0"}]}});
         let d = doc(&v);
         assert_eq!(d["identity"]["keySource"]["kind"], "inline");
         assert_eq!(
             d["identity"]["keySource"]["jwks"]["keys"][0],
-            crate::jwks::tests::ec_jwk()
+            crate::auth::keys::jwks::tests::ec_jwk()
         );
         assert_eq!(
             d["identity"]["keySource"]["jwks"]["keys"][1],

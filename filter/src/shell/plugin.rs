@@ -9,66 +9,57 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
 
-use crate::config::{self, Config, KeySource};
-use crate::discovery::{KeyDocument, KeyLocation, Target};
-use crate::host;
-use crate::identity::TokenCache;
-use crate::jwks::{KeySet, RefreshSchedule};
-use crate::metrics::Metrics;
-use crate::outbox::{Delivery, Outbox};
-use crate::policy_snapshot;
-use crate::stream::Stream;
+use super::host::Host;
+use super::metrics::Metrics;
+use super::stream::Stream;
+use super::worker::Worker;
+use crate::audit::outbox::{Delivery, Outbox};
+use crate::audit::policy_snapshot;
+use crate::auth::keys::discovery::{KeyDocument, KeyLocation, Target};
+use crate::auth::keys::jwks::{KeySet, RefreshSchedule};
+use crate::auth::keys::source::KeySource;
+use crate::config::{self, audit::Audit};
 
-/// State of one worker VM, shared by its root context and its streams.
-pub struct Worker {
-    pub config: Rc<Config>,
-    pub keys: Option<Rc<KeySet>>,
-    pub refresh: Option<RefreshSchedule>,
-    pub cache: TokenCache,
-    pub outbox: Outbox,
-    pub metrics: Metrics,
-    /// `auditFailureMode: closed`: whether the last call was admitted (logged when it changes).
-    pub admitting: bool,
-    /// This worker's part of the `audit_records_buffered` gauge.
-    buffered_reported: usize,
-}
-
-impl Worker {
-    /// Brings this worker's part of the `audit_records_buffered` gauge up to date.
-    pub fn report_buffered(&mut self) {
-        let now = self.outbox.len();
-        self.metrics
-            .audit_buffered
-            .shift(self.buffered_reported, now);
-        self.buffered_reported = now;
-    }
-}
-
-#[derive(Default)]
-pub struct Plugin {
+/// The root context, reaching Envoy through `H`.
+pub struct Plugin<H> {
+    host: H,
     worker: Option<Rc<RefCell<Worker>>>,
     /// Where the remote keys are fetched from (none with inline keys or trust mode).
     location: Option<KeyLocation>,
     key_call: Option<(u32, KeyDocument)>,
     audit_call: Option<u32>,
     /// The policy document of this configuration until the collector has stored it
-    /// ([`crate::policy_snapshot`]); every VM sends it, the collector keeps it once.
+    /// ([`crate::audit::policy_snapshot`]); every VM sends it, the collector keeps it once.
     policy: Option<Outbox>,
     policy_call: Option<u32>,
     /// Envoy is removing this plugin; it reports done once its records are delivered.
     closing: bool,
 }
 
-impl Context for Plugin {
-    fn on_http_call_response(
-        &mut self,
-        token: u32,
-        _headers: usize,
-        body_size: usize,
-        _trailers: usize,
-    ) {
-        let status = host::call_response_header(":status").and_then(|s| s.parse::<u32>().ok());
-        let body = host::buffer(BufferType::HttpCallResponseBody, body_size);
+/// The root context's part of each Envoy callback.
+impl<H: Host + Clone + 'static> Plugin<H> {
+    pub fn new(host: H) -> Self {
+        Plugin {
+            host,
+            worker: None,
+            location: None,
+            key_call: None,
+            audit_call: None,
+            policy: None,
+            policy_call: None,
+            closing: false,
+        }
+    }
+
+    /// An HTTP call the root context started has its answer.
+    pub fn settle_call(&mut self, token: u32, body_size: usize) {
+        let status = self
+            .host
+            .call_response_header(":status")
+            .and_then(|s| s.parse::<u32>().ok());
+        let body = self
+            .host
+            .buffer(BufferType::HttpCallResponseBody, body_size);
         if let Some((_, document)) = self.key_call.filter(|(call, _)| *call == token) {
             self.key_call = None;
             match document {
@@ -91,8 +82,8 @@ impl Context for Plugin {
     }
 
     /// Envoy removes the plugin (e.g. a listener update replaced its configuration): records
-    /// still buffered are delivered first, then the root context reports done.
-    fn on_done(&mut self) -> bool {
+    /// still buffered are delivered first, then the root context reports done. `true`: done now.
+    pub fn remove(&mut self) -> bool {
         let waiting = self.worker.as_ref().map_or(0, |w| w.borrow().outbox.len());
         if waiting == 0 && self.audit_call.is_none() {
             return true;
@@ -101,11 +92,10 @@ impl Context for Plugin {
         self.closing = true;
         false
     }
-}
 
-impl RootContext for Plugin {
-    fn on_configure(&mut self, size: usize) -> bool {
-        let bytes = host::buffer(BufferType::PluginConfiguration, size);
+    /// Parses the configuration (`size` bytes) and sets up the worker; `false` refuses it.
+    pub fn configure(&mut self, size: usize) -> bool {
+        let bytes = self.host.buffer(BufferType::PluginConfiguration, size);
         let config = match config::parse(&bytes) {
             Ok(config) => config,
             Err(e) => {
@@ -143,44 +133,37 @@ impl RootContext for Plugin {
             }
         };
         self.policy_call = None;
-        host::set_tick_period(audit.flush_interval);
-        self.worker = Some(Rc::new(RefCell::new(Worker {
-            cache: TokenCache::new(config.identity.token_cache_size),
-            config: Rc::new(config),
+        self.host.set_tick_period(audit.flush_interval);
+        self.worker = Some(Rc::new(RefCell::new(Worker::new(
+            config,
             keys,
             refresh,
             outbox,
-            metrics: Metrics::define(),
-            admitting: true,
-            buffered_reported: 0,
-        })));
+            Metrics::define(&self.host),
+        ))));
         true
     }
 
-    fn on_tick(&mut self) {
+    /// Fetches the keys when due, then sends the policy document and waiting audit records.
+    pub fn tick(&mut self) {
         self.fetch_jwks();
         self.send_policy();
         self.flush(1);
         self.finish_closing();
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    /// The stream of a new request; none before a configuration was accepted.
+    pub fn new_stream(&self) -> Option<Stream<H>> {
         let worker = self.worker.as_ref()?;
-        Some(Box::new(Stream::new(Rc::clone(worker))))
+        Some(Stream::new(self.host.clone(), Rc::clone(worker)))
     }
 
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
-}
-
-impl Plugin {
     /// Starts the next key fetch when due: the discovery document, or the JWKS.
     fn fetch_jwks(&mut self) {
         let Some(worker) = &self.worker else { return };
         let due = {
             let mut w = worker.borrow_mut();
-            let now = host::now_millis();
+            let now = self.host.now_millis();
             w.refresh
                 .as_mut()
                 .is_some_and(|refresh| refresh.start_fetch(now))
@@ -205,7 +188,7 @@ impl Plugin {
             (":path", target.path.as_str()),
             (":authority", target.authority.as_str()),
         ];
-        match host::dispatch(&target.cluster, headers, None, timeout) {
+        match self.host.dispatch(&target.cluster, headers, None, timeout) {
             Some(call) => self.key_call = Some((call, document)),
             None => self.key_fetch_failed(document, "the request could not start"),
         }
@@ -225,7 +208,7 @@ impl Plugin {
                     target.cluster
                 );
                 if let Some(worker) = &self.worker {
-                    worker.borrow().metrics.discovery_fetched.inc();
+                    worker.borrow().metrics.discovery_fetched.inc(&self.host);
                 }
                 self.dispatch_key_request(KeyDocument::Jwks, &target);
             }
@@ -239,15 +222,15 @@ impl Plugin {
         let Some(worker) = &self.worker else { return };
         let mut w = worker.borrow_mut();
         if let Some(refresh) = w.refresh.as_mut() {
-            refresh.failed(host::now_millis());
+            refresh.failed(self.host.now_millis());
         }
         let what = match document {
             KeyDocument::Discovery => {
-                w.metrics.discovery_failed.inc();
+                w.metrics.discovery_failed.inc(&self.host);
                 "OpenID discovery document"
             }
             KeyDocument::Jwks => {
-                w.metrics.jwks_fetch_failed.inc();
+                w.metrics.jwks_fetch_failed.inc(&self.host);
                 if let Some(location) = self.location.as_mut() {
                     location.jwks_failed();
                 }
@@ -273,14 +256,14 @@ impl Plugin {
         let Some(worker) = &self.worker else { return };
         let mut w = worker.borrow_mut();
         if let Some(refresh) = w.refresh.as_mut() {
-            refresh.fetched(host::now_millis());
+            refresh.fetched(self.host.now_millis());
         }
         log::info!("loaded {} signing key(s) from the JWKS", set.key_count());
         // Keys absent from the new set are retired, and identities they vouched for must be
         // verified again.
         w.keys = Some(Rc::new(set));
         w.cache.clear();
-        w.metrics.jwks_fetched.inc();
+        w.metrics.jwks_fetched.inc(&self.host);
     }
 
     /// Reports a closing plugin done once no record waits and no batch is in flight.
@@ -292,7 +275,7 @@ impl Plugin {
         if self.closing && empty && self.audit_call.is_none() {
             log::info!("buffered audit records delivered; the removed plugin ends");
             self.closing = false;
-            host::done();
+            self.host.done();
         }
     }
 
@@ -303,14 +286,15 @@ impl Plugin {
             return;
         }
         let mut w = worker.borrow_mut();
-        let now = host::now_millis();
+        let now = self.host.now_millis();
         let Some(body) = w.outbox.next_batch(now, min_records) else {
             return;
         };
-        self.audit_call = post_to_collector(&w.config.audit, acp_record::INGEST_PATH, &body);
+        self.audit_call =
+            post_to_collector(&self.host, &w.config.audit, acp_record::INGEST_PATH, &body);
         if self.audit_call.is_none() {
             let n = w.outbox.settle(Delivery::Retry, now);
-            w.metrics.audit_retried.add(n);
+            w.metrics.audit_retried.add(&self.host, n);
         }
     }
 
@@ -323,15 +307,16 @@ impl Plugin {
         if self.policy_call.is_some() {
             return;
         }
-        let now = host::now_millis();
+        let now = self.host.now_millis();
         let Some(body) = policy.next_batch(now, 1) else {
             return;
         };
         let w = worker.borrow();
-        self.policy_call = post_to_collector(&w.config.audit, acp_record::POLICY_PATH, &body);
+        self.policy_call =
+            post_to_collector(&self.host, &w.config.audit, acp_record::POLICY_PATH, &body);
         if self.policy_call.is_none() {
             policy.settle(Delivery::Retry, now);
-            w.metrics.policy_retried.inc();
+            w.metrics.policy_retried.inc(&self.host);
         }
     }
 
@@ -341,25 +326,25 @@ impl Plugin {
         };
         let m = worker.borrow().metrics;
         let delivery = Delivery::from_status(status);
-        policy.settle(delivery, host::now_millis());
+        policy.settle(delivery, self.host.now_millis());
         match delivery {
             Delivery::Done if status == Some(422) => {
-                m.policy_dropped.inc();
+                m.policy_dropped.inc(&self.host);
                 log::error!(
                     "the collector refused the policy document: {}",
                     String::from_utf8_lossy(body)
                 );
             }
-            Delivery::Done => m.policy_sent.inc(),
+            Delivery::Done => m.policy_sent.inc(&self.host),
             Delivery::Rejected => {
-                m.policy_dropped.inc();
+                m.policy_dropped.inc(&self.host);
                 log::error!(
                     "the collector refused the policy document (status {status:?}): {}",
                     String::from_utf8_lossy(body)
                 );
             }
             Delivery::Retry => {
-                m.policy_retried.inc();
+                m.policy_retried.inc(&self.host);
                 log::warn!("policy document not stored (status {status:?}); retrying");
             }
         }
@@ -369,8 +354,8 @@ impl Plugin {
         let Some(worker) = &self.worker else { return };
         let mut w = worker.borrow_mut();
         let delivery = Delivery::from_status(status);
-        let n = w.outbox.settle(delivery, host::now_millis());
-        w.report_buffered();
+        let n = w.outbox.settle(delivery, self.host.now_millis());
+        w.report_buffered(&self.host);
         let m = w.metrics;
         match delivery {
             Delivery::Done => {
@@ -379,9 +364,9 @@ impl Plugin {
                 } else {
                     0
                 };
-                m.audit_sent.add(n.saturating_sub(refused));
+                m.audit_sent.add(&self.host, n.saturating_sub(refused));
                 if refused > 0 {
-                    m.audit_dropped.add(refused);
+                    m.audit_dropped.add(&self.host, refused);
                     log::error!(
                         "the collector refused {refused} audit record(s) as invalid: {}",
                         String::from_utf8_lossy(body)
@@ -389,22 +374,56 @@ impl Plugin {
                 }
             }
             Delivery::Rejected => {
-                m.audit_dropped.add(n);
+                m.audit_dropped.add(&self.host, n);
                 log::error!(
                     "the collector refused a batch of {n} audit records (status {status:?}): {}",
                     String::from_utf8_lossy(body)
                 );
             }
             Delivery::Retry => {
-                m.audit_retried.add(n);
+                m.audit_retried.add(&self.host, n);
                 log::warn!("audit batch of {n} records not stored (status {status:?}); {} records wait for retry", w.outbox.len());
             }
         }
     }
 }
 
+impl<H: Host + Clone + 'static> Context for Plugin<H> {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        self.settle_call(token, body_size)
+    }
+
+    fn on_done(&mut self) -> bool {
+        self.remove()
+    }
+}
+
+impl<H: Host + Clone + 'static> RootContext for Plugin<H> {
+    fn on_configure(&mut self, size: usize) -> bool {
+        self.configure(size)
+    }
+
+    fn on_tick(&mut self) {
+        self.tick()
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(self.new_stream()?))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
 /// Posts `body` to the collector at `path` with the ingest token.
-fn post_to_collector(audit: &config::Audit, path: &str, body: &str) -> Option<u32> {
+fn post_to_collector(host: &impl Host, audit: &Audit, path: &str, body: &str) -> Option<u32> {
     let authorization = format!("Bearer {}", audit.ingest_token);
     let headers = vec![
         (":method", "POST"),
@@ -413,7 +432,7 @@ fn post_to_collector(audit: &config::Audit, path: &str, body: &str) -> Option<u3
         ("content-type", "application/json"),
         ("authorization", authorization.as_str()),
     ];
-    host::dispatch(
+    host.dispatch(
         &audit.cluster,
         headers,
         Some(body.as_bytes()),

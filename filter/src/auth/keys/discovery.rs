@@ -4,18 +4,7 @@
 
 use serde::Deserialize;
 
-use crate::config::{split_http_uri, RemoteJwks};
-
-/// Discovery settings of a remote JWKS (`identity.jwks.discovery`).
-#[derive(Debug, Clone)]
-pub struct Discovery {
-    pub issuer: String,
-    /// Cluster for a `jwks_uri` on another host than the issuer's; without it such a document
-    /// is refused.
-    pub jwks_cluster: Option<String>,
-    /// Accept `http://` issuers and `jwks_uri`s on loopback hosts (tests, local IdPs).
-    pub allow_http_loopback: bool,
-}
+use super::remote::{split_http_uri, Discovery, RemoteJwks};
 
 /// Where an HTTP request goes: Envoy cluster, `:authority` and path.
 #[derive(Debug, Clone, PartialEq, Eq)]

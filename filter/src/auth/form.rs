@@ -7,8 +7,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
-use crate::strict_json::{self, StrictError};
-use crate::token::AuthFailure;
+use crate::auth::failure::AuthFailure;
+use crate::mcp::strict_json::{self, StrictError};
 
 /// Largest token accepted. Real access tokens are well under 4 KiB; the bound keeps hostile
 /// headers and payloads from costing decoding and parsing work.

@@ -14,8 +14,9 @@ use prost::Message;
 use prost_types::value::Kind;
 use serde_json::{Map, Number, Value};
 
-use crate::config::Identity as IdentityConfig;
-use crate::token::{AuthFailure, Claims};
+use crate::auth::failure::AuthFailure;
+use crate::auth::settings::IdentityConfig;
+use crate::auth::token::Claims;
 
 pub const NAMESPACE: &str = "envoy.filters.http.jwt_authn";
 
@@ -99,9 +100,9 @@ pub fn claims(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::token::tests::{identity_config, NOW};
+    use crate::auth::token::tests::{identity_config, NOW};
     use serde_json::json;
 
     fn value(v: &Value) -> prost_types::Value {
@@ -125,7 +126,7 @@ mod tests {
     }
 
     /// Serialized metadata as Envoy hands it over: `namespace` → {`key`: payload}.
-    fn metadata(namespace: &str, key: &str, payload: Value) -> Vec<u8> {
+    pub fn metadata(namespace: &str, key: &str, payload: Value) -> Vec<u8> {
         let inner = json!({ key: payload });
         Metadata {
             filter_metadata: HashMap::from([(

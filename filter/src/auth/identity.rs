@@ -8,9 +8,9 @@ use std::rc::Rc;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::claims::{all_strings, first_string};
-use crate::config::Identity as IdentityConfig;
-use crate::token::Claims;
+use crate::auth::claims::{all_strings, first_string};
+use crate::auth::settings::IdentityConfig;
+use crate::auth::token::Claims;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Identity {
@@ -134,7 +134,7 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::tests::{identity_config, TestIdp, NOW};
+    use crate::auth::token::tests::{identity_config, TestIdp, NOW};
     use serde_json::json;
 
     fn identity(claims: Value, adjust: impl FnOnce(&mut IdentityConfig)) -> Identity {
@@ -142,9 +142,13 @@ mod tests {
         let mut cfg = identity_config();
         adjust(&mut cfg);
         let token = idp.sign(claims);
-        let claims =
-            crate::token::verify(&token, &idp.keys, &cfg, std::time::Duration::from_secs(NOW))
-                .unwrap();
+        let claims = crate::auth::token::verify(
+            &token,
+            &idp.keys,
+            &cfg,
+            std::time::Duration::from_secs(NOW),
+        )
+        .unwrap();
         Identity::from_claims(&claims, &cfg)
     }
 
@@ -183,7 +187,7 @@ mod tests {
 
     #[test]
     fn preset_layouts_read_their_providers_tokens() {
-        use crate::claims::{ClaimLayout, Preset};
+        use crate::auth::claims::{ClaimLayout, Preset};
         let id = identity(
             json!({"oid": "0000-66f3", "tid": "72f988bf", "azp": "6e74172b", "scp": "Files.Read Mail.Send",
                    "roles": ["Salesforce.Write"], "upn": "u@acme.com", "preferred_username": "alice@acme.com"}),

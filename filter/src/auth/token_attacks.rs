@@ -8,8 +8,9 @@ use base64::Engine as _;
 use jwt_simple::prelude::{HS256Key, HS384Key, HS512Key, MACLike};
 use serde_json::{json, Value};
 
-use crate::token::tests::{identity_config, TestIdp, NOW};
-use crate::token::{verify, AuthFailure, Claims};
+use crate::auth::failure::AuthFailure;
+use crate::auth::token::tests::{identity_config, TestIdp, NOW};
+use crate::auth::token::{verify, Claims};
 use AuthFailure::*;
 
 fn b64(bytes: &[u8]) -> String {

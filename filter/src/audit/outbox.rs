@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use crate::jwks::millis;
+use crate::auth::keys::jwks::millis;
 
 #[derive(Debug)]
 pub struct Outbox {

@@ -7,8 +7,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde::Deserialize;
 
-use crate::config::RemoteJwks;
-use crate::signature::{EcKey, RsaKey};
+use super::remote::RemoteJwks;
+use crate::auth::signature::{EcKey, RsaKey};
 
 /// A verification key, bound to the one algorithm it may verify. Parsed once per JWKS fetch.
 pub enum Key {

@@ -5,13 +5,14 @@
 use acp_record::{Event, Outcome, ScopeResult};
 use serde_json::{json, Value};
 
-use crate::config::{Config, Oversized};
-use crate::content_scan::{self, Hit};
-use crate::identity::Identity;
-use crate::mcp_headers::McpHeaders;
-use crate::mcp_request::{self, McpRequest, Message, ParseError};
-use crate::policy::ScopeCheck;
-use crate::token::AuthFailure;
+use crate::auth::failure::AuthFailure;
+use crate::auth::identity::Identity;
+use crate::config::Config;
+use crate::mcp::headers::{check_headers, McpHeaders};
+use crate::mcp::request::{self, McpRequest, Message, ParseError};
+use crate::policy::scopes::ScopeCheck;
+use crate::scan::content::{self, Hit};
+use crate::scan::settings::Oversized;
 
 /// JSON-RPC error codes the filter answers with.
 pub mod codes {
@@ -119,11 +120,11 @@ pub fn decide(cfg: &Config, req: &Request, limiter: &mut Limiter) -> Verdict {
 /// when it was too large to scan. Its `contentScan` stays null: no policy decision was made.
 fn mask_for_record(cfg: &Config, input: Option<Value>, scannable: bool) -> Option<Value> {
     let input = input?;
-    scannable.then(|| content_scan::scan(&input, &cfg.scanning.input, "$").masked)
+    scannable.then(|| content::scan(&input, &cfg.scanning.input, "$").masked)
 }
 
 fn decide_unmasked(cfg: &Config, req: &Request, limiter: &mut Limiter) -> Verdict {
-    let parsed = req.body.map(mcp_request::parse);
+    let parsed = req.body.map(request::parse);
     let identity = match req.auth {
         Ok(identity) => identity,
         Err(failure) => {
@@ -177,7 +178,7 @@ fn decide_unmasked(cfg: &Config, req: &Request, limiter: &mut Limiter) -> Verdic
         );
         return refuse(vec![unnamed(r)], &[], false);
     }
-    if let Err(why) = mcp_request::check_headers(&mcp, req.headers) {
+    if let Err(why) = check_headers(&mcp, req.headers) {
         let r = Refusal::denied(
             "header_mismatch",
             400,
@@ -376,7 +377,7 @@ fn authorize(
                 }
                 return Some((audit, None));
             }
-            let scanned = content_scan::scan(arguments, &cfg.scanning.input, "$");
+            let scanned = content::scan(arguments, &cfg.scanning.input, "$");
             audit.input = Some(scanned.masked.clone());
             if let Some(detector) = scanned.blocked_by() {
                 audit.refusal = Some(
@@ -546,7 +547,7 @@ pub fn audit_unavailable(body: Option<&[u8]>) -> Verdict {
         "Service unavailable: the audit trail cannot record this call right now; retry later"
             .into(),
     );
-    let body = match body.map(mcp_request::parse) {
+    let body = match body.map(request::parse) {
         Some(Ok(mcp)) if mcp.batch => Value::Array(
             mcp.messages
                 .iter()

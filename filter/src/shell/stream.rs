@@ -11,20 +11,24 @@ use acp_record::{Event, Outcome};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType};
 
-use crate::answer::{self, Plan};
-use crate::audit::{self, OutputScan, Upstream};
-use crate::config::{AuditFailureMode, Config, KeySource};
-use crate::decision::{self, CallAudit, Request};
-use crate::headers::Headers;
-use crate::host;
-use crate::identity::{Identity, TokenCache};
-use crate::jwt_authn;
-use crate::mcp_headers::McpHeaders;
-use crate::mcp_response::{self, id_key, CallOutcome};
-use crate::outbox::Reservation;
-use crate::plugin::Worker;
-use crate::ratelimit::{self, Bucket};
-use crate::token::{self, AuthFailure};
+use super::headers::Headers;
+use super::host::Host;
+use super::worker::Worker;
+use crate::audit::outbox::Reservation;
+use crate::audit::record::{self, Upstream};
+use crate::auth::failure::AuthFailure;
+use crate::auth::identity::{Identity, TokenCache};
+use crate::auth::keys::source::KeySource;
+use crate::auth::token;
+use crate::auth::trust;
+use crate::config::audit::AuditFailureMode;
+use crate::config::Config;
+use crate::decide::answer::{self, OutputScan, Plan};
+use crate::decide::request::{self, CallAudit, Request};
+use crate::mcp::headers::McpHeaders;
+use crate::mcp::response::{self, id_key, CallOutcome};
+use crate::policy::rate_limit::{self, Bucket};
+use crate::scan::settings::Oversized;
 
 const IDENTITY_TENANT_HEADER: &str = "x-acp-tenant";
 /// Reason of a call whose answer was refused for being too large to scan.
@@ -33,7 +37,9 @@ const OVERSIZED_ANSWER: &str = "output_too_large_to_scan";
 const ENCODED_ANSWER: &str = "output_encoded";
 const IDENTITY_SUB_HEADER: &str = "x-acp-sub";
 
-pub struct Stream {
+/// The state of one request, reaching Envoy through `H`.
+pub struct Stream<H> {
+    host: H,
     worker: Rc<RefCell<Worker>>,
     config: Rc<Config>,
     started: Duration,
@@ -64,10 +70,11 @@ pub struct Stream {
     reservation: Option<Reservation>,
 }
 
-impl Stream {
-    pub fn new(worker: Rc<RefCell<Worker>>) -> Self {
+impl<H: Host> Stream<H> {
+    pub fn new(host: H, worker: Rc<RefCell<Worker>>) -> Self {
         let config = Rc::clone(&worker.borrow().config);
         Stream {
+            host,
             worker,
             config,
             started: Duration::ZERO,
@@ -105,7 +112,9 @@ impl Stream {
         self.reservation = w.outbox.reserve(Reservation::estimate(records, body_bytes));
         let admitted = self.reservation.is_some();
         if !admitted {
-            w.metrics.calls_refused_audit_unavailable.add(records);
+            w.metrics
+                .calls_refused_audit_unavailable
+                .add(&self.host, records);
         }
         if admitted != w.admitting {
             w.admitting = admitted;
@@ -145,15 +154,15 @@ impl Stream {
         let now = self.started;
         let key = TokenCache::key(token);
         if let Some(identity) = w.cache.get(&key, now.as_secs()) {
-            w.metrics.token_cache_hits.inc();
+            w.metrics.token_cache_hits.inc(&self.host);
             return Ok(identity);
         }
-        w.metrics.token_cache_misses.inc();
+        w.metrics.token_cache_misses.inc(&self.host);
         let keys = w.keys.clone().ok_or(AuthFailure::KeysUnavailable)?;
         let claims = token::verify(token, &keys, &self.config.identity, now).inspect_err(|f| {
             if *f == AuthFailure::UnknownKid {
                 if let Some(refresh) = w.refresh.as_mut() {
-                    refresh.unknown_kid(host::now_millis());
+                    refresh.unknown_kid(self.host.now_millis());
                 }
             }
         })?;
@@ -164,12 +173,12 @@ impl Stream {
 
     /// The identity of the payload `jwt_authn` verified; `missing_token` when it verified none.
     fn trusted(&self, payload_key: &str) -> Result<Rc<Identity>, AuthFailure> {
-        let metadata = host::property(&["metadata"]).unwrap_or_default();
-        let payload = jwt_authn::payload(&metadata, payload_key)
+        let metadata = self.host.property(&["metadata"]).unwrap_or_default();
+        let payload = trust::payload(&metadata, payload_key)
             .inspect_err(|e| log::error!("trust mode: {e}"))
             .map_err(|_| AuthFailure::Malformed)?
             .ok_or(AuthFailure::MissingToken)?;
-        let claims = jwt_authn::claims(payload, &self.config.identity, self.started)?;
+        let claims = trust::claims(payload, &self.config.identity, self.started)?;
         Ok(Rc::new(Identity::from_claims(
             &claims,
             &self.config.identity,
@@ -189,21 +198,21 @@ impl Stream {
             .as_ref()
             .map(|i| i.sub.clone())
             .unwrap_or_default();
-        let now_ms = host::now_millis();
+        let now_ms = self.host.now_millis();
         let tenant = self.tenant.clone();
         let mut limiter = |tool: &str| -> Result<(), u64> {
             let Some(limit) = limit else { return Ok(()) };
-            let key = ratelimit::key(&tenant, &sub, limit.per_tool.then_some(tool));
-            let taken = host::update_shared(&key, |current| {
+            let key = rate_limit::key(&tenant, &sub, limit.per_tool.then_some(tool));
+            let taken = self.host.update_shared(&key, |current| {
                 let (bucket, verdict) =
-                    ratelimit::take(current.and_then(Bucket::decode), limit, now_ms);
+                    rate_limit::take(current.and_then(Bucket::decode), limit, now_ms);
                 (bucket.encode().to_vec(), verdict)
             });
             // Shared data unavailable: the call goes on (logged); rate limits are not an
             // authentication boundary.
             taken.unwrap_or(Ok(()))
         };
-        let mut verdict = decision::decide(
+        let mut verdict = request::decide(
             &self.config,
             &Request {
                 auth: self.auth.as_deref().map_err(|f| *f),
@@ -214,7 +223,7 @@ impl Stream {
             &mut limiter,
         );
         if !self.admit(verdict.audits.len(), body.map_or(0, <[u8]>::len)) {
-            verdict = decision::audit_unavailable(body);
+            verdict = request::audit_unavailable(body);
         }
         self.audits = verdict.audits;
         self.plan = Plan {
@@ -227,25 +236,28 @@ impl Stream {
             tools_lists: verdict.tools_lists.iter().map(id_key).collect(),
         };
         if let Some(rewritten) = verdict.rewritten_body {
-            host::replace_buffer(
+            self.host.replace_buffer(
                 BufferType::HttpRequestBody,
                 self.body_size,
                 rewritten.as_bytes(),
             );
-            host::remove_header(true, "content-length");
+            self.host.remove_header(true, "content-length");
         }
         match verdict.reply {
             None => true,
             Some(reply) => {
                 self.replied_locally = true;
-                host::send_response(reply.status, &reply.headers, &reply.body);
+                self.host
+                    .send_response(reply.status, &reply.headers, &reply.body);
                 false
             }
         }
     }
 
     fn decide_on_body(&mut self) -> Action {
-        let body = host::buffer(BufferType::HttpRequestBody, self.body_size);
+        let body = self
+            .host
+            .buffer(BufferType::HttpRequestBody, self.body_size);
         if self.decide(Some(&body)) {
             Action::Continue
         } else {
@@ -258,12 +270,14 @@ impl Stream {
     fn identity_headers(&self, sent: &Headers) {
         for name in [IDENTITY_TENANT_HEADER, IDENTITY_SUB_HEADER] {
             if sent.get(name).is_some() {
-                host::remove_header(true, name);
+                self.host.remove_header(true, name);
             }
         }
         if let (true, Ok(identity)) = (self.config.forward_identity_headers, &self.auth) {
-            host::set_request_header(IDENTITY_TENANT_HEADER, &self.tenant);
-            host::set_request_header(IDENTITY_SUB_HEADER, &identity.sub);
+            self.host
+                .set_request_header(IDENTITY_TENANT_HEADER, &self.tenant);
+            self.host
+                .set_request_header(IDENTITY_SUB_HEADER, &identity.sub);
         }
     }
 
@@ -274,7 +288,7 @@ impl Stream {
         if self.answer_refused.is_none() && body_size > self.config.scanning.max_scan_bytes {
             self.capture_complete = false;
             self.plan = Plan::default();
-            if self.config.scanning.oversized == crate::config::Oversized::Pass {
+            if self.config.scanning.oversized == Oversized::Pass {
                 return Action::Continue;
             }
             self.answer_refused = Some(OVERSIZED_ANSWER);
@@ -286,7 +300,7 @@ impl Stream {
                 self.refused_answer_error(reason)
             };
             self.refusal_sent = true;
-            host::replace_buffer(
+            self.host.replace_buffer(
                 BufferType::HttpResponseBody,
                 body_size,
                 replacement.as_bytes(),
@@ -296,7 +310,7 @@ impl Stream {
         if !end_of_stream {
             return Action::Pause;
         }
-        let body = host::buffer(BufferType::HttpResponseBody, body_size);
+        let body = self.host.buffer(BufferType::HttpResponseBody, body_size);
         let scopes = self
             .auth
             .as_ref()
@@ -313,11 +327,12 @@ impl Stream {
             .borrow()
             .metrics
             .tools_hidden
-            .add(processed.hidden_tools);
+            .add(&self.host, processed.hidden_tools);
         self.output_scans = processed.scans;
         let length = match processed.body {
             Some(new) => {
-                host::replace_buffer(BufferType::HttpResponseBody, body_size, &new);
+                self.host
+                    .replace_buffer(BufferType::HttpResponseBody, body_size, &new);
                 new.len()
             }
             None => body.len(),
@@ -351,7 +366,7 @@ impl Stream {
         let error = serde_json::json!({
             "jsonrpc": "2.0",
             "id": id,
-            "error": {"code": decision::codes::FORBIDDEN, "message": message, "data": {"reason": reason}},
+            "error": {"code": request::codes::FORBIDDEN, "message": message, "data": {"reason": reason}},
         })
         .to_string();
         if self
@@ -383,12 +398,11 @@ impl Stream {
     }
 }
 
-impl Context for Stream {}
-
-impl HttpContext for Stream {
-    fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
-        self.started = host::now();
-        let headers = host::request_headers();
+/// The stream's part of each Envoy callback.
+impl<H: Host> Stream<H> {
+    pub fn request_headers(&mut self, end_of_stream: bool) -> Action {
+        self.started = self.host.now();
+        let headers = self.host.request_headers();
         if let Some(resource) = &self.config.protected_resource {
             if resource.serves(
                 headers.get(":method").unwrap_or_default(),
@@ -400,7 +414,7 @@ impl HttpContext for Stream {
                     ("content-type", "application/json".to_string()),
                     ("cache-control", "max-age=300".to_string()),
                 ];
-                host::send_response(200, &headers, &resource.document);
+                self.host.send_response(200, &headers, &resource.document);
                 return Action::Pause;
             }
         }
@@ -414,7 +428,7 @@ impl HttpContext for Stream {
         self.identity_headers(&headers);
         // The filter reads every answer it scans or records: ask for it uncompressed.
         if headers.get("accept-encoding").is_some() {
-            host::remove_header(true, "accept-encoding");
+            self.host.remove_header(true, "accept-encoding");
         }
         if !end_of_stream {
             // Hold the headers until the body is complete, so a refused call never goes upstream.
@@ -428,7 +442,7 @@ impl HttpContext for Stream {
         }
     }
 
-    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    pub fn request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         self.body_size = body_size;
         if !end_of_stream {
             return Action::Pause;
@@ -438,13 +452,13 @@ impl HttpContext for Stream {
 
     /// Trailers end the request after its last body chunk: the body is complete now. Without
     /// this, the paused request would resume undecided.
-    fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
+    pub fn request_trailers(&mut self) -> Action {
         self.decide_on_body()
     }
 
-    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+    pub fn response_headers(&mut self) -> Action {
         if !self.replied_locally {
-            let headers = host::response_headers();
+            let headers = self.host.response_headers();
             self.status = headers
                 .get(":status")
                 .and_then(|s| s.parse().ok())
@@ -452,42 +466,43 @@ impl HttpContext for Stream {
             self.content_type = headers.get("content-type").map(str::to_string);
             if !self.plan.is_empty() {
                 // The answer may be rewritten (redacted, blocked, filtered): its length may change.
-                host::remove_header(false, "content-length");
+                self.host.remove_header(false, "content-length");
             }
-            let encoded = decision::content_encoding(headers.get("content-encoding")).is_some();
+            let encoded = request::content_encoding(headers.get("content-encoding")).is_some();
             if encoded && (!self.plan.is_empty() || self.expects_outcomes()) {
                 // Asked for an uncompressed answer (`accept-encoding` removed), the upstream
                 // compressed it anyway: unscannable, so replaced by an error, never passed on.
                 self.answer_refused = Some(ENCODED_ANSWER);
                 self.capture_complete = false;
                 self.plan = Plan::default();
-                host::remove_header(false, "content-encoding");
-                host::remove_header(false, "content-length");
+                self.host.remove_header(false, "content-encoding");
+                self.host.remove_header(false, "content-length");
             }
         }
         Action::Continue
     }
 
-    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    pub fn response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if self.answer_refused.is_some() || (!self.replied_locally && !self.plan.is_empty()) {
             return self.hold_answer(body_size, end_of_stream);
         }
         // Read what passes without holding it back: the outcome is decided at the end.
         if self.expects_outcomes() && self.capture_complete {
-            let seen = host::buffer(BufferType::HttpResponseBody, body_size);
+            let seen = self.host.buffer(BufferType::HttpResponseBody, body_size);
             self.capture(seen);
         }
         Action::Continue
     }
 
-    fn on_log(&mut self) {
+    /// The stream ended: its calls' audit records go to the outbox.
+    pub fn queue_records(&mut self) {
         if self.body_pending && self.status == 413 {
-            self.audits = decision::unread_body(&self.config, self.auth.as_deref().map_err(|f| *f));
+            self.audits = request::unread_body(&self.config, self.auth.as_deref().map_err(|f| *f));
         }
         if self.audits.is_empty() {
             return;
         }
-        let now = host::now();
+        let now = self.host.now();
         let latency_ms = now.saturating_sub(self.started).as_secs_f64() * 1000.0;
         let timestamp = i64::try_from(self.started.as_millis())
             .ok()
@@ -496,7 +511,7 @@ impl HttpContext for Stream {
         let outcomes = if let Some(outcomes) = self.held_outcomes.take() {
             outcomes
         } else if self.expects_outcomes() {
-            mcp_response::outcomes(self.content_type.as_deref(), &self.captured)
+            response::outcomes(self.content_type.as_deref(), &self.captured)
         } else {
             HashMap::new()
         };
@@ -516,24 +531,24 @@ impl HttpContext for Stream {
             .inspect(|r| w.outbox.release(*r))
             .is_some();
         for call in std::mem::take(&mut self.audits) {
-            let ctx = audit::Context {
+            let ctx = record::Context {
                 id: uuid::Uuid::now_v7().to_string(),
                 timestamp: timestamp.clone(),
                 latency_ms,
                 tenant: &self.tenant,
                 identity,
             };
-            let record = audit::record(call, ctx, &upstream);
+            let record = record::build(call, ctx, &upstream);
             match (record.event, record.result) {
                 (Event::ToolCall, Outcome::Error) => {
-                    m.calls_allowed.inc();
-                    m.calls_error.inc();
+                    m.calls_allowed.inc(&self.host);
+                    m.calls_error.inc(&self.host);
                 }
-                (Event::ToolCall, _) => m.calls_allowed.inc(),
-                (Event::ToolDenied, Outcome::Blocked) => m.calls_blocked.inc(),
-                (Event::ToolDenied, Outcome::RateLimited) => m.calls_rate_limited.inc(),
-                (Event::ToolDenied, _) => m.calls_denied.inc(),
-                (Event::AuthFailed, _) => m.auth_failed.inc(),
+                (Event::ToolCall, _) => m.calls_allowed.inc(&self.host),
+                (Event::ToolDenied, Outcome::Blocked) => m.calls_blocked.inc(&self.host),
+                (Event::ToolDenied, Outcome::RateLimited) => m.calls_rate_limited.inc(&self.host),
+                (Event::ToolDenied, _) => m.calls_denied.inc(&self.host),
+                (Event::AuthFailed, _) => m.auth_failed.inc(&self.host),
             }
             let queued = serde_json::to_string(&record).map(|json| {
                 if admitted {
@@ -544,9 +559,9 @@ impl HttpContext for Stream {
                 }
             });
             match queued {
-                Ok(true) => m.audit_queued.inc(),
+                Ok(true) => m.audit_queued.inc(&self.host),
                 Ok(false) => {
-                    m.audit_dropped.inc();
+                    m.audit_dropped.inc(&self.host);
                     log::error!(
                         "audit buffer full ({} records); dropped record {}",
                         w.outbox.len(),
@@ -554,16 +569,44 @@ impl HttpContext for Stream {
                     );
                 }
                 Err(e) => {
-                    m.audit_dropped.inc();
+                    m.audit_dropped.inc(&self.host);
                     log::error!("audit record {} could not be serialized: {e}", record.id);
                 }
             }
         }
-        w.report_buffered();
+        w.report_buffered(&self.host);
     }
 }
 
-impl Drop for Stream {
+impl<H: Host> Context for Stream<H> {}
+
+impl<H: Host> HttpContext for Stream<H> {
+    fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
+        self.request_headers(end_of_stream)
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.request_body(body_size, end_of_stream)
+    }
+
+    fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
+        self.request_trailers()
+    }
+
+    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        self.response_headers()
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.response_body(body_size, end_of_stream)
+    }
+
+    fn on_log(&mut self) {
+        self.queue_records()
+    }
+}
+
+impl<H> Drop for Stream<H> {
     /// Room held for a request that ended without `on_log` goes back to the buffer.
     fn drop(&mut self) {
         if let (Some(r), Ok(mut w)) = (self.reservation.take(), self.worker.try_borrow_mut()) {

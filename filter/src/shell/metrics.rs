@@ -1,6 +1,6 @@
 //! The filter's Envoy counters, visible at the admin `/stats` and `/stats/prometheus`.
 
-use crate::host::{Counter, Gauge};
+use super::host::{Counter, Gauge, Host};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Metrics {
@@ -46,30 +46,33 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn define() -> Metrics {
+    pub fn define(host: &impl Host) -> Metrics {
         Metrics {
-            calls_allowed: Counter::define("acp.calls_allowed"),
-            calls_denied: Counter::define("acp.calls_denied"),
-            auth_failed: Counter::define("acp.auth_failed"),
-            calls_error: Counter::define("acp.calls_error"),
-            calls_blocked: Counter::define("acp.calls_blocked"),
-            calls_rate_limited: Counter::define("acp.calls_rate_limited"),
-            tools_hidden: Counter::define("acp.tools_hidden"),
-            token_cache_hits: Counter::define("acp.token_cache_hits"),
-            token_cache_misses: Counter::define("acp.token_cache_misses"),
-            jwks_fetched: Counter::define("acp.jwks_fetched"),
-            jwks_fetch_failed: Counter::define("acp.jwks_fetch_failed"),
-            discovery_fetched: Counter::define("acp.discovery_fetched"),
-            discovery_failed: Counter::define("acp.discovery_failed"),
-            audit_queued: Counter::define("acp.audit_records_queued"),
-            audit_sent: Counter::define("acp.audit_records_sent"),
-            audit_retried: Counter::define("acp.audit_records_retried"),
-            audit_dropped: Counter::define("acp.audit_records_dropped"),
-            audit_buffered: Gauge::define("acp.audit_records_buffered"),
-            calls_refused_audit_unavailable: Counter::define("acp.calls_refused_audit_unavailable"),
-            policy_sent: Counter::define("acp.policy_versions_sent"),
-            policy_retried: Counter::define("acp.policy_versions_retried"),
-            policy_dropped: Counter::define("acp.policy_versions_dropped"),
+            calls_allowed: Counter::define(host, "acp.calls_allowed"),
+            calls_denied: Counter::define(host, "acp.calls_denied"),
+            auth_failed: Counter::define(host, "acp.auth_failed"),
+            calls_error: Counter::define(host, "acp.calls_error"),
+            calls_blocked: Counter::define(host, "acp.calls_blocked"),
+            calls_rate_limited: Counter::define(host, "acp.calls_rate_limited"),
+            tools_hidden: Counter::define(host, "acp.tools_hidden"),
+            token_cache_hits: Counter::define(host, "acp.token_cache_hits"),
+            token_cache_misses: Counter::define(host, "acp.token_cache_misses"),
+            jwks_fetched: Counter::define(host, "acp.jwks_fetched"),
+            jwks_fetch_failed: Counter::define(host, "acp.jwks_fetch_failed"),
+            discovery_fetched: Counter::define(host, "acp.discovery_fetched"),
+            discovery_failed: Counter::define(host, "acp.discovery_failed"),
+            audit_queued: Counter::define(host, "acp.audit_records_queued"),
+            audit_sent: Counter::define(host, "acp.audit_records_sent"),
+            audit_retried: Counter::define(host, "acp.audit_records_retried"),
+            audit_dropped: Counter::define(host, "acp.audit_records_dropped"),
+            audit_buffered: Gauge::define(host, "acp.audit_records_buffered"),
+            calls_refused_audit_unavailable: Counter::define(
+                host,
+                "acp.calls_refused_audit_unavailable",
+            ),
+            policy_sent: Counter::define(host, "acp.policy_versions_sent"),
+            policy_retried: Counter::define(host, "acp.policy_versions_retried"),
+            policy_dropped: Counter::define(host, "acp.policy_versions_dropped"),
         }
     }
 }

@@ -1,6 +1,12 @@
 //! Per-user token buckets. The bucket math is here; the buckets live in Envoy shared data
 //! (one key per tenant + user [+ tool]), updated with compare-and-swap so that every worker
-//! draws from one budget.
+//! draws from one budget. The limits themselves come from the `rateLimits` section.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+use crate::config_error::{at_least, ConfigError};
 
 /// A limit: `per_minute` calls sustained, up to `burst` at once.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -74,6 +80,70 @@ pub fn key(tenant: &str, sub: &str, tool: Option<&str>) -> String {
         key.push_str(tool);
     }
     key
+}
+
+/// The rate limits of each tenant's users (`rateLimits`).
+#[derive(Debug)]
+pub struct RateLimits {
+    pub default: Limit,
+    pub tenants: HashMap<String, Limit>,
+}
+
+impl RateLimits {
+    pub fn for_tenant(&self, tenant: &str) -> Limit {
+        self.tenants.get(tenant).copied().unwrap_or(self.default)
+    }
+}
+
+/// `rateLimits` as written in the plugin configuration.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawLimit {
+    requests_per_minute: u32,
+    burst: u32,
+    #[serde(default)]
+    per_tool: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawRateLimits {
+    #[serde(flatten)]
+    default: RawLimit,
+    #[serde(default)]
+    tenants: HashMap<String, RawLimit>,
+}
+
+impl RawLimit {
+    fn validate(self, field: &str) -> Result<Limit, ConfigError> {
+        at_least(
+            &format!("{field}.requestsPerMinute"),
+            u64::from(self.requests_per_minute),
+            1,
+        )?;
+        at_least(&format!("{field}.burst"), u64::from(self.burst), 1)?;
+        Ok(Limit {
+            per_minute: self.requests_per_minute,
+            burst: self.burst,
+            per_tool: self.per_tool,
+        })
+    }
+}
+
+impl TryFrom<RawRateLimits> for RateLimits {
+    type Error = ConfigError;
+
+    fn try_from(raw: RawRateLimits) -> Result<RateLimits, ConfigError> {
+        let mut tenants = HashMap::new();
+        for (tenant, limit) in raw.tenants {
+            let limit = limit.validate(&format!("rateLimits.tenants.{tenant}"))?;
+            tenants.insert(tenant, limit);
+        }
+        Ok(RateLimits {
+            default: raw.default.validate("rateLimits")?,
+            tenants,
+        })
+    }
 }
 
 #[cfg(test)]

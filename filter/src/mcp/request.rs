@@ -1,12 +1,10 @@
 //! The MCP request as the filter sees it: a JSON-RPC 2.0 message or batch, with each
-//! `tools/call` picked out (tool = `params.name`, input = `params.arguments`), and the
-//! consistency check between the body and the `Mcp-Method` / `Mcp-Name` headers that recent MCP
-//! revisions mirror the body into.
+//! `tools/call` picked out (tool = `params.name`, input = `params.arguments`), and what MCP
+//! mirrors of it into headers (checked in [`super::headers`]).
 
 use serde_json::Value;
 
-use crate::mcp_headers::{self, McpHeaders};
-use crate::strict_json::{self, StrictError};
+use super::strict_json::{self, StrictError};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
@@ -86,7 +84,7 @@ impl Message {
         }
     }
 
-    fn method(&self) -> Option<&str> {
+    pub fn method(&self) -> Option<&str> {
         match self {
             Message::ToolCall { .. } | Message::BadToolCall { .. } => Some("tools/call"),
             Message::Other { method, .. } => method.as_deref(),
@@ -156,40 +154,6 @@ fn message(value: Value) -> Result<Message, String> {
         }),
         _ => Ok(Message::BadToolCall { id }),
     }
-}
-
-/// Checks the `Mcp-Method` and `Mcp-Name` headers against the body, then the other headers
-/// MCP mirrors the body into (`mcp_headers::check`). Deciding on a header while the server
-/// executes the body (or the reverse) would be an authorization bypass, so any disagreement is
-/// refused; a batch cannot be described by one header and is refused too.
-pub fn check_headers(req: &McpRequest, headers: &McpHeaders) -> Result<(), String> {
-    if headers.method.is_none() && headers.name.is_none() {
-        return mcp_headers::check(req, headers);
-    }
-    let (false, [only]) = (req.batch, req.messages.as_slice()) else {
-        return Err("Mcp-Method/Mcp-Name headers cannot describe a batch".into());
-    };
-    if let Some(header) = headers.method.as_deref() {
-        if only.method() != Some(header) {
-            return Err(format!(
-                "Mcp-Method header {header:?} does not match the body's method {:?}",
-                only.method().unwrap_or_default()
-            ));
-        }
-    }
-    if let Some(header) = headers.name.as_deref() {
-        match &req.envelope.name {
-            Some(Value::String(name)) if mcp_headers::decode(header).as_ref() == Some(name) => {}
-            Some(Value::String(name)) => {
-                return Err(format!(
-                    "Mcp-Name header {header:?} does not match the body's name {name:?}"
-                ));
-            }
-            Some(_) => return Err("Mcp-Name header given but the body names nothing".into()),
-            None => {}
-        }
-    }
-    mcp_headers::check(req, headers)
 }
 
 #[cfg(test)]
@@ -296,55 +260,6 @@ mod tests {
             &parse(big.as_bytes()).unwrap().messages[0],
             Message::ToolCall { .. }
         ));
-    }
-
-    fn h(method: Option<&str>, name: Option<&str>) -> McpHeaders {
-        McpHeaders {
-            method: method.map(Into::into),
-            name: name.map(Into::into),
-            ..McpHeaders::default()
-        }
-    }
-
-    #[test]
-    fn headers_must_match_the_body() {
-        let call =
-            p(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "a"}}))
-                .unwrap();
-        assert!(check_headers(&call, &h(None, None)).is_ok());
-        assert!(check_headers(&call, &h(Some("tools/call"), Some("a"))).is_ok());
-        assert!(check_headers(&call, &h(Some("tools/list"), None)).is_err());
-        assert!(check_headers(&call, &h(Some("tools/call"), Some("b"))).is_err());
-        let list = p(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})).unwrap();
-        assert!(check_headers(&list, &h(Some("tools/list"), None)).is_ok());
-        let batch = p(json!([{"jsonrpc": "2.0", "id": 1, "method": "tools/list"}])).unwrap();
-        assert!(check_headers(&batch, &h(Some("tools/list"), None)).is_err());
-    }
-
-    #[test]
-    fn mcp_name_mirrors_the_name_bearing_parameter_of_each_method() {
-        let prompt = p(json!({"jsonrpc": "2.0", "id": 1, "method": "prompts/get", "params": {"name": "greet"}})).unwrap();
-        assert!(check_headers(&prompt, &h(Some("prompts/get"), Some("greet"))).is_ok());
-        assert!(check_headers(&prompt, &h(Some("prompts/get"), Some("other"))).is_err());
-        let read = p(json!({"jsonrpc": "2.0", "id": 1, "method": "resources/read", "params": {"uri": "file:///a b"}})).unwrap();
-        assert!(check_headers(
-            &read,
-            &h(Some("resources/read"), Some("=?base64?ZmlsZTovLy9hIGI=?="))
-        )
-        .is_ok());
-        assert!(check_headers(&read, &h(Some("resources/read"), Some("file:///c"))).is_err());
-        let call =
-            p(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": 5}}))
-                .unwrap();
-        assert!(check_headers(&call, &h(Some("tools/call"), Some("5"))).is_err());
-        let unnamed =
-            p(json!({"jsonrpc": "2.0", "id": 1, "method": "prompts/get", "params": {}})).unwrap();
-        assert!(check_headers(&unnamed, &h(Some("prompts/get"), Some("greet"))).is_err());
-        let discover =
-            p(json!({"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {}}))
-                .unwrap();
-        assert!(check_headers(&discover, &h(Some("server/discover"), None)).is_ok());
-        assert!(check_headers(&discover, &h(Some("server/discover"), Some("ignored"))).is_ok());
     }
 
     #[test]

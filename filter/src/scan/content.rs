@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::scan::pii::find_pii;
-use crate::scan::ssrf::{find_ssrf, AllowList};
-use crate::scan::{Detector, Match};
+use super::pii::find_pii;
+use super::ssrf::{find_ssrf, AllowList};
+use super::{Detector, Match};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]

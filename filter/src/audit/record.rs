@@ -4,10 +4,11 @@ use std::collections::HashMap;
 
 use acp_record::{AuditRecord, ContentScan, Event, Finding, Outcome};
 
-use crate::content_scan::{risk_score, Hit};
-use crate::decision::CallAudit;
-use crate::identity::Identity;
-use crate::mcp_response::{id_key, CallOutcome};
+use crate::auth::identity::Identity;
+use crate::decide::answer::OutputScan;
+use crate::decide::request::CallAudit;
+use crate::mcp::response::{id_key, CallOutcome};
+use crate::scan::content::{risk_score, Hit};
 use crate::scan::Detector;
 
 /// What the upstream answered, for calls that were forwarded.
@@ -17,19 +18,11 @@ pub struct Upstream<'a> {
     pub outcomes: &'a HashMap<String, CallOutcome>,
     /// False when the response body was too large to keep, so `outcomes` is incomplete.
     pub inspected: bool,
-    /// Output scan results by request id (see [`crate::mcp_response::id_key`]); absent ids were
+    /// Output scan results by request id (see [`crate::mcp::response::id_key`]); absent ids were
     /// not scanned.
     pub output_scans: &'a HashMap<String, OutputScan>,
     /// Set when the filter replaced the whole answer with an error (the reason).
     pub refused: Option<&'a str>,
-}
-
-/// What scanning one call's answer found.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct OutputScan {
-    pub hits: Vec<Hit>,
-    /// Set when a `block` hit replaced the answer with a JSON-RPC error.
-    pub blocked: Option<Detector>,
 }
 
 /// The request-wide facts every record of a request shares.
@@ -41,7 +34,7 @@ pub struct Context<'a> {
     pub identity: Option<&'a Identity>,
 }
 
-pub fn record(call: CallAudit, ctx: Context, upstream: &Upstream) -> AuditRecord {
+pub fn build(call: CallAudit, ctx: Context, upstream: &Upstream) -> AuditRecord {
     let output = match (&call.refusal, &call.rpc_id) {
         (None, Some(id)) => upstream.output_scans.get(&id_key(id)),
         _ => None,
@@ -191,7 +184,7 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect();
         let id = alice();
-        let r = record(
+        let r = build(
             call,
             ctx(Some(&id)),
             &Upstream {
@@ -209,7 +202,7 @@ mod tests {
     fn success_record_carries_identity_and_decision() {
         let id = alice();
         let outcomes = HashMap::from([("1".to_string(), CallOutcome::Success)]);
-        let r = record(
+        let r = build(
             forwarded(1),
             ctx(Some(&id)),
             &Upstream {

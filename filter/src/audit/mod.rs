@@ -1,0 +1,6 @@
+//! The audit trail: one record per call, the worker's outbox of records waiting for the
+//! collector, and the policy document of each configuration.
+
+pub mod outbox;
+pub mod policy_snapshot;
+pub mod record;

@@ -1,0 +1,272 @@
+//! The shell's only way to Envoy: the [`Host`] trait. [`Envoy`] implements it over
+//! `proxy_wasm::hostcalls`, panic-free: the SDK's trait methods unwrap host errors, and a panic
+//! kills the worker's VM (every later request then fails, or with fail-open skips the filter);
+//! these wrappers log the error and carry on instead. Tests implement it with a recording fake.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
+
+use super::headers::Headers;
+use crate::auth::keys::jwks::millis;
+
+/// What the shell asks of Envoy. Each method is one host call, as the shell made it before
+/// the seam; the provided methods only combine them.
+pub trait Host {
+    /// Host wall-clock time since the Unix epoch.
+    fn now(&self) -> Duration;
+    /// Every header of `map`, in order (duplicates kept), in one host call.
+    fn headers(&self, map: MapType) -> Headers;
+    /// One header value of `map` as text.
+    fn header(&self, map: MapType, name: &str) -> Option<String>;
+    /// A property of the stream (e.g. `["metadata"]`, serialized as Envoy does); `None` if unset.
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
+    /// The first `size` bytes of a buffer.
+    fn buffer(&self, kind: BufferType, size: usize) -> Vec<u8>;
+    /// Replaces the first `size` bytes of a buffer with `value`.
+    fn replace_buffer(&self, kind: BufferType, size: usize, value: &[u8]);
+    fn set_request_header(&self, name: &str, value: &str);
+    /// Removes a request (`request: true`) or response header.
+    fn remove_header(&self, request: bool, name: &str);
+    /// Shared-data `key`: its value and compare-and-swap token.
+    fn shared_data(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
+    /// Sets shared-data `key` if its CAS token is still `cas`.
+    fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status>;
+    /// Answers the request locally.
+    fn send_response(&self, status: u32, headers: &[(&str, String)], body: &str);
+    /// Starts an HTTP call to `cluster`; its token, or `None` when it could not start.
+    fn dispatch(
+        &self,
+        cluster: &str,
+        headers: Vec<(&str, &str)>,
+        body: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Option<u32>;
+    /// Tells Envoy that the root context, which answered `on_done` with `false`, has finished.
+    fn done(&self);
+    fn set_tick_period(&self, period: Duration);
+    fn define_metric(&self, kind: MetricType, name: &str) -> Option<u32>;
+    fn increment_metric(&self, id: u32, delta: i64);
+
+    fn now_millis(&self) -> u64 {
+        millis(self.now())
+    }
+
+    fn request_headers(&self) -> Headers {
+        self.headers(MapType::HttpRequestHeaders)
+    }
+
+    fn response_headers(&self) -> Headers {
+        self.headers(MapType::HttpResponseHeaders)
+    }
+
+    fn call_response_header(&self, name: &str) -> Option<String> {
+        self.header(MapType::HttpCallResponseHeaders, name)
+    }
+
+    /// Updates shared-data `key` with compare-and-swap: `update` maps the current value to the
+    /// new one and a result, retried on concurrent writes. `None` when the host refused or
+    /// contention persisted (logged).
+    fn update_shared<R>(
+        &self,
+        key: &str,
+        update: impl Fn(Option<&[u8]>) -> (Vec<u8>, R),
+    ) -> Option<R> {
+        for _ in 0..16 {
+            let (current, cas) = self.shared_data(key);
+            let (next, result) = update(current.as_deref());
+            match self.set_shared_data(key, &next, cas) {
+                Ok(()) => return Some(result),
+                Err(Status::CasMismatch) => continue,
+                Err(e) => {
+                    log::error!("shared data {key:?} not updated: {e:?}");
+                    return None;
+                }
+            }
+        }
+        log::error!("shared data {key:?} not updated: too much contention");
+        None
+    }
+}
+
+/// The Envoy host, through `proxy_wasm::hostcalls`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Envoy;
+
+impl Host for Envoy {
+    fn now(&self) -> Duration {
+        hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).ok())
+            .unwrap_or_default()
+    }
+
+    /// Read as bytes: the SDK's `get_map` unwraps the UTF-8 conversion, so one non-UTF-8 header
+    /// value would panic the VM; here such bytes become U+FFFD, which no token, method or tool
+    /// name contains.
+    fn headers(&self, map: MapType) -> Headers {
+        match hostcalls::get_map_bytes(map) {
+            Ok(pairs) => Headers::new(
+                pairs
+                    .into_iter()
+                    .map(|(name, value)| (name, lossy(value)))
+                    .collect(),
+            ),
+            Err(e) => {
+                log::warn!("reading the {map:?} failed: {e:?}");
+                Headers::default()
+            }
+        }
+    }
+
+    /// The SDK's `get_map_value` would panic on a value that is not UTF-8.
+    fn header(&self, map: MapType, name: &str) -> Option<String> {
+        hostcalls::get_map_value_bytes(map, name)
+            .ok()
+            .flatten()
+            .map(lossy)
+    }
+
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        match hostcalls::get_property(path.to_vec()) {
+            Ok(value) => value,
+            Err(status) => {
+                log::warn!("reading property {path:?} failed: {status:?}");
+                None
+            }
+        }
+    }
+
+    fn buffer(&self, kind: BufferType, size: usize) -> Vec<u8> {
+        match hostcalls::get_buffer(kind, 0, size) {
+            Ok(bytes) => bytes.unwrap_or_default(),
+            Err(status) => {
+                log::warn!("reading {kind:?} failed: {status:?}");
+                Vec::new()
+            }
+        }
+    }
+
+    fn replace_buffer(&self, kind: BufferType, size: usize, value: &[u8]) {
+        if let Err(e) = hostcalls::set_buffer(kind, 0, size, value) {
+            log::error!("replacing {kind:?} failed: {e:?}");
+        }
+    }
+
+    fn set_request_header(&self, name: &str, value: &str) {
+        if let Err(e) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)) {
+            log::warn!("setting header {name} failed: {e:?}");
+        }
+    }
+
+    fn remove_header(&self, request: bool, name: &str) {
+        let map = if request {
+            MapType::HttpRequestHeaders
+        } else {
+            MapType::HttpResponseHeaders
+        };
+        if let Err(e) = hostcalls::set_map_value(map, name, None) {
+            log::warn!("removing header {name} failed: {e:?}");
+        }
+    }
+
+    fn shared_data(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        hostcalls::get_shared_data(key).unwrap_or((None, None))
+    }
+
+    fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status> {
+        hostcalls::set_shared_data(key, Some(value), cas)
+    }
+
+    fn send_response(&self, status: u32, headers: &[(&str, String)], body: &str) {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        if let Err(e) = hostcalls::send_http_response(status, headers, Some(body.as_bytes())) {
+            log::error!("sending the local {status} reply failed: {e:?}");
+        }
+    }
+
+    fn dispatch(
+        &self,
+        cluster: &str,
+        headers: Vec<(&str, &str)>,
+        body: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Option<u32> {
+        match hostcalls::dispatch_http_call(cluster, headers, body, vec![], timeout) {
+            Ok(token) => Some(token),
+            Err(status) => {
+                log::warn!("HTTP call to cluster {cluster} could not start: {status:?}");
+                None
+            }
+        }
+    }
+
+    fn done(&self) {
+        if let Err(e) = hostcalls::done() {
+            log::error!("reporting the plugin done failed: {e:?}");
+        }
+    }
+
+    fn set_tick_period(&self, period: Duration) {
+        if let Err(e) = hostcalls::set_tick_period(period) {
+            log::error!("setting the tick period failed: {e:?}");
+        }
+    }
+
+    fn define_metric(&self, kind: MetricType, name: &str) -> Option<u32> {
+        hostcalls::define_metric(kind, name).ok()
+    }
+
+    fn increment_metric(&self, id: u32, delta: i64) {
+        let _ = hostcalls::increment_metric(id, delta);
+    }
+}
+
+fn lossy(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// A counter in Envoy's stats: `wasmcustom.acp.x` at `/stats`, `acp_x` at `/stats/prometheus`.
+#[derive(Debug, Clone, Copy)]
+pub struct Counter(Option<u32>);
+
+impl Counter {
+    pub fn define(host: &impl Host, name: &str) -> Counter {
+        Counter(host.define_metric(MetricType::Counter, name))
+    }
+
+    pub fn add(self, host: &impl Host, n: usize) {
+        if let (Some(id), Ok(n)) = (self.0, i64::try_from(n)) {
+            if n > 0 {
+                host.increment_metric(id, n);
+            }
+        }
+    }
+
+    pub fn inc(self, host: &impl Host) {
+        self.add(host, 1);
+    }
+}
+
+/// A gauge in Envoy's stats that every worker moves by its own changes, so that it shows the
+/// sum over the workers (`wasmcustom.acp.x` at `/stats`, `acp_x` at `/stats/prometheus`).
+#[derive(Debug, Clone, Copy)]
+pub struct Gauge(Option<u32>);
+
+impl Gauge {
+    pub fn define(host: &impl Host, name: &str) -> Gauge {
+        Gauge(host.define_metric(MetricType::Gauge, name))
+    }
+
+    /// Moves the gauge from `from` to `to` (this worker's part of it).
+    pub fn shift(self, host: &impl Host, from: usize, to: usize) {
+        let delta = i64::try_from(to)
+            .unwrap_or(i64::MAX)
+            .saturating_sub(i64::try_from(from).unwrap_or(i64::MAX));
+        if let (Some(id), true) = (self.0, delta != 0) {
+            host.increment_metric(id, delta);
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! The shell driven through a [`FakeHost`]: what it asks of Envoy for each callback.
+
+use std::time::Duration;
+
+use proxy_wasm::types::{Action, BufferType, MapType};
+use serde_json::{json, Value};
+
+use super::fake_host::FakeHost;
+use super::plugin::Plugin;
+use super::stream::Stream;
+use crate::auth::keys::jwks::tests::ec_jwk;
+use crate::auth::token::tests::{TestIdp, NOW};
+use crate::auth::trust::tests::metadata;
+use crate::auth::trust::NAMESPACE;
+use crate::config::tests::minimal;
+
+const CALL: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"salesforce.query","arguments":{"q":"x"}}}"#;
+
+fn host() -> FakeHost {
+    let host = FakeHost::default();
+    host.state().now = Duration::from_secs(NOW);
+    host
+}
+
+/// A plugin configured with `config`.
+fn plugin(host: &FakeHost, config: &Value) -> Plugin<FakeHost> {
+    let bytes = config.to_string();
+    host.set_buffer(BufferType::PluginConfiguration, bytes.as_bytes());
+    let mut plugin = Plugin::new(host.clone());
+    assert!(plugin.configure(bytes.len()));
+    plugin
+}
+
+/// A plugin whose remote JWKS (of `minimal()`) was fetched: `idp`'s keys.
+fn plugin_with_keys(host: &FakeHost, config: &Value, idp: &TestIdp) -> Plugin<FakeHost> {
+    let mut plugin = plugin(host, config);
+    plugin.tick();
+    let (token, _) = host.last_call_to("/jwks.json").unwrap();
+    let size = host.call_answer(200, &idp.jwks.to_string());
+    plugin.settle_call(token, size);
+    plugin
+}
+
+/// Sends `body` as a request with `headers`: the actions of the header and body callbacks.
+fn request(
+    stream: &mut Stream<FakeHost>,
+    host: &FakeHost,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (Action, Action) {
+    let mut all = vec![
+        (":method", "POST"),
+        (":path", "/mcp"),
+        (":authority", "mcp.example"),
+        ("content-type", "application/json"),
+    ];
+    all.extend_from_slice(headers);
+    host.set_map(MapType::HttpRequestHeaders, &all);
+    let on_headers = stream.request_headers(false);
+    host.set_buffer(BufferType::HttpRequestBody, body.as_bytes());
+    (on_headers, stream.request_body(body.len(), true))
+}
+
+/// One request without a token, to its end: refused with 401 (or 503), one record.
+fn unauthenticated_call(plugin: &Plugin<FakeHost>, host: &FakeHost) -> (Action, u32) {
+    let mut stream = plugin.new_stream().unwrap();
+    let (_, action) = request(&mut stream, host, &[], CALL);
+    stream.queue_records();
+    let status = host.state().replies.last().unwrap().status;
+    (action, status)
+}
+
+fn answer_audit_batch(plugin: &mut Plugin<FakeHost>, host: &FakeHost, status: u32) {
+    let (token, _) = host.last_call_to(acp_record::INGEST_PATH).unwrap();
+    let size = host.call_answer(status, "{}");
+    plugin.settle_call(token, size);
+}
+
+#[test]
+fn closed_mode_refuses_with_503_while_the_outbox_is_full_and_admits_again_once_delivered() {
+    let host = host();
+    let mut config = minimal();
+    config["auditFailureMode"] = json!("closed");
+    config["audit"]["maxBufferedRecords"] = json!(1);
+    let mut plugin = plugin(&host, &config);
+
+    assert_eq!(unauthenticated_call(&plugin, &host), (Action::Pause, 401));
+    let (action, status) = unauthenticated_call(&plugin, &host);
+    assert_eq!((action, status), (Action::Pause, 503));
+    let refused = host.state().replies.last().unwrap().clone();
+    assert!(
+        refused.body.contains("audit_unavailable"),
+        "{}",
+        refused.body
+    );
+    assert!(refused
+        .headers
+        .contains(&("retry-after".to_string(), "5".to_string())));
+    assert_eq!(host.metric("acp.calls_refused_audit_unavailable"), 1);
+
+    plugin.tick();
+    answer_audit_batch(&mut plugin, &host, 200);
+    assert_eq!(host.metric("acp.audit_records_sent"), 1);
+    assert_eq!(unauthenticated_call(&plugin, &host), (Action::Pause, 401));
+}
+
+#[test]
+fn a_held_answer_is_released_redacted_once_complete() {
+    let host = host();
+    let idp = TestIdp::new();
+    let mut config = minimal();
+    config["forwardIdentityHeaders"] = json!(true);
+    let plugin = plugin_with_keys(&host, &config, &idp);
+    let token = idp.sign(json!({"scope": "salesforce:read"}));
+    let authorization = format!("Bearer {token}");
+    let mut stream = plugin.new_stream().unwrap();
+    let actions = request(
+        &mut stream,
+        &host,
+        &[
+            ("authorization", &authorization),
+            ("accept-encoding", "gzip"),
+        ],
+        CALL,
+    );
+    assert_eq!(actions, (Action::Pause, Action::Continue));
+    assert!(host.state().replies.is_empty());
+    assert!(host
+        .state()
+        .removed
+        .contains(&(true, "accept-encoding".to_string())));
+    assert_eq!(
+        host.state().set,
+        [
+            ("x-acp-tenant".to_string(), "org_acme_corp".to_string()),
+            ("x-acp-sub".to_string(), "alice".to_string())
+        ]
+    );
+
+    host.set_map(
+        MapType::HttpResponseHeaders,
+        &[(":status", "200"), ("content-type", "application/json")],
+    );
+    assert_eq!(stream.response_headers(), Action::Continue);
+    assert!(host
+        .state()
+        .removed
+        .contains(&(false, "content-length".to_string())));
+    let answer = json!({"jsonrpc": "2.0", "id": 1, "result": {"text": "card 4111 1111 1111 1111"}})
+        .to_string();
+    let (first, _) = answer.split_at(20);
+    host.set_buffer(BufferType::HttpResponseBody, first.as_bytes());
+    assert_eq!(stream.response_body(first.len(), false), Action::Pause);
+    assert!(host.state().replaced.is_empty());
+
+    host.set_buffer(BufferType::HttpResponseBody, answer.as_bytes());
+    assert_eq!(stream.response_body(answer.len(), true), Action::Continue);
+    let (kind, released) = host.state().replaced.last().unwrap().clone();
+    assert_eq!(kind, BufferType::HttpResponseBody);
+    let released = String::from_utf8(released).unwrap();
+    assert!(!released.contains("4111 1111 1111 1111"), "{released}");
+    assert!(released.contains(r#""id":1"#), "{released}");
+
+    stream.queue_records();
+    assert_eq!(host.metric("acp.calls_allowed"), 1);
+    assert_eq!(host.metric("acp.audit_records_queued"), 1);
+}
+
+#[test]
+fn the_remote_jwks_is_fetched_on_the_tick_and_its_keys_verify_tokens() {
+    let host = host();
+    let idp = TestIdp::new();
+    let mut plugin = plugin(&host, &minimal());
+    let token = format!("Bearer {}", idp.sign(json!({"scope": "salesforce:read"})));
+    let mut before = plugin.new_stream().unwrap();
+    request(&mut before, &host, &[("authorization", &token)], CALL);
+    let refused = host.state().replies.pop().unwrap();
+    assert_eq!(refused.status, 503);
+    assert!(
+        refused.body.contains("keys_unavailable"),
+        "{}",
+        refused.body
+    );
+
+    plugin.tick();
+    let (call, fetch) = host.last_call_to("/jwks.json").unwrap();
+    assert_eq!(fetch.cluster, "idp");
+    assert_eq!(fetch.header(":method"), Some("GET"));
+    assert_eq!(fetch.header(":authority"), Some("idp.example:9000"));
+    assert_eq!(fetch.timeout, Duration::from_millis(2_000));
+    let size = host.call_answer(500, "");
+    plugin.settle_call(call, size);
+    assert_eq!(host.metric("acp.jwks_fetch_failed"), 1);
+
+    host.advance(Duration::from_secs(60));
+    plugin.tick();
+    let (call, _) = host.last_call_to("/jwks.json").unwrap();
+    let size = host.call_answer(200, &idp.jwks.to_string());
+    plugin.settle_call(call, size);
+    assert_eq!(host.metric("acp.jwks_fetched"), 1);
+
+    host.state().now = Duration::from_secs(NOW);
+    let mut after = plugin.new_stream().unwrap();
+    let actions = request(&mut after, &host, &[("authorization", &token)], CALL);
+    assert_eq!(actions, (Action::Pause, Action::Continue));
+    assert!(host.state().replies.is_empty());
+}
+
+#[test]
+fn the_discovery_document_names_the_jwks_fetched_next() {
+    let host = host();
+    let mut config = minimal();
+    config["identity"]["jwks"] = json!({"discovery": {"cluster": "idp"}});
+    let mut plugin = plugin(&host, &config);
+
+    plugin.tick();
+    let (call, fetch) = host
+        .last_call_to("/.well-known/openid-configuration")
+        .unwrap();
+    assert_eq!(fetch.header(":authority"), Some("idp.example"));
+    let document = json!({"issuer": "https://idp.example", "jwks_uri": "https://idp.example/keys"});
+    let size = host.call_answer(200, &document.to_string());
+    plugin.settle_call(call, size);
+    assert_eq!(host.metric("acp.discovery_fetched"), 1);
+
+    let (call, fetch) = host.last_call_to("/keys").unwrap();
+    assert_eq!(fetch.cluster, "idp");
+    let size = host.call_answer(200, &json!({"keys": [ec_jwk()]}).to_string());
+    plugin.settle_call(call, size);
+    assert_eq!(host.metric("acp.jwks_fetched"), 1);
+}
+
+#[test]
+fn a_failed_audit_batch_is_sent_again_on_the_tick_after_its_backoff() {
+    let host = host();
+    let mut plugin = plugin(&host, &minimal());
+    assert_eq!(host.state().tick_period, Some(Duration::from_millis(200)));
+    assert_eq!(unauthenticated_call(&plugin, &host), (Action::Pause, 401));
+    assert_eq!(host.metric("acp.auth_failed"), 1);
+    assert_eq!(host.metric("acp.audit_records_buffered"), 1);
+
+    plugin.tick();
+    let (_, batch) = host.last_call_to(acp_record::INGEST_PATH).unwrap();
+    assert_eq!(batch.cluster, "collector");
+    assert_eq!(batch.header(":method"), Some("POST"));
+    assert_eq!(batch.header("authorization"), Some("Bearer t"));
+    assert_eq!(batch.header("content-type"), Some("application/json"));
+    let records: Value = serde_json::from_str(&batch.body_text()).unwrap();
+    assert_eq!(records["records"][0]["reason"], "missing_token");
+    answer_audit_batch(&mut plugin, &host, 503);
+    assert_eq!(host.metric("acp.audit_records_retried"), 1);
+
+    plugin.tick();
+    assert_eq!(host.calls_to(acp_record::INGEST_PATH), 1, "backing off");
+    host.advance(Duration::from_millis(100));
+    plugin.tick();
+    assert_eq!(host.calls_to(acp_record::INGEST_PATH), 2);
+    answer_audit_batch(&mut plugin, &host, 200);
+    assert_eq!(host.metric("acp.audit_records_sent"), 1);
+    assert_eq!(host.metric("acp.audit_records_buffered"), 0);
+}
+
+#[test]
+fn the_policy_document_is_sent_until_the_collector_stored_it() {
+    let host = host();
+    let mut plugin = plugin(&host, &minimal());
+    plugin.tick();
+    let (call, policy) = host.last_call_to(acp_record::POLICY_PATH).unwrap();
+    assert_eq!(policy.header("authorization"), Some("Bearer t"));
+    assert!(!policy.body_text().contains("ingestToken"));
+    let size = host.call_answer(503, "");
+    plugin.settle_call(call, size);
+    assert_eq!(host.metric("acp.policy_versions_retried"), 1);
+
+    host.advance(Duration::from_secs(1));
+    plugin.tick();
+    let (call, _) = host.last_call_to(acp_record::POLICY_PATH).unwrap();
+    let size = host.call_answer(201, "");
+    plugin.settle_call(call, size);
+    assert_eq!(host.metric("acp.policy_versions_sent"), 1);
+    plugin.tick();
+    assert_eq!(host.calls_to(acp_record::POLICY_PATH), 2);
+}
+
+#[test]
+fn a_removed_plugin_reports_done_once_its_records_are_delivered() {
+    let host = host();
+    let mut plugin = plugin(&host, &minimal());
+    unauthenticated_call(&plugin, &host);
+    assert!(!plugin.remove());
+    plugin.tick();
+    assert!(!host.state().done);
+    answer_audit_batch(&mut plugin, &host, 200);
+    assert!(host.state().done);
+}
+
+#[test]
+fn trust_mode_takes_the_identity_from_the_payload_jwt_authn_verified() {
+    let host = host();
+    let mut config = minimal();
+    config["identity"]["jwks"] = json!({"trustJwtAuthn": {"payloadInMetadata": "jwt_payload"}});
+    let mut plugin = plugin(&host, &config);
+    plugin.tick();
+    assert_eq!(host.calls_to("/jwks.json"), 0, "no keys are fetched");
+
+    let payload = json!({"iss": "https://idp.example", "aud": ["acp"], "sub": "alice",
+        "exp": NOW + 60, "iat": NOW, "scope": "salesforce:read"});
+    host.state().metadata = Some(metadata(NAMESPACE, "jwt_payload", payload));
+    let mut verified = plugin.new_stream().unwrap();
+    let actions = request(&mut verified, &host, &[], CALL);
+    assert_eq!(actions, (Action::Pause, Action::Continue));
+    assert!(host.state().replies.is_empty());
+
+    host.state().metadata = None;
+    let mut unverified = plugin.new_stream().unwrap();
+    request(&mut unverified, &host, &[], CALL);
+    assert_eq!(host.state().replies.last().unwrap().status, 401);
+}
