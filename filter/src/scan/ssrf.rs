@@ -6,7 +6,8 @@
 //! the authority, and the curl reading, where it does not, are examined), the host is
 //! percent-decoded, width-folded and lowercased and parsed with the WHATWG host rules (IPv4
 //! numbers in decimal/octal/hex with 1 to 4 parts, IPv6 with embedded IPv4 and zone ids),
-//! and the address is classified by range (`class`), the name by list.
+//! and the address is classified by range, the name by list (`acp_netclass`, the classification
+//! the collector's webhook guard uses too).
 //!
 //! What is flagged (unless allow-listed):
 //! - addresses: loopback 127/8 and ::1; unspecified 0/8 and ::; private 10/8, 172.16/12,
@@ -47,7 +48,6 @@
 //! full-width, circled and ignorable characters.
 
 mod allow;
-mod class;
 mod host;
 #[cfg(test)]
 mod tests;
@@ -55,7 +55,7 @@ mod tests;
 pub use allow::AllowList;
 
 use super::{Detector, Match};
-use class::{classify_name, classify_v4, classify_v6, embedded_v4, is_always_name, Class};
+use acp_netclass::{classify_name, classify_v4, classify_v6, embedded_v4, is_always_name, Class};
 use host::{parse_bare_host, parse_ipv6_with_zone, parse_url_host, Bare, Host};
 
 /// Every URL or bare host in `text` that points at an internal address, as byte spans of the
@@ -83,6 +83,12 @@ pub fn find_ssrf(text: &str, allow: &AllowList) -> Vec<Match> {
 
 /// Every candidate needs a `:`, a `.` or a slash (`//metadata`), except the dotless
 /// loopback names.
+/// Documentation addresses (192.0.2/24, 198.51.100/24, 203.0.113/24, 2001:db8::/32) stand in
+/// examples and reach nothing: they are not flagged.
+fn flagged(class: Option<Class>) -> bool {
+    class.is_some_and(|class| class != Class::Documentation)
+}
+
 fn worth_scanning(bytes: &[u8]) -> bool {
     [b':', b'.', b'/', b'\\'].iter().any(|b| bytes.contains(b))
         || bytes.iter().enumerate().any(|(i, &b)| match b | 0x20 {
@@ -511,14 +517,14 @@ impl Scan<'_> {
                         Some(Class::Multicast) => true,
                         _ => false,
                     };
-                class.is_some() && !ambiguous && !self.allow.allows_v4(*a)
+                flagged(class) && !ambiguous && !self.allow.allows_v4(*a)
             }
             Host::V6(a) => {
                 // Bare, an embedded IPv4 follows the bare IPv4 rules (`[::2]` is a slice).
                 if let Some(v4) = embedded_v4(*a).filter(|_| bare && *a > 1) {
                     return self.internal(&Host::V4(v4), true) && !self.allow.allows_v6(*a);
                 }
-                classify_v6(*a).is_some() && !self.allow.allows_v6(*a)
+                flagged(classify_v6(*a)) && !self.allow.allows_v6(*a)
             }
             Host::Name(n) => classify_name(n).is_some() && !self.allow.allows_name(n),
         }

@@ -2,8 +2,8 @@
 
 use std::net::Ipv4Addr;
 
-use super::class::{embedded_v4, in_v4_net, in_v6_net};
 use super::host::parse_ipv6;
+use acp_netclass::{embedded_v4, in_v4_net, in_v6_net};
 
 /// Hosts a tool may legitimately reach although they are internal: exact names
 /// (case-insensitive, trailing dot ignored; no wildcards) and IP addresses or CIDR blocks.
