@@ -30,7 +30,7 @@ MODULE = DIST / "acp_filter.wasm"
 LAYOUT = DIST / "oci"
 VERSION = tomllib.loads((ROOT / "filter" / "Cargo.toml").read_text())["package"]["version"]
 WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
-METRICS_RS = ROOT / "filter" / "src" / "metrics.rs"
+METRICS_RS = ROOT / "filter" / "src" / "shell" / "metrics.rs"
 
 
 def require_package() -> None:
@@ -157,7 +157,7 @@ def test_packaged_module_serves_calls_in_envoy(packaged: Stack) -> None:
 def test_prometheus_example_scrapes_every_filter_counter(packaged: Stack) -> None:
     """Every counter `metrics.rs` defines is at `/stats/prometheus` as `acp_<name>`, typed as a
     counter, and kept by the example's relabelling."""
-    names = re.findall(r'Counter::define\("acp\.(\w+)"\)', METRICS_RS.read_text())
+    names = re.findall(r'Counter::define\(\s*host,\s*"acp\.(\w+)"', METRICS_RS.read_text())
     assert len(names) >= 15
     [job] = yaml.safe_load((ROOT / "envoy" / "prometheus.example.yaml").read_text())["scrape_configs"]
     [keep] = job["metric_relabel_configs"]
