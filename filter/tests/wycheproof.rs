@@ -10,6 +10,9 @@
 //!   when it is strict DER with `r` and `s` of at most 32 bytes; otherwise it cannot appear in a
 //!   token and counts as rejected (the vector must then be `invalid`).
 
+// Test helpers outside #[test] functions are not covered by clippy.toml's allow-*-in-tests.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
 use acp_filter::auth::keys::jwks::{Key, KeySet};
 use acp_filter::auth::signature::RsaKey;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

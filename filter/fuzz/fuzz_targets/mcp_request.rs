@@ -5,7 +5,7 @@
 use acp_filter::auth::identity::Identity;
 use acp_filter::config::Config;
 use acp_filter::decide::request::{self as decision, Request};
-use acp_filter::mcp::headers::McpHeaders;
+use acp_filter::mcp::headers::{check_headers, McpHeaders};
 use acp_filter::mcp::request as mcp_request;
 use libfuzzer_sys::fuzz_target;
 
@@ -18,7 +18,12 @@ thread_local! {
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(req) = mcp_request::parse(data) {
-        let _ = mcp_request::check_headers(&req, Some("tools/call"), Some("salesforce.query"));
+        let headers = McpHeaders {
+            method: Some("tools/call".into()),
+            name: Some("salesforce.query".into()),
+            ..McpHeaders::default()
+        };
+        let _ = check_headers(&req, &headers);
     }
     let identity = Identity {
         sub: "alice".into(),
