@@ -3,17 +3,16 @@
 //! HTTP requests in the `json`, `ocsf` or `splunk-hec` format, at least once each.
 
 mod api;
-pub mod cli;
-mod db;
+pub mod db;
 #[cfg(test)]
 mod db_tests;
-mod delivery;
+pub mod delivery;
 mod events;
 mod formats;
 mod lease;
 mod signature;
-mod spec;
-mod ssrf;
+pub mod spec;
+pub mod ssrf;
 
 pub use api::routes;
 pub use db::TABLES;

@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use clap::{Command, CommandFactory, FromArgMatches, Parser};
 
-use crate::cli::Cli;
+use crate::cli::args::Cli;
 
 /// Subcommands whose flags the file may set, besides the global flags.
 const SUBCOMMANDS: [&str; 1] = ["serve"];
@@ -63,7 +63,7 @@ fn settable(cmd: &Command, key: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{Command as Sub, LogFormat, ServeArgs};
+    use crate::cli::args::{Command as Sub, LogFormat, ServeArgs};
 
     fn parse(file: &str, args: &[&str]) -> anyhow::Result<Cli> {
         let dir = tempfile::tempdir()?;

@@ -8,11 +8,11 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::db;
-use super::delivery::RetryPolicy;
-use super::spec::RawSpec;
-use super::ssrf::AllowList;
 use crate::db::Database;
+use crate::webhooks::db;
+use crate::webhooks::delivery::RetryPolicy;
+use crate::webhooks::spec::RawSpec;
+use crate::webhooks::ssrf::AllowList;
 
 #[derive(Debug, Subcommand)]
 pub enum WebhookCommand {

@@ -1,5 +1,5 @@
 //! Command line (also the `--help` text). Every flag can also come from an environment
-//! variable and from the `--config` TOML file ([`crate::config`]).
+//! variable and from the `--config` TOML file ([`crate::cli::config`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -85,7 +85,7 @@ pub enum Command {
     /// Manage the tenants' SIEM webhooks. Works on the database (file or `--database-url`)
     /// directly, whether or not the service is running.
     #[command(subcommand)]
-    Webhook(crate::webhooks::cli::WebhookCommand),
+    Webhook(crate::cli::webhook::WebhookCommand),
 }
 
 #[derive(Debug, Args)]
@@ -209,7 +209,7 @@ pub struct ServeArgs {
     pub log_format: LogFormat,
 
     #[command(flatten)]
-    pub webhooks: crate::webhooks::cli::DeliveryArgs,
+    pub webhooks: crate::cli::webhook::DeliveryArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

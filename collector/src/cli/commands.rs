@@ -1,0 +1,102 @@
+//! Runs a parsed command line.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::cli::{ApikeyCommand, Cli, Command, KeyCommand};
+use crate::db;
+use crate::{apikeys, checkpoints, evidence, server, signing, verify, verify_proof};
+
+/// Runs `cli`'s command.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let key_path = cli.signing_key_path();
+    let database = || db::Database::open(&cli.db, cli.database_url.as_deref());
+    match cli.command {
+        Command::Serve(args) => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            let allow = cli.webhook_allow_cidrs;
+            let db = database()?;
+            let served = runtime.block_on(server::run(
+                db.clone(),
+                &key_path,
+                &cli.log_name,
+                allow,
+                args,
+            ));
+            drop(runtime);
+            drop(db);
+            served
+        }
+        Command::Apikey(command) => apikey(&database()?, command),
+        Command::Verify(args) => {
+            verify::run(&cli.db, cli.database_url.as_deref(), &cli.log_name, &args)
+        }
+        Command::VerifyProof(args) => verify_proof::run(&cli.log_name, &args),
+        Command::Key(command) => key(database, &key_path, &cli.log_name, command),
+        Command::Evidence(args) => {
+            evidence::api::cli(&database()?, &key_path, &cli.log_name, &args)
+        }
+        Command::VerifyBundle(args) => {
+            println!("{}", evidence::verify::run(&args.file, &args.public_keys)?);
+            Ok(())
+        }
+        Command::Webhook(command) => {
+            crate::cli::webhook::run(&database()?, &cli.webhook_allow_cidrs, command)
+        }
+    }
+}
+
+fn key(
+    database: impl FnOnce() -> anyhow::Result<db::Database>,
+    key_path: &Path,
+    log_name: &str,
+    command: KeyCommand,
+) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match command {
+        KeyCommand::Show => {
+            let key = signing::SigningKey::load_or_create(key_path, log_name)?;
+            writeln!(out, "{}", key.vkey())?;
+        }
+        KeyCommand::List => {
+            for vkey in checkpoints::keys(&*database()?.read()?)? {
+                writeln!(out, "{vkey}")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn apikey(db: &db::Database, command: ApikeyCommand) -> anyhow::Result<()> {
+    let conn = db.write()?;
+    let conn = &*conn;
+    let mut out = std::io::stdout().lock();
+    match command {
+        ApikeyCommand::Create { tenant, name } => {
+            writeln!(out, "{}", apikeys::create(conn, &tenant, name.as_deref())?)?;
+        }
+        ApikeyCommand::List { tenant } => {
+            let time = |ms| acp_record::format_timestamp(ms).unwrap_or_default();
+            writeln!(out, "PREFIX\tTENANT\tNAME\tCREATED\tREVOKED")?;
+            for key in apikeys::list(conn, tenant.as_deref())? {
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}\t{}",
+                    key.prefix,
+                    key.tenant,
+                    key.name.unwrap_or_default(),
+                    time(key.created_ms),
+                    key.revoked_ms.map(time).unwrap_or_default(),
+                )?;
+            }
+        }
+        ApikeyCommand::Revoke { prefix } => {
+            anyhow::ensure!(
+                apikeys::revoke(conn, &prefix)?,
+                "no active key has the prefix {prefix:?}"
+            );
+            eprintln!("revoked {prefix}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! The command line: the clap definitions ([`args`]), the `--config` file ([`config`]) and the
+//! subcommands' code.
+
+mod args;
+mod commands;
+pub mod config;
+pub mod webhook;
+
+pub use args::*;
+pub use commands::run;

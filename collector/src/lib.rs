@@ -1,0 +1,29 @@
+//! `acp-collector`: stores the audit records that the ACP filter posts, immutably, and exports
+//! them to auditors. See `acp-collector --help`.
+
+pub mod apikeys;
+pub mod auth;
+pub mod checkpoints;
+pub mod cli;
+pub mod dashboard;
+pub mod db;
+pub mod error;
+pub mod evidence;
+pub mod export;
+pub mod formats;
+pub mod ingest;
+pub mod ledger;
+pub mod merkle;
+pub mod migrate;
+pub mod policies;
+pub mod proofs;
+pub mod security_headers;
+pub mod server;
+pub mod signing;
+pub mod stats;
+pub mod store;
+pub mod telemetry;
+pub mod verify;
+pub mod verify_proof;
+pub mod webhooks;
+pub mod writer;
