@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use crate::db::{Conn, ConnExt};
+use crate::store::{Conn, ConnExt};
 
 /// What every key starts with.
 pub const KEY_SCHEME: &str = "gsk_";

@@ -5,8 +5,8 @@
 
 use tlog_tiles::tlog::Hash;
 
-use crate::db::{Conn, ConnExt, Row};
 use crate::merkle::Frontier;
+use crate::store::{Conn, ConnExt, Row};
 
 /// The checkpoint origin of `tenant`'s tree.
 pub fn origin(log_name: &str, tenant: &str) -> String {

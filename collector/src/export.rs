@@ -20,12 +20,12 @@ use acp_record::{Event, Outcome};
 
 use crate::apikeys;
 use crate::auth::bearer;
-use crate::db::Conn;
 use crate::error::ApiError;
 use crate::formats::Format;
 use crate::proofs::Prover;
 use crate::server::AppState;
-use crate::store::{self, Filter, Position};
+use crate::store::records::{self, Filter, Position};
+use crate::store::Conn;
 
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1000;
@@ -179,7 +179,7 @@ fn wire_enum<'de, T: serde::Deserialize<'de> + serde::Serialize>(
     use serde::de::IntoDeserializer;
     let parsed = T::deserialize(value.into_deserializer())
         .map_err(|e: serde::de::value::Error| invalid(name, e.to_string()))?;
-    store::wire_name(&parsed).map_err(|e| invalid(name, e.to_string()))
+    records::wire_name(&parsed).map_err(|e| invalid(name, e.to_string()))
 }
 
 /// Milliseconds since the epoch of a date (`YYYY-MM-DD`, UTC) or an RFC 3339 time.
@@ -304,7 +304,7 @@ fn page(
     path: &str,
 ) -> anyhow::Result<(Vec<u8>, Option<String>)> {
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    let mut records = store::query_page(conn, &query.filter, query.cursor, limit + 1)?;
+    let mut records = records::query_page(conn, &query.filter, query.cursor, limit + 1)?;
     let next = if records.len() > limit {
         records.truncate(limit);
         records.last().map(|r| query.next_url(path, r.position))
@@ -362,7 +362,7 @@ fn stream_chunk(
     after: Option<Position>,
     first: bool,
 ) -> anyhow::Result<(Vec<u8>, Option<Position>)> {
-    let records = store::query_page(conn, &query.filter, after, STREAM_CHUNK)?;
+    let records = records::query_page(conn, &query.filter, after, STREAM_CHUNK)?;
     let bytes = match prover {
         Some(prover) => prover.ndjson(&records, first)?,
         None => query.format.rows(&records, first)?,

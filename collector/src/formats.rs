@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::store::StoredRecord;
+use crate::store::records::StoredRecord;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -228,8 +228,8 @@ fn neutralise(cell: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::tests::sample;
-    use crate::store::Position;
+    use crate::store::records::tests::sample;
+    use crate::store::records::Position;
     use serde_json::{json, Value};
 
     fn stored(record: Value) -> StoredRecord {

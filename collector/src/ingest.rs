@@ -28,7 +28,7 @@ use acp_record::{AuditRecord, IngestBatch};
 use crate::auth::bearer;
 use crate::error::ApiError;
 use crate::server::AppState;
-use crate::store::NewRecord;
+use crate::store::records::NewRecord;
 
 /// Proof that the request carries the ingest token.
 pub struct IngestAuthorized;
@@ -139,7 +139,7 @@ fn check_record(value: &Value) -> Result<NewRecord, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::tests::sample;
+    use crate::store::records::tests::sample;
     use serde_json::json;
 
     #[test]

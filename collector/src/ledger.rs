@@ -5,7 +5,7 @@
 //!
 //! The database, not this cache, is the truth: several collector replicas may write one
 //! PostgreSQL database. Every transaction first locks each tenant it touches
-//! ([`crate::db::ConnExt::lock_tenant`], in sorted order) and then [`Ledger::refresh`]es it:
+//! ([`crate::store::ConnExt::lock_tenant`], in sorted order) and then [`Ledger::refresh`]es it:
 //! the tree's size, latest checkpoint and expiry are read again, and the cached frontier is
 //! reused only when its size still matches (else it is read from the stored hashes).
 
@@ -13,10 +13,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::checkpoints::{self, Expired};
-use crate::db::{Conn, ConnExt};
 use crate::merkle::{self, Frontier, StoredTree};
 use crate::signing::SigningKey;
-use crate::store::{self, NewRecord};
+use crate::store::records::{self, NewRecord};
+use crate::store::{Conn, ConnExt};
 use anyhow::Context;
 
 const DAY_MS: i64 = 86_400_000;
@@ -147,7 +147,7 @@ impl Ledger {
             .frontier
             .next_hashes(merkle::leaf_hash(record.json.as_bytes()))?;
         let seq = tree.frontier.size();
-        if !store::insert(conn, record, seq, &merkle::join_hashes(&hashes))? {
+        if !records::insert(conn, record, seq, &merkle::join_hashes(&hashes))? {
             return Ok(false);
         }
         tree.frontier.push(&hashes);

@@ -13,7 +13,7 @@
 
 use tlog_tiles::tlog::{self, Hash, HashReader, HASH_SIZE};
 
-use crate::db::{Conn, ConnExt};
+use crate::store::{Conn, ConnExt};
 
 pub use tlog::record_hash as leaf_hash;
 

@@ -24,12 +24,12 @@ use serde_json::value::RawValue;
 use tlog_tiles::tlog::{self, Hash};
 
 use crate::checkpoints::{self, StoredNote};
-use crate::db::Conn;
 use crate::error::ApiError;
 use crate::export::tenant_connection;
 use crate::merkle::StoredTree;
 use crate::server::AppState;
-use crate::store::StoredRecord;
+use crate::store::records::StoredRecord;
+use crate::store::Conn;
 
 /// Makes inclusion proofs against the latest checkpoint of one tenant.
 pub struct Prover<'a> {

@@ -13,9 +13,9 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::auth::IngestToken;
 use crate::cli::ServeArgs;
-use crate::db::Database;
 use crate::ledger::{Ledger, Policy};
 use crate::signing::SigningKey;
+use crate::store::Database;
 use crate::writer::Writer;
 use crate::{
     dashboard, evidence, export, ingest, policies, proofs, security_headers, stats, webhooks,

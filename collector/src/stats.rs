@@ -14,11 +14,11 @@ use axum::http::{HeaderMap, Uri};
 use axum::Json;
 use serde::Serialize;
 
-use crate::db::{Backend, Conn, ConnExt, Value};
 use crate::error::ApiError;
 use crate::export::{self, invalid, ParamError};
 use crate::server::AppState;
-use crate::store::{self, Filter};
+use crate::store::records::{self, Filter};
+use crate::store::{Backend, Conn, ConnExt, Value};
 
 /// Bucket sizes (seconds) tried in order when the query gives none.
 pub const AUTO_BUCKETS: [i64; 8] = [60, 300, 900, 3600, 10_800, 21_600, 86_400, 604_800];
@@ -135,7 +135,7 @@ pub struct Count {
 /// The first and last timestamps (exclusive end) of `filter`'s records, bounded by its `from`
 /// and `to`; `None` when the range is open and no record matches.
 fn span(conn: &dyn Conn, filter: &Filter) -> anyhow::Result<Option<(i64, i64)>> {
-    let (clause, args) = store::where_clause(filter, None);
+    let (clause, args) = records::where_clause(filter, None);
     let (first, last): (Option<i64>, Option<i64>) = conn
         .query_opt(
             &format!("SELECT MIN(ts), MAX(ts) FROM records{clause}"),
@@ -154,7 +154,7 @@ fn timeline_counts(
     filter: &Filter,
     bucket_ms: i64,
 ) -> anyhow::Result<BTreeMap<i64, BTreeMap<String, u64>>> {
-    let (clause, args) = store::where_clause(filter, None);
+    let (clause, args) = records::where_clause(filter, None);
     let sql = format!(
         "SELECT ts - ((ts % {bucket_ms}) + {bucket_ms}) % {bucket_ms} AS bucket, result, COUNT(*) \
          FROM records{clause} GROUP BY bucket, result"
@@ -172,7 +172,7 @@ fn timeline_counts(
 
 /// The `TOP` most frequent non-null values of `key` (ties by name).
 fn top(conn: &dyn Conn, key: &str, filter: &Filter, extra: &str) -> anyhow::Result<Vec<Count>> {
-    let (clause, mut args) = store::where_clause(filter, None);
+    let (clause, mut args) = records::where_clause(filter, None);
     let sql = format!(
         "SELECT {key} AS name, COUNT(*) AS n FROM records{clause}{extra} AND {key} IS NOT NULL \
          GROUP BY name ORDER BY n DESC, name LIMIT ?"
@@ -244,7 +244,8 @@ pub async fn stats(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::tests::sample;
+    use crate::store::records::tests::sample;
+    use crate::store::{self, records};
     use acp_record::AuditRecord;
     use serde_json::{json, Value};
 
@@ -258,8 +259,8 @@ mod tests {
         for (tseq, value) in records.iter().enumerate() {
             let record: AuditRecord = serde_json::from_value(value.clone()).unwrap();
             let ts = record.timestamp_millis().unwrap();
-            let new = store::NewRecord::new(record, ts).unwrap();
-            assert!(store::insert(conn, &new, tseq as u64, &[0; 32]).unwrap());
+            let new = records::NewRecord::new(record, ts).unwrap();
+            assert!(records::insert(conn, &new, tseq as u64, &[0; 32]).unwrap());
         }
     }
 
@@ -434,7 +435,7 @@ mod tests {
             to: Some(HOUR),
             ..Filter::default()
         };
-        let (clause, args) = store::where_clause(&filter, None);
+        let (clause, args) = records::where_clause(&filter, None);
         for select in [
             "MIN(ts), MAX(ts)",
             "COALESCE(email, sub), COUNT(*)",

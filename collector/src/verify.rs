@@ -24,10 +24,10 @@ use tlog_tiles::tlog::Hash;
 
 use crate::checkpoints::{self, Expired, StoredNote};
 use crate::cli::VerifyArgs;
-use crate::db::{Conn, Database};
 use crate::merkle::{self, Frontier};
 use crate::policies;
 use crate::signing::Verifiers;
+use crate::store::{Conn, Database};
 
 /// What verified for one tenant.
 #[derive(Debug, Default, PartialEq)]
@@ -296,7 +296,7 @@ fn names_match(json: &str, id: &str, tenant: &str) -> serde_json::Result<bool> {
 mod tests {
     use super::*;
     use crate::ingest::check_batch;
-    use crate::store::tests::sample;
+    use crate::store::records::tests::sample;
 
     #[test]
     fn columns_are_checked_against_the_canonical_json() {

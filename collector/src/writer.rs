@@ -16,9 +16,9 @@ use std::collections::BTreeSet;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::db::{self, Conn, ConnExt, Database};
 use crate::ledger::Ledger;
-use crate::store::NewRecord;
+use crate::store::records::NewRecord;
+use crate::store::{self, Conn, ConnExt, Database};
 
 /// Batches that may wait for the writer before senders are held back.
 const QUEUE_DEPTH: usize = 256;
@@ -162,7 +162,7 @@ fn retried<T>(
                 *ledger = next;
                 return Ok(value);
             }
-            Err(err) if attempt < ATTEMPTS && db::is_retryable(&err) => {
+            Err(err) if attempt < ATTEMPTS && store::is_retryable(&err) => {
                 tracing::debug!(
                     attempt,
                     error = format!("{err:#}"),

@@ -4,13 +4,13 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::cli::{ApikeyCommand, Cli, Command, KeyCommand};
-use crate::db;
+use crate::store;
 use crate::{apikeys, checkpoints, evidence, server, signing, verify, verify_proof};
 
 /// Runs `cli`'s command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let key_path = cli.signing_key_path();
-    let database = || db::Database::open(&cli.db, cli.database_url.as_deref());
+    let database = || store::Database::open(&cli.db, cli.database_url.as_deref());
     match cli.command {
         Command::Serve(args) => {
             let runtime = tokio::runtime::Runtime::new()?;
@@ -47,7 +47,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn key(
-    database: impl FnOnce() -> anyhow::Result<db::Database>,
+    database: impl FnOnce() -> anyhow::Result<store::Database>,
     key_path: &Path,
     log_name: &str,
     command: KeyCommand,
@@ -67,7 +67,7 @@ fn key(
     Ok(())
 }
 
-fn apikey(db: &db::Database, command: ApikeyCommand) -> anyhow::Result<()> {
+fn apikey(db: &store::Database, command: ApikeyCommand) -> anyhow::Result<()> {
     let conn = db.write()?;
     let conn = &*conn;
     let mut out = std::io::stdout().lock();

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use crate::db::Database;
+use crate::store::Database;
 use crate::webhooks::db;
 use crate::webhooks::delivery::RetryPolicy;
 use crate::webhooks::spec::RawSpec;

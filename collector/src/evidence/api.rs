@@ -10,11 +10,11 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::cli::EvidenceArgs;
-use crate::db::Database;
 use crate::error::ApiError;
 use crate::export::{parse_time, tenant_connection};
 use crate::server::AppState;
 use crate::signing::SigningKey;
+use crate::store::Database;
 
 use super::{build, Request, DEFAULT_SAMPLE};
 

@@ -23,10 +23,10 @@ use sha2::{Digest, Sha256};
 use tlog_tiles::tlog::{self, Hash};
 
 use crate::checkpoints;
-use crate::db::{Backend, Conn, ConnExt};
 use crate::merkle::StoredTree;
 use crate::policies::{self, rfc3339};
 use crate::signing::SigningKey;
+use crate::store::{Backend, Conn, ConnExt};
 
 /// The file that lists every other file's SHA-256, as a note signed with the collector's key.
 pub const MANIFEST: &str = "MANIFEST";
@@ -282,7 +282,7 @@ fn zip(files: &[(String, Vec<u8>)]) -> anyhow::Result<Vec<u8>> {
 }
 
 fn records_csv(conn: &dyn Conn, tenant: &str, req: &Request) -> anyhow::Result<Vec<u8>> {
-    let filter = crate::store::Filter {
+    let filter = crate::store::records::Filter {
         tenant: tenant.to_owned(),
         from: Some(req.from_ms),
         to: Some(req.to_ms),
@@ -291,7 +291,7 @@ fn records_csv(conn: &dyn Conn, tenant: &str, req: &Request) -> anyhow::Result<V
     let mut out = Vec::new();
     let mut after = None;
     loop {
-        let page = crate::store::query_page(conn, &filter, after, 1000)?;
+        let page = crate::store::records::query_page(conn, &filter, after, 1000)?;
         out.extend(crate::formats::Format::Csv.rows(&page, after.is_none())?);
         match page.last() {
             Some(last) if page.len() == 1000 => after = Some(last.position),

@@ -28,12 +28,12 @@ use chrono::{DateTime, SecondsFormat};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::db::Conn;
 use crate::error::ApiError;
 use crate::export::tenant_connection;
 use crate::ingest::IngestAuthorized;
 use crate::server::AppState;
 use crate::signing::SigningKey;
+use crate::store::Conn;
 use diff::{diff, Change};
 use store::PolicyVersion;
 

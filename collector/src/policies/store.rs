@@ -14,10 +14,10 @@ use sha2::{Digest, Sha256};
 use tlog_tiles::tlog::Hash;
 
 use crate::checkpoints;
-use crate::db::{Conn, ConnExt, Row};
 use crate::signing::{SigningKey, Verifiers};
+use crate::store::{Conn, ConnExt, Row};
 
-/// The table, in SQLite's types (see [`crate::store::TABLES`]).
+/// The table, in SQLite's types (see [`crate::store::records::TABLES`]).
 pub const TABLE: &str = "
 CREATE TABLE IF NOT EXISTS policy_versions (
     tenant      TEXT    NOT NULL,

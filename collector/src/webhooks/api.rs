@@ -15,10 +15,10 @@ use serde_json::json;
 
 use super::db::{self, View, Webhook};
 use super::spec::RawSpec;
-use crate::db::Conn;
 use crate::error::ApiError;
 use crate::export::tenant_connection;
 use crate::server::AppState;
+use crate::store::Conn;
 
 /// Largest create or replay body.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;

@@ -10,7 +10,7 @@ use super::events::{Kind, RECORDS, SOURCES};
 use super::formats::Format;
 use super::signature;
 use super::spec::{Batch, Spec};
-use crate::db::{Backend, Conn, ConnExt, Database, Row, Value};
+use crate::store::{Backend, Conn, ConnExt, Database, Row, Value};
 
 /// Most endpoints one tenant may have.
 pub const MAX_PER_TENANT: usize = 20;

@@ -8,9 +8,9 @@ use super::events::{Kind, CHECKPOINTS, POLICIES, RECORDS, SOURCES};
 use super::formats::Format;
 use super::lease::Lease;
 use super::spec::{Batch, Spec};
-use crate::db::ledger_tests::{record, writer};
-use crate::db::testing::TestDatabase;
-use crate::db::{Backend, Database};
+use crate::store::ledger_tests::{record, writer};
+use crate::store::testing::TestDatabase;
+use crate::store::{Backend, Database};
 
 fn spec(events: &[Kind]) -> Spec {
     Spec {

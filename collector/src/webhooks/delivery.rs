@@ -18,7 +18,7 @@ use super::events::{Event, Kind, SOURCES};
 use super::lease::Lease;
 use super::signature;
 use super::ssrf::{AllowList, GuardedResolver};
-use crate::db::{Conn, ConnExt, Database};
+use crate::store::{Conn, ConnExt, Database};
 
 const POLL: Duration = Duration::from_millis(200);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

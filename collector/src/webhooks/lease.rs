@@ -6,7 +6,7 @@
 //! its connection closes and the lock is free again. A SQLite collector is the only process
 //! delivering, and its leases are always granted.
 
-use crate::db::{Conn, ConnExt, Database};
+use crate::store::{Conn, ConnExt, Database};
 
 /// The right to deliver one endpoint's batch, until dropped.
 pub struct Lease {

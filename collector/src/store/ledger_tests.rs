@@ -13,7 +13,7 @@ use crate::ledger::{Ledger, Policy};
 use crate::policies;
 use crate::signing::{SigningKey, Verifiers};
 use crate::stats::{self, StatsQuery};
-use crate::store::{self, Filter, NewRecord};
+use crate::store::records::{self, Filter, NewRecord};
 use crate::writer::{Stored, Writer};
 
 const LOG: &str = "acp-test";
@@ -25,7 +25,7 @@ pub(crate) fn record(id: &str, tenant: &str, second: u32) -> NewRecord {
 
 fn value(id: &str, tenant: &str, second: u32) -> serde_json::Value {
     let timestamp = format!("2026-03-15T10:{:02}:{:02}.000Z", second / 60, second % 60);
-    let mut value = store::tests::sample(id, &timestamp);
+    let mut value = records::tests::sample(id, &timestamp);
     value["tenantId"] = tenant.into();
     value
 }
@@ -88,7 +88,7 @@ fn exported(conn: &dyn Conn, tenant: &str) -> Vec<(u64, String)> {
         tenant: tenant.into(),
         ..Filter::default()
     };
-    let records = store::query_page(conn, &filter, None, 10_000).unwrap();
+    let records = records::query_page(conn, &filter, None, 10_000).unwrap();
     let ids = records.iter().map(|r| {
         serde_json::from_str::<serde_json::Value>(&r.json).unwrap()["id"]
             .as_str()

@@ -23,11 +23,11 @@ const POOL_SIZE: u32 = 8;
 const SCHEMA_LOCK: i64 = 0x4143_5000;
 const TRIGGERS: &str = include_str!("triggers.pg.sql");
 
-/// [`crate::store::TABLES`] (and the policy and webhook tables) in PostgreSQL's types: 64-bit integers, `BYTEA` blobs and an
+/// [`crate::store::records::TABLES`] (and the policy and webhook tables) in PostgreSQL's types: 64-bit integers, `BYTEA` blobs and an
 /// identity column for `seq` (SQLite's rowid).
 fn tables() -> String {
     [
-        crate::store::TABLES,
+        super::records::TABLES,
         crate::policies::store::TABLE,
         crate::webhooks::TABLES,
     ]

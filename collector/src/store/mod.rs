@@ -4,11 +4,14 @@
 //! 64-bit on both sides (PostgreSQL columns are `BIGINT`), blobs are `BLOB`/`BYTEA`.
 
 mod database;
+pub mod migrate;
 mod pg;
+pub mod records;
 mod sqlite;
 
 pub use database::Database;
 pub use pg::PgPool;
+pub use sqlite::{open_read, open_rw};
 
 /// A parameter of a query.
 #[derive(Debug, Clone, PartialEq)]

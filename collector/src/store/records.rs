@@ -9,19 +9,12 @@
 //! verbatim by the export API. Writes go through [`crate::writer`]; reads open their own
 //! connections, which WAL mode lets run beside the writer and the `apikey` subcommands.
 
-use std::path::Path;
-use std::time::Duration;
-
 use acp_record::AuditRecord;
-use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 
-use crate::db::{Conn, ConnExt, Value};
+use super::{Conn, ConnExt, Value};
 
-/// How long a connection waits for another one's lock before failing with `SQLITE_BUSY`.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The tables, in SQLite's types; [`crate::db::PgPool`] creates them in PostgreSQL's.
+/// The tables, in SQLite's types; [`crate::store::PgPool`] creates them in PostgreSQL's.
 pub const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS records (
     seq    INTEGER PRIMARY KEY,
@@ -73,8 +66,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
 );
 ";
 
-/// The append-only rules (PostgreSQL's are in `db/triggers.pg.sql`).
-const TRIGGERS: &str = "
+/// The append-only rules (PostgreSQL's are in `store/triggers.pg.sql`).
+pub const TRIGGERS: &str = "
 CREATE TRIGGER IF NOT EXISTS records_no_update BEFORE UPDATE ON records
 BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS records_no_delete BEFORE DELETE ON records
@@ -89,35 +82,6 @@ BEGIN SELECT RAISE(ABORT, 'expiry notes are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS expiries_no_delete BEFORE DELETE ON expiries
 BEGIN SELECT RAISE(ABORT, 'expiry notes are append-only'); END;
 ";
-
-/// Opens the database read-write (WAL, `synchronous=FULL`), creating the file and schema if needed.
-pub fn open_rw(path: &Path) -> anyhow::Result<Connection> {
-    let mut conn = Connection::open(path)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    let mode: String =
-        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
-    anyhow::ensure!(
-        mode.eq_ignore_ascii_case("wal"),
-        "{}: cannot use WAL journal mode (got {mode})",
-        path.display()
-    );
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    crate::migrate::add_tree_columns(&mut conn)?;
-    conn.execute_batch(TABLES)?;
-    conn.execute_batch(TRIGGERS)?;
-    crate::policies::store::create_schema(&conn)?;
-    Ok(conn)
-}
-
-/// Opens a read-only connection to a database that [`open_rw`] has set up.
-pub fn open_read(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    Ok(conn)
-}
 
 /// The JSON name of a unit enum variant (`Outcome::AuthFailed` → `auth_failed`).
 pub fn wire_name<T: Serialize>(value: &T) -> serde_json::Result<String> {
@@ -279,6 +243,7 @@ pub fn query_page(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::store::open_rw;
     use serde_json::{json, Value};
 
     /// A valid `tool.call` record in the shape of the reference sample.

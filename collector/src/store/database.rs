@@ -29,7 +29,7 @@ impl Database {
     pub fn write(&self) -> anyhow::Result<Box<dyn Conn + Send>> {
         Ok(match self {
             Self::Sqlite(path) => Box::new(
-                crate::store::open_rw(path)
+                super::open_rw(path)
                     .with_context(|| format!("cannot open database {}", path.display()))?,
             ),
             Self::Postgres(pool) => Box::new(pool.get()?),
@@ -39,7 +39,7 @@ impl Database {
     /// A connection for reading.
     pub fn read(&self) -> anyhow::Result<Box<dyn Conn + Send>> {
         Ok(match self {
-            Self::Sqlite(path) => Box::new(crate::store::open_read(path)?),
+            Self::Sqlite(path) => Box::new(super::open_read(path)?),
             Self::Postgres(pool) => Box::new(pool.get()?),
         })
     }
