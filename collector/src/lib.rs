@@ -3,7 +3,6 @@
 
 pub mod apikeys;
 pub mod auth;
-pub mod checkpoints;
 pub mod cli;
 pub mod dashboard;
 pub mod error;
@@ -12,16 +11,11 @@ pub mod export;
 pub mod formats;
 pub mod ingest;
 pub mod ledger;
-pub mod merkle;
 pub mod policies;
 pub mod proofs;
 pub mod security_headers;
 pub mod server;
-pub mod signing;
 pub mod stats;
 pub mod store;
 pub mod telemetry;
-pub mod verify;
-pub mod verify_proof;
 pub mod webhooks;
-pub mod writer;

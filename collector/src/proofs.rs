@@ -23,10 +23,10 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use tlog_tiles::tlog::{self, Hash};
 
-use crate::checkpoints::{self, StoredNote};
 use crate::error::ApiError;
 use crate::export::tenant_connection;
-use crate::merkle::StoredTree;
+use crate::ledger::checkpoints::{self, StoredNote};
+use crate::ledger::merkle::StoredTree;
 use crate::server::AppState;
 use crate::store::records::StoredRecord;
 use crate::store::Conn;

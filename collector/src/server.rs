@@ -13,10 +13,10 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::auth::IngestToken;
 use crate::cli::ServeArgs;
+use crate::ledger::signing::SigningKey;
+use crate::ledger::writer::Writer;
 use crate::ledger::{Ledger, Policy};
-use crate::signing::SigningKey;
 use crate::store::Database;
-use crate::writer::Writer;
 use crate::{
     dashboard, evidence, export, ingest, policies, proofs, security_headers, stats, webhooks,
 };

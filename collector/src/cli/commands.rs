@@ -4,8 +4,9 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::cli::{ApikeyCommand, Cli, Command, KeyCommand};
+use crate::ledger::{checkpoints, signing, verify, verify_proof};
 use crate::store;
-use crate::{apikeys, checkpoints, evidence, server, signing, verify, verify_proof};
+use crate::{apikeys, evidence, server};
 
 /// Runs `cli`'s command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -28,10 +29,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             served
         }
         Command::Apikey(command) => apikey(&database()?, command),
-        Command::Verify(args) => {
-            verify::run(&cli.db, cli.database_url.as_deref(), &cli.log_name, &args)
+        Command::Verify(args) => verify::run(
+            &cli.db,
+            cli.database_url.as_deref(),
+            &cli.log_name,
+            &args.public_keys,
+            args.tenant.as_deref(),
+        ),
+        Command::VerifyProof(args) => {
+            verify_proof::run(&cli.log_name, &args.file, &args.public_keys)
         }
-        Command::VerifyProof(args) => verify_proof::run(&cli.log_name, &args),
         Command::Key(command) => key(database, &key_path, &cli.log_name, command),
         Command::Evidence(args) => {
             evidence::api::cli(&database()?, &key_path, &cli.log_name, &args)

@@ -12,8 +12,8 @@ use axum::Router;
 use crate::cli::EvidenceArgs;
 use crate::error::ApiError;
 use crate::export::{parse_time, tenant_connection};
+use crate::ledger::signing::SigningKey;
 use crate::server::AppState;
-use crate::signing::SigningKey;
 use crate::store::Database;
 
 use super::{build, Request, DEFAULT_SAMPLE};

@@ -22,10 +22,10 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tlog_tiles::tlog::{self, Hash};
 
-use crate::checkpoints;
-use crate::merkle::StoredTree;
+use crate::ledger::checkpoints;
+use crate::ledger::merkle::StoredTree;
+use crate::ledger::signing::SigningKey;
 use crate::policies::{self, rfc3339};
-use crate::signing::SigningKey;
 use crate::store::{Backend, Conn, ConnExt};
 
 /// The file that lists every other file's SHA-256, as a note signed with the collector's key.

@@ -13,8 +13,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tlog_tiles::tlog::Hash;
 
-use crate::checkpoints;
-use crate::signing::{SigningKey, Verifiers};
+use crate::ledger::checkpoints;
+use crate::ledger::signing::{SigningKey, Verifiers};
 use crate::store::{Conn, ConnExt, Row};
 
 /// The table, in SQLite's types (see [`crate::store::records::TABLES`]).

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use rusqlite::Connection;
 
-use crate::merkle::{self, Frontier};
+use crate::ledger::merkle::{self, Frontier};
 
 /// Adds `tseq` and `hashes` to a `records` table that lacks them; a no-op otherwise.
 pub fn add_tree_columns(conn: &mut Connection) -> anyhow::Result<()> {

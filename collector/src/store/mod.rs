@@ -239,6 +239,4 @@ mod tests {
 }
 
 #[cfg(test)]
-pub(crate) mod ledger_tests;
-#[cfg(test)]
 pub(crate) mod testing;

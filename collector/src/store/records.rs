@@ -4,9 +4,9 @@
 //! every DELETE but that of records an expiry note covers (retention). `seq` (the rowid) is the
 //! arrival order; exports are ordered by `(ts, seq)`, which the `records_export` index serves.
 //! `tseq` is the record's gapless sequence number within its tenant, its leaf index in the
-//! tenant's Merkle tree, and `hashes` the tree hashes stored with it ([`crate::merkle`]).
-//! `checkpoints` and `expiries` hold the signed notes of [`crate::checkpoints`]. `json` is the canonical JSON of the validated record, returned
-//! verbatim by the export API. Writes go through [`crate::writer`]; reads open their own
+//! tenant's Merkle tree, and `hashes` the tree hashes stored with it ([`crate::ledger::merkle`]).
+//! `checkpoints` and `expiries` hold the signed notes of [`crate::ledger::checkpoints`]. `json` is the canonical JSON of the validated record, returned
+//! verbatim by the export API. Writes go through [`crate::ledger::writer`]; reads open their own
 //! connections, which WAL mode lets run beside the writer and the `apikey` subcommands.
 
 use acp_record::AuditRecord;

@@ -9,15 +9,24 @@
 //! the tree's size, latest checkpoint and expiry are read again, and the cached frontier is
 //! reused only when its size still matches (else it is read from the stored hashes).
 
+pub mod checkpoints;
+#[cfg(test)]
+pub(crate) mod ledger_tests;
+pub mod merkle;
+pub mod signing;
+pub mod verify;
+pub mod verify_proof;
+pub mod writer;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::checkpoints::{self, Expired};
-use crate::merkle::{self, Frontier, StoredTree};
-use crate::signing::SigningKey;
+use crate::ledger::signing::SigningKey;
 use crate::store::records::{self, NewRecord};
 use crate::store::{Conn, ConnExt};
 use anyhow::Context;
+use checkpoints::Expired;
+use merkle::{Frontier, StoredTree};
 
 const DAY_MS: i64 = 86_400_000;
 

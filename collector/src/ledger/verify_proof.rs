@@ -3,16 +3,16 @@
 //! the SHA-256 leaf hash of its exact bytes to the checkpoint's root.
 
 use std::io::Read;
+use std::path::Path;
 
 use anyhow::{bail, ensure, Context};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tlog_tiles::tlog::{self, Hash};
 
-use crate::checkpoints;
-use crate::cli::VerifyProofArgs;
-use crate::merkle;
-use crate::signing::Verifiers;
+use crate::ledger::checkpoints;
+use crate::ledger::merkle;
+use crate::ledger::signing::Verifiers;
 
 /// One record of the export with its proof.
 #[derive(Deserialize)]
@@ -46,18 +46,17 @@ struct TenantOf {
     tenant_id: String,
 }
 
-pub fn run(log_name: &str, args: &VerifyProofArgs) -> anyhow::Result<()> {
-    let name = args.file.display();
+pub fn run(log_name: &str, file: &Path, public_keys: &[String]) -> anyhow::Result<()> {
+    let name = file.display();
     let mut text = String::new();
-    if args.file.as_os_str() == "-" {
+    if file.as_os_str() == "-" {
         std::io::stdin().read_to_string(&mut text)?;
     } else {
-        text =
-            std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {name}"))?;
+        text = std::fs::read_to_string(file).with_context(|| format!("cannot read {name}"))?;
     }
     let (note, records) =
         parse(&text).with_context(|| format!("{name} is not an export made with proof=true"))?;
-    let trusted = Verifiers::new(args.public_keys.iter().map(String::as_str))?;
+    let trusted = Verifiers::new(public_keys.iter().map(String::as_str))?;
     let Some((_, first)) = records.first() else {
         bail!("{name} holds no records");
     };

@@ -6,15 +6,15 @@ use std::collections::BTreeMap;
 use acp_record::AuditRecord;
 use serde_json::json;
 
-use super::testing::TestDatabase;
-use super::{Conn, Database};
-use crate::checkpoints;
+use crate::ledger::checkpoints;
+use crate::ledger::signing::{SigningKey, Verifiers};
+use crate::ledger::writer::{Stored, Writer};
 use crate::ledger::{Ledger, Policy};
 use crate::policies;
-use crate::signing::{SigningKey, Verifiers};
 use crate::stats::{self, StatsQuery};
 use crate::store::records::{self, Filter, NewRecord};
-use crate::writer::{Stored, Writer};
+use crate::store::testing::TestDatabase;
+use crate::store::{Conn, Database};
 
 const LOG: &str = "acp-test";
 const DAY_MS: i64 = 86_400_000;
@@ -74,7 +74,7 @@ pub(crate) fn writer(
 fn verified(db: &Database, vkeys: &[String], tenant: &str) -> Vec<u64> {
     let conn = db.read().unwrap();
     let trusted = Verifiers::new(vkeys.iter().map(String::as_str)).unwrap();
-    crate::verify::verify_tenant(&*conn, &trusted, LOG, tenant).unwrap();
+    crate::ledger::verify::verify_tenant(&*conn, &trusted, LOG, tenant).unwrap();
     checkpoints::all(&*conn, tenant)
         .unwrap()
         .iter()
@@ -202,7 +202,10 @@ fn the_ledger_stores_checkpoints_and_verifies_on_every_store() {
 #[test]
 fn several_writers_share_one_postgresql_database() {
     let Some(test) = TestDatabase::postgres() else {
-        eprintln!("skipped: {} is not set", super::testing::POSTGRES_URL_VAR);
+        eprintln!(
+            "skipped: {} is not set",
+            crate::store::testing::POSTGRES_URL_VAR
+        );
         return;
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();

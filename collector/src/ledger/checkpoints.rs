@@ -5,7 +5,7 @@
 
 use tlog_tiles::tlog::Hash;
 
-use crate::merkle::Frontier;
+use crate::ledger::merkle::Frontier;
 use crate::store::{Conn, ConnExt, Row};
 
 /// The checkpoint origin of `tenant`'s tree.
@@ -198,7 +198,7 @@ pub fn keys(conn: &dyn Conn) -> anyhow::Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::merkle::tests::Memory;
+    use crate::ledger::merkle::tests::Memory;
 
     #[test]
     fn expiry_extension_round_trips() {
