@@ -2,20 +2,13 @@
 //! them to auditors. See `acp-collector --help`.
 
 pub mod apikeys;
-pub mod auth;
 pub mod cli;
-pub mod dashboard;
-pub mod error;
 pub mod evidence;
 pub mod export;
-pub mod formats;
-pub mod ingest;
+pub mod http;
 pub mod ledger;
 pub mod policies;
-pub mod proofs;
-pub mod security_headers;
-pub mod server;
-pub mod stats;
+pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod webhooks;

@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::cli::{ApikeyCommand, Cli, Command, KeyCommand};
 use crate::ledger::{checkpoints, signing, verify, verify_proof};
 use crate::store;
-use crate::{apikeys, evidence, server};
+use crate::{apikeys, evidence, startup};
 
 /// Runs `cli`'s command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -17,7 +17,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let runtime = tokio::runtime::Runtime::new()?;
             let allow = cli.webhook_allow_cidrs;
             let db = database()?;
-            let served = runtime.block_on(server::run(
+            let served = runtime.block_on(startup::run(
                 db.clone(),
                 &key_path,
                 &cli.log_name,
@@ -41,7 +41,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Key(command) => key(database, &key_path, &cli.log_name, command),
         Command::Evidence(args) => {
-            evidence::api::cli(&database()?, &key_path, &cli.log_name, &args)
+            crate::cli::evidence::run(&database()?, &key_path, &cli.log_name, &args)
         }
         Command::VerifyBundle(args) => {
             println!("{}", evidence::verify::run(&args.file, &args.public_keys)?);

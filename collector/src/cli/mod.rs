@@ -4,6 +4,7 @@
 mod args;
 mod commands;
 pub mod config;
+mod evidence;
 pub mod webhook;
 
 pub use args::*;

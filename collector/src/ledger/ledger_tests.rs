@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use acp_record::AuditRecord;
 use serde_json::json;
 
+use crate::export::stats::{self, StatsQuery};
 use crate::ledger::checkpoints;
 use crate::ledger::signing::{SigningKey, Verifiers};
 use crate::ledger::writer::{Stored, Writer};
 use crate::ledger::{Ledger, Policy};
 use crate::policies;
-use crate::stats::{self, StatsQuery};
 use crate::store::records::{self, Filter, NewRecord};
 use crate::store::testing::TestDatabase;
 use crate::store::{Conn, Database};

@@ -10,9 +10,11 @@
 //! reused only when its size still matches (else it is read from the stored hashes).
 
 pub mod checkpoints;
+pub mod ingest;
 #[cfg(test)]
 pub(crate) mod ledger_tests;
 pub mod merkle;
+pub mod proofs;
 pub mod signing;
 pub mod verify;
 pub mod verify_proof;

@@ -300,7 +300,7 @@ fn names_match(json: &str, id: &str, tenant: &str) -> serde_json::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::check_batch;
+    use crate::ledger::ingest::check_batch;
     use crate::store::records::tests::sample;
 
     #[test]

@@ -2,7 +2,6 @@
 //! `tool.denied`, `auth.failed`, `audit.checkpoint`, `policy.changed`) as signed, batched
 //! HTTP requests in the `json`, `ocsf` or `splunk-hec` format, at least once each.
 
-mod api;
 pub mod db;
 #[cfg(test)]
 mod db_tests;
@@ -14,7 +13,6 @@ mod signature;
 pub mod spec;
 pub mod ssrf;
 
-pub use api::routes;
 pub use db::TABLES;
 pub use delivery::{spawn, Settings};
 pub use ssrf::{parse_allow_list, AllowList};

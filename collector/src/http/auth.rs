@@ -1,9 +1,14 @@
 //! Bearer tokens: the shared ingest token of the filter. (Export API keys are in
 //! [`crate::apikeys`].)
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
 
 /// The token of an `Authorization: Bearer <token>` header (scheme name case-insensitive).
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -24,6 +29,23 @@ impl IngestToken {
 
     pub fn verify(&self, presented: &str) -> bool {
         Sha256::digest(presented).ct_eq(&self.0).into()
+    }
+}
+
+/// Proof that the request carries the ingest token.
+pub struct IngestAuthorized;
+
+impl FromRequestParts<AppState> for IngestAuthorized {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match bearer(&parts.headers) {
+            Some(token) if state.ingest_token.verify(token) => Ok(IngestAuthorized),
+            _ => {
+                tracing::warn!("ingest refused: missing or wrong ingest token");
+                Err(ApiError::unauthorized())
+            }
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! `/{tenant}/api/v1/webhooks...`: create, list, show, delete, enable and replay a tenant's
+//! `/{tenant}/api/v1/webhooks...` ([`crate::webhooks`]): create, list, show, delete, enable and replay a tenant's
 //! endpoints. Authorized like the export API (a key of `{tenant}`); another tenant's endpoint
 //! is 404, as if it did not exist.
 
@@ -13,12 +13,12 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::db::{self, View, Webhook};
-use super::spec::RawSpec;
-use crate::error::ApiError;
-use crate::export::tenant_connection;
-use crate::server::AppState;
+use crate::http::error::ApiError;
+use crate::http::export::tenant_connection;
+use crate::http::state::AppState;
 use crate::store::Conn;
+use crate::webhooks::db::{self, View, Webhook};
+use crate::webhooks::spec::RawSpec;
 
 /// Largest create or replay body.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;

@@ -6,24 +6,19 @@
 //! `(timestamp, seq)`, so a page is found by index whatever its depth. NDJSON and CSV without
 //! `limit` stream the whole range page by page from a blocking task, with no next link.
 
-use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, Uri};
-use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, NaiveDate};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
 use acp_record::{Event, Outcome};
 
-use crate::apikeys;
-use crate::auth::bearer;
-use crate::error::ApiError;
-use crate::formats::Format;
-use crate::proofs::Prover;
-use crate::server::AppState;
+use crate::ledger::proofs::Prover;
+pub mod formats;
+pub mod stats;
+
+use formats::Format;
+
 use crate::store::records::{self, Filter, Position};
 use crate::store::Conn;
 
@@ -112,12 +107,12 @@ impl ExportQuery {
     }
 
     /// Whether the whole range is streamed in one body instead of paginated.
-    fn streams(&self) -> bool {
+    pub fn streams(&self) -> bool {
         self.limit.is_none() && self.format != Format::Json
     }
 
     /// `path?<same parameters>&cursor=<after>`.
-    fn next_url(&self, path: &str, after: Position) -> String {
+    pub fn next_url(&self, path: &str, after: Position) -> String {
         let query = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(self.params.iter().filter(|(name, _)| name != "cursor"))
             .append_pair("cursor", &encode_cursor(after))
@@ -228,77 +223,8 @@ fn decode_cursor(cursor: &str) -> Result<Position, ParamError> {
     })
 }
 
-/// A read connection for a request on `tenant`'s records.
-pub type ReadConn = Box<dyn Conn + Send>;
-
-/// A read connection for a request on `tenant`'s records, once the request's API key has been
-/// checked against that tenant.
-pub async fn tenant_connection(
-    state: &AppState,
-    tenant: &str,
-    headers: &HeaderMap,
-) -> Result<ReadConn, ApiError> {
-    let key = bearer(headers)
-        .ok_or_else(ApiError::unauthorized)?
-        .to_owned();
-    let db = state.db.clone();
-    let path_tenant = tenant.to_owned();
-    tokio::task::spawn_blocking(move || -> Result<ReadConn, ApiError> {
-        let conn = db.read()?;
-        match apikeys::tenant_of(&*conn, &key)? {
-            None => Err(ApiError::unauthorized()),
-            Some(owner) if owner != path_tenant => {
-                tracing::warn!(
-                    tenant = path_tenant,
-                    owner,
-                    "export refused: key of another tenant"
-                );
-                Err(ApiError::forbidden(
-                    "this API key is not valid for this tenant",
-                ))
-            }
-            Some(_) => Ok(conn),
-        }
-    })
-    .await?
-}
-
-pub async fn export(
-    State(state): State<AppState>,
-    Path(tenant): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let query = ExportQuery::parse(uri.query());
-    let conn = tenant_connection(&state, &tenant, &headers).await?;
-    let mut query = query.map_err(|e| ApiError::bad_request(e.to_string()))?;
-    query.filter.tenant = tenant;
-
-    let format = query.format;
-    let mut response = if query.streams() {
-        let (chunks, body) = mpsc::channel(2);
-        tokio::task::spawn_blocking(move || stream(&*conn, &query, &chunks));
-        Response::new(Body::from_stream(ReceiverStream::new(body)))
-    } else {
-        let path = uri.path().to_owned();
-        let (body, next) =
-            tokio::task::spawn_blocking(move || page(&*conn, &query, &path)).await??;
-        let mut response = body.into_response();
-        if let Some(next) = next {
-            let link = HeaderValue::try_from(format!("<{next}>; rel=\"next\""))?;
-            response.headers_mut().insert(header::LINK, link);
-        }
-        response
-    };
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(format.content_type()),
-    );
-    Ok(response)
-}
-
 /// One page of at most `limit` records, and the next page's URL when there are more.
-fn page(
+pub fn page(
     conn: &dyn Conn,
     query: &ExportQuery,
     path: &str,
@@ -319,11 +245,11 @@ fn page(
     Ok((body, next))
 }
 
-type Chunk = Result<Vec<u8>, std::io::Error>;
+pub type Chunk = Result<Vec<u8>, std::io::Error>;
 
 /// Sends the whole range as body chunks. Stops early when the client has gone; on a read
 /// error, sends the error, which aborts the response (the client sees a truncated body).
-fn stream(conn: &dyn Conn, query: &ExportQuery, chunks: &mpsc::Sender<Chunk>) {
+pub fn stream(conn: &dyn Conn, query: &ExportQuery, chunks: &mpsc::Sender<Chunk>) {
     if let Err(err) = send_chunks(conn, query, chunks) {
         tracing::warn!(error = format!("{err:#}"), "export stream failed");
         let _ = chunks.blocking_send(Err(std::io::Error::other(err.to_string())));

@@ -1,61 +1,22 @@
-//! The HTTP service: routes, shared state, startup and graceful shutdown.
+//! Starting and stopping the HTTP service.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
-use axum::Router;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::auth::IngestToken;
 use crate::cli::ServeArgs;
+use crate::http::auth::IngestToken;
+use crate::http::router;
+use crate::http::state::AppState;
 use crate::ledger::signing::SigningKey;
 use crate::ledger::writer::Writer;
 use crate::ledger::{Ledger, Policy};
 use crate::store::Database;
-use crate::{
-    dashboard, evidence, export, ingest, policies, proofs, security_headers, stats, webhooks,
-};
-
-#[derive(Clone)]
-pub struct AppState {
-    /// The store; export requests take their own read connections from it.
-    pub db: Database,
-    pub writer: Writer,
-    pub ingest_token: Arc<IngestToken>,
-    pub signer: Arc<policies::Signer>,
-    pub webhooks: webhooks::Settings,
-}
-
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
-    Router::new()
-        .route(
-            acp_record::INGEST_PATH,
-            post(ingest::ingest).layer(DefaultBodyLimit::max(max_body_bytes)),
-        )
-        .route("/{tenant}/api/v1/audit", get(export::export))
-        .route(
-            "/{tenant}/api/v1/checkpoints/latest",
-            get(proofs::latest_checkpoint),
-        )
-        .route(
-            "/{tenant}/api/v1/checkpoints/consistency",
-            get(proofs::consistency),
-        )
-        .route("/v1/signing-keys", get(proofs::signing_keys))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/{tenant}/api/v1/stats", get(stats::stats))
-        .merge(dashboard::routes())
-        .merge(policies::routes())
-        .merge(evidence::api::routes())
-        .merge(webhooks::routes())
-        .with_state(state)
-        .layer(axum::middleware::map_response(security_headers::add))
-}
+use crate::{policies, webhooks};
 
 /// Serves until SIGINT or SIGTERM, then finishes the requests in flight (and so their
 /// commits) and stops the writer. The caller keeps a clone of `db` and drops it outside the

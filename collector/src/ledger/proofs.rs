@@ -15,19 +15,12 @@
 //! its leaf hash is SHA-256(0x00 || those bytes). A record newer than the checkpoint has
 //! `"auditPath": null` until the next checkpoint.
 
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use tlog_tiles::tlog::{self, Hash};
 
-use crate::error::ApiError;
-use crate::export::tenant_connection;
 use crate::ledger::checkpoints::{self, StoredNote};
 use crate::ledger::merkle::StoredTree;
-use crate::server::AppState;
 use crate::store::records::StoredRecord;
 use crate::store::Conn;
 
@@ -120,108 +113,4 @@ impl<'a> Prover<'a> {
         }
         Ok(out)
     }
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct LatestCheckpoint {
-    tree_size: u64,
-    root_hash: String,
-    note: String,
-}
-
-pub async fn latest_checkpoint(
-    State(state): State<AppState>,
-    Path(tenant): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let conn = tenant_connection(&state, &tenant, &headers).await?;
-    let latest =
-        tokio::task::spawn_blocking(move || checkpoints::latest(&*conn, &tenant)).await??;
-    let latest = latest
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no checkpoint has been signed yet"))?;
-    let root = latest.note.lines().nth(2).unwrap_or_default().to_owned();
-    Ok(Json(LatestCheckpoint {
-        tree_size: latest.tree_size,
-        root_hash: root,
-        note: latest.note,
-    })
-    .into_response())
-}
-
-#[derive(Serialize)]
-struct Consistency {
-    from: u64,
-    to: u64,
-    proof: Vec<String>,
-}
-
-pub async fn consistency(
-    State(state): State<AppState>,
-    Path(tenant): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let conn = tenant_connection(&state, &tenant, &headers).await?;
-    let (from, to) = consistency_params(uri.query())?;
-    let proof = tokio::task::spawn_blocking(move || -> Result<Consistency, ApiError> {
-        let latest = checkpoints::latest(&*conn, &tenant)?.map_or(0, |c| c.tree_size);
-        let to = to.unwrap_or(latest);
-        if !(1..=to).contains(&from) || to > latest {
-            return Err(ApiError::bad_request(format!(
-                "need 1 <= from <= to <= {latest} (the latest checkpoint); got from={from}, to={to}"
-            )));
-        }
-        let expired = checkpoints::latest_expired(&*conn, &tenant)?;
-        if let Some(expired) = expired.as_ref().filter(|e| from < e.to) {
-            return Err(ApiError::new(
-                StatusCode::GONE,
-                format!(
-                    "records before seq {} have expired; from must be at least that",
-                    expired.to
-                ),
-            ));
-        }
-        let tree = StoredTree::new(&*conn, &tenant, expired.map(|e| e.frontier));
-        let proof = tlog::prove_tree(to, from, &tree)?;
-        Ok(Consistency {
-            from,
-            to,
-            proof: proof.iter().map(Hash::to_string).collect(),
-        })
-    })
-    .await??;
-    Ok(Json(proof).into_response())
-}
-
-/// `from` (required) and `to` (optional) of a consistency request.
-fn consistency_params(query: Option<&str>) -> Result<(u64, Option<u64>), ApiError> {
-    let mut from = None;
-    let mut to = None;
-    for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        let number = value.parse::<u64>().map_err(|_| {
-            ApiError::bad_request(format!("invalid parameter `{name}`: expected a tree size"))
-        })?;
-        match name.as_ref() {
-            "from" => from = Some(number),
-            "to" => to = Some(number),
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "invalid parameter `{other}`: unknown; expected from, to"
-                )))
-            }
-        }
-    }
-    let from = from.ok_or_else(|| ApiError::bad_request("missing parameter `from`"))?;
-    Ok((from, to))
-}
-
-pub async fn signing_keys(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let db = state.db.clone();
-    let keys = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
-        checkpoints::keys(&*db.read()?)
-    })
-    .await??;
-    let body: String = keys.iter().map(|k| format!("{k}\n")).collect();
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response())
 }

@@ -9,14 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Uri};
-use axum::Json;
 use serde::Serialize;
 
-use crate::error::ApiError;
 use crate::export::{self, invalid, ParamError};
-use crate::server::AppState;
 use crate::store::records::{self, Filter};
 use crate::store::{Backend, Conn, ConnExt, Value};
 
@@ -186,14 +181,22 @@ fn top(conn: &dyn Conn, key: &str, filter: &Filter, extra: &str) -> anyhow::Resu
     })
 }
 
+/// Why statistics could not be computed.
+#[derive(Debug, thiserror::Error)]
+pub enum StatsError {
+    /// The query asks for too many buckets.
+    #[error(transparent)]
+    Param(#[from] ParamError),
+    #[error(transparent)]
+    Store(#[from] anyhow::Error),
+}
+
 /// Computes the statistics of `query` (whose filter carries the tenant).
-pub fn compute(conn: &dyn Conn, query: &StatsQuery) -> Result<Stats, ApiError> {
+pub fn compute(conn: &dyn Conn, query: &StatsQuery) -> Result<Stats, StatsError> {
     let filter = &query.filter;
     let span = span(conn, filter)?;
     let bucket_ms = match span {
-        Some(span) => query
-            .bucket_ms(span)
-            .map_err(|e| ApiError::bad_request(e.to_string()))?,
+        Some(span) => query.bucket_ms(span)?,
         None => query.bucket.unwrap_or(AUTO_BUCKETS[3]) * 1000,
     };
     let mut counts = timeline_counts(conn, filter, bucket_ms)?;
@@ -225,20 +228,6 @@ pub fn compute(conn: &dyn Conn, query: &StatsQuery) -> Result<Stats, ApiError> {
         top_tools: top(conn, "tool", filter, "")?,
         top_denials: top(conn, reason, filter, refused)?,
     })
-}
-
-pub async fn stats(
-    State(state): State<AppState>,
-    Path(tenant): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Result<Json<Stats>, ApiError> {
-    let query = StatsQuery::parse(uri.query());
-    let conn = export::tenant_connection(&state, &tenant, &headers).await?;
-    let mut query = query.map_err(|e| ApiError::bad_request(e.to_string()))?;
-    query.filter.tenant = tenant;
-    let stats = tokio::task::spawn_blocking(move || compute(&*conn, &query)).await??;
-    Ok(Json(stats))
 }
 
 #[cfg(test)]

@@ -1,0 +1,36 @@
+//! `GET /{tenant}/api/v1/evidence?from=&to=[&seed=][&sample=]` (tenant API key; answers the
+//! zip of [`crate::evidence`]).
+
+use crate::evidence::{build, parse};
+use crate::http::error::ApiError;
+use crate::http::export::tenant_connection;
+use crate::http::state::AppState;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{header, HeaderMap, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/{tenant}/api/v1/evidence", get(evidence))
+}
+
+async fn evidence(
+    State(state): State<AppState>,
+    UrlPath(tenant): UrlPath<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let params: Vec<(String, String)> =
+        form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    let conn = tenant_connection(&state, &tenant, &headers).await?;
+    let request = parse(&tenant, &params).map_err(ApiError::bad_request)?;
+    let signer = state.signer.clone();
+    let zip =
+        tokio::task::spawn_blocking(move || build(&*conn, &signer.key, &signer.log_name, &request))
+            .await?
+            .map_err(|e| ApiError::new(axum::http::StatusCode::CONFLICT, format!("{e:#}")))?;
+    Ok(([(header::CONTENT_TYPE, "application/zip")], zip).into_response())
+}

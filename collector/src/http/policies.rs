@@ -1,0 +1,190 @@
+//! The policy history endpoints ([`crate::policies`]).
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::http::auth::IngestAuthorized;
+use crate::http::error::ApiError;
+use crate::http::export::tenant_connection;
+use crate::http::state::AppState;
+use crate::policies::diff::diff;
+use crate::policies::store::{self, PolicyVersion};
+use crate::policies::{check, history, history_csv, history_json, summary, Batch};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(acp_record::POLICY_PATH, post(receive))
+        .route("/{tenant}/api/v1/policies", get(list))
+        .route("/{tenant}/api/v1/policies/export", get(export))
+        .route("/{tenant}/api/v1/policies/{version}", get(show))
+        .route("/{tenant}/api/v1/policies/{version}/diff", get(show_diff))
+}
+
+async fn receive(
+    _: IngestAuthorized,
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let batch: Batch = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "body is not {{\"records\": [{{\"hash\", \"policy\"}}]}}: {e}"
+        ))
+    })?;
+    let checked = batch
+        .records
+        .iter()
+        .map(|p| check(p).map(|tenants| (tenants, &p.policy)))
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(|e| {
+            tracing::warn!(error = %e, "policy document refused");
+            ApiError::bad_request(e)
+        })?;
+    let items: Vec<(Vec<String>, Value)> =
+        checked.into_iter().map(|(t, p)| (t, p.clone())).collect();
+    let (db, signer) = (state.db.clone(), state.signer.clone());
+    let (accepted, duplicates) =
+        tokio::task::spawn_blocking(move || -> anyhow::Result<(usize, usize)> {
+            let conn = db.write()?;
+            let now = chrono::Utc::now().timestamp_millis();
+            let (mut accepted, mut duplicates) = (0, 0);
+            for (tenants, policy) in &items {
+                let new =
+                    store::insert(&*conn, &signer.key, &signer.log_name, tenants, policy, now)?;
+                for v in &new {
+                    tracing::info!(
+                        tenant = v.tenant,
+                        version = v.version,
+                        hash = v.hash,
+                        "new policy version"
+                    );
+                }
+                accepted += new.len();
+                duplicates += tenants.len() - new.len();
+            }
+            Ok((accepted, duplicates))
+        })
+        .await??;
+    Ok(Json(json!({"accepted": accepted, "duplicates": duplicates})).into_response())
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let conn = tenant_connection(&state, &tenant, &headers).await?;
+    let history = tokio::task::spawn_blocking(move || history(&*conn, &tenant)).await??;
+    let policies: Vec<Value> = history
+        .iter()
+        .rev()
+        .map(|(v, _, changes)| {
+            let mut s = summary(v);
+            s["changes"] = changes.iter().map(|c| c.path.clone()).collect();
+            s
+        })
+        .collect();
+    Ok(Json(json!({ "policies": policies })).into_response())
+}
+
+fn parse_version(text: &str) -> Result<u64, ApiError> {
+    text.parse().ok().filter(|v| *v >= 1).ok_or_else(|| {
+        ApiError::bad_request(format!("version {text:?}: expected an integer from 1"))
+    })
+}
+
+async fn load(
+    state: &AppState,
+    tenant: String,
+    headers: &HeaderMap,
+    versions: Vec<u64>,
+) -> Result<Vec<PolicyVersion>, ApiError> {
+    let conn = tenant_connection(state, &tenant, headers).await?;
+    tokio::task::spawn_blocking(move || {
+        versions
+            .into_iter()
+            .map(|n| {
+                store::get(&*conn, &tenant, n)?.ok_or_else(|| {
+                    ApiError::new(StatusCode::NOT_FOUND, format!("no policy version {n}"))
+                })
+            })
+            .collect()
+    })
+    .await?
+}
+
+async fn show(
+    State(state): State<AppState>,
+    Path((tenant, version)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let version = parse_version(&version)?;
+    let found = load(&state, tenant, &headers, vec![version]).await?;
+    let v = &found[0];
+    let mut body = summary(v);
+    body["policy"] = v.document_value()?;
+    Ok(Json(body).into_response())
+}
+
+/// The value of the only query parameter `name` allows (400 for any other).
+fn only_param(uri: &Uri, name: &str) -> Result<Option<String>, ApiError> {
+    let mut value = None;
+    for (key, v) in form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
+        if key != name || value.is_some() {
+            return Err(ApiError::bad_request(format!(
+                "invalid parameter `{key}`: expected `{name}` once"
+            )));
+        }
+        value = Some(v.into_owned());
+    }
+    Ok(value)
+}
+
+async fn show_diff(
+    State(state): State<AppState>,
+    Path((tenant, version)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let to = parse_version(&version)?;
+    let from = match only_param(&uri, "against")?.as_deref() {
+        Some(other) => parse_version(other)?,
+        None if to > 1 => to - 1,
+        None => {
+            return Err(ApiError::bad_request(
+                "version 1 has no version before it: give `against`",
+            ))
+        }
+    };
+    let found = load(&state, tenant, &headers, vec![from, to]).await?;
+    let changes = diff(&found[0].document_value()?, &found[1].document_value()?);
+    Ok(Json(json!({"from": from, "to": to, "changes": changes})).into_response())
+}
+
+async fn export(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let csv = match only_param(&uri, "format")?.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "invalid parameter `format`: {other:?}; expected json or csv"
+            )))
+        }
+    };
+    let conn = tenant_connection(&state, &tenant, &headers).await?;
+    let history = tokio::task::spawn_blocking(move || history(&*conn, &tenant)).await??;
+    Ok(if csv {
+        ([(header::CONTENT_TYPE, "text/csv")], history_csv(&history)?).into_response()
+    } else {
+        Json(history_json(&history)).into_response()
+    })
+}
