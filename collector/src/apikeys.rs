@@ -99,7 +99,7 @@ mod tests {
     #[test]
     fn create_list_revoke() {
         let dir = tempfile::tempdir().unwrap();
-        let conn = crate::store::open_rw(&dir.path().join("db")).unwrap();
+        let conn = crate::store::testing::open_rw(&dir.path().join("db"));
         let key = create(&conn, "org_a", Some("auditor")).unwrap();
         assert!(key.starts_with(KEY_SCHEME));
         assert_eq!(

@@ -14,15 +14,15 @@ use crate::http::router;
 use crate::http::state::AppState;
 use crate::ledger::signing::SigningKey;
 use crate::ledger::writer::Writer;
-use crate::ledger::{Ledger, Policy};
-use crate::store::Database;
+use crate::ledger::{Ledger, Policy, TreeBackfill};
+use crate::store::{Store, Tables};
 use crate::{policies, webhooks};
 
-/// Serves until SIGINT or SIGTERM, then finishes the requests in flight (and so their
-/// commits) and stops the writer. The caller keeps a clone of `db` and drops it outside the
-/// runtime (PostgreSQL clients close with a blocking call).
-pub async fn run(
-    db: Database,
+/// Runs `serve`: the blocking startup (the signing key, created and synced when missing; the
+/// schema; the ledger) before the runtime starts, then the service on it. `db` is dropped by
+/// the caller, outside the runtime (PostgreSQL clients close with a blocking call).
+pub fn serve(
+    db: &Store,
     signing_key: &Path,
     log_name: &str,
     webhook_allow_cidrs: webhooks::AllowList,
@@ -35,7 +35,8 @@ pub async fn run(
         .context(
             "the ingest token is required: pass --ingest-token, set ACP_INGEST_TOKEN \
          or set ingest_token in the --config file",
-        )?;
+        )?
+        .to_owned();
     let key = SigningKey::load_or_create(signing_key, log_name)?;
     let vkey = key.vkey().to_owned();
     let policy = Policy {
@@ -44,37 +45,46 @@ pub async fn run(
         retention_days: args.retention_days,
         tenant_retention_days: args.tenant_retention_days.clone(),
     };
-    // The database clients block: they run outside the async tasks.
-    let store = db.clone();
-    let (conn, ledger) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let conn = store.write()?;
-        let ledger = Ledger::load(&*conn, key, policy, chrono::Utc::now().timestamp_millis())?;
-        Ok((conn, ledger))
-    })
-    .await??;
+    db.create_schema(Tables::WithWebhooks, &mut TreeBackfill::default())?;
+    let conn = db.write()?;
+    let ledger = Ledger::load(&*conn, key, policy, chrono::Utc::now().timestamp_millis())?;
     let (writer, writer_thread) = Writer::start(db.clone(), conn, ledger)?;
-    let ticker = tokio::spawn(tick_every(
-        writer.clone(),
-        Duration::from_secs(args.checkpoint_interval),
-    ));
-    let hooks = webhooks::Settings {
-        allow: Arc::new(webhook_allow_cidrs),
-        retry: args.webhooks.retry(),
-    };
-    let deliveries = webhooks::spawn(db.clone(), hooks.clone())?;
+    let signer = policies::signer(SigningKey::load_or_create(signing_key, log_name)?, log_name);
     let state = AppState {
         db: db.clone(),
         writer,
-        ingest_token: Arc::new(IngestToken::new(token)),
-        signer: policies::signer(SigningKey::load_or_create(signing_key, log_name)?, log_name),
-        webhooks: hooks,
+        ingest_token: Arc::new(IngestToken::new(&token)),
+        signer,
+        webhooks: webhooks::Settings {
+            allow: Arc::new(webhook_allow_cidrs),
+            retry: args.webhooks.retry(),
+        },
     };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let served = runtime.block_on(run(state, writer_thread, &vkey, &args));
+    drop(runtime);
+    served
+}
+
+/// Serves until SIGINT or SIGTERM, then finishes the requests in flight (and so their
+/// commits) and stops the writer.
+async fn run(
+    state: AppState,
+    writer_thread: std::thread::JoinHandle<()>,
+    vkey: &str,
+    args: &ServeArgs,
+) -> anyhow::Result<()> {
+    let ticker = tokio::spawn(tick_every(
+        state.writer.clone(),
+        Duration::from_secs(args.checkpoint_interval),
+    ));
+    let deliveries = webhooks::spawn(state.db.clone(), state.webhooks.clone())?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     tracing::info!(
         listen = %listener.local_addr()?,
-        db = %db.describe(),
+        db = %state.db.describe(),
         max_body_bytes = args.max_body_bytes,
         signing_key = %vkey,
         "acp-collector started"

@@ -4,27 +4,20 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::cli::{ApikeyCommand, Cli, Command, KeyCommand};
+use crate::ledger::TreeBackfill;
 use crate::ledger::{checkpoints, signing, verify, verify_proof};
-use crate::store;
+use crate::store::{self, Tables};
 use crate::{apikeys, evidence, startup};
 
 /// Runs `cli`'s command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let key_path = cli.signing_key_path();
-    let database = || store::Database::open(&cli.db, cli.database_url.as_deref());
+    let database = || store::Store::open(&cli.db, cli.database_url.as_deref());
     match cli.command {
         Command::Serve(args) => {
-            let runtime = tokio::runtime::Runtime::new()?;
-            let allow = cli.webhook_allow_cidrs;
             let db = database()?;
-            let served = runtime.block_on(startup::run(
-                db.clone(),
-                &key_path,
-                &cli.log_name,
-                allow,
-                args,
-            ));
-            drop(runtime);
+            let served =
+                startup::serve(&db, &key_path, &cli.log_name, cli.webhook_allow_cidrs, args);
             drop(db);
             served
         }
@@ -54,7 +47,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn key(
-    database: impl FnOnce() -> anyhow::Result<store::Database>,
+    database: impl FnOnce() -> anyhow::Result<store::Store>,
     key_path: &Path,
     log_name: &str,
     command: KeyCommand,
@@ -74,7 +67,8 @@ fn key(
     Ok(())
 }
 
-fn apikey(db: &store::Database, command: ApikeyCommand) -> anyhow::Result<()> {
+fn apikey(db: &store::Store, command: ApikeyCommand) -> anyhow::Result<()> {
+    db.create_schema(Tables::Records, &mut TreeBackfill::default())?;
     let conn = db.write()?;
     let conn = &*conn;
     let mut out = std::io::stdout().lock();

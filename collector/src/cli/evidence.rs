@@ -5,10 +5,10 @@ use std::path::Path;
 use crate::cli::EvidenceArgs;
 use crate::evidence::{build, parse};
 use crate::ledger::signing::SigningKey;
-use crate::store::Database;
+use crate::store::Store;
 
 /// `acp-collector evidence`: writes the bundle to `--out`.
-pub fn run(db: &Database, key: &Path, log_name: &str, args: &EvidenceArgs) -> anyhow::Result<()> {
+pub fn run(db: &Store, key: &Path, log_name: &str, args: &EvidenceArgs) -> anyhow::Result<()> {
     let conn = db.read()?;
     let mut params = vec![
         ("from".to_owned(), args.from.clone()),

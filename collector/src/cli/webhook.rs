@@ -8,7 +8,8 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use crate::store::Database;
+use crate::ledger::TreeBackfill;
+use crate::store::{Store, Tables};
 use crate::webhooks::db;
 use crate::webhooks::delivery::RetryPolicy;
 use crate::webhooks::spec::RawSpec;
@@ -84,9 +85,11 @@ impl DeliveryArgs {
     }
 }
 
-pub fn run(database: &Database, allow: &AllowList, command: WebhookCommand) -> anyhow::Result<()> {
-    let conn =
-        db::open(database).with_context(|| format!("cannot open {}", database.describe()))?;
+pub fn run(database: &Store, allow: &AllowList, command: WebhookCommand) -> anyhow::Result<()> {
+    let conn = database
+        .create_schema(Tables::WithWebhooks, &mut TreeBackfill::default())
+        .and_then(|()| database.write())
+        .with_context(|| format!("cannot open {}", database.describe()))?;
     let conn = &*conn;
     let mut out = std::io::stdout().lock();
     let missing = |id: &str| anyhow::anyhow!("no webhook {id:?}");

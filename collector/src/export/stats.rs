@@ -318,7 +318,7 @@ mod tests {
     #[test]
     fn counts_by_bucket_result_user_tool_and_denial() {
         let dir = tempfile::tempdir().unwrap();
-        let conn = store::open_rw(&dir.path().join("db")).unwrap();
+        let conn = store::testing::open_rw(&dir.path().join("db"));
         let bob = json!({"sub": "auth0|bob", "email": null, "tool": "files.read"});
         store(
             &conn,
@@ -417,7 +417,7 @@ mod tests {
     #[test]
     fn every_query_uses_the_tenant_index() {
         let dir = tempfile::tempdir().unwrap();
-        let conn = store::open_rw(&dir.path().join("db")).unwrap();
+        let conn = store::testing::open_rw(&dir.path().join("db"));
         let filter = Filter {
             tenant: "t".into(),
             from: Some(0),

@@ -42,7 +42,7 @@ async fn with_tenant<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     drop(tenant_connection(state, tenant, headers).await?);
     let database = state.db.clone();
-    tokio::task::spawn_blocking(move || work(&*db::open(&database)?)).await?
+    tokio::task::spawn_blocking(move || work(&*database.write()?)).await?
 }
 
 fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {

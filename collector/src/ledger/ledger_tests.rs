@@ -14,7 +14,7 @@ use crate::ledger::{Ledger, Policy};
 use crate::policies;
 use crate::store::records::{self, Filter, NewRecord};
 use crate::store::testing::TestDatabase;
-use crate::store::{Conn, Database};
+use crate::store::{Conn, Store};
 
 const LOG: &str = "acp-test";
 const DAY_MS: i64 = 86_400_000;
@@ -71,7 +71,7 @@ pub(crate) fn writer(
 }
 
 /// The tree sizes of `tenant`'s checkpoints, after checking every record and checkpoint.
-fn verified(db: &Database, vkeys: &[String], tenant: &str) -> Vec<u64> {
+fn verified(db: &Store, vkeys: &[String], tenant: &str) -> Vec<u64> {
     let conn = db.read().unwrap();
     let trusted = Verifiers::new(vkeys.iter().map(String::as_str)).unwrap();
     crate::ledger::verify::verify_tenant(&*conn, &trusted, LOG, tenant).unwrap();

@@ -9,6 +9,7 @@
 //! the tree's size, latest checkpoint and expiry are read again, and the cached frontier is
 //! reused only when its size still matches (else it is read from the stored hashes).
 
+pub mod backfill;
 pub mod checkpoints;
 pub mod ingest;
 #[cfg(test)]
@@ -27,6 +28,7 @@ use crate::ledger::signing::SigningKey;
 use crate::store::records::{self, NewRecord};
 use crate::store::{Conn, ConnExt};
 use anyhow::Context;
+pub use backfill::TreeBackfill;
 use checkpoints::Expired;
 use merkle::{Frontier, StoredTree};
 

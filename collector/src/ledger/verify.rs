@@ -26,7 +26,7 @@ use crate::ledger::checkpoints::{self, Expired, StoredNote};
 use crate::ledger::merkle::{self, Frontier};
 use crate::ledger::signing::Verifiers;
 use crate::policies;
-use crate::store::{Conn, Database};
+use crate::store::{Conn, Store};
 
 /// What verified for one tenant.
 #[derive(Debug, Default, PartialEq)]
@@ -53,7 +53,7 @@ pub fn run(
         "no database at {}",
         db.display()
     );
-    let database = Database::open(db, url)?;
+    let database = Store::open(db, url)?;
     let conn = database.read().context("cannot open the database")?;
     let conn = &*conn;
     let vkeys = if public_keys.is_empty() {

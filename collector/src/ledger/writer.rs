@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::ledger::Ledger;
 use crate::store::records::NewRecord;
-use crate::store::{self, Conn, ConnExt, Database};
+use crate::store::{self, Conn, ConnExt, Store};
 
 /// Batches that may wait for the writer before senders are held back.
 const QUEUE_DEPTH: usize = 256;
@@ -42,7 +42,7 @@ pub enum WriteError {
     Stopped,
     /// The whole group was rolled back; nothing of the batch is stored.
     #[error("database write failed: {0}")]
-    Database(String),
+    Store(String),
 }
 
 enum Job {
@@ -61,10 +61,10 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn` (from `db`'s [`Database::write`], which also
+    /// Starts the writer thread on `conn` (from `db`'s [`Store::write`], which also
     /// replaces it once it is lost).
     pub fn start(
-        db: Database,
+        db: Store,
         conn: Connection,
         ledger: Ledger,
     ) -> std::io::Result<(Writer, std::thread::JoinHandle<()>)> {
@@ -94,7 +94,7 @@ impl Writer {
     }
 }
 
-fn run(db: Database, mut conn: Connection, mut ledger: Ledger, mut queue: mpsc::Receiver<Job>) {
+fn run(db: Store, mut conn: Connection, mut ledger: Ledger, mut queue: mpsc::Receiver<Job>) {
     let mut group = Vec::new();
     while let Some(job) = queue.blocking_recv() {
         let mut ticked = false;
@@ -142,7 +142,7 @@ fn write_group(
             let err = format!("{err:#}");
             tracing::warn!(batches = group.len(), records, error = err, "commit failed");
             for (_, reply) in group.drain(..) {
-                let _ = reply.send(Err(WriteError::Database(err.clone())));
+                let _ = reply.send(Err(WriteError::Store(err.clone())));
             }
         }
     }

@@ -9,9 +9,8 @@ mod pg;
 pub mod records;
 mod sqlite;
 
-pub use database::Database;
+pub use database::{Access, Store, StoreError, Tables};
 pub use pg::PgPool;
-pub use sqlite::{open_read, open_rw};
 
 /// A parameter of a query.
 #[derive(Debug, Clone, PartialEq)]

@@ -21,24 +21,8 @@ type Client = r2d2::PooledConnection<Manager>;
 const POOL_SIZE: u32 = 8;
 /// The advisory lock key of schema creation.
 const SCHEMA_LOCK: i64 = 0x4143_5000;
-const TRIGGERS: &str = include_str!("triggers.pg.sql");
-
-/// [`crate::store::records::TABLES`] (and the policy and webhook tables) in PostgreSQL's types: 64-bit integers, `BYTEA` blobs and an
-/// identity column for `seq` (SQLite's rowid).
-fn tables() -> String {
-    [
-        super::records::TABLES,
-        crate::policies::store::TABLE,
-        crate::webhooks::TABLES,
-    ]
-    .concat()
-    .replace(
-        "INTEGER PRIMARY KEY",
-        "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
-    )
-    .replace("INTEGER", "BIGINT")
-    .replace("BLOB", "BYTEA")
-}
+/// The tables, indexes and append-only triggers.
+const SCHEMA: &str = include_str!("schema/postgres.sql");
 
 impl ToSql for Value {
     fn to_sql(
@@ -81,8 +65,7 @@ impl PgPool {
         pool.get()?
             .transaction(|tx| {
                 tx.execute("SELECT pg_advisory_xact_lock(?1)", &[SCHEMA_LOCK.into()])?;
-                tx.execute_batch(&tables())?;
-                tx.execute_batch(TRIGGERS)
+                tx.execute_batch(SCHEMA)
             })
             .context("cannot create the PostgreSQL schema")?;
         Ok(pool)

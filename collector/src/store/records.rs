@@ -1,87 +1,18 @@
-//! SQLite storage: schema, connections and the export query.
+//! The records: inserting one and the export query. The schema is in `schema/`.
 //!
 //! `records` is append-only, enforced by the database itself: triggers abort every UPDATE, and
 //! every DELETE but that of records an expiry note covers (retention). `seq` (the rowid) is the
 //! arrival order; exports are ordered by `(ts, seq)`, which the `records_export` index serves.
 //! `tseq` is the record's gapless sequence number within its tenant, its leaf index in the
 //! tenant's Merkle tree, and `hashes` the tree hashes stored with it ([`crate::ledger::merkle`]).
-//! `checkpoints` and `expiries` hold the signed notes of [`crate::ledger::checkpoints`]. `json` is the canonical JSON of the validated record, returned
-//! verbatim by the export API. Writes go through [`crate::ledger::writer`]; reads open their own
+//! `checkpoints` and `expiries` hold the signed notes of [`crate::ledger::checkpoints`].
+//! `json` is the canonical JSON of the validated record, returned verbatim by the export API. Writes go through [`crate::ledger::writer`]; reads open their own
 //! connections, which WAL mode lets run beside the writer and the `apikey` subcommands.
 
 use acp_record::AuditRecord;
 use serde::Serialize;
 
 use super::{Conn, ConnExt, Value};
-
-/// The tables, in SQLite's types; [`crate::store::PgPool`] creates them in PostgreSQL's.
-pub const TABLES: &str = "
-CREATE TABLE IF NOT EXISTS records (
-    seq    INTEGER PRIMARY KEY,
-    id     TEXT    NOT NULL UNIQUE,
-    tenant TEXT    NOT NULL,
-    ts     INTEGER NOT NULL,
-    sub    TEXT,
-    email  TEXT,
-    tool   TEXT,
-    result TEXT    NOT NULL,
-    event  TEXT    NOT NULL,
-    json   TEXT    NOT NULL,
-    tseq   INTEGER NOT NULL,
-    hashes BLOB    NOT NULL
-);
-CREATE INDEX IF NOT EXISTS records_export ON records (tenant, ts, seq);
-CREATE UNIQUE INDEX IF NOT EXISTS records_tseq ON records (tenant, tseq);
-
-CREATE TABLE IF NOT EXISTS checkpoints (
-    tenant     TEXT    NOT NULL,
-    tree_size  INTEGER NOT NULL,
-    root       BLOB    NOT NULL,
-    created_ms INTEGER NOT NULL,
-    note       TEXT    NOT NULL,
-    PRIMARY KEY (tenant, tree_size)
-);
-CREATE TABLE IF NOT EXISTS expiries (
-    tenant     TEXT    NOT NULL,
-    from_seq   INTEGER NOT NULL,
-    to_seq     INTEGER NOT NULL,
-    tree_size  INTEGER NOT NULL,
-    cutoff_ms  INTEGER NOT NULL,
-    created_ms INTEGER NOT NULL,
-    note       TEXT    NOT NULL,
-    PRIMARY KEY (tenant, to_seq)
-);
-CREATE TABLE IF NOT EXISTS signing_keys (
-    vkey       TEXT    PRIMARY KEY,
-    created_ms INTEGER NOT NULL
-);
-
-CREATE TABLE IF NOT EXISTS api_keys (
-    prefix     TEXT    PRIMARY KEY,
-    hash       BLOB    NOT NULL UNIQUE,
-    tenant     TEXT    NOT NULL,
-    name       TEXT,
-    created_ms INTEGER NOT NULL,
-    revoked_ms INTEGER
-);
-";
-
-/// The append-only rules (PostgreSQL's are in `store/triggers.pg.sql`).
-pub const TRIGGERS: &str = "
-CREATE TRIGGER IF NOT EXISTS records_no_update BEFORE UPDATE ON records
-BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS records_no_delete BEFORE DELETE ON records
-WHEN NOT EXISTS (SELECT 1 FROM expiries WHERE tenant = OLD.tenant AND to_seq > OLD.tseq)
-BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS checkpoints_no_change BEFORE UPDATE ON checkpoints
-BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS checkpoints_no_delete BEFORE DELETE ON checkpoints
-BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS expiries_no_change BEFORE UPDATE ON expiries
-BEGIN SELECT RAISE(ABORT, 'expiry notes are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS expiries_no_delete BEFORE DELETE ON expiries
-BEGIN SELECT RAISE(ABORT, 'expiry notes are append-only'); END;
-";
 
 /// The JSON name of a unit enum variant (`Outcome::AuthFailed` → `auth_failed`).
 pub fn wire_name<T: Serialize>(value: &T) -> serde_json::Result<String> {
@@ -243,7 +174,7 @@ pub fn query_page(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::store::open_rw;
+    use crate::store::testing::open_rw;
     use serde_json::{json, Value};
 
     /// A valid `tool.call` record in the shape of the reference sample.
@@ -279,7 +210,7 @@ pub(crate) mod tests {
     #[test]
     fn append_only_and_ordered_by_timestamp_then_arrival() {
         let dir = tempfile::tempdir().unwrap();
-        let conn = open_rw(&dir.path().join("db")).unwrap();
+        let conn = open_rw(&dir.path().join("db"));
         let journal: String = conn
             .pragma_query_value(None, "journal_mode", |row| row.get(0))
             .unwrap();
@@ -320,7 +251,7 @@ pub(crate) mod tests {
     #[test]
     fn export_query_uses_the_index() {
         let dir = tempfile::tempdir().unwrap();
-        let conn = open_rw(&dir.path().join("db")).unwrap();
+        let conn = open_rw(&dir.path().join("db"));
         let plan: String = conn
             .query_row(
                 "EXPLAIN QUERY PLAN SELECT ts, seq, json FROM records WHERE tenant = 't'

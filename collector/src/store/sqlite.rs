@@ -7,14 +7,19 @@ use std::time::Duration;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params_from_iter, Connection, OpenFlags, ToSql};
 
-use super::{Backend, Conn, Row, Value};
+use super::migrate::Backfill;
+use super::{Backend, Conn, Row, Tables, Value};
 
 /// How long a connection waits for another one's lock before failing with `SQLITE_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Opens the database read-write (WAL, `synchronous=FULL`), creating the file and schema if needed.
+/// The schema ([`Tables::Records`]); the webhook tables are in their own file.
+const SCHEMA: &str = include_str!("schema/sqlite.sql");
+const WEBHOOK_TABLES: &str = include_str!("schema/sqlite-webhooks.sql");
+
+/// Opens the database read-write (WAL, `synchronous=FULL`), creating the file if needed.
 pub fn open_rw(path: &Path) -> anyhow::Result<Connection> {
-    let mut conn = Connection::open(path)?;
+    let conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     let mode: String =
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
@@ -24,14 +29,25 @@ pub fn open_rw(path: &Path) -> anyhow::Result<Connection> {
         path.display()
     );
     conn.pragma_update(None, "synchronous", "FULL")?;
-    super::migrate::add_tree_columns(&mut conn)?;
-    conn.execute_batch(super::records::TABLES)?;
-    conn.execute_batch(super::records::TRIGGERS)?;
-    crate::policies::store::create_schema(&conn)?;
     Ok(conn)
 }
 
-/// Opens a read-only connection to a database that [`open_rw`] has set up.
+/// Brings an older database up to date ([`super::migrate`]) and creates what is missing of
+/// the schema.
+pub fn create_schema(
+    conn: &mut Connection,
+    tables: Tables,
+    backfill: &mut dyn Backfill,
+) -> anyhow::Result<()> {
+    super::migrate::add_tree_columns(conn, backfill)?;
+    conn.execute_batch(SCHEMA)?;
+    if tables == Tables::WithWebhooks {
+        conn.execute_batch(WEBHOOK_TABLES)?;
+    }
+    Ok(())
+}
+
+/// Opens a read-only connection to a database whose schema [`create_schema`] has made.
 pub fn open_read(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,

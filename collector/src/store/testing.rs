@@ -3,14 +3,31 @@
 
 use std::path::PathBuf;
 
-use super::Database;
+use super::migrate::Backfill;
+use super::{sqlite, Store, Tables};
 
 /// Where `ACP_TEST_POSTGRES_URL` is read from.
 pub const POSTGRES_URL_VAR: &str = "ACP_TEST_POSTGRES_URL";
 
+/// For a new database, which has no older records to bring up to date.
+pub struct NoBackfill;
+
+impl Backfill for NoBackfill {
+    fn next(&mut self, _: &str, _: &[u8]) -> anyhow::Result<(u64, Vec<u8>)> {
+        anyhow::bail!("not an older database")
+    }
+}
+
+/// A read-write connection to a new SQLite file at `path`, with the schema.
+pub fn open_rw(path: &std::path::Path) -> rusqlite::Connection {
+    let mut conn = sqlite::open_rw(path).unwrap();
+    sqlite::create_schema(&mut conn, Tables::Records, &mut NoBackfill).unwrap();
+    conn
+}
+
 /// A throw-away store: a temporary SQLite file, or a PostgreSQL schema dropped afterwards.
 pub struct TestDatabase {
-    pub database: Database,
+    pub database: Store,
     /// The signing key files and the SQLite file live here.
     pub dir: tempfile::TempDir,
     schema: Option<(String, String)>,
@@ -19,7 +36,10 @@ pub struct TestDatabase {
 impl TestDatabase {
     pub fn sqlite() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let database = Database::open(&dir.path().join("audit.db"), None).unwrap();
+        let database = Store::open(&dir.path().join("audit.db"), None).unwrap();
+        database
+            .create_schema(Tables::WithWebhooks, &mut NoBackfill)
+            .unwrap();
         Self {
             database,
             dir,
@@ -40,7 +60,7 @@ impl TestDatabase {
             .unwrap();
         let url = schema_url(&server, &schema);
         let dir = tempfile::tempdir().unwrap();
-        let database = Database::open(&PathBuf::from("unused.db"), Some(&url)).unwrap();
+        let database = Store::open(&PathBuf::from("unused.db"), Some(&url)).unwrap();
         Some(Self {
             database,
             dir,

@@ -13,6 +13,5 @@ mod signature;
 pub mod spec;
 pub mod ssrf;
 
-pub use db::TABLES;
 pub use delivery::{spawn, Settings};
 pub use ssrf::{parse_allow_list, AllowList};
