@@ -1,14 +1,16 @@
 //! Bearer tokens: the shared ingest token of the filter. (Export API keys are in
 //! [`crate::apikeys`].)
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::apikeys;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
+use crate::store::Access;
 
 /// The token of an `Authorization: Bearer <token>` header (scheme name case-insensitive).
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -46,6 +48,45 @@ impl FromRequestParts<AppState> for IngestAuthorized {
                 Err(ApiError::unauthorized())
             }
         }
+    }
+}
+
+/// Proof that the request's bearer API key belongs to the `{tenant}` of its path (401 when
+/// the key is missing, unknown or revoked; 403 when it is another tenant's). Put it after the
+/// handler's `Path` extractor; a handler that answers some parameter errors before the key
+/// check takes `Result<TenantKey, ApiError>` and uses it after them.
+pub struct TenantKey;
+
+impl FromRequestParts<AppState> for TenantKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.body_text()))?;
+        let tenant = params
+            .iter()
+            .find(|(name, _)| *name == "tenant")
+            .map(|(_, value)| value.to_owned())
+            .ok_or_else(|| anyhow::anyhow!("no {{tenant}} in the route"))?;
+        let key = bearer(&parts.headers)
+            .ok_or_else(ApiError::unauthorized)?
+            .to_owned();
+        state
+            .db
+            .blocking(Access::Read, move |conn| {
+                match apikeys::tenant_of(conn, &key)? {
+                    None => Err(ApiError::unauthorized()),
+                    Some(owner) if owner != tenant => {
+                        tracing::warn!(tenant, owner, "export refused: key of another tenant");
+                        Err(ApiError::forbidden(
+                            "this API key is not valid for this tenant",
+                        ))
+                    }
+                    Some(_) => Ok(TenantKey),
+                }
+            })
+            .await
     }
 }
 

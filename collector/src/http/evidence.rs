@@ -2,11 +2,12 @@
 //! zip of [`crate::evidence`]).
 
 use crate::evidence::{build, parse};
+use crate::http::auth::TenantKey;
 use crate::http::error::ApiError;
-use crate::http::export::tenant_connection;
 use crate::http::state::AppState;
+use crate::store::Access;
 use axum::extract::{Path as UrlPath, State};
-use axum::http::{header, HeaderMap, Uri};
+use axum::http::{header, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -18,19 +19,21 @@ pub fn routes() -> Router<AppState> {
 async fn evidence(
     State(state): State<AppState>,
     UrlPath(tenant): UrlPath<String>,
+    _: TenantKey,
     uri: Uri,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let params: Vec<(String, String)> =
         form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
             .into_owned()
             .collect();
-    let conn = tenant_connection(&state, &tenant, &headers).await?;
     let request = parse(&tenant, &params).map_err(ApiError::bad_request)?;
     let signer = state.signer.clone();
-    let zip =
-        tokio::task::spawn_blocking(move || build(&*conn, &signer.key, &signer.log_name, &request))
-            .await?
-            .map_err(|e| ApiError::new(axum::http::StatusCode::CONFLICT, format!("{e:#}")))?;
+    let zip = state
+        .db
+        .blocking(Access::Read, move |conn| {
+            build(conn, &signer.key, &signer.log_name, &request)
+                .map_err(|e| ApiError::new(axum::http::StatusCode::CONFLICT, format!("{e:#}")))
+        })
+        .await?;
     Ok(([(header::CONTENT_TYPE, "application/zip")], zip).into_response())
 }

@@ -2,73 +2,54 @@
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, Uri};
+use axum::http::{header, HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::apikeys;
 use crate::export::{page, stream, ExportQuery};
-use crate::http::auth::bearer;
+use crate::http::auth::TenantKey;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
-use crate::store::Conn;
-
-/// A read connection for a request on `tenant`'s records.
-pub type ReadConn = Box<dyn Conn + Send>;
-
-/// A read connection for a request on `tenant`'s records, once the request's API key has been
-/// checked against that tenant.
-pub async fn tenant_connection(
-    state: &AppState,
-    tenant: &str,
-    headers: &HeaderMap,
-) -> Result<ReadConn, ApiError> {
-    let key = bearer(headers)
-        .ok_or_else(ApiError::unauthorized)?
-        .to_owned();
-    let db = state.db.clone();
-    let path_tenant = tenant.to_owned();
-    tokio::task::spawn_blocking(move || -> Result<ReadConn, ApiError> {
-        let conn = db.read()?;
-        match apikeys::tenant_of(&*conn, &key)? {
-            None => Err(ApiError::unauthorized()),
-            Some(owner) if owner != path_tenant => {
-                tracing::warn!(
-                    tenant = path_tenant,
-                    owner,
-                    "export refused: key of another tenant"
-                );
-                Err(ApiError::forbidden(
-                    "this API key is not valid for this tenant",
-                ))
-            }
-            Some(_) => Ok(conn),
-        }
-    })
-    .await?
-}
+use crate::store::Access;
 
 pub async fn export(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
+    _: TenantKey,
     uri: Uri,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let query = ExportQuery::parse(uri.query());
-    let conn = tenant_connection(&state, &tenant, &headers).await?;
     let mut query = query.map_err(|e| ApiError::bad_request(e.to_string()))?;
     query.filter.tenant = tenant;
 
     let format = query.format;
     let mut response = if query.streams() {
+        // The producer takes its connection and keeps it on its blocking thread; the answer
+        // starts once it has one (a 500 otherwise).
         let (chunks, body) = mpsc::channel(2);
-        tokio::task::spawn_blocking(move || stream(&*conn, &query, &chunks));
+        let (ready, connected) = oneshot::channel();
+        let db = state.db.clone();
+        tokio::task::spawn_blocking(move || match db.read() {
+            Ok(conn) => {
+                if ready.send(Ok(())).is_ok() {
+                    stream(&*conn, &query, &chunks);
+                }
+            }
+            Err(err) => {
+                let _ = ready.send(Err(err));
+            }
+        });
+        connected.await.map_err(anyhow::Error::from)??;
         Response::new(Body::from_stream(ReceiverStream::new(body)))
     } else {
         let path = uri.path().to_owned();
-        let (body, next) =
-            tokio::task::spawn_blocking(move || page(&*conn, &query, &path)).await??;
+        let (body, next) = state
+            .db
+            .blocking(Access::Read, move |conn| -> Result<_, ApiError> {
+                Ok(page(conn, &query, &path)?)
+            })
+            .await?;
         let mut response = body.into_response();
         if let Some(next) = next {
             let link = HeaderValue::try_from(format!("<{next}>; rel=\"next\""))?;

@@ -2,19 +2,19 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use crate::http::auth::IngestAuthorized;
+use crate::http::auth::{IngestAuthorized, TenantKey};
 use crate::http::error::ApiError;
-use crate::http::export::tenant_connection;
 use crate::http::state::AppState;
-use crate::policies::diff::diff;
+use crate::policies::diff::{diff, Change};
 use crate::policies::store::{self, PolicyVersion};
-use crate::policies::{check, history, history_csv, history_json, summary, Batch};
+use crate::policies::{self, check, history, history_csv, history_json, summary, Batch};
+use crate::store::Access;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -46,39 +46,23 @@ async fn receive(
         })?;
     let items: Vec<(Vec<String>, Value)> =
         checked.into_iter().map(|(t, p)| (t, p.clone())).collect();
-    let (db, signer) = (state.db.clone(), state.signer.clone());
-    let (accepted, duplicates) =
-        tokio::task::spawn_blocking(move || -> anyhow::Result<(usize, usize)> {
-            let conn = db.write()?;
+    let signer = state.signer.clone();
+    let (accepted, duplicates) = state
+        .db
+        .blocking(Access::Write, move |conn| -> Result<_, ApiError> {
             let now = chrono::Utc::now().timestamp_millis();
-            let (mut accepted, mut duplicates) = (0, 0);
-            for (tenants, policy) in &items {
-                let new =
-                    store::insert(&*conn, &signer.key, &signer.log_name, tenants, policy, now)?;
-                for v in &new {
-                    tracing::info!(
-                        tenant = v.tenant,
-                        version = v.version,
-                        hash = v.hash,
-                        "new policy version"
-                    );
-                }
-                accepted += new.len();
-                duplicates += tenants.len() - new.len();
-            }
-            Ok((accepted, duplicates))
+            Ok(policies::store_batch(conn, &signer, &items, now)?)
         })
-        .await??;
+        .await?;
     Ok(Json(json!({"accepted": accepted, "duplicates": duplicates})).into_response())
 }
 
 async fn list(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
-    headers: HeaderMap,
+    _: TenantKey,
 ) -> Result<Response, ApiError> {
-    let conn = tenant_connection(&state, &tenant, &headers).await?;
-    let history = tokio::task::spawn_blocking(move || history(&*conn, &tenant)).await??;
+    let history = tenant_history(&state, tenant).await?;
     let policies: Vec<Value> = history
         .iter()
         .rev()
@@ -97,33 +81,46 @@ fn parse_version(text: &str) -> Result<u64, ApiError> {
     })
 }
 
+async fn tenant_history(
+    state: &AppState,
+    tenant: String,
+) -> Result<Vec<(PolicyVersion, Value, Vec<Change>)>, ApiError> {
+    state
+        .db
+        .blocking(Access::Read, move |conn| -> Result<_, ApiError> {
+            Ok(history(conn, &tenant)?)
+        })
+        .await
+}
+
 async fn load(
     state: &AppState,
     tenant: String,
-    headers: &HeaderMap,
     versions: Vec<u64>,
 ) -> Result<Vec<PolicyVersion>, ApiError> {
-    let conn = tenant_connection(state, &tenant, headers).await?;
-    tokio::task::spawn_blocking(move || {
-        versions
-            .into_iter()
-            .map(|n| {
-                store::get(&*conn, &tenant, n)?.ok_or_else(|| {
-                    ApiError::new(StatusCode::NOT_FOUND, format!("no policy version {n}"))
+    state
+        .db
+        .blocking(Access::Read, move |conn| {
+            versions
+                .into_iter()
+                .map(|n| {
+                    store::get(conn, &tenant, n)?.ok_or_else(|| {
+                        ApiError::new(StatusCode::NOT_FOUND, format!("no policy version {n}"))
+                    })
                 })
-            })
-            .collect()
-    })
-    .await?
+                .collect()
+        })
+        .await
 }
 
 async fn show(
     State(state): State<AppState>,
     Path((tenant, version)): Path<(String, String)>,
-    headers: HeaderMap,
+    key: Result<TenantKey, ApiError>,
 ) -> Result<Response, ApiError> {
     let version = parse_version(&version)?;
-    let found = load(&state, tenant, &headers, vec![version]).await?;
+    key?;
+    let found = load(&state, tenant, vec![version]).await?;
     let v = &found[0];
     let mut body = summary(v);
     body["policy"] = v.document_value()?;
@@ -147,8 +144,8 @@ fn only_param(uri: &Uri, name: &str) -> Result<Option<String>, ApiError> {
 async fn show_diff(
     State(state): State<AppState>,
     Path((tenant, version)): Path<(String, String)>,
+    key: Result<TenantKey, ApiError>,
     uri: Uri,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let to = parse_version(&version)?;
     let from = match only_param(&uri, "against")?.as_deref() {
@@ -160,7 +157,8 @@ async fn show_diff(
             ))
         }
     };
-    let found = load(&state, tenant, &headers, vec![from, to]).await?;
+    key?;
+    let found = load(&state, tenant, vec![from, to]).await?;
     let changes = diff(&found[0].document_value()?, &found[1].document_value()?);
     Ok(Json(json!({"from": from, "to": to, "changes": changes})).into_response())
 }
@@ -168,8 +166,8 @@ async fn show_diff(
 async fn export(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
+    key: Result<TenantKey, ApiError>,
     uri: Uri,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let csv = match only_param(&uri, "format")?.as_deref() {
         None | Some("json") => false,
@@ -180,8 +178,8 @@ async fn export(
             )))
         }
     };
-    let conn = tenant_connection(&state, &tenant, &headers).await?;
-    let history = tokio::task::spawn_blocking(move || history(&*conn, &tenant)).await??;
+    key?;
+    let history = tenant_history(&state, tenant).await?;
     Ok(if csv {
         ([(header::CONTENT_TYPE, "text/csv")], history_csv(&history)?).into_response()
     } else {

@@ -16,17 +16,18 @@
 //! `"auditPath": null` until the next checkpoint.
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use tlog_tiles::tlog::{self, Hash};
 
+use crate::http::auth::TenantKey;
 use crate::http::error::ApiError;
-use crate::http::export::tenant_connection;
 use crate::http::state::AppState;
 use crate::ledger::checkpoints;
 use crate::ledger::merkle::StoredTree;
+use crate::store::Access;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -39,11 +40,14 @@ struct LatestCheckpoint {
 pub async fn latest_checkpoint(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
-    headers: HeaderMap,
+    _: TenantKey,
 ) -> Result<Response, ApiError> {
-    let conn = tenant_connection(&state, &tenant, &headers).await?;
-    let latest =
-        tokio::task::spawn_blocking(move || checkpoints::latest(&*conn, &tenant)).await??;
+    let latest = state
+        .db
+        .blocking(Access::Read, move |conn| -> Result<_, ApiError> {
+            Ok(checkpoints::latest(conn, &tenant)?)
+        })
+        .await?;
     let latest = latest
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no checkpoint has been signed yet"))?;
     let root = latest.note.lines().nth(2).unwrap_or_default().to_owned();
@@ -65,38 +69,39 @@ struct Consistency {
 pub async fn consistency(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
+    _: TenantKey,
     uri: Uri,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let conn = tenant_connection(&state, &tenant, &headers).await?;
     let (from, to) = consistency_params(uri.query())?;
-    let proof = tokio::task::spawn_blocking(move || -> Result<Consistency, ApiError> {
-        let latest = checkpoints::latest(&*conn, &tenant)?.map_or(0, |c| c.tree_size);
-        let to = to.unwrap_or(latest);
-        if !(1..=to).contains(&from) || to > latest {
-            return Err(ApiError::bad_request(format!(
+    let proof = state
+        .db
+        .blocking(Access::Read, move |conn| -> Result<Consistency, ApiError> {
+            let latest = checkpoints::latest(conn, &tenant)?.map_or(0, |c| c.tree_size);
+            let to = to.unwrap_or(latest);
+            if !(1..=to).contains(&from) || to > latest {
+                return Err(ApiError::bad_request(format!(
                 "need 1 <= from <= to <= {latest} (the latest checkpoint); got from={from}, to={to}"
             )));
-        }
-        let expired = checkpoints::latest_expired(&*conn, &tenant)?;
-        if let Some(expired) = expired.as_ref().filter(|e| from < e.to) {
-            return Err(ApiError::new(
-                StatusCode::GONE,
-                format!(
-                    "records before seq {} have expired; from must be at least that",
-                    expired.to
-                ),
-            ));
-        }
-        let tree = StoredTree::new(&*conn, &tenant, expired.map(|e| e.frontier));
-        let proof = tlog::prove_tree(to, from, &tree)?;
-        Ok(Consistency {
-            from,
-            to,
-            proof: proof.iter().map(Hash::to_string).collect(),
+            }
+            let expired = checkpoints::latest_expired(conn, &tenant)?;
+            if let Some(expired) = expired.as_ref().filter(|e| from < e.to) {
+                return Err(ApiError::new(
+                    StatusCode::GONE,
+                    format!(
+                        "records before seq {} have expired; from must be at least that",
+                        expired.to
+                    ),
+                ));
+            }
+            let tree = StoredTree::new(conn, &tenant, expired.map(|e| e.frontier));
+            let proof = tlog::prove_tree(to, from, &tree)?;
+            Ok(Consistency {
+                from,
+                to,
+                proof: proof.iter().map(Hash::to_string).collect(),
+            })
         })
-    })
-    .await??;
+        .await?;
     Ok(Json(proof).into_response())
 }
 
@@ -123,11 +128,12 @@ fn consistency_params(query: Option<&str>) -> Result<(u64, Option<u64>), ApiErro
 }
 
 pub async fn signing_keys(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let db = state.db.clone();
-    let keys = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
-        checkpoints::keys(&*db.read()?)
-    })
-    .await??;
+    let keys = state
+        .db
+        .blocking(Access::Read, |conn| -> Result<_, ApiError> {
+            Ok(checkpoints::keys(conn)?)
+        })
+        .await?;
     let body: String = keys.iter().map(|k| format!("{k}\n")).collect();
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response())
 }

@@ -5,7 +5,7 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -13,10 +13,10 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::http::auth::TenantKey;
 use crate::http::error::ApiError;
-use crate::http::export::tenant_connection;
 use crate::http::state::AppState;
-use crate::store::Conn;
+use crate::store::{Access, Conn};
 use crate::webhooks::db::{self, View, Webhook};
 use crate::webhooks::spec::RawSpec;
 
@@ -32,17 +32,13 @@ pub fn routes() -> Router<AppState> {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
-/// Runs `work` on a read-write connection once the key has been checked against `tenant`
-/// (before the body is even parsed).
+/// Runs `work` on a read-write connection (the handlers' [`TenantKey`] has checked the key
+/// against the tenant before the body is even parsed).
 async fn with_tenant<T: Send + 'static>(
     state: &AppState,
-    tenant: &str,
-    headers: &HeaderMap,
     work: impl FnOnce(&dyn Conn) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    drop(tenant_connection(state, tenant, headers).await?);
-    let database = state.db.clone();
-    tokio::task::spawn_blocking(move || work(&*database.write()?)).await?
+    state.db.blocking(Access::Write, work).await
 }
 
 fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
@@ -66,12 +62,12 @@ fn owned(conn: &dyn Conn, tenant: &str, id: &str) -> Result<Webhook, ApiError> {
 async fn create(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
-    headers: HeaderMap,
+    _: TenantKey,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let allow = state.webhooks.allow.clone();
     let owner = tenant.clone();
-    let (view, secret) = with_tenant(&state, &tenant, &headers, move |conn| {
+    let (view, secret) = with_tenant(&state, move |conn| {
         let raw: RawSpec = parse_body(body)?;
         let spec = raw.validate(&allow).map_err(ApiError::bad_request)?;
         allow
@@ -90,10 +86,10 @@ async fn create(
 async fn list(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
-    headers: HeaderMap,
+    _: TenantKey,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let owner = tenant.clone();
-    let views = with_tenant(&state, &tenant, &headers, move |conn| {
+    let views = with_tenant(&state, move |conn| {
         db::list(conn, Some(&owner))?
             .iter()
             .map(|hook| Ok(db::view(conn, hook)?))
@@ -106,10 +102,10 @@ async fn list(
 async fn show(
     State(state): State<AppState>,
     Path((tenant, id)): Path<(String, String)>,
-    headers: HeaderMap,
+    _: TenantKey,
 ) -> Result<Json<View>, ApiError> {
     let owner = tenant.clone();
-    with_tenant(&state, &tenant, &headers, move |conn| {
+    with_tenant(&state, move |conn| {
         Ok(db::view(conn, &owned(conn, &owner, &id)?)?)
     })
     .await
@@ -119,10 +115,10 @@ async fn show(
 async fn remove(
     State(state): State<AppState>,
     Path((tenant, id)): Path<(String, String)>,
-    headers: HeaderMap,
+    _: TenantKey,
 ) -> Result<StatusCode, ApiError> {
     let owner = tenant.clone();
-    with_tenant(&state, &tenant, &headers, move |conn| {
+    with_tenant(&state, move |conn| {
         owned(conn, &owner, &id)?;
         db::delete(conn, &id)?;
         Ok(StatusCode::NO_CONTENT)
@@ -133,10 +129,10 @@ async fn remove(
 async fn enable(
     State(state): State<AppState>,
     Path((tenant, id)): Path<(String, String)>,
-    headers: HeaderMap,
+    _: TenantKey,
 ) -> Result<Json<View>, ApiError> {
     let owner = tenant.clone();
-    with_tenant(&state, &tenant, &headers, move |conn| {
+    with_tenant(&state, move |conn| {
         owned(conn, &owner, &id)?;
         db::enable(conn, &id)?;
         Ok(db::view(conn, &owned(conn, &owner, &id)?)?)
@@ -154,11 +150,11 @@ struct ReplayRequest {
 async fn replay(
     State(state): State<AppState>,
     Path((tenant, id)): Path<(String, String)>,
-    headers: HeaderMap,
+    _: TenantKey,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<View>, ApiError> {
     let owner = tenant.clone();
-    with_tenant(&state, &tenant, &headers, move |conn| {
+    with_tenant(&state, move |conn| {
         let request: ReplayRequest = parse_body(body)?;
         owned(conn, &owner, &id)?;
         db::replay(conn, &id, request.from_seq)?;

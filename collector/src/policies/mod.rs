@@ -79,6 +79,31 @@ pub fn check(posted: &Posted) -> Result<Vec<String>, String> {
         .collect()
 }
 
+/// Stores each checked document (with the tenants it applies to) as a new version of each of
+/// its tenants that does not have it yet; returns the numbers of new versions and duplicates.
+pub fn store_batch(
+    conn: &dyn Conn,
+    signer: &Signer,
+    items: &[(Vec<String>, Value)],
+    now: i64,
+) -> anyhow::Result<(usize, usize)> {
+    let (mut accepted, mut duplicates) = (0, 0);
+    for (tenants, policy) in items {
+        let new = store::insert(conn, &signer.key, &signer.log_name, tenants, policy, now)?;
+        for v in &new {
+            tracing::info!(
+                tenant = v.tenant,
+                version = v.version,
+                hash = v.hash,
+                "new policy version"
+            );
+        }
+        accepted += new.len();
+        duplicates += tenants.len() - new.len();
+    }
+    Ok((accepted, duplicates))
+}
+
 /// Each version of `tenant`, oldest first, with its changes from the version before.
 pub fn history(
     conn: &dyn Conn,
