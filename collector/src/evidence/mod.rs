@@ -86,6 +86,17 @@ fn pretty(value: &Value) -> anyhow::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Why no bundle is made.
+#[derive(Debug, thiserror::Error)]
+pub enum EvidenceError {
+    /// The period, seed or sample asked for.
+    #[error("{0}")]
+    Request(String),
+    /// The store cannot back the bundle (e.g. no checkpoint covers the period).
+    #[error("{0:#}")]
+    Build(anyhow::Error),
+}
+
 /// Builds the bundle (zip bytes).
 pub fn build(
     conn: &dyn Conn,

@@ -1,7 +1,7 @@
 //! `GET /{tenant}/api/v1/evidence?from=&to=[&seed=][&sample=]` (tenant API key; answers the
 //! zip of [`crate::evidence`]).
 
-use crate::evidence::{build, parse};
+use crate::evidence::{build, parse, EvidenceError};
 use crate::http::auth::TenantKey;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
@@ -26,13 +26,13 @@ async fn evidence(
         form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
             .into_owned()
             .collect();
-    let request = parse(&tenant, &params).map_err(ApiError::bad_request)?;
+    let request = parse(&tenant, &params).map_err(EvidenceError::Request)?;
     let signer = state.signer.clone();
     let zip = state
         .db
         .blocking(Access::Read, move |conn| {
-            build(conn, &signer.key, &signer.log_name, &request)
-                .map_err(|e| ApiError::new(axum::http::StatusCode::CONFLICT, format!("{e:#}")))
+            let zip = build(conn, &signer.key, &signer.log_name, &request);
+            Ok::<_, ApiError>(zip.map_err(EvidenceError::Build)?)
         })
         .await?;
     Ok(([(header::CONTENT_TYPE, "application/zip")], zip).into_response())

@@ -20,7 +20,7 @@ pub async fn export(
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let query = ExportQuery::parse(uri.query());
-    let mut query = query.map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let mut query = query?;
     query.filter.tenant = tenant;
 
     let format = query.format;

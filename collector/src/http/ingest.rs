@@ -41,7 +41,7 @@ pub async fn ingest(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|r| ApiError::new(r.status(), r.body_text()))?;
+    let body = body?;
     let batch: IngestBatch = serde_json::from_slice(&body).map_err(|e| {
         tracing::warn!(error = %e, "ingest refused: body is not a batch");
         ApiError::bad_request(format!("body is not a batch {{\"records\": [...]}}: {e}"))

@@ -2,7 +2,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode, Uri};
+use axum::http::{header, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -12,8 +12,8 @@ use crate::http::auth::{IngestAuthorized, TenantKey};
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::policies::diff::{diff, Change};
-use crate::policies::store::{self, PolicyVersion};
-use crate::policies::{self, check, history, history_csv, history_json, summary, Batch};
+use crate::policies::store::PolicyVersion;
+use crate::policies::{self, history, history_csv, history_json, summary};
 use crate::store::Access;
 
 pub fn routes() -> Router<AppState> {
@@ -30,22 +30,7 @@ async fn receive(
     State(state): State<AppState>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let batch: Batch = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "body is not {{\"records\": [{{\"hash\", \"policy\"}}]}}: {e}"
-        ))
-    })?;
-    let checked = batch
-        .records
-        .iter()
-        .map(|p| check(p).map(|tenants| (tenants, &p.policy)))
-        .collect::<Result<Vec<_>, String>>()
-        .map_err(|e| {
-            tracing::warn!(error = %e, "policy document refused");
-            ApiError::bad_request(e)
-        })?;
-    let items: Vec<(Vec<String>, Value)> =
-        checked.into_iter().map(|(t, p)| (t, p.clone())).collect();
+    let items = policies::parse_batch(&body)?;
     let signer = state.signer.clone();
     let (accepted, duplicates) = state
         .db
@@ -101,14 +86,7 @@ async fn load(
     state
         .db
         .blocking(Access::Read, move |conn| {
-            versions
-                .into_iter()
-                .map(|n| {
-                    store::get(conn, &tenant, n)?.ok_or_else(|| {
-                        ApiError::new(StatusCode::NOT_FOUND, format!("no policy version {n}"))
-                    })
-                })
-                .collect()
+            Ok::<_, ApiError>(policies::versions(conn, &tenant, versions)?)
         })
         .await
 }

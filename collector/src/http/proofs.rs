@@ -16,17 +16,16 @@
 //! `"auditPath": null` until the next checkpoint.
 
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode, Uri};
+use axum::http::{header, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
-use tlog_tiles::tlog::{self, Hash};
+use tlog_tiles::tlog::Hash;
 
 use crate::http::auth::TenantKey;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
-use crate::ledger::checkpoints;
-use crate::ledger::merkle::StoredTree;
+use crate::ledger::{checkpoints, proofs};
 use crate::store::Access;
 
 #[derive(Serialize)]
@@ -45,11 +44,9 @@ pub async fn latest_checkpoint(
     let latest = state
         .db
         .blocking(Access::Read, move |conn| -> Result<_, ApiError> {
-            Ok(checkpoints::latest(conn, &tenant)?)
+            Ok(proofs::latest_checkpoint(conn, &tenant)?)
         })
         .await?;
-    let latest = latest
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no checkpoint has been signed yet"))?;
     let root = latest.note.lines().nth(2).unwrap_or_default().to_owned();
     Ok(Json(LatestCheckpoint {
         tree_size: latest.tree_size,
@@ -73,35 +70,17 @@ pub async fn consistency(
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let (from, to) = consistency_params(uri.query())?;
-    let proof = state
+    let (to, proof) = state
         .db
-        .blocking(Access::Read, move |conn| -> Result<Consistency, ApiError> {
-            let latest = checkpoints::latest(conn, &tenant)?.map_or(0, |c| c.tree_size);
-            let to = to.unwrap_or(latest);
-            if !(1..=to).contains(&from) || to > latest {
-                return Err(ApiError::bad_request(format!(
-                "need 1 <= from <= to <= {latest} (the latest checkpoint); got from={from}, to={to}"
-            )));
-            }
-            let expired = checkpoints::latest_expired(conn, &tenant)?;
-            if let Some(expired) = expired.as_ref().filter(|e| from < e.to) {
-                return Err(ApiError::new(
-                    StatusCode::GONE,
-                    format!(
-                        "records before seq {} have expired; from must be at least that",
-                        expired.to
-                    ),
-                ));
-            }
-            let tree = StoredTree::new(conn, &tenant, expired.map(|e| e.frontier));
-            let proof = tlog::prove_tree(to, from, &tree)?;
-            Ok(Consistency {
-                from,
-                to,
-                proof: proof.iter().map(Hash::to_string).collect(),
-            })
+        .blocking(Access::Read, move |conn| -> Result<_, ApiError> {
+            Ok(proofs::consistency_proof(conn, &tenant, from, to)?)
         })
         .await?;
+    let proof = Consistency {
+        from,
+        to,
+        proof: proof.iter().map(Hash::to_string).collect(),
+    };
     Ok(Json(proof).into_response())
 }
 

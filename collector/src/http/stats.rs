@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::Uri;
 use axum::Json;
 
-use crate::export::stats::{compute, Stats, StatsError, StatsQuery};
+use crate::export::stats::{compute, Stats, StatsQuery};
 use crate::http::auth::TenantKey;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
@@ -17,15 +17,12 @@ pub async fn stats(
     uri: Uri,
 ) -> Result<Json<Stats>, ApiError> {
     let query = StatsQuery::parse(uri.query());
-    let mut query = query.map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let mut query = query?;
     query.filter.tenant = tenant;
     let stats = state
         .db
         .blocking(Access::Read, move |conn| {
-            compute(conn, &query).map_err(|e| match e {
-                StatsError::Param(e) => ApiError::bad_request(e.to_string()),
-                StatsError::Store(e) => ApiError::from(e),
-            })
+            Ok::<_, ApiError>(compute(conn, &query)?)
         })
         .await?;
     Ok(Json(stats))

@@ -19,6 +19,7 @@ use crate::http::state::AppState;
 use crate::store::{Access, Conn};
 use crate::webhooks::db::{self, View, Webhook};
 use crate::webhooks::spec::RawSpec;
+use crate::webhooks::WebhookError;
 
 /// Largest create or replay body.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -42,21 +43,14 @@ async fn with_tenant<T: Send + 'static>(
 }
 
 fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
-    let body = body.map_err(|err| ApiError::new(err.status(), err.body_text()))?;
+    let body = body?;
     let mut de = serde_json::Deserializer::from_slice(&body);
     serde_path_to_error::deserialize(&mut de)
         .map_err(|err| ApiError::bad_request(format!("invalid request body: {err}")))
 }
 
-fn not_found(id: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        format!("no webhook {id:?} in this tenant"),
-    )
-}
-
-fn owned(conn: &dyn Conn, tenant: &str, id: &str) -> Result<Webhook, ApiError> {
-    db::get(conn, tenant, id)?.ok_or_else(|| not_found(id))
+fn owned(conn: &dyn Conn, tenant: &str, id: &str) -> Result<Webhook, WebhookError> {
+    db::get(conn, tenant, id)?.ok_or_else(|| WebhookError::NotFound(id.to_owned()))
 }
 
 async fn create(
@@ -69,16 +63,15 @@ async fn create(
     let owner = tenant.clone();
     let (view, secret) = with_tenant(&state, move |conn| {
         let raw: RawSpec = parse_body(body)?;
-        let spec = raw.validate(&allow).map_err(ApiError::bad_request)?;
+        let spec = raw.validate(&allow).map_err(WebhookError::Invalid)?;
         allow
             .check_url_resolved(&spec.url)
-            .map_err(ApiError::bad_request)?;
-        let hook = db::create(conn, &owner, &spec)
-            .map_err(|e| ApiError::new(StatusCode::CONFLICT, format!("{e:#}")))?;
+            .map_err(WebhookError::Invalid)?;
+        let hook = db::create(conn, &owner, &spec).map_err(WebhookError::Conflict)?;
         Ok((db::view(conn, &hook)?, hook.secret))
     })
     .await?;
-    let mut body = serde_json::to_value(view).map_err(anyhow::Error::from)?;
+    let mut body = serde_json::to_value(view)?;
     body["secret"] = secret.into();
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }

@@ -114,3 +114,43 @@ impl<'a> Prover<'a> {
         Ok(out)
     }
 }
+
+/// Why a checkpoint or consistency proof cannot be given.
+#[derive(Debug, thiserror::Error)]
+pub enum ProofError {
+    #[error("no checkpoint has been signed yet")]
+    NoCheckpoint,
+    #[error("need 1 <= from <= to <= {latest} (the latest checkpoint); got from={from}, to={to}")]
+    OutOfRange { latest: u64, from: u64, to: u64 },
+    #[error("records before seq {to} have expired; from must be at least that")]
+    Expired { to: u64 },
+    #[error(transparent)]
+    Store(#[from] anyhow::Error),
+}
+
+/// The latest signed checkpoint of `tenant`.
+pub fn latest_checkpoint(conn: &dyn Conn, tenant: &str) -> Result<StoredNote, ProofError> {
+    checkpoints::latest(conn, tenant)?.ok_or(ProofError::NoCheckpoint)
+}
+
+/// The consistency proof of `tenant`'s tree from size `from` to size `to` (default: the latest
+/// checkpoint's); returns `to` and the proof.
+pub fn consistency_proof(
+    conn: &dyn Conn,
+    tenant: &str,
+    from: u64,
+    to: Option<u64>,
+) -> Result<(u64, Vec<Hash>), ProofError> {
+    let latest = checkpoints::latest(conn, tenant)?.map_or(0, |c| c.tree_size);
+    let to = to.unwrap_or(latest);
+    if !(1..=to).contains(&from) || to > latest {
+        return Err(ProofError::OutOfRange { latest, from, to });
+    }
+    let expired = checkpoints::latest_expired(conn, tenant)?;
+    if let Some(expired) = expired.as_ref().filter(|e| from < e.to) {
+        return Err(ProofError::Expired { to: expired.to });
+    }
+    let tree = StoredTree::new(conn, tenant, expired.map(|e| e.frontier));
+    let proof = tlog::prove_tree(to, from, &tree).map_err(anyhow::Error::from)?;
+    Ok((to, proof))
+}

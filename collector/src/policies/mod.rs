@@ -79,6 +79,50 @@ pub fn check(posted: &Posted) -> Result<Vec<String>, String> {
         .collect()
 }
 
+/// Why a policy request is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The posted body is not a batch of documents.
+    #[error("body is not {{\"records\": [{{\"hash\", \"policy\"}}]}}: {0}")]
+    Body(String),
+    /// A document's hash or tenants.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no policy version {0}")]
+    NoVersion(u64),
+    #[error(transparent)]
+    Store(#[from] anyhow::Error),
+}
+
+/// The documents of a posted batch, each with the tenants it applies to, once every hash is
+/// checked.
+pub fn parse_batch(body: &[u8]) -> Result<Vec<(Vec<String>, Value)>, PolicyError> {
+    let batch: Batch =
+        serde_json::from_slice(body).map_err(|e| PolicyError::Body(e.to_string()))?;
+    let checked = batch
+        .records
+        .iter()
+        .map(|p| check(p).map(|tenants| (tenants, &p.policy)))
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(|e| {
+            tracing::warn!(error = %e, "policy document refused");
+            PolicyError::Invalid(e)
+        })?;
+    Ok(checked.into_iter().map(|(t, p)| (t, p.clone())).collect())
+}
+
+/// The given versions of `tenant`, in order.
+pub fn versions(
+    conn: &dyn Conn,
+    tenant: &str,
+    versions: Vec<u64>,
+) -> Result<Vec<PolicyVersion>, PolicyError> {
+    versions
+        .into_iter()
+        .map(|n| store::get(conn, tenant, n)?.ok_or(PolicyError::NoVersion(n)))
+        .collect()
+}
+
 /// Stores each checked document (with the tenants it applies to) as a new version of each of
 /// its tenants that does not have it yet; returns the numbers of new versions and duplicates.
 pub fn store_batch(

@@ -15,3 +15,19 @@ pub mod ssrf;
 
 pub use delivery::{spawn, Settings};
 pub use ssrf::{parse_allow_list, AllowList};
+
+/// Why a webhook request is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    /// The endpoint's settings or URL.
+    #[error("{0}")]
+    Invalid(String),
+    /// The endpoint cannot be created (the tenant has too many).
+    #[error("{0:#}")]
+    Conflict(anyhow::Error),
+    /// No such endpoint in the tenant.
+    #[error("no webhook {0:?} in this tenant")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] anyhow::Error),
+}
