@@ -8,6 +8,7 @@ pub mod export;
 pub mod http;
 pub mod ledger;
 pub mod policies;
+pub mod settings;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

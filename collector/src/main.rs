@@ -17,9 +17,9 @@ fn main() -> ExitCode {
 }
 
 fn run() -> anyhow::Result<()> {
-    let cli = cli::config::parse_cli()?;
-    if let Command::Serve(args) = &cli.command {
-        telemetry::init_logging(args.log_format);
+    let (settings, command) = cli::load()?;
+    if let Command::Serve(args) = &command {
+        telemetry::init_logging(args.log_format.into());
     }
-    cli::run(cli)
+    cli::run(settings, command)
 }

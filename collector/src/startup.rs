@@ -1,6 +1,5 @@
 //! Starting and stopping the HTTP service.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,42 +7,28 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::cli::ServeArgs;
 use crate::http::auth::IngestToken;
 use crate::http::router;
 use crate::http::state::AppState;
 use crate::ledger::signing::SigningKey;
 use crate::ledger::writer::Writer;
 use crate::ledger::{Ledger, Policy, TreeBackfill};
+use crate::settings::{ServeSettings, Settings};
 use crate::store::{Store, Tables};
 use crate::{policies, webhooks};
 
 /// Runs `serve`: the blocking startup (the signing key, created and synced when missing; the
 /// schema; the ledger) before the runtime starts, then the service on it. `db` is dropped by
 /// the caller, outside the runtime (PostgreSQL clients close with a blocking call).
-pub fn serve(
-    db: &Store,
-    signing_key: &Path,
-    log_name: &str,
-    webhook_allow_cidrs: webhooks::AllowList,
-    args: ServeArgs,
-) -> anyhow::Result<()> {
-    let token = args
-        .ingest_token
-        .as_deref()
-        .filter(|t| !t.is_empty())
-        .context(
-            "the ingest token is required: pass --ingest-token, set ACP_INGEST_TOKEN \
-         or set ingest_token in the --config file",
-        )?
-        .to_owned();
+pub fn serve(db: &Store, settings: &Settings, serve: ServeSettings) -> anyhow::Result<()> {
+    let (signing_key, log_name) = (&settings.signing_key, settings.log_name.as_str());
     let key = SigningKey::load_or_create(signing_key, log_name)?;
     let vkey = key.vkey().to_owned();
     let policy = Policy {
         log_name: log_name.to_owned(),
-        checkpoint_records: args.checkpoint_records,
-        retention_days: args.retention_days,
-        tenant_retention_days: args.tenant_retention_days.clone(),
+        checkpoint_records: serve.checkpoint_records,
+        retention_days: serve.retention_days,
+        tenant_retention_days: serve.tenant_retention_days.clone(),
     };
     db.create_schema(Tables::WithWebhooks, &mut TreeBackfill::default())?;
     let conn = db.write()?;
@@ -53,15 +38,15 @@ pub fn serve(
     let state = AppState {
         db: db.clone(),
         writer,
-        ingest_token: Arc::new(IngestToken::new(&token)),
+        ingest_token: Arc::new(IngestToken::new(&serve.ingest_token)),
         signer,
         webhooks: webhooks::Settings {
-            allow: Arc::new(webhook_allow_cidrs),
-            retry: args.webhooks.retry(),
+            allow: Arc::new(settings.webhook_allow_cidrs.clone()),
+            retry: serve.webhook_retry,
         },
     };
     let runtime = tokio::runtime::Runtime::new()?;
-    let served = runtime.block_on(run(state, writer_thread, &vkey, &args));
+    let served = runtime.block_on(run(state, writer_thread, &vkey, &serve));
     drop(runtime);
     served
 }
@@ -72,24 +57,21 @@ async fn run(
     state: AppState,
     writer_thread: std::thread::JoinHandle<()>,
     vkey: &str,
-    args: &ServeArgs,
+    serve: &ServeSettings,
 ) -> anyhow::Result<()> {
-    let ticker = tokio::spawn(tick_every(
-        state.writer.clone(),
-        Duration::from_secs(args.checkpoint_interval),
-    ));
+    let ticker = tokio::spawn(tick_every(state.writer.clone(), serve.checkpoint_interval));
     let deliveries = webhooks::spawn(state.db.clone(), state.webhooks.clone())?;
-    let listener = TcpListener::bind(args.listen)
+    let listener = TcpListener::bind(serve.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .with_context(|| format!("cannot listen on {}", serve.listen))?;
     tracing::info!(
         listen = %listener.local_addr()?,
         db = %state.db.describe(),
-        max_body_bytes = args.max_body_bytes,
+        max_body_bytes = serve.max_body_bytes,
         signing_key = %vkey,
         "acp-collector started"
     );
-    axum::serve(listener, router(state, args.max_body_bytes))
+    axum::serve(listener, router(state, serve.max_body_bytes))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     ticker.abort();

@@ -3,21 +3,23 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::cli::{ApikeyCommand, Cli, Command, KeyCommand};
+use crate::cli::{ApikeyCommand, Command, KeyCommand};
 use crate::ledger::TreeBackfill;
 use crate::ledger::{checkpoints, signing, verify, verify_proof};
+use crate::settings::{ServeSettings, Settings};
 use crate::store::{self, Tables};
 use crate::{apikeys, evidence, startup};
 
-/// Runs `cli`'s command.
-pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let key_path = cli.signing_key_path();
+/// Runs `command` with `settings`.
+pub fn run(settings: Settings, command: Command) -> anyhow::Result<()> {
+    let cli = &settings;
+    let key_path = settings.signing_key.clone();
     let database = || store::Store::open(&cli.db, cli.database_url.as_deref());
-    match cli.command {
+    match command {
         Command::Serve(args) => {
             let db = database()?;
-            let served =
-                startup::serve(&db, &key_path, &cli.log_name, cli.webhook_allow_cidrs, args);
+            let serve = ServeSettings::try_from(args)?;
+            let served = startup::serve(&db, &settings, serve);
             drop(db);
             served
         }

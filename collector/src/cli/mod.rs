@@ -5,7 +5,9 @@ mod args;
 mod commands;
 pub mod config;
 mod evidence;
+mod settings;
 pub mod webhook;
 
 pub use args::*;
 pub use commands::run;
+pub use settings::load;
