@@ -12,4 +12,5 @@ pub mod settings;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod verify;
 pub mod webhooks;

@@ -7,7 +7,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::http::auth::IngestToken;
+use crate::apikeys::IngestToken;
 use crate::http::router;
 use crate::http::state::AppState;
 use crate::ledger::signing::SigningKey;

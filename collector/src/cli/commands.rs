@@ -5,10 +5,10 @@ use std::path::Path;
 
 use crate::cli::{ApikeyCommand, Command, KeyCommand};
 use crate::ledger::TreeBackfill;
-use crate::ledger::{checkpoints, signing, verify, verify_proof};
+use crate::ledger::{checkpoints, signing, verify_proof};
 use crate::settings::{ServeSettings, Settings};
 use crate::store::{self, Tables};
-use crate::{apikeys, evidence, startup};
+use crate::{apikeys, evidence, startup, verify};
 
 /// Runs `command` with `settings`.
 pub fn run(settings: Settings, command: Command) -> anyhow::Result<()> {

@@ -1,16 +1,13 @@
-//! Bearer tokens: the shared ingest token of the filter. (Export API keys are in
-//! [`crate::apikeys`].)
-
-use axum::extract::{FromRequestParts, RawPathParams};
-use axum::http::request::Parts;
-use axum::http::{header, HeaderMap};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+//! Bearer tokens: the extractors checking the filter's ingest token ([`IngestAuthorized`]) and
+//! a tenant's export API key ([`TenantKey`]); the tokens themselves are in [`crate::apikeys`].
 
 use crate::apikeys;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::store::Access;
+use axum::extract::{FromRequestParts, RawPathParams};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
 
 /// The token of an `Authorization: Bearer <token>` header (scheme name case-insensitive).
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -18,20 +15,6 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
-/// The ingest token, kept as its SHA-256 so that checking a presented token takes the same
-/// time whatever its length or content.
-pub struct IngestToken([u8; 32]);
-
-impl IngestToken {
-    pub fn new(token: &str) -> Self {
-        Self(Sha256::digest(token).into())
-    }
-
-    pub fn verify(&self, presented: &str) -> bool {
-        Sha256::digest(presented).ct_eq(&self.0).into()
-    }
 }
 
 /// Proof that the request carries the ingest token.
@@ -109,14 +92,5 @@ mod tests {
             headers.insert(header::AUTHORIZATION, HeaderValue::from_static(value));
             assert_eq!(bearer(&headers), token, "{value:?}");
         }
-    }
-
-    #[test]
-    fn ingest_token_verifies_only_itself() {
-        let token = IngestToken::new("s3cret");
-        assert!(token.verify("s3cret"));
-        assert!(!token.verify("s3cre"));
-        assert!(!token.verify("s3cret "));
-        assert!(!token.verify(""));
     }
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::http::auth::IngestToken;
+use crate::apikeys::IngestToken;
 use crate::ledger::writer::Writer;
 use crate::policies;
 use crate::store::Store;

@@ -74,7 +74,7 @@ pub(crate) fn writer(
 fn verified(db: &Store, vkeys: &[String], tenant: &str) -> Vec<u64> {
     let conn = db.read().unwrap();
     let trusted = Verifiers::new(vkeys.iter().map(String::as_str)).unwrap();
-    crate::ledger::verify::verify_tenant(&*conn, &trusted, LOG, tenant).unwrap();
+    crate::verify::verify_tenant(&*conn, &trusted, LOG, tenant).unwrap();
     checkpoints::all(&*conn, tenant)
         .unwrap()
         .iter()

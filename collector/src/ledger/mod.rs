@@ -17,7 +17,6 @@ pub(crate) mod ledger_tests;
 pub mod merkle;
 pub mod proofs;
 pub mod signing;
-pub mod verify;
 pub mod verify_proof;
 pub mod writer;
 
