@@ -1,10 +1,14 @@
-//! `GET /{tenant}/api/v1/audit`: the export API for auditors.
+//! The export of records ([`crate::http::export`] serves it as `GET /{tenant}/api/v1/audit`,
+//! the export API for auditors): its query, pages and streamed chunks.
 //!
 //! Authorization: `Bearer gsk_...`, a key bound to `{tenant}` (401 when missing, unknown or
 //! revoked; 403 when it belongs to another tenant). Records come in `(timestamp, arrival)`
 //! order. Pages are cut by keyset: the cursor is the opaque base64url of the last record's
 //! `(timestamp, seq)`, so a page is found by index whatever its depth. NDJSON and CSV without
 //! `limit` stream the whole range page by page from a blocking task, with no next link.
+
+pub mod formats;
+pub mod stats;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -14,13 +18,9 @@ use tokio::sync::mpsc;
 use acp_record::{Event, Outcome};
 
 use crate::ledger::proofs::Prover;
-pub mod formats;
-pub mod stats;
-
-use formats::Format;
-
 use crate::store::records::{self, Filter, Position};
 use crate::store::Conn;
+use formats::Format;
 
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1000;
@@ -36,7 +36,7 @@ pub struct ExportQuery {
     pub format: Format,
     pub limit: Option<usize>,
     pub cursor: Option<Position>,
-    /// Add inclusion proofs ([`crate::proofs`]).
+    /// Add inclusion proofs ([`crate::ledger::proofs`]).
     pub proof: bool,
     /// The parameters as given, to build the next page's URL from.
     params: Vec<(String, String)>,

@@ -1,13 +1,14 @@
 //! Bearer tokens: the extractors checking the filter's ingest token ([`IngestAuthorized`]) and
 //! a tenant's export API key ([`TenantKey`]); the tokens themselves are in [`crate::apikeys`].
 
+use axum::extract::{FromRequestParts, RawPathParams};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+
 use crate::apikeys;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::store::Access;
-use axum::extract::{FromRequestParts, RawPathParams};
-use axum::http::request::Parts;
-use axum::http::{header, HeaderMap};
 
 /// The token of an `Authorization: Bearer <token>` header (scheme name case-insensitive).
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {

@@ -1,16 +1,17 @@
 //! `GET /{tenant}/api/v1/evidence?from=&to=[&seed=][&sample=]` (tenant API key; answers the
 //! zip of [`crate::evidence`]).
 
-use crate::evidence::{build, parse, EvidenceError};
-use crate::http::auth::TenantKey;
-use crate::http::error::ApiError;
-use crate::http::state::AppState;
-use crate::store::Access;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{header, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+
+use crate::evidence::{build, parse, EvidenceError};
+use crate::http::auth::TenantKey;
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
+use crate::store::Access;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/{tenant}/api/v1/evidence", get(evidence))

@@ -1,7 +1,7 @@
 //! `POST /v1/records`: the filter posts an [`IngestBatch`] with `Authorization: Bearer <ingest
 //! token>` (401 otherwise, checked before the body is read).
 //!
-//! Partial validity: each record is parsed as an [`AuditRecord`] and validated on its own. The
+//! Partial validity: each record is parsed as an [`acp_record::AuditRecord`] and validated on its own. The
 //! valid records are stored, durably, even when others in the batch are invalid; the answer,
 //! sent only after their transaction has committed, is
 //! - 200 `{"accepted": N, "duplicates": D}` when every record was valid,

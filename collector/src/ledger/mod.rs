@@ -23,10 +23,11 @@ pub mod writer;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use anyhow::Context;
+
 use crate::ledger::signing::SigningKey;
 use crate::store::records::{self, NewRecord};
 use crate::store::{Conn, ConnExt};
-use anyhow::Context;
 pub use backfill::TreeBackfill;
 use checkpoints::Expired;
 use merkle::{Frontier, StoredTree};
