@@ -38,22 +38,17 @@ impl FromRequestParts<AppState> for IngestAuthorized {
 /// Proof that the request's bearer API key belongs to the `{tenant}` of its path (401 when
 /// the key is missing, unknown or revoked; 403 when it is another tenant's). Put it after the
 /// handler's `Path` extractor; a handler that answers some parameter errors before the key
-/// check takes `Result<TenantKey, ApiError>` and uses it after them.
+/// check calls [`TenantKey::check`] after them instead.
 pub struct TenantKey;
 
-impl FromRequestParts<AppState> for TenantKey {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let params = RawPathParams::from_request_parts(parts, state)
-            .await
-            .map_err(|e| anyhow::anyhow!("{}", e.body_text()))?;
-        let tenant = params
-            .iter()
-            .find(|(name, _)| *name == "tenant")
-            .map(|(_, value)| value.to_owned())
-            .ok_or_else(|| anyhow::anyhow!("no {{tenant}} in the route"))?;
-        let key = bearer(&parts.headers)
+impl TenantKey {
+    /// Checks the bearer API key of `headers` against `tenant`.
+    pub async fn check(
+        state: &AppState,
+        tenant: String,
+        headers: &HeaderMap,
+    ) -> Result<TenantKey, ApiError> {
+        let key = bearer(headers)
             .ok_or_else(ApiError::unauthorized)?
             .to_owned();
         state
@@ -71,6 +66,22 @@ impl FromRequestParts<AppState> for TenantKey {
                 }
             })
             .await
+    }
+}
+
+impl FromRequestParts<AppState> for TenantKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.body_text()))?;
+        let tenant = params
+            .iter()
+            .find(|(name, _)| *name == "tenant")
+            .map(|(_, value)| value.to_owned())
+            .ok_or_else(|| anyhow::anyhow!("no {{tenant}} in the route"))?;
+        TenantKey::check(state, tenant, &parts.headers).await
     }
 }
 

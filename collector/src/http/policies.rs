@@ -2,7 +2,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, Uri};
+use axum::http::{header, HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -94,10 +94,10 @@ async fn load(
 async fn show(
     State(state): State<AppState>,
     Path((tenant, version)): Path<(String, String)>,
-    key: Result<TenantKey, ApiError>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let version = parse_version(&version)?;
-    key?;
+    TenantKey::check(&state, tenant.clone(), &headers).await?;
     let found = load(&state, tenant, vec![version]).await?;
     let v = &found[0];
     let mut body = summary(v);
@@ -122,7 +122,7 @@ fn only_param(uri: &Uri, name: &str) -> Result<Option<String>, ApiError> {
 async fn show_diff(
     State(state): State<AppState>,
     Path((tenant, version)): Path<(String, String)>,
-    key: Result<TenantKey, ApiError>,
+    headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let to = parse_version(&version)?;
@@ -135,7 +135,7 @@ async fn show_diff(
             ))
         }
     };
-    key?;
+    TenantKey::check(&state, tenant.clone(), &headers).await?;
     let found = load(&state, tenant, vec![from, to]).await?;
     let changes = diff(&found[0].document_value()?, &found[1].document_value()?);
     Ok(Json(json!({"from": from, "to": to, "changes": changes})).into_response())
@@ -144,7 +144,7 @@ async fn show_diff(
 async fn export(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
-    key: Result<TenantKey, ApiError>,
+    headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let csv = match only_param(&uri, "format")?.as_deref() {
@@ -156,7 +156,7 @@ async fn export(
             )))
         }
     };
-    key?;
+    TenantKey::check(&state, tenant.clone(), &headers).await?;
     let history = tenant_history(&state, tenant).await?;
     Ok(if csv {
         ([(header::CONTENT_TYPE, "text/csv")], history_csv(&history)?).into_response()
