@@ -3,13 +3,14 @@
 //! nor a slow hash adds anything, and a lookup by hash leaks nothing useful through timing.
 //! Keys are listed and revoked by their first [`PREFIX_CHARS`] characters, which are not secret
 //! (the remaining 37 characters still carry over 200 bits). Revoking keeps the row, so the list
-//! shows when a key was revoked.
+//! shows when a key was revoked. The filter's shared ingest token is an [`IngestToken`].
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
-use crate::db::{Conn, ConnExt};
+use crate::store::{Conn, ConnExt};
 
 /// What every key starts with.
 pub const KEY_SCHEME: &str = "gsk_";
@@ -92,6 +93,20 @@ pub fn tenant_of(conn: &dyn Conn, key: &str) -> anyhow::Result<Option<String>> {
     )
 }
 
+/// The ingest token, kept as its SHA-256 so that checking a presented token takes the same
+/// time whatever its length or content.
+pub struct IngestToken([u8; 32]);
+
+impl IngestToken {
+    pub fn new(token: &str) -> Self {
+        Self(Sha256::digest(token).into())
+    }
+
+    pub fn verify(&self, presented: &str) -> bool {
+        Sha256::digest(presented).ct_eq(&self.0).into()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,7 +114,7 @@ mod tests {
     #[test]
     fn create_list_revoke() {
         let dir = tempfile::tempdir().unwrap();
-        let conn = crate::store::open_rw(&dir.path().join("db")).unwrap();
+        let conn = crate::store::testing::open_rw(&dir.path().join("db"));
         let key = create(&conn, "org_a", Some("auditor")).unwrap();
         assert!(key.starts_with(KEY_SCHEME));
         assert_eq!(
@@ -122,5 +137,14 @@ mod tests {
         assert_eq!(tenant_of(&conn, &key).unwrap(), None);
         assert!(list(&conn, Some("org_a")).unwrap()[0].revoked_ms.is_some());
         assert_eq!(tenant_of(&conn, &other).unwrap().as_deref(), Some("org_b"));
+    }
+
+    #[test]
+    fn ingest_token_verifies_only_itself() {
+        let token = IngestToken::new("s3cret");
+        assert!(token.verify("s3cret"));
+        assert!(!token.verify("s3cre"));
+        assert!(!token.verify("s3cret "));
+        assert!(!token.verify(""));
     }
 }

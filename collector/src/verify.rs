@@ -22,12 +22,11 @@ use anyhow::{bail, ensure, Context};
 use tlog_tiles::checkpoint::Checkpoint;
 use tlog_tiles::tlog::Hash;
 
-use crate::checkpoints::{self, Expired, StoredNote};
-use crate::cli::VerifyArgs;
-use crate::db::{Conn, Database};
-use crate::merkle::{self, Frontier};
+use crate::ledger::checkpoints::{self, Expired, StoredNote};
+use crate::ledger::merkle::{self, Frontier};
+use crate::ledger::signing::Verifiers;
 use crate::policies;
-use crate::signing::Verifiers;
+use crate::store::{Conn, Store};
 
 /// What verified for one tenant.
 #[derive(Debug, Default, PartialEq)]
@@ -42,31 +41,37 @@ pub(crate) struct Summary {
     checkpointed: u64,
 }
 
-pub fn run(db: &Path, url: Option<&str>, log_name: &str, args: &VerifyArgs) -> anyhow::Result<()> {
+pub fn run(
+    db: &Path,
+    url: Option<&str>,
+    log_name: &str,
+    public_keys: &[String],
+    tenant: Option<&str>,
+) -> anyhow::Result<()> {
     anyhow::ensure!(
         url.is_some() || db.exists(),
         "no database at {}",
         db.display()
     );
-    let database = Database::open(db, url)?;
+    let database = Store::open(db, url)?;
     let conn = database.read().context("cannot open the database")?;
     let conn = &*conn;
-    let vkeys = if args.public_keys.is_empty() {
+    let vkeys = if public_keys.is_empty() {
         eprintln!(
             "warning: no --public-key given: trusting the keys recorded in the database, \
              which someone able to rewrite it could replace"
         );
         checkpoints::keys(conn)?
     } else {
-        args.public_keys.clone()
+        public_keys.to_vec()
     };
     let trusted = Verifiers::new(vkeys.iter().map(String::as_str))?;
     ensure!(
         !trusted.is_empty(),
         "no public key to check signatures with"
     );
-    let tenants = match &args.tenant {
-        Some(tenant) => vec![tenant.clone()],
+    let tenants = match tenant {
+        Some(tenant) => vec![tenant.to_owned()],
         None => {
             let mut tenants = checkpoints::tenants(conn)?;
             tenants.extend(policies::store::tenants(conn)?);
@@ -295,8 +300,8 @@ fn names_match(json: &str, id: &str, tenant: &str) -> serde_json::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::check_batch;
-    use crate::store::tests::sample;
+    use crate::ledger::ingest::check_batch;
+    use crate::store::records::tests::sample;
 
     #[test]
     fn columns_are_checked_against_the_canonical_json() {

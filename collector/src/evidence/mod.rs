@@ -7,7 +7,6 @@
 //! checkpoint, so no record of the range can be missing; those of the range outside the period
 //! (out-of-order arrivals) are included with their proofs and marked `inPeriod: false`.
 
-pub mod api;
 pub mod controls;
 pub mod verify;
 
@@ -22,11 +21,12 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tlog_tiles::tlog::{self, Hash};
 
-use crate::checkpoints;
-use crate::db::{Backend, Conn, ConnExt};
-use crate::merkle::StoredTree;
+use crate::export::parse_time;
+use crate::ledger::checkpoints;
+use crate::ledger::merkle::StoredTree;
+use crate::ledger::signing::SigningKey;
 use crate::policies::{self, rfc3339};
-use crate::signing::SigningKey;
+use crate::store::{Backend, Conn, ConnExt};
 
 /// The file that lists every other file's SHA-256, as a note signed with the collector's key.
 pub const MANIFEST: &str = "MANIFEST";
@@ -84,6 +84,17 @@ fn pretty(value: &Value) -> anyhow::Result<Vec<u8>> {
     let mut out = serde_json::to_vec_pretty(value)?;
     out.push(b'\n');
     Ok(out)
+}
+
+/// Why no bundle is made.
+#[derive(Debug, thiserror::Error)]
+pub enum EvidenceError {
+    /// The period, seed or sample asked for.
+    #[error("{0}")]
+    Request(String),
+    /// The store cannot back the bundle (e.g. no checkpoint covers the period).
+    #[error("{0:#}")]
+    Build(anyhow::Error),
 }
 
 /// Builds the bundle (zip bytes).
@@ -282,7 +293,7 @@ fn zip(files: &[(String, Vec<u8>)]) -> anyhow::Result<Vec<u8>> {
 }
 
 fn records_csv(conn: &dyn Conn, tenant: &str, req: &Request) -> anyhow::Result<Vec<u8>> {
-    let filter = crate::store::Filter {
+    let filter = crate::store::records::Filter {
         tenant: tenant.to_owned(),
         from: Some(req.from_ms),
         to: Some(req.to_ms),
@@ -291,8 +302,8 @@ fn records_csv(conn: &dyn Conn, tenant: &str, req: &Request) -> anyhow::Result<V
     let mut out = Vec::new();
     let mut after = None;
     loop {
-        let page = crate::store::query_page(conn, &filter, after, 1000)?;
-        out.extend(crate::formats::Format::Csv.rows(&page, after.is_none())?);
+        let page = crate::store::records::query_page(conn, &filter, after, 1000)?;
+        out.extend(crate::export::formats::Format::Csv.rows(&page, after.is_none())?);
         match page.last() {
             Some(last) if page.len() == 1000 => after = Some(last.position),
             _ => return Ok(out),
@@ -423,4 +434,83 @@ fn report(
     }
     out.push_str("\nCheck this bundle offline: see `VERIFY.md`.\n");
     out
+}
+/// Parses `from`, `to` (dates or RFC 3339 times, as in the export API), `seed` and `sample`.
+pub fn parse(tenant: &str, params: &[(String, String)]) -> Result<Request, String> {
+    let (mut from, mut to, mut seed, mut sample) = (None, None, None, DEFAULT_SAMPLE);
+    for (name, value) in params {
+        let number = || {
+            value
+                .parse::<u64>()
+                .map_err(|_| format!("invalid parameter `{name}`: expected a non-negative integer"))
+        };
+        match name.as_str() {
+            "from" => from = Some(parse_time(name, value, false).map_err(|e| e.to_string())?),
+            "to" => to = Some(parse_time(name, value, true).map_err(|e| e.to_string())?),
+            "seed" => seed = Some(number()?),
+            "sample" => sample = number()? as usize,
+            other => {
+                return Err(format!(
+                    "invalid parameter `{other}`: unknown; expected from, to, seed, sample"
+                ))
+            }
+        }
+    }
+    let (Some(from_ms), Some(to_ms)) = (from, to) else {
+        return Err("`from` and `to` are required".into());
+    };
+    if to_ms <= from_ms {
+        return Err("invalid parameter `to`: must be later than `from`".into());
+    }
+    Ok(Request {
+        tenant: tenant.to_owned(),
+        from_ms,
+        to_ms,
+        seed: seed.unwrap_or_else(rand::random),
+        sample,
+    })
+}
+
+#[cfg(test)]
+mod request_tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn period_seed_and_sample_are_parsed_and_checked() {
+        let r = parse(
+            "org_a",
+            &params(&[
+                ("from", "2026-03-01"),
+                ("to", "2026-03-01"),
+                ("seed", "7"),
+                ("sample", "3"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            (r.to_ms - r.from_ms, r.seed, r.sample, r.tenant.as_str()),
+            (86_400_000, 7, 3, "org_a")
+        );
+        let err = |p: &[(&str, &str)]| parse("org_a", &params(p)).err().unwrap();
+        assert_eq!(
+            err(&[("from", "2026-03-01")]),
+            "`from` and `to` are required"
+        );
+        assert!(
+            err(&[("from", "2026-03-02"), ("to", "2026-03-01T00:00:00Z")])
+                .contains("must be later than `from`")
+        );
+        assert!(
+            err(&[("from", "2026-03-01"), ("to", "2026-03-02"), ("seed", "-1")])
+                .starts_with("invalid parameter `seed`")
+        );
+        assert!(err(&[("limit", "1")]).starts_with("invalid parameter `limit`: unknown"));
+    }
 }

@@ -9,8 +9,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tlog_tiles::tlog::{self, Hash};
 
-use crate::merkle;
-use crate::signing::Verifiers;
+use crate::ledger::merkle;
+use crate::ledger::signing::Verifiers;
 
 use super::{hex, ProofLine, MANIFEST};
 

@@ -13,37 +13,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tlog_tiles::tlog::Hash;
 
-use crate::checkpoints;
-use crate::db::{Conn, ConnExt, Row};
-use crate::signing::{SigningKey, Verifiers};
-
-/// The table, in SQLite's types (see [`crate::store::TABLES`]).
-pub const TABLE: &str = "
-CREATE TABLE IF NOT EXISTS policy_versions (
-    tenant      TEXT    NOT NULL,
-    version     INTEGER NOT NULL,
-    hash        TEXT    NOT NULL,
-    received_ms INTEGER NOT NULL,
-    document    TEXT    NOT NULL,
-    chain       BLOB    NOT NULL,
-    note        TEXT    NOT NULL,
-    PRIMARY KEY (tenant, version),
-    UNIQUE (tenant, hash)
-);
-";
-
-const TRIGGERS: &str = "
-CREATE TRIGGER IF NOT EXISTS policy_versions_no_update BEFORE UPDATE ON policy_versions
-BEGIN SELECT RAISE(ABORT, 'policy versions are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS policy_versions_no_delete BEFORE DELETE ON policy_versions
-BEGIN SELECT RAISE(ABORT, 'policy versions are append-only'); END;
-";
-
-/// Creates the SQLite table when missing.
-pub fn create_schema(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(TABLE)?;
-    conn.execute_batch(TRIGGERS)
-}
+use crate::ledger::checkpoints;
+use crate::ledger::signing::{SigningKey, Verifiers};
+use crate::store::{Conn, ConnExt, Row};
 
 /// One stored version.
 #[derive(Debug, Clone, PartialEq)]
@@ -243,8 +215,7 @@ mod tests {
 
     fn setup() -> (tempfile::TempDir, rusqlite::Connection, SigningKey) {
         let dir = tempfile::tempdir().unwrap();
-        let conn = crate::store::open_rw(&dir.path().join("db")).unwrap();
-        create_schema(&conn).unwrap();
+        let conn = crate::store::testing::open_rw(&dir.path().join("db"));
         let key = SigningKey::load_or_create(&dir.path().join("key"), "test-log").unwrap();
         (dir, conn, key)
     }

@@ -10,50 +10,10 @@ use super::events::{Kind, RECORDS, SOURCES};
 use super::formats::Format;
 use super::signature;
 use super::spec::{Batch, Spec};
-use crate::db::{Backend, Conn, ConnExt, Database, Row, Value};
+use crate::store::{Conn, ConnExt, Row, Value};
 
 /// Most endpoints one tenant may have.
 pub const MAX_PER_TENANT: usize = 20;
-
-/// The tables in SQLite's types; PostgreSQL's are derived from them like the store's.
-pub const TABLES: &str = "
-CREATE TABLE IF NOT EXISTS webhooks (
-    id              TEXT    PRIMARY KEY,
-    tenant          TEXT    NOT NULL,
-    url             TEXT    NOT NULL,
-    events          TEXT    NOT NULL,
-    format          TEXT    NOT NULL,
-    hec_token       TEXT,
-    max_events      INTEGER NOT NULL,
-    max_wait_ms     INTEGER NOT NULL,
-    secret          TEXT    NOT NULL,
-    created_ms      INTEGER NOT NULL,
-    enabled         INTEGER NOT NULL DEFAULT 1,
-    disabled_reason TEXT,
-    last_attempt_ms INTEGER,
-    last_success_ms INTEGER,
-    last_error      TEXT,
-    failures        INTEGER NOT NULL DEFAULT 0,
-    next_attempt_ms INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS webhooks_tenant ON webhooks (tenant);
-CREATE TABLE IF NOT EXISTS webhook_cursors (
-    webhook TEXT    NOT NULL,
-    source  TEXT    NOT NULL,
-    next    INTEGER NOT NULL,
-    PRIMARY KEY (webhook, source)
-);
-";
-
-/// A read-write connection to `database` with the webhook tables (created with the rest of
-/// the schema on PostgreSQL, here on first use on SQLite).
-pub fn open(database: &Database) -> anyhow::Result<Box<dyn Conn + Send>> {
-    let conn = database.write()?;
-    if conn.backend() == Backend::Sqlite {
-        conn.execute_batch(TABLES)?;
-    }
-    Ok(conn)
-}
 
 /// An endpoint as stored.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,9 +8,9 @@ use super::events::{Kind, CHECKPOINTS, POLICIES, RECORDS, SOURCES};
 use super::formats::Format;
 use super::lease::Lease;
 use super::spec::{Batch, Spec};
-use crate::db::ledger_tests::{record, writer};
-use crate::db::testing::TestDatabase;
-use crate::db::{Backend, Database};
+use crate::ledger::ledger_tests::{record, writer};
+use crate::store::testing::TestDatabase;
+use crate::store::{Backend, Store};
 
 fn spec(events: &[Kind]) -> Spec {
     Spec {
@@ -41,7 +41,7 @@ fn ingest(test: &TestDatabase, n: u32) {
 fn endpoints_cursors_and_status_on_every_store() {
     for test in TestDatabase::all() {
         ingest(&test, 3);
-        let conn = db::open(&test.database).unwrap();
+        let conn = test.database.write().unwrap();
         let conn = &*conn;
         let hook = db::create(conn, "a", &spec(&[Kind::ToolCall, Kind::AuditCheckpoint])).unwrap();
         assert!(hook.secret.starts_with("whsec_"), "{}", hook.secret);
@@ -156,7 +156,7 @@ fn endpoints_cursors_and_status_on_every_store() {
 #[test]
 fn one_replica_at_a_time_holds_an_endpoints_lease() {
     for test in TestDatabase::all() {
-        let database: &Database = &test.database;
+        let database: &Store = &test.database;
         let first = Lease::try_acquire(database, "wh_1").unwrap();
         assert!(first.is_some());
         let second = Lease::try_acquire(database, "wh_1").unwrap();

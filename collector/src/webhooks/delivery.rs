@@ -10,7 +10,6 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use sha2::{Digest, Sha256};
 
 use super::db::{self, Outcome, Webhook};
@@ -18,7 +17,7 @@ use super::events::{Event, Kind, SOURCES};
 use super::lease::Lease;
 use super::signature;
 use super::ssrf::{AllowList, GuardedResolver};
-use crate::db::{Conn, ConnExt, Database};
+use crate::store::{Conn, ConnExt, Store};
 
 const POLL: Duration = Duration::from_millis(200);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -123,14 +122,9 @@ pub struct Settings {
     pub retry: RetryPolicy,
 }
 
-/// Starts the poller on its own connection to `database`.
-pub fn spawn(
-    database: Database,
-    settings: Settings,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    // Called on the (multi-threaded) runtime; connecting blocks.
-    let conn = tokio::task::block_in_place(|| db::open(&database))
-        .with_context(|| format!("cannot open {}", database.describe()))?;
+/// Starts the poller on `database`. Each of its blocking steps takes a connection of its own on
+/// a blocking thread and drops it there.
+pub fn spawn(database: Store, settings: Settings) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let client = reqwest::Client::builder()
         .dns_resolver(Arc::new(GuardedResolver(settings.allow.clone())))
         .redirect(reqwest::redirect::Policy::none())
@@ -139,7 +133,6 @@ pub fn spawn(
         .build()?;
     let poller = Poller {
         database,
-        conn: Arc::new(Mutex::new(conn)),
         client,
         settings,
         in_flight: Arc::new(Mutex::new(HashSet::new())),
@@ -148,12 +141,8 @@ pub fn spawn(
     Ok(tokio::spawn(poller.run()))
 }
 
-/// The poller's connection, shared by its blocking steps.
-type Shared = Arc<Mutex<Box<dyn Conn + Send>>>;
-
 struct Poller {
-    database: Database,
-    conn: Shared,
+    database: Store,
     client: reqwest::Client,
     settings: Settings,
     in_flight: Arc<Mutex<HashSet<String>>>,
@@ -169,14 +158,11 @@ impl Poller {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             interval.tick().await;
-            let (database, conn) = (self.database.clone(), self.conn.clone());
+            let database = self.database.clone();
             let busy: HashSet<String> = lock(&self.in_flight).clone();
             let polled = tokio::task::spawn_blocking(move || {
-                let mut conn = lock(&conn);
-                if conn.is_broken() {
-                    *conn = db::open(&database)?;
-                }
-                plan_due(&database, &**conn, &busy)
+                let conn = database.write()?;
+                plan_due(&database, &*conn, &busy)
             });
             match polled.await {
                 Ok(Ok(due)) => self.start(due),
@@ -199,16 +185,15 @@ impl Poller {
             }
             self.waiting.remove(&hook.id);
             lock(&self.in_flight).insert(hook.id.clone());
-            let (database, conn, client, settings, in_flight) = (
+            let (database, client, settings, in_flight) = (
                 self.database.clone(),
-                self.conn.clone(),
                 self.client.clone(),
                 self.settings.clone(),
                 self.in_flight.clone(),
             );
             let id = hook.id;
             tokio::spawn(async move {
-                if let Err(error) = deliver(database, conn, &client, &settings, id.clone()).await {
+                if let Err(error) = deliver(database, client, settings, id.clone()).await {
                     tracing::warn!(webhook = id, error, "webhook delivery step failed");
                 }
                 lock(&in_flight).remove(&id);
@@ -234,22 +219,23 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// Delivers the next batch of endpoint `id` if this process gets its lease.
+/// Delivers the next batch of endpoint `id` if this process gets its lease. The whole delivery
+/// runs on a blocking thread, which keeps the connections (and the lease's) off the async
+/// runtime; the request itself is driven from there on the runtime's handle.
 async fn deliver(
-    database: Database,
-    conn: Shared,
-    client: &reqwest::Client,
-    settings: &Settings,
+    database: Store,
+    client: reqwest::Client,
+    settings: Settings,
     id: String,
 ) -> Result<(), String> {
-    let shared = conn.clone();
-    let Some((lease, hook, plan)) = blocking(move || claim(&database, &shared, &id)).await? else {
-        return Ok(());
-    };
-    let outcome = send(client, settings, &hook, &plan).await;
+    let runtime = tokio::runtime::Handle::current();
     blocking(move || {
-        let shared = lock(&conn);
-        finish(lease.conn(&**shared), &hook, &plan, &outcome)
+        let conn = database.write()?;
+        let Some((lease, hook, plan)) = claim(&database, &*conn, &id)? else {
+            return Ok(());
+        };
+        let outcome = runtime.block_on(send(&client, &settings, &hook, &plan));
+        finish(lease.conn(&*conn), &hook, &plan, &outcome)
     })
     .await
 }
@@ -258,16 +244,15 @@ async fn deliver(
 /// have delivered it, or failed and postponed it, since it was planned. `None` when another
 /// replica holds the lease or nothing is due any more.
 fn claim(
-    database: &Database,
-    shared: &Mutex<Box<dyn Conn + Send>>,
+    database: &Store,
+    shared: &dyn Conn,
     id: &str,
 ) -> anyhow::Result<Option<(Lease, Webhook, Plan)>> {
     let Some(lease) = Lease::try_acquire(database, id)? else {
         tracing::debug!(webhook = id, "another replica is delivering");
         return Ok(None);
     };
-    let shared = lock(shared);
-    let conn = lease.conn(&**shared);
+    let conn = lease.conn(shared);
     let now_ms = chrono::Utc::now().timestamp_millis();
     let Some(hook) = db::find(conn, id)?.filter(|h| h.enabled && h.next_attempt_ms <= now_ms)
     else {
@@ -277,13 +262,12 @@ fn claim(
     if plan.events.is_empty() {
         return Ok(None);
     }
-    drop(shared);
     Ok(Some((lease, hook, plan)))
 }
 
 /// The next delivery of every due endpoint that is not sending; endpoints with only
 /// unsubscribed events pending just move their cursors (under their lease).
-fn plan_due(database: &Database, conn: &dyn Conn, busy: &HashSet<String>) -> anyhow::Result<Due> {
+fn plan_due(database: &Store, conn: &dyn Conn, busy: &HashSet<String>) -> anyhow::Result<Due> {
     let mut due = Vec::new();
     for hook in db::due(conn, chrono::Utc::now().timestamp_millis())? {
         if busy.contains(&hook.id) {

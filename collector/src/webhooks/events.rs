@@ -15,7 +15,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::db::{Conn, ConnExt};
+use crate::store::{Conn, ConnExt};
 
 /// An event type a webhook can subscribe to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -129,7 +129,7 @@ pub static SOURCES: &[Source] = &[
 ];
 
 /// The parameters of a source's read: `tenant`, keys from `from` on, at most `limit`.
-fn range(tenant: &str, from: u64, limit: usize) -> [crate::db::Value; 3] {
+fn range(tenant: &str, from: u64, limit: usize) -> [crate::store::Value; 3] {
     [tenant.into(), from.into(), (limit as u64).into()]
 }
 

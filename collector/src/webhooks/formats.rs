@@ -163,7 +163,7 @@ mod tests {
     use super::*;
 
     fn record_event(kind: Kind, result: &str) -> Event {
-        let mut data = crate::store::tests::sample("r1", "2026-03-15T14:23:07.142Z");
+        let mut data = crate::store::records::tests::sample("r1", "2026-03-15T14:23:07.142Z");
         data["result"] = result.into();
         Event {
             key: 7,

@@ -6,7 +6,7 @@
 //! its connection closes and the lock is free again. A SQLite collector is the only process
 //! delivering, and its leases are always granted.
 
-use crate::db::{Conn, ConnExt, Database};
+use crate::store::{Conn, ConnExt, Store};
 
 /// The right to deliver one endpoint's batch, until dropped.
 pub struct Lease {
@@ -19,8 +19,8 @@ const UNLOCK: &str = "SELECT pg_advisory_unlock(hashtextextended('acp-webhook/' 
 
 impl Lease {
     /// The lease of endpoint `id`, or `None` while another replica holds it.
-    pub fn try_acquire(database: &Database, id: &str) -> anyhow::Result<Option<Lease>> {
-        let Database::Postgres(pool) = database else {
+    pub fn try_acquire(database: &Store, id: &str) -> anyhow::Result<Option<Lease>> {
+        let Store::Postgres(pool) = database else {
             return Ok(Some(Lease { locked: None }));
         };
         let conn = pool.get()?;

@@ -1,0 +1,292 @@
+//! The ledger, writer, export query, checkpoints and verify on every store, and several writers
+//! on one PostgreSQL database.
+
+use std::collections::BTreeMap;
+
+use acp_record::AuditRecord;
+use serde_json::json;
+
+use crate::export::stats::{self, StatsQuery};
+use crate::ledger::checkpoints;
+use crate::ledger::signing::{SigningKey, Verifiers};
+use crate::ledger::writer::{Stored, Writer};
+use crate::ledger::{Ledger, Policy};
+use crate::policies;
+use crate::store::records::{self, Filter, NewRecord};
+use crate::store::testing::TestDatabase;
+use crate::store::{Conn, Store};
+
+const LOG: &str = "acp-test";
+const DAY_MS: i64 = 86_400_000;
+
+pub(crate) fn record(id: &str, tenant: &str, second: u32) -> NewRecord {
+    new_record(value(id, tenant, second))
+}
+
+fn value(id: &str, tenant: &str, second: u32) -> serde_json::Value {
+    let timestamp = format!("2026-03-15T10:{:02}:{:02}.000Z", second / 60, second % 60);
+    let mut value = records::tests::sample(id, &timestamp);
+    value["tenantId"] = tenant.into();
+    value
+}
+
+/// A `tool.denied` record for lack of a scope.
+fn denied(id: &str, tenant: &str, second: u32) -> NewRecord {
+    let mut value = value(id, tenant, second);
+    for (name, v) in [
+        ("event", json!("tool.denied")),
+        ("result", json!("denied")),
+        ("reason", json!("insufficient_scope")),
+        ("scopes", json!([])),
+        ("scopeResult", json!("fail")),
+    ] {
+        value[name] = v;
+    }
+    new_record(value)
+}
+
+fn new_record(value: serde_json::Value) -> NewRecord {
+    let record: AuditRecord = serde_json::from_value(value).unwrap();
+    let ts = record.timestamp_millis().unwrap();
+    NewRecord::new(record, ts).unwrap()
+}
+
+/// A writer thread on `db` signing with its own key (file `name` in the test directory).
+pub(crate) fn writer(
+    test: &TestDatabase,
+    name: &str,
+) -> (Writer, std::thread::JoinHandle<()>, String) {
+    let key = SigningKey::load_or_create(&test.dir.path().join(name), LOG).unwrap();
+    let vkey = key.vkey().to_owned();
+    let policy = Policy {
+        log_name: LOG.into(),
+        checkpoint_records: 5,
+        retention_days: 0,
+        tenant_retention_days: BTreeMap::new(),
+    };
+    let conn = test.database.write().unwrap();
+    let ledger = Ledger::load(&*conn, key, policy, 0).unwrap();
+    let (writer, thread) = Writer::start(test.database.clone(), conn, ledger).unwrap();
+    (writer, thread, vkey)
+}
+
+/// The tree sizes of `tenant`'s checkpoints, after checking every record and checkpoint.
+fn verified(db: &Store, vkeys: &[String], tenant: &str) -> Vec<u64> {
+    let conn = db.read().unwrap();
+    let trusted = Verifiers::new(vkeys.iter().map(String::as_str)).unwrap();
+    crate::verify::verify_tenant(&*conn, &trusted, LOG, tenant).unwrap();
+    checkpoints::all(&*conn, tenant)
+        .unwrap()
+        .iter()
+        .map(|c| c.tree_size)
+        .collect()
+}
+
+/// `tseq` of each of `tenant`'s records in export order, with its id.
+fn exported(conn: &dyn Conn, tenant: &str) -> Vec<(u64, String)> {
+    let filter = Filter {
+        tenant: tenant.into(),
+        ..Filter::default()
+    };
+    let records = records::query_page(conn, &filter, None, 10_000).unwrap();
+    let ids = records.iter().map(|r| {
+        serde_json::from_str::<serde_json::Value>(&r.json).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    });
+    records.iter().map(|r| r.tseq).zip(ids).collect()
+}
+
+#[test]
+fn the_ledger_stores_checkpoints_and_verifies_on_every_store() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for test in TestDatabase::all() {
+        let (writer, thread, vkey) = writer(&test, "key");
+        let batch = |ids: std::ops::Range<u32>, tenant: &str| -> Vec<NewRecord> {
+            ids.map(|i| record(&format!("{tenant}-{i}"), tenant, i))
+                .collect()
+        };
+        let stored = runtime.block_on(async {
+            let mut stored = Vec::new();
+            let refused = (0..3).map(|i| denied(&format!("b-{i}"), "b", i)).collect();
+            for records in [batch(0..7, "a"), refused, batch(5..12, "a")] {
+                stored.push(writer.write(records).await.unwrap());
+            }
+            writer.tick().await.unwrap();
+            stored
+        });
+        let s = |accepted, duplicates| Stored {
+            accepted,
+            duplicates,
+        };
+        assert_eq!(
+            stored,
+            [s(7, 0), s(3, 0), s(5, 2)],
+            "a-5 and a-6 came twice"
+        );
+        drop(writer);
+        thread.join().unwrap();
+
+        let vkeys = [vkey];
+        assert_eq!(
+            verified(&test.database, &vkeys, "a"),
+            [5, 10, 12],
+            "by count, then at the tick"
+        );
+        assert_eq!(verified(&test.database, &vkeys, "b"), [3]);
+        let conn = test.database.read().unwrap();
+        let a = exported(&*conn, "a");
+        assert_eq!(
+            a,
+            (0..12).map(|i| (i, format!("a-{i}"))).collect::<Vec<_>>()
+        );
+        assert_eq!(checkpoints::keys(&*conn).unwrap(), vkeys);
+        let query = StatsQuery {
+            filter: Filter {
+                tenant: "b".into(),
+                ..Filter::default()
+            },
+            bucket: None,
+        };
+        let stats = stats::compute(&*conn, &query).unwrap();
+        assert_eq!(stats.total, 3);
+        let denials: Vec<(&str, u64)> = stats
+            .top_denials
+            .iter()
+            .map(|c| (c.name.as_str(), c.count))
+            .collect();
+        assert_eq!(denials, [("insufficient_scope", 3)]);
+
+        let key = SigningKey::load_or_create(&test.dir.path().join("key"), LOG).unwrap();
+        let request = crate::evidence::Request {
+            tenant: "a".into(),
+            from_ms: DAY_MS * 20_527,
+            to_ms: DAY_MS * 20_528,
+            seed: 7,
+            sample: 3,
+        };
+        let zip = crate::evidence::build(&*conn, &key, LOG, &request).unwrap();
+        let bundle = test.dir.path().join("bundle.zip");
+        std::fs::write(&bundle, zip).unwrap();
+        let checked = crate::evidence::verify::run(&bundle, &vkeys).unwrap();
+        assert!(checked.contains("12 records"), "{checked}");
+
+        let conn = test.database.write().unwrap();
+        let tenants = ["b".to_owned(), "a".to_owned()];
+        let policy = json!({"tools": {"echo": ["a"]}});
+        let stored = policies::store::insert(&*conn, &key, LOG, &tenants, &policy, 1).unwrap();
+        assert_eq!(stored.len(), 2);
+        assert!(
+            policies::store::insert(&*conn, &key, LOG, &tenants, &policy, 2)
+                .unwrap()
+                .is_empty()
+        );
+        let trusted = Verifiers::new([key.vkey()]).unwrap();
+        assert_eq!(
+            policies::store::verify_chain(&*conn, &trusted, LOG, "a").unwrap(),
+            1
+        );
+        for sql in [
+            "UPDATE records SET tool = 'x'",
+            "DELETE FROM records",
+            "DELETE FROM checkpoints",
+            "DELETE FROM policy_versions",
+        ] {
+            let err = conn.execute(sql, &[]).unwrap_err();
+            assert!(format!("{err:#}").contains("append-only"), "{sql}: {err:#}");
+        }
+    }
+}
+
+#[test]
+fn several_writers_share_one_postgresql_database() {
+    let Some(test) = TestDatabase::postgres() else {
+        eprintln!(
+            "skipped: {} is not set",
+            crate::store::testing::POSTGRES_URL_VAR
+        );
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let replicas = [writer(&test, "key-1"), writer(&test, "key-2")];
+    let tenants = ["t1", "t2", "t3"];
+    // Each replica gets 40 batches of 10 records over every tenant; ids 0..100 of each tenant
+    // go to both replicas, and each replica has 150 ids of its own per tenant.
+    let stored = runtime.block_on(async {
+        let sends = replicas.iter().enumerate().flat_map(|(r, (writer, _, _))| {
+            (0..40u32).map(move |b| {
+                let writer = writer.clone();
+                let records: Vec<NewRecord> = (0..10u32)
+                    .map(|i| {
+                        let n = b * 10 + i;
+                        let tenant = tenants[(n % 3) as usize];
+                        let id = if n < 100 {
+                            format!("{tenant}-shared-{n}")
+                        } else {
+                            format!("{tenant}-{r}-{n}")
+                        };
+                        record(&id, tenant, n)
+                    })
+                    .collect();
+                async move { writer.write(records).await.unwrap() }
+            })
+        });
+        let stored: Vec<Stored> = futures_join(sends.collect()).await;
+        for (writer, _, _) in &replicas {
+            writer.tick().await.unwrap();
+        }
+        stored
+    });
+    let accepted: usize = stored.iter().map(|s| s.accepted).sum();
+    let duplicates: usize = stored.iter().map(|s| s.duplicates).sum();
+    assert_eq!(
+        (accepted, duplicates),
+        (700, 100),
+        "each shared id is stored once"
+    );
+    let vkeys: Vec<String> = replicas.iter().map(|(_, _, k)| k.clone()).collect();
+    for (writer, thread, _) in replicas {
+        drop(writer);
+        thread.join().unwrap();
+    }
+    let conn = test.database.read().unwrap();
+    let mut recorded = checkpoints::keys(&*conn).unwrap();
+    recorded.sort();
+    let mut sorted = vkeys.clone();
+    sorted.sort();
+    assert_eq!(recorded, sorted, "both replicas' keys are recorded");
+    let mut total = 0;
+    for tenant in tenants {
+        let mut seqs: Vec<u64> = exported(&*conn, tenant)
+            .into_iter()
+            .map(|(seq, _)| seq)
+            .collect();
+        seqs.sort();
+        assert_eq!(
+            seqs,
+            (0..seqs.len() as u64).collect::<Vec<_>>(),
+            "{tenant}: gapless"
+        );
+        total += seqs.len();
+        let sizes = verified(&test.database, &vkeys, tenant);
+        assert_eq!(
+            sizes.last(),
+            Some(&(seqs.len() as u64)),
+            "{tenant}: the last tick covers all"
+        );
+    }
+    assert_eq!(total, 700);
+}
+
+/// Runs every future of `futures` concurrently on the current runtime; their results in order.
+async fn futures_join<T: Send + 'static>(
+    futures: Vec<impl std::future::Future<Output = T> + Send + 'static>,
+) -> Vec<T> {
+    let tasks: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut results = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    results
+}

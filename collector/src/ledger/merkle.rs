@@ -1,0 +1,334 @@
+//! Each tenant's records form an append-only RFC 6962 / RFC 9162 Merkle tree in arrival order.
+//! Record `seq` (0, 1, 2, ... per tenant, gapless) is leaf `seq`; its leaf hash is
+//! SHA-256(0x00 || the stored JSON bytes), interior nodes SHA-256(0x01 || left || right).
+//!
+//! The hashing and the proofs are `tlog_tiles` (a port of Go's `sumdb/tlog`). Its storage
+//! layout is kept: appending leaf `n` yields the leaf hash followed by the hashes of the
+//! subtrees that leaf completes ([`tlog::stored_hashes_for_record_hash`]), and these are
+//! stored with the record itself (column `hashes`). So the node at `(level, k)` lives in the
+//! row of seq `(k + 1) * 2^level - 1`, at offset `level * 32`, and any proof reads
+//! O(log n) rows. When retention removes a prefix of the tree, the hashes of its maximal
+//! subtrees (the [`Frontier`] at the cut) are kept in the signed expiry note, which is all that
+//! proofs over the remaining records need.
+
+use tlog_tiles::tlog::{self, Hash, HashReader, HASH_SIZE};
+
+use crate::store::{Conn, ConnExt};
+
+pub use tlog::record_hash as leaf_hash;
+
+/// The maximal complete subtrees of a tree of `size` leaves: enough to append the next leaf and
+/// to compute the root. At most 64 hashes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Frontier {
+    size: u64,
+    /// `(stored hash index, hash)`, left to right.
+    nodes: Vec<(u64, Hash)>,
+}
+
+impl Frontier {
+    /// Reads the frontier of a tree of `size` leaves from `hashes`.
+    pub fn read(size: u64, hashes: &impl HashReader) -> Result<Self, tlog::Error> {
+        let indexes = tlog::sub_tree_index(0, size, Vec::new());
+        let nodes = indexes
+            .iter()
+            .copied()
+            .zip(hashes.read_hashes(&indexes)?)
+            .collect();
+        Ok(Self { size, nodes })
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The hashes, left to right (as kept in an expiry note).
+    pub fn hashes(&self) -> Vec<Hash> {
+        self.nodes.iter().map(|(_, h)| *h).collect()
+    }
+
+    /// Rebuilds a frontier from [`Frontier::hashes`]; `None` when their count does not fit `size`.
+    pub fn from_hashes(size: u64, hashes: &[Hash]) -> Option<Self> {
+        let indexes = tlog::sub_tree_index(0, size, Vec::new());
+        (indexes.len() == hashes.len()).then(|| Self {
+            size,
+            nodes: indexes.into_iter().zip(hashes.iter().copied()).collect(),
+        })
+    }
+
+    /// The hashes to store with the next leaf (see the module comment); [`Frontier::push`]
+    /// them once the leaf is stored.
+    pub fn next_hashes(&self, leaf: Hash) -> Result<Vec<Hash>, tlog::Error> {
+        tlog::stored_hashes_for_record_hash(self.size, leaf, self)
+    }
+
+    /// Appends the leaf whose stored hashes [`Frontier::next_hashes`] returned: the subtrees
+    /// it completed replace the frontier's smallest ones.
+    pub fn push(&mut self, stored: &[Hash]) {
+        let merged = stored.len().saturating_sub(1);
+        let first = tlog::stored_hash_index(0, self.size);
+        self.nodes.truncate(self.nodes.len().saturating_sub(merged));
+        if let Some(top) = stored.last() {
+            self.nodes.push((first + merged as u64, *top));
+        }
+        self.size += 1;
+    }
+
+    /// The root hash of the tree (RFC 6962 MTH).
+    pub fn root(&self) -> Hash {
+        tlog::tree_hash(self.size, self).unwrap_or(tlog::EMPTY_HASH)
+    }
+}
+
+impl HashReader for Frontier {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog::Error> {
+        indexes
+            .iter()
+            .map(|i| {
+                self.nodes
+                    .iter()
+                    .find(|(j, _)| j == i)
+                    .map(|(_, h)| *h)
+                    .ok_or(tlog::Error::IndexesNotInTree)
+            })
+            .collect()
+    }
+}
+
+/// Splits a `hashes` column into hashes; `None` when its length is not a multiple of 32.
+pub fn split_hashes(blob: &[u8]) -> Option<Vec<Hash>> {
+    if blob.is_empty() || !blob.len().is_multiple_of(HASH_SIZE) {
+        return None;
+    }
+    blob.chunks_exact(HASH_SIZE)
+        .map(|c| c.try_into().ok().map(Hash))
+        .collect()
+}
+
+pub fn join_hashes(hashes: &[Hash]) -> Vec<u8> {
+    hashes.iter().flat_map(|h| h.0).collect()
+}
+
+/// One tenant's stored tree, read from the database: the `hashes` of its records, and the
+/// frontier of the latest expiry for the removed prefix.
+pub struct StoredTree<'a> {
+    conn: &'a dyn Conn,
+    tenant: &'a str,
+    expired: Option<Frontier>,
+}
+
+impl<'a> StoredTree<'a> {
+    pub fn new(conn: &'a dyn Conn, tenant: &'a str, expired: Option<Frontier>) -> Self {
+        Self {
+            conn,
+            tenant,
+            expired,
+        }
+    }
+
+    fn read_one(&self, index: u64) -> Result<Hash, tlog::Error> {
+        if let Some(hash) = self
+            .expired
+            .as_ref()
+            .and_then(|f| f.read_hashes(&[index]).ok())
+        {
+            return Ok(hash[0]);
+        }
+        let (level, k) = tlog::split_stored_hash_index(index);
+        let seq = ((k + 1) << level) - 1;
+        let blob: Option<Vec<u8>> = self
+            .conn
+            .query_opt(
+                "SELECT hashes FROM records WHERE tenant = ?1 AND tseq = ?2",
+                &[self.tenant.into(), seq.into()],
+                |row| row.get(0),
+            )
+            .map_err(|e| tlog::Error::InvalidInput(format!("database: {e}")))?;
+        blob.as_deref()
+            .and_then(split_hashes)
+            .and_then(|hashes| hashes.get(usize::from(level)).copied())
+            .ok_or(tlog::Error::IndexesNotInTree)
+    }
+}
+
+impl HashReader for StoredTree<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog::Error> {
+        indexes.iter().map(|&i| self.read_one(i)).collect()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    fn hex(s: &str) -> Hash {
+        let bytes: Vec<u8> = (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect();
+        Hash(bytes.try_into().unwrap())
+    }
+
+    /// The RFC 6962 test leaves of the Certificate Transparency implementations.
+    const LEAVES: [&[u8]; 8] = [
+        b"",
+        b"\x00",
+        b"\x10",
+        b"\x20\x21",
+        b"\x30\x31",
+        b"\x40\x41\x42\x43",
+        b"\x50\x51\x52\x53\x54\x55\x56\x57",
+        b"\x60\x61\x62\x63\x64\x65\x66\x67\x68\x69\x6a\x6b\x6c\x6d\x6e\x6f",
+    ];
+
+    /// Their roots for tree sizes 0 to 8.
+    const ROOTS: [&str; 9] = [
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+        "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+        "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+        "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+        "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+        "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+        "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+    ];
+
+    /// Every stored hash of a tree, by stored index, as the `hashes` columns hold them.
+    #[derive(Default)]
+    pub(crate) struct Memory {
+        pub frontier: Frontier,
+        pub stored: Vec<Hash>,
+    }
+
+    impl Memory {
+        pub fn append(&mut self, data: &[u8]) {
+            let hashes = self.frontier.next_hashes(leaf_hash(data)).unwrap();
+            self.frontier.push(&hashes);
+            self.stored.extend(hashes);
+        }
+    }
+
+    impl HashReader for Memory {
+        fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog::Error> {
+            Ok(indexes.iter().map(|&i| self.stored[i as usize]).collect())
+        }
+    }
+
+    #[test]
+    fn roots_match_the_rfc6962_test_vectors() {
+        let mut tree = Memory::default();
+        assert_eq!(tree.frontier.root(), hex(ROOTS[0]));
+        for (size, leaf) in LEAVES.iter().enumerate() {
+            tree.append(leaf);
+            assert_eq!(
+                tree.frontier.root(),
+                hex(ROOTS[size + 1]),
+                "size {}",
+                size + 1
+            );
+            let reread = Frontier::read(size as u64 + 1, &tree).unwrap();
+            assert_eq!(reread, tree.frontier);
+        }
+        // Interior nodes of the vectors: level 1 node 3 and level 2 node 1.
+        let node = |level, k| {
+            tree.read_hashes(&[tlog::stored_hash_index(level, k)])
+                .unwrap()[0]
+        };
+        assert_eq!(
+            node(1, 3),
+            hex("ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0")
+        );
+        assert_eq!(
+            node(2, 1),
+            hex("6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4")
+        );
+    }
+
+    #[test]
+    fn inclusion_and_consistency_proofs_verify_and_catch_changes() {
+        let mut tree = Memory::default();
+        let data: Vec<Vec<u8>> = (0..37u32).map(|i| i.to_be_bytes().to_vec()).collect();
+        let mut roots = vec![tlog::EMPTY_HASH];
+        for d in &data {
+            tree.append(d);
+            roots.push(tree.frontier.root());
+        }
+        for size in 1..=37u64 {
+            let root = roots[size as usize];
+            for seq in 0..size {
+                let proof = tlog::prove_record(size, seq, &tree).unwrap();
+                let leaf = leaf_hash(&data[seq as usize]);
+                assert!(tlog::check_record(&proof, size, root, seq, leaf).is_ok());
+                let other = leaf_hash(b"altered");
+                assert!(tlog::check_record(&proof, size, root, seq, other).is_err());
+            }
+            for old in 1..=size {
+                let proof = tlog::prove_tree(size, old, &tree).unwrap();
+                let old_root = roots[old as usize];
+                assert!(tlog::check_tree(&proof, size, root, old, old_root).is_ok());
+                if old < size {
+                    let wrong = roots[old as usize + 1];
+                    assert!(tlog::check_tree(&proof, size, root, old, wrong).is_err());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_expired_frontier_stands_in_for_removed_leaves() {
+        let mut tree = Memory::default();
+        for i in 0..20u32 {
+            tree.append(&i.to_be_bytes());
+        }
+        let size = 20;
+        let root = tree.frontier.root();
+        for cut in 1..size {
+            let frontier = Frontier::read(cut, &tree).unwrap();
+            let kept = Frontier::from_hashes(cut, &frontier.hashes()).unwrap();
+            // Only the hashes stored with leaves >= cut, and the frontier at the cut.
+            let first_kept = tlog::stored_hash_index(0, cut);
+            let reader = Pruned {
+                frontier: kept,
+                tree: &tree,
+                first_kept,
+            };
+            for seq in cut..size {
+                let proof = tlog::prove_record(size, seq, &reader).unwrap();
+                let leaf = leaf_hash(&(seq as u32).to_be_bytes());
+                assert!(tlog::check_record(&proof, size, root, seq, leaf).is_ok());
+            }
+            for old in cut..=size {
+                assert!(tlog::prove_tree(size, old, &reader).is_ok(), "{cut} {old}");
+            }
+        }
+        assert!(Frontier::from_hashes(5, &[tlog::EMPTY_HASH]).is_none());
+    }
+
+    struct Pruned<'a> {
+        frontier: Frontier,
+        tree: &'a Memory,
+        first_kept: u64,
+    }
+
+    impl HashReader for Pruned<'_> {
+        fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog::Error> {
+            indexes
+                .iter()
+                .map(|&i| match self.frontier.read_hashes(&[i]) {
+                    Ok(h) => Ok(h[0]),
+                    Err(_) if i >= self.first_kept => Ok(self.tree.stored[i as usize]),
+                    Err(e) => Err(e),
+                })
+                .collect()
+        }
+    }
+
+    #[test]
+    fn hashes_columns_split_into_whole_hashes() {
+        let hashes = vec![leaf_hash(b"a"), leaf_hash(b"b")];
+        assert_eq!(split_hashes(&join_hashes(&hashes)), Some(hashes));
+        assert_eq!(split_hashes(&[0; 33]), None);
+        assert_eq!(split_hashes(&[]), None);
+    }
+}
