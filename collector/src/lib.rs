@@ -14,3 +14,6 @@ pub mod store;
 pub mod telemetry;
 pub mod verify;
 pub mod webhooks;
+
+#[cfg(test)]
+mod every_store_tests;

@@ -12,8 +12,6 @@
 pub mod backfill;
 pub mod checkpoints;
 pub mod ingest;
-#[cfg(test)]
-pub(crate) mod ledger_tests;
 pub mod merkle;
 pub mod proofs;
 pub mod signing;

@@ -8,7 +8,7 @@ use super::events::{Kind, CHECKPOINTS, POLICIES, RECORDS, SOURCES};
 use super::formats::Format;
 use super::lease::Lease;
 use super::spec::{Batch, Spec};
-use crate::ledger::ledger_tests::{record, writer};
+use crate::every_store_tests::{record, writer};
 use crate::store::testing::TestDatabase;
 use crate::store::{Backend, Store};
 

@@ -1,5 +1,6 @@
-//! The ledger, writer, export query, checkpoints and verify on every store, and several writers
-//! on one PostgreSQL database.
+//! The ledger, writer, export query, stats, checkpoints, policy versions, evidence and verify on
+//! every store (SQLite always, PostgreSQL when `ACP_TEST_POSTGRES_URL` is set), and several
+//! writers on one PostgreSQL database.
 
 use std::collections::BTreeMap;
 
