@@ -1,46 +1,17 @@
 //! The SSRF guard of webhook URLs: only `http` and `https`, and only hosts whose every address
-//! is public. Loopback, private (RFC 1918, unique local), shared (CGNAT), link-local (which holds
-//! cloud metadata such as 169.254.169.254), unspecified, multicast and reserved addresses are
-//! refused unless the operator allows their range (`--webhook-allow-cidrs`). The check runs at
+//! is public. Every address class of `acp_netclass` (the filter's SSRF scanner classifies with
+//! it too) is refused unless the operator allows its range (`--webhook-allow-cidrs`): loopback,
+//! private (RFC 1918, unique and site local), shared (CGNAT), link-local and cloud metadata
+//! (169.254.169.254, fd00:ec2::254, ...), unspecified, multicast, reserved and documentation
+//! ranges, and IPv6 addresses that carry such an IPv4 address (mapped, NAT64, 6to4). The check runs at
 //! creation and again on every connection ([`GuardedResolver`]), so a name that later resolves
 //! to a private address (DNS rebinding) is still refused.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use reqwest::Url;
-
-/// Ranges that are not the public internet.
-static NON_PUBLIC: LazyLock<Vec<IpNet>> = LazyLock::new(|| {
-    [
-        "0.0.0.0/8",
-        "10.0.0.0/8",
-        "100.64.0.0/10",
-        "127.0.0.0/8",
-        "169.254.0.0/16",
-        "172.16.0.0/12",
-        "192.0.0.0/24",
-        "192.0.2.0/24",
-        "192.168.0.0/16",
-        "198.18.0.0/15",
-        "198.51.100.0/24",
-        "203.0.113.0/24",
-        "224.0.0.0/4",
-        "240.0.0.0/4",
-        "::/128",
-        "::1/128",
-        "64:ff9b::/96",
-        "100::/64",
-        "2001:db8::/32",
-        "fc00::/7",
-        "fe80::/10",
-        "ff00::/8",
-    ]
-    .iter()
-    .filter_map(|net| net.parse().ok())
-    .collect()
-});
 
 /// The ranges an operator allows besides public addresses.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -61,9 +32,8 @@ pub fn parse_allow_list(text: &str) -> Result<AllowList, String> {
 
 impl AllowList {
     pub fn permits(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        !NON_PUBLIC.iter().any(|net| net.contains(&ip))
-            || self.0.iter().any(|net| net.contains(&ip))
+        let canonical = ip.to_canonical();
+        acp_netclass::classify_ip(ip).is_none() || self.0.iter().any(|net| net.contains(&canonical))
     }
 
     /// Checks the scheme, the host and, when the host is an address, the address.
@@ -149,11 +119,20 @@ mod tests {
             "http://[fd00:ec2::254]/",
             "http://100.100.100.200/",
             "http://0.0.0.0/",
+            "http://[2002:a9fe:a9fe::1]/",
+            "http://[fec0::1]/",
+            "http://[64:ff9b::a00:1]/",
+            "http://192.0.2.10/",
+            "http://[2001:db8::1]/",
         ] {
             let err = strict.check_url(url).unwrap_err();
             assert!(err.contains("--webhook-allow-cidrs"), "{url}: {err}");
         }
         assert!(strict.check_url("https://93.184.215.14/hook").is_ok());
+        // NAT64 of a public address is public.
+        assert!(strict
+            .check_url("https://[64:ff9b::5db8:d70e]/hook")
+            .is_ok());
         assert!(strict.check_url_resolved("http://localhost:9/").is_err());
         for (url, reason) in [
             ("ftp://example.com/", "http or https"),
