@@ -56,8 +56,20 @@ token: setup
 
 test: build lint test-unit test-wasm test-e2e test-dashboard
 
-lint:
+# Each crate's top-level modules, lowest layer first (docs/architecture.md).
+FILTER_LAYERS    := config_error,scan,mcp,auth,policy,config,decide,audit,shell
+COLLECTOR_LAYERS := store,apikeys,ledger,policies,verify,export,evidence,webhooks,settings,telemetry,http,startup,cli
+
+# Formatting, clippy with warnings as errors on every crate (the filter also as built for
+# wasm32-wasip1; the fuzz targets are a crate of their own), and the module dependency check.
+lint: .wasm-target
+	cargo fmt --all --check
+	cd filter/fuzz && cargo fmt --check
+	cargo clippy --locked --workspace --all-targets -- -D warnings
 	cargo clippy --locked -p acp-filter --target wasm32-wasip1 --profile wasm -- -D warnings
+	cd filter/fuzz && cargo clippy --locked --bins -- -D warnings
+	python3 tests/arch/module_deps.py filter/src=$(FILTER_LAYERS) collector/src=$(COLLECTOR_LAYERS) \
+		record/src netclass/src
 
 # The collector's store tests run against PostgreSQL too: ACP_TEST_POSTGRES_URL, or a throw-away
 # server when Debian's PostgreSQL is installed (skipped otherwise).
