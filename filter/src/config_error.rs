@@ -2,30 +2,25 @@
 //! reports here; the text names the offending field (`identity.jwks.remote.cluster: missing
 //! field ...`), as operators and the end-to-end tests read it.
 
-use std::fmt;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// The document is not JSON of the expected shape, at its root.
+    #[error("{0}")]
     Document(String),
     /// A field does not have the expected shape (unknown, missing, wrong type).
-    Shape {
-        path: String,
-        message: String,
-    },
-    Empty {
-        field: String,
-    },
-    TooSmall {
-        field: String,
-        min: u64,
-        value: u64,
-    },
-    Invalid {
-        field: String,
-        reason: String,
-    },
+    #[error("{path}: {message}")]
+    Shape { path: String, message: String },
+    #[error("{field}: must not be empty")]
+    Empty { field: String },
+    #[error("{field}: must be at least {min}, got {value}")]
+    TooSmall { field: String, min: u64, value: u64 },
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
     /// An action that would weaken a platform rule (`IMMUTABLE_INPUT_BLOCKS`).
+    #[error(
+        "scanning.input.{detector}: `{action}` refused: blocking {what} in tool inputs is a \
+         platform-enforced rule that no configuration can weaken (see IMMUTABLE_RULES.md)"
+    )]
     WeakensPlatformRule {
         detector: &'static str,
         action: &'static str,
@@ -34,38 +29,13 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    pub fn invalid(field: impl Into<String>, reason: impl fmt::Display) -> ConfigError {
+    pub fn invalid(field: impl Into<String>, reason: impl std::fmt::Display) -> ConfigError {
         ConfigError::Invalid {
             field: field.into(),
             reason: reason.to_string(),
         }
     }
 }
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::Document(message) => f.write_str(message),
-            ConfigError::Shape { path, message } => write!(f, "{path}: {message}"),
-            ConfigError::Empty { field } => write!(f, "{field}: must not be empty"),
-            ConfigError::TooSmall { field, min, value } => {
-                write!(f, "{field}: must be at least {min}, got {value}")
-            }
-            ConfigError::Invalid { field, reason } => write!(f, "{field}: {reason}"),
-            ConfigError::WeakensPlatformRule {
-                detector,
-                action,
-                what,
-            } => write!(
-                f,
-                "scanning.input.{detector}: `{action}` refused: blocking {what} in tool inputs is a \
-                 platform-enforced rule that no configuration can weaken (see IMMUTABLE_RULES.md)"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 /// `value` must not be empty or blank.
 pub fn non_empty(field: &str, value: &str) -> Result<(), ConfigError> {
