@@ -101,9 +101,6 @@ export class ProxyWasmHost {
     this.nextCallToken = 1;
     this.tickPeriodMs = 0;
     this.doneCalled = false;
-    this.effectiveContext = 0;
-    /** The host's clock may be moved ahead (for schedules) by this much. */
-    this.clockOffsetNs = 0n;
     this.logs = [];
     /** Host calls made during the current callback, by function name. */
     this.calls = new Map();
@@ -153,10 +150,6 @@ export class ProxyWasmHost {
     };
   }
 
-  nowNs() {
-    return BigInt(Date.now()) * 1_000_000n + this.clockOffsetNs;
-  }
-
   // Memory helpers. The module's memory may grow during any allocation: views are made anew.
   bytes(ptr, len) { return new Uint8Array(this.exports.memory.buffer, ptr, len); }
   text(ptr, len) { return decoder.decode(this.bytes(ptr, len)); }
@@ -201,12 +194,11 @@ export class ProxyWasmHost {
         this.onLog(LOG_LEVELS[level] ?? String(level), message);
         return Status.Ok;
       },
-      proxy_set_effective_context: (id) => {
-        this.effectiveContext = id;
-        return Status.Ok;
-      },
+      // The SDK names the context whose calls follow (before an HTTP call's answer); this host
+      // keeps the state of one stream at a time and the root's callouts apart, so it needs none.
+      proxy_set_effective_context: () => Status.Ok,
       proxy_get_current_time_nanoseconds: (ptr) => {
-        this.view().setBigUint64(ptr, this.nowNs(), true);
+        this.view().setBigUint64(ptr, BigInt(Date.now()) * 1_000_000n, true);
         return Status.Ok;
       },
       proxy_set_tick_period_milliseconds: (ms) => {
@@ -314,7 +306,6 @@ export class ProxyWasmHost {
         this.stream?.continued.push(type);
         return Status.Ok;
       },
-      proxy_close_stream: () => Status.Ok,
       proxy_done: () => {
         this.doneCalled = true;
         return Status.Ok;

@@ -14,7 +14,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 
-import { ProxyWasmHost } from "./host.mjs";
+import { Action, ProxyWasmHost } from "./host.mjs";
 
 // Host calls of one allowed `tools/call` with a cached token and a 1 KiB body, from context
 // creation to deletion (every import counted, WASI's too), at most. Counted on the module as
@@ -208,6 +208,7 @@ const host = new ProxyWasmHost(opts.wasm, {
 if (!host.start()) throw new Error(`the filter refused its configuration:\n${logs.join("\n")}`);
 drain(host); // the first tick fetches the JWKS and posts the policy document
 if (host.metric("acp.jwks_fetched") !== 1n) failures.push("the JWKS was not fetched and loaded");
+if (host.tickPeriodMs !== 200) failures.push(`tick period ${host.tickPeriodMs} ms, not audit.flushIntervalMs (200)`);
 if (policiesPosted !== 1 || host.metric("acp.policy_versions_sent") !== 1n) failures.push("the policy document was not sent");
 
 const quantile = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)];
@@ -221,7 +222,8 @@ function run(scenario, i) {
   const reply = stream.localReply;
   return {
     runs,
-    outcome: reply ? reply.status : "forwarded",
+    // Forwarded: the body callback let the request go on and no local reply was sent.
+    outcome: reply ? reply.status : runs.request_body.result === Action.Continue ? "forwarded" : "held",
     code: reply ? JSON.parse(reply.body)?.error?.code : undefined,
     records: Number(host.metric("acp.audit_records_queued") - queued),
   };
