@@ -10,7 +10,7 @@
 // 1 KiB tools/call makes more host calls than HOST_CALL_BUDGET.
 
 import { generateKeyPairSync, randomUUID, sign } from "node:crypto";
-import { dirname, join } from "node:path";
+import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 
@@ -283,7 +283,7 @@ for (const scenario of SCENARIOS) {
 
 const pad = (s, n) => String(s).padEnd(n);
 const lpad = (s, n) => String(s).padStart(n);
-console.log(`In-VM profile of ${opts.wasm}`);
+console.log(`In-VM profile of ${relative(process.cwd(), opts.wasm)}`);
 console.log(`Node ${process.version} (V8 ${process.versions.v8}); ${iterations} timed iterations per scenario after ${warmup} untimed\n`);
 console.log(`${pad("scenario", 32)} ${pad("outcome", 16)} ${lpad("records/req", 11)} ${lpad("host calls (max)", 16)} ${lpad("median us", 9)} ${lpad("p99 us", 9)}`);
 for (const r of results) {
@@ -292,13 +292,14 @@ for (const r of results) {
   console.log(`${pad(r.scenario.name, 32)} ${pad(outcome, 16)} ${lpad(r.records.length / (iterations + warmup), 11)} ` +
     `${lpad(r.hostCalls, 16)} ${lpad(us(r.median), 9)} ${lpad(us(r.p99), 9)}`);
 }
-console.log("\nPer callback (host calls of the last iteration, by function; median and p99 wall time):");
+console.log("\nPer callback: median and p99 wall time, host calls of the last iteration by function");
 for (const r of results) {
   console.log(`\n${r.scenario.name}`);
+  console.log(`  ${pad("callback", 17)} ${lpad("med us", 8)} ${lpad("p99 us", 8)} ${lpad("n", 3)}  host calls`);
   for (const c of r.callbacks) {
     const by = [...c.calls].map(([name, n]) => `${name.replace(/^proxy_/, "")}${n > 1 ? ` x${n}` : ""}`).join(", ");
     const varies = c.varies ? ` (varies ${c.varies[0]}-${c.varies[1]})` : "";
-    console.log(`  ${pad(c.name, 17)} ${lpad(us(c.median), 8)} ${lpad(us(c.p99), 8)} ${lpad(c.total, 3)}  ${by}${varies}`);
+    console.log(`  ${pad(c.name, 17)} ${lpad(us(c.median), 8)} ${lpad(us(c.p99), 8)} ${lpad(c.total, 3)}  ${by}${varies}`.trimEnd());
   }
 }
 console.log(`\nAudit: ${sent.length} records sent to the collector and acknowledged ` +
