@@ -79,14 +79,13 @@ export class ProxyWasmHost {
   /**
    * @param {string} wasmPath the built module
    * @param {object} options `pluginConfiguration` (bytes or text), `properties` (path array
-   *   joined by "\0" -> bytes; anything else is not found), `onLog(level, message)`.
+   *   joined by "\0" -> bytes; anything else is not found).
    */
-  constructor(wasmPath, { pluginConfiguration, properties = new Map(), onLog = () => {} } = {}) {
+  constructor(wasmPath, { pluginConfiguration, properties = new Map() } = {}) {
     this.module = new WebAssembly.Module(readFileSync(wasmPath));
     this.pluginConfiguration = typeof pluginConfiguration === "string"
       ? encoder.encode(pluginConfiguration) : pluginConfiguration;
     this.properties = properties;
-    this.onLog = onLog;
     this.rootContextId = 1;
     this.nextContextId = 2;
     /** The stream whose callback runs (or ran last). */
@@ -101,9 +100,12 @@ export class ProxyWasmHost {
     this.nextCallToken = 1;
     this.tickPeriodMs = 0;
     this.doneCalled = false;
+    /** What the filter logged: `{level, message}`. */
     this.logs = [];
     /** Host calls made during the current callback, by function name. */
     this.calls = new Map();
+    /** Calls the host made into the module's allocator during the current callback. */
+    this.allocations = 0;
   }
 
   /** Instantiates the module, runs `_initialize`, creates the root context, starts the VM
@@ -132,14 +134,15 @@ export class ProxyWasmHost {
     return this.callback("proxy_on_configure", this.rootContextId, this.pluginConfiguration.length).result !== 0;
   }
 
-  /** Calls export `name` with `args`; returns its result, the host calls it made (by name)
-   * and its wall time in nanoseconds. */
+  /** Calls export `name` with `args`; returns its result, the host calls it made (by name),
+   * the allocations the host made in the module for their answers, and its wall time in ns. */
   callback(name, ...args) {
     this.calls = new Map();
+    this.allocations = 0;
     const started = process.hrtime.bigint();
     const result = this.exports[name](...args);
     const ns = process.hrtime.bigint() - started;
-    return { result, calls: this.calls, ns };
+    return { result, calls: this.calls, allocations: this.allocations, ns };
   }
 
   /** Wraps host function `fn` so that each call is counted under `name`. */
@@ -166,6 +169,7 @@ export class ProxyWasmHost {
       return Status.Ok;
     }
     const ptr = this.allocate(bytes.length);
+    this.allocations += 1;
     this.bytes(ptr, bytes.length).set(bytes);
     this.setU32(ptrPtr, ptr);
     this.setU32(sizePtr, bytes.length);
@@ -189,9 +193,7 @@ export class ProxyWasmHost {
   envFunctions() {
     return {
       proxy_log: (level, ptr, len) => {
-        const message = this.text(ptr, len);
-        this.logs.push({ level: LOG_LEVELS[level] ?? String(level), message });
-        this.onLog(LOG_LEVELS[level] ?? String(level), message);
+        this.logs.push({ level: LOG_LEVELS[level] ?? String(level), message: this.text(ptr, len) });
         return Status.Ok;
       },
       // The SDK names the context whose calls follow (before an HTTP call's answer); this host

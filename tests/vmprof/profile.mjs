@@ -200,12 +200,9 @@ function drain(host) {
 // --- Running ---
 
 const failures = [];
-const logs = [];
-const host = new ProxyWasmHost(opts.wasm, {
-  pluginConfiguration: CONFIG,
-  onLog: (level, message) => logs.push(`${level}: ${message}`),
-});
-if (!host.start()) throw new Error(`the filter refused its configuration:\n${logs.join("\n")}`);
+const host = new ProxyWasmHost(opts.wasm, { pluginConfiguration: CONFIG });
+const logged = () => host.logs.map(({ level, message }) => `${level}: ${message}`);
+if (!host.start()) throw new Error(`the filter refused its configuration:\n${logged().join("\n")}`);
 drain(host); // the first tick fetches the JWKS and posts the policy document
 if (host.metric("acp.jwks_fetched") !== 1n) failures.push("the JWKS was not fetched and loaded");
 if (host.tickPeriodMs !== 200) failures.push(`tick period ${host.tickPeriodMs} ms, not audit.flushIntervalMs (200)`);
@@ -245,6 +242,7 @@ for (const scenario of SCENARIOS) {
       median: quantile(times, 0.5),
       p99: quantile(times, 0.99),
       calls: samples.at(-1).runs[cb].calls,
+      allocations: samples.at(-1).runs[cb].allocations,
       total: counts.at(-1),
       varies: Math.min(...counts) !== Math.max(...counts) ? [Math.min(...counts), Math.max(...counts)] : null,
     };
@@ -256,6 +254,7 @@ for (const scenario of SCENARIOS) {
     // The most any iteration made (the UUID's random_get count depends on the clock).
     hostCalls: Math.max(...samples.map((s) => Object.values(s.runs)
       .reduce((n, r) => n + [...r.calls.values()].reduce((a, b) => a + b, 0), 0))),
+    allocations: callbacks.reduce((n, c) => n + c.allocations, 0),
     median: quantile(totals, 0.5),
     p99: quantile(totals, 0.99),
   };
@@ -285,21 +284,22 @@ const pad = (s, n) => String(s).padEnd(n);
 const lpad = (s, n) => String(s).padStart(n);
 console.log(`In-VM profile of ${relative(process.cwd(), opts.wasm)}`);
 console.log(`Node ${process.version} (V8 ${process.versions.v8}); ${iterations} timed iterations per scenario after ${warmup} untimed\n`);
-console.log(`${pad("scenario", 32)} ${pad("outcome", 16)} ${lpad("records/req", 11)} ${lpad("host calls (max)", 16)} ${lpad("median us", 9)} ${lpad("p99 us", 9)}`);
+console.log(`${pad("scenario", 32)} ${pad("outcome", 16)} ${lpad("records/req", 11)} ${lpad("host calls (max)", 16)} ${lpad("alloc", 5)} ${lpad("median us", 9)} ${lpad("p99 us", 9)}`);
 for (const r of results) {
   const code = r.scenario.expect.code === undefined ? "" : ` ${r.scenario.expect.code}`;
   const outcome = r.outcome === "forwarded" ? "forwarded" : `local ${r.outcome}${code}`;
   console.log(`${pad(r.scenario.name, 32)} ${pad(outcome, 16)} ${lpad(r.records.length / (iterations + warmup), 11)} ` +
-    `${lpad(r.hostCalls, 16)} ${lpad(us(r.median), 9)} ${lpad(us(r.p99), 9)}`);
+    `${lpad(r.hostCalls, 16)} ${lpad(r.allocations, 5)} ${lpad(us(r.median), 9)} ${lpad(us(r.p99), 9)}`);
 }
-console.log("\nPer callback: median and p99 wall time, host calls of the last iteration by function");
+console.log("\nPer callback: median and p99 wall time; of the last iteration, the host calls (n), the calls the\n" +
+  "host made into the module's allocator to return values (alloc), and the host calls by function");
 for (const r of results) {
   console.log(`\n${r.scenario.name}`);
-  console.log(`  ${pad("callback", 17)} ${lpad("med us", 8)} ${lpad("p99 us", 8)} ${lpad("n", 3)}  host calls`);
+  console.log(`  ${pad("callback", 17)} ${lpad("med us", 8)} ${lpad("p99 us", 8)} ${lpad("n", 3)} ${lpad("alloc", 5)}  host calls`);
   for (const c of r.callbacks) {
     const by = [...c.calls].map(([name, n]) => `${name.replace(/^proxy_/, "")}${n > 1 ? ` x${n}` : ""}`).join(", ");
     const varies = c.varies ? ` (varies ${c.varies[0]}-${c.varies[1]})` : "";
-    console.log(`  ${pad(c.name, 17)} ${lpad(us(c.median), 8)} ${lpad(us(c.p99), 8)} ${lpad(c.total, 3)}  ${by}${varies}`.trimEnd());
+    console.log(`  ${pad(c.name, 17)} ${lpad(us(c.median), 8)} ${lpad(us(c.p99), 8)} ${lpad(c.total, 3)} ${lpad(c.allocations, 5)}  ${by}${varies}`.trimEnd());
   }
 }
 console.log(`\nAudit: ${sent.length} records sent to the collector and acknowledged ` +
@@ -308,7 +308,7 @@ console.log(`\nAudit: ${sent.length} records sent to the collector and acknowled
 const budgeted = results.find((r) => r.scenario.budgeted);
 console.log(`Host-call budget of an allowed cached-token 1 KiB tools/call: ${budgeted.hostCalls} of ${HOST_CALL_BUDGET}`);
 
-const serious = logs.filter((l) => l.startsWith("error") || l.startsWith("critical"));
+const serious = logged().filter((l) => l.startsWith("error") || l.startsWith("critical"));
 if (serious.length > 0) failures.push(`the filter logged errors:\n  ${serious.slice(0, 5).join("\n  ")}`);
 if (host.metric("acp.audit_records_sent") !== BigInt(sent.length)) failures.push("acp.audit_records_sent differs from the records the collector got");
 
