@@ -6,8 +6,8 @@
 //   node tests/vmprof/profile.mjs [--check] [--iterations N] [--wasm PATH]
 //
 // --check exits 1 when a scenario's outcome is not the expected one (local reply status or
-// forwarded, records queued, the records sent to the collector) or when an allowed cached-token
-// 1 KiB tools/call makes more host calls than HOST_CALL_BUDGET.
+// forwarded, records queued, the records sent to the collector), when the filter logs an error,
+// or when an allowed cached-token 1 KiB tools/call makes more host calls than HOST_CALL_BUDGET.
 
 import { generateKeyPairSync, randomUUID, sign } from "node:crypto";
 import { dirname, join, relative } from "node:path";
@@ -257,6 +257,7 @@ for (const scenario of SCENARIOS) {
   const result = {
     scenario, callbacks, records,
     outcome: samples.at(-1).outcome,
+    code: samples.at(-1).code,
     // The most any iteration made (the UUID's random_get count depends on the clock).
     hostCalls: Math.max(...samples.map((s) => Object.values(s.runs)
       .reduce((n, r) => n + [...r.calls.values()].reduce((a, b) => a + b, 0), 0))),
@@ -292,8 +293,8 @@ console.log(`In-VM profile of ${relative(process.cwd(), opts.wasm)}`);
 console.log(`Node ${process.version} (V8 ${process.versions.v8}); ${iterations} timed iterations per scenario after ${warmup} untimed\n`);
 console.log(`${pad("scenario", 32)} ${pad("outcome", 16)} ${lpad("records/req", 11)} ${lpad("host calls (max)", 16)} ${lpad("alloc", 5)} ${lpad("median us", 9)} ${lpad("p99 us", 9)}`);
 for (const r of results) {
-  const code = r.scenario.expect.code === undefined ? "" : ` ${r.scenario.expect.code}`;
-  const outcome = r.outcome === "forwarded" ? "forwarded" : `local ${r.outcome}${code}`;
+  const outcome = r.outcome === "forwarded" ? "forwarded"
+    : `local ${r.outcome}${r.scenario.expect.code === undefined ? "" : ` ${r.code}`}`;
   console.log(`${pad(r.scenario.name, 32)} ${pad(outcome, 16)} ${lpad(+(r.records.length / (iterations + warmup)).toFixed(2), 11)} ` +
     `${lpad(r.hostCalls, 16)} ${lpad(r.allocations, 5)} ${lpad(us(r.median), 9)} ${lpad(us(r.p99), 9)}`);
 }
