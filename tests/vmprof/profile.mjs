@@ -51,7 +51,9 @@ const { values: opts } = parseArgs({
   },
 });
 const iterations = Number(opts.iterations);
-if (!Number.isInteger(iterations) || iterations < 1) throw new Error("--iterations must be a positive integer");
+if (!Number.isInteger(iterations) || iterations < 1) {
+  throw new Error("--iterations must be a positive integer");
+}
 // Untimed runs first, so that V8 has tiered the hot functions up as in a long-running Envoy.
 const warmup = Math.min(100, iterations);
 // Requests between the ticks that send their records (untimed): as many as one batch holds
@@ -61,8 +63,10 @@ const TICK_EVERY = 100;
 // --- Identity: an RS256 key whose public JWK the host serves as the remote JWKS ---
 
 const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
-const JWKS = JSON.stringify({ keys: [{ ...publicKey.export({ format: "jwk" }), kid: KID, alg: "RS256", use: "sig" }] });
-const b64url = (value) => Buffer.from(typeof value === "string" ? value : JSON.stringify(value)).toString("base64url");
+const JWKS = JSON.stringify({
+  keys: [{ ...publicKey.export({ format: "jwk" }), kid: KID, alg: "RS256", use: "sig" }],
+});
+const b64url = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
 
 function mint(scopes, sub = "alice") {
   const now = Math.floor(Date.now() / 1000);
@@ -134,7 +138,8 @@ function upstream(requestBody) {
 
 const reader = mint(["salesforce:read"]);
 // One token per iteration (and warm-up run), each the filter has not seen before.
-const firstSeen = Array.from({ length: iterations + warmup }, (_, i) => mint(["salesforce:read"], `user${i}`));
+const firstSeen = Array.from({ length: iterations + warmup },
+  (_, i) => mint(["salesforce:read"], `user${i}`));
 
 /** Each scenario: its request for iteration `i`, and the outcome it must have. */
 const SCENARIOS = [
@@ -208,8 +213,12 @@ const logged = () => host.logs.map(({ level, message }) => `${level}: ${message}
 if (!host.start()) throw new Error(`the filter refused its configuration:\n${logged().join("\n")}`);
 drain(host); // the first tick fetches the JWKS and posts the policy document
 if (host.metric("acp.jwks_fetched") !== 1n) failures.push("the JWKS was not fetched and loaded");
-if (host.tickPeriodMs !== 200) failures.push(`tick period ${host.tickPeriodMs} ms, not audit.flushIntervalMs (200)`);
-if (policiesPosted !== 1 || host.metric("acp.policy_versions_sent") !== 1n) failures.push("the policy document was not sent");
+if (host.tickPeriodMs !== 200) {
+  failures.push(`tick period ${host.tickPeriodMs} ms, not audit.flushIntervalMs (200)`);
+}
+if (policiesPosted !== 1 || host.metric("acp.policy_versions_sent") !== 1n) {
+  failures.push("the policy document was not sent");
+}
 
 const quantile = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)];
 const us = (ns) => (Number(ns) / 1000).toFixed(1);
@@ -290,7 +299,8 @@ for (const scenario of SCENARIOS) {
 const pad = (s, n) => String(s).padEnd(n);
 const lpad = (s, n) => String(s).padStart(n);
 console.log(`In-VM profile of ${relative(process.cwd(), opts.wasm)}`);
-console.log(`Node ${process.version} (V8 ${process.versions.v8}); ${iterations} timed iterations per scenario after ${warmup} untimed\n`);
+console.log(`Node ${process.version} (V8 ${process.versions.v8}); ` +
+  `${iterations} timed iterations per scenario after ${warmup} untimed\n`);
 console.log(`${pad("scenario", 32)} ${pad("outcome", 16)} ${lpad("records/req", 11)} ${lpad("host calls (max)", 16)} ${lpad("alloc", 5)} ${lpad("median us", 9)} ${lpad("p99 us", 9)}`);
 for (const r of results) {
   const outcome = r.outcome === "forwarded" ? "forwarded"
