@@ -27,7 +27,7 @@ VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' filter/Cargo.toml)
 WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
 	--enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types
 
-.PHONY: setup build demo demo-calls token test test-unit test-wasm test-e2e test-dashboard lint bench clean interop-deps package soak fuzz
+.PHONY: setup build demo demo-calls token test test-unit test-wasm test-vmprof test-e2e test-dashboard lint bench clean interop-deps package soak fuzz
 
 setup: $(VENV)/.installed .wasm-target
 
@@ -54,7 +54,7 @@ token: setup
 	@$(PY) examples/idp/demo_idp.py token --sub '$(SUB)' --email '$(EMAIL)' --tenant '$(TENANT)' \
 		--scopes '$(SCOPES)' --azp '$(AZP)' --act '$(ACT)' --ttl '$(TTL)'
 
-test: build lint test-unit test-wasm test-e2e test-dashboard
+test: build lint test-unit test-wasm test-vmprof test-e2e test-dashboard
 
 # Each crate's top-level modules, lowest layer first (docs/architecture.md).
 FILTER_LAYERS    := config_error,scan,mcp,auth,policy,config,decide,audit,shell
@@ -81,6 +81,13 @@ test-wasm: .wasm-target
 	command -v node >/dev/null || (apt-get update && apt-get install -y nodejs)
 	CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings $(CURDIR)/tests/wasm/wasi-run.mjs" \
 		cargo test --locked -p acp-filter --target wasm32-wasip1 --test wycheproof
+
+# The built module in Node's V8 under a proxy-wasm host (tests/vmprof): each scenario's outcome,
+# and the host calls of an allowed cached-token tools/call within its budget
+# (docs/performance.md#in-vm-profile).
+test-vmprof: build
+	command -v node >/dev/null || (apt-get update && apt-get install -y nodejs)
+	node --no-warnings tests/vmprof/profile.mjs --check
 
 test-e2e: build interop-deps package
 	$(PY) -m pytest -q tests
@@ -128,12 +135,13 @@ $(IDP_NPM)/node_modules/.package-lock.json: $(IDP_NPM)/package-lock.json
 
 # The filter against plain Envoy, Envoy's jwt_authn + RBAC and the floor of any Wasm filter
 # (Envoys on CPU 1, wrk and the rest on CPU 0), first-seen-token cost, Envoy memory; then the
-# collector's ingest rate.
+# collector's ingest rate; then the in-VM profile (host calls and time per callback).
 bench: build
 	command -v wrk >/dev/null || apt-get install -y wrk
 	cargo build --locked -p acp-bench-floor --target wasm32-wasip1 --profile wasm
 	taskset -c 0 $(PY) tests/bench/run.py
 	cargo bench --locked -p acp-collector --bench ingest
+	node --no-warnings tests/vmprof/profile.mjs
 
 # A fixed rate of tool calls through the whole stack for SOAK_SECONDS (default 600) at SOAK_RATE
 # calls/s (default 50): records stored == calls made, RSS and p99 latency per minute.
