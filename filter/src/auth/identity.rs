@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use crate::auth::claims::{all_strings, first_string};
 use crate::auth::settings::IdentityConfig;
@@ -81,11 +80,13 @@ fn delegation_chain(act: Option<&Value>) -> Option<Vec<Value>> {
     (!chain.is_empty()).then_some(chain)
 }
 
-/// Verified identities by SHA-256 of the token, so RS256 runs once per token and worker.
-/// Bounded: expired entries are evicted first, then an arbitrary one.
+/// Verified identities by their token, so RS256 runs once per token and worker. The map hashes
+/// the token with std's SipHash under a per-VM random key (so callers cannot aim tokens at one
+/// bucket) and compares it in full: a hit is the exact token that was verified. Bounded:
+/// expired entries are evicted first, then an arbitrary one.
 pub struct TokenCache {
     capacity: usize,
-    entries: HashMap<[u8; 32], Rc<Identity>>,
+    entries: HashMap<Box<str>, Rc<Identity>>,
 }
 
 impl TokenCache {
@@ -96,33 +97,29 @@ impl TokenCache {
         }
     }
 
-    pub fn key(token: &str) -> [u8; 32] {
-        Sha256::digest(token.as_bytes()).into()
-    }
-
     /// The cached identity, unless its token has expired (`now` in Unix seconds). Expiry is
     /// exact here; the clock skew only widens acceptance of a token being verified.
-    pub fn get(&mut self, key: &[u8; 32], now: u64) -> Option<Rc<Identity>> {
-        match self.entries.get(key) {
+    pub fn get(&mut self, token: &str, now: u64) -> Option<Rc<Identity>> {
+        match self.entries.get(token) {
             Some(id) if id.expires_at > now => Some(Rc::clone(id)),
             Some(_) => {
-                self.entries.remove(key);
+                self.entries.remove(token);
                 None
             }
             None => None,
         }
     }
 
-    pub fn insert(&mut self, key: [u8; 32], identity: Rc<Identity>, now: u64) {
+    pub fn insert(&mut self, token: &str, identity: Rc<Identity>, now: u64) {
         if self.entries.len() >= self.capacity {
             self.entries.retain(|_, id| id.expires_at > now);
         }
         if self.entries.len() >= self.capacity {
-            if let Some(victim) = self.entries.keys().next().copied() {
+            if let Some(victim) = self.entries.keys().next().cloned() {
                 self.entries.remove(&victim);
             }
         }
-        self.entries.insert(key, identity);
+        self.entries.insert(token.into(), identity);
     }
 
     /// Forgets every identity, e.g. when the signing keys changed.
@@ -270,19 +267,15 @@ mod tests {
             })
         };
         let mut cache = TokenCache::new(2);
-        let (a, b, c) = (
-            TokenCache::key("a"),
-            TokenCache::key("b"),
-            TokenCache::key("c"),
-        );
+        let (a, b, c) = ("a", "b", "c");
         cache.insert(a, id(100), 0);
         cache.insert(b, id(200), 0);
-        assert!(cache.get(&a, 99).is_some());
-        assert!(cache.get(&a, 100).is_none(), "expired at exp");
+        assert!(cache.get(a, 99).is_some());
+        assert!(cache.get(a, 100).is_none(), "expired at exp");
         cache.insert(a, id(100), 0);
         cache.insert(c, id(300), 150);
         assert_eq!(cache.entries.len(), 2, "expired entry a evicted first");
-        assert!(cache.get(&b, 150).is_some() && cache.get(&c, 150).is_some());
+        assert!(cache.get(b, 150).is_some() && cache.get(c, 150).is_some());
         cache.insert(a, id(400), 150);
         assert_eq!(cache.entries.len(), 2);
     }

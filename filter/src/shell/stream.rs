@@ -17,7 +17,7 @@ use super::worker::Worker;
 use crate::audit::outbox::Reservation;
 use crate::audit::record::{self, Upstream};
 use crate::auth::failure::AuthFailure;
-use crate::auth::identity::{Identity, TokenCache};
+use crate::auth::identity::Identity;
 use crate::auth::keys::source::KeySource;
 use crate::auth::token;
 use crate::auth::trust;
@@ -152,8 +152,7 @@ impl<H: Host> Stream<H> {
         let token = token::bearer_token(authorization)?;
         let mut w = self.worker.borrow_mut();
         let now = self.started;
-        let key = TokenCache::key(token);
-        if let Some(identity) = w.cache.get(&key, now.as_secs()) {
+        if let Some(identity) = w.cache.get(token, now.as_secs()) {
             w.metrics.token_cache_hits.inc(&self.host);
             return Ok(identity);
         }
@@ -167,7 +166,7 @@ impl<H: Host> Stream<H> {
             }
         })?;
         let identity = Rc::new(Identity::from_claims(&claims, &self.config.identity));
-        w.cache.insert(key, Rc::clone(&identity), now.as_secs());
+        w.cache.insert(token, Rc::clone(&identity), now.as_secs());
         Ok(identity)
     }
 
