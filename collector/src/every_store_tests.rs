@@ -67,7 +67,8 @@ pub(crate) fn writer(
     };
     let conn = test.database.write().unwrap();
     let ledger = Ledger::load(&*conn, key, policy, 0).unwrap();
-    let (writer, thread) = Writer::start(test.database.clone(), conn, ledger).unwrap();
+    let (writer, thread) =
+        Writer::start(test.database.clone(), conn, ledger, Default::default()).unwrap();
     (writer, thread, vkey)
 }
 
