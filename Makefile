@@ -58,7 +58,7 @@ test: build lint test-unit test-wasm test-vmprof test-e2e test-dashboard
 
 # Each crate's top-level modules, lowest layer first (docs/architecture.md).
 FILTER_LAYERS    := config_error,scan,mcp,auth,policy,config,decide,audit,shell
-COLLECTOR_LAYERS := store,apikeys,ledger,policies,verify,export,evidence,webhooks,settings,telemetry,http,startup,cli
+COLLECTOR_LAYERS := metrics,store,apikeys,ledger,policies,verify,export,evidence,webhooks,settings,telemetry,http,startup,cli
 
 # Formatting, clippy with warnings as errors on every crate (the filter also as built for
 # wasm32-wasip1; the fuzz targets are a crate of their own), and the module dependency check.
@@ -89,7 +89,9 @@ test-vmprof: build
 	command -v node >/dev/null || (apt-get update && apt-get install -y nodejs)
 	node --no-warnings tests/vmprof/profile.mjs --check
 
+# Debian's prometheus (and its promtool) for the monitoring test (tests/e2e/test_monitoring.py).
 test-e2e: build interop-deps package
+	command -v prometheus >/dev/null || (apt-get update && apt-get install -y --no-install-recommends prometheus)
 	$(PY) -m pytest -q tests
 
 # The Logs dashboard in headless Chromium against the real collector binary (screenshot in

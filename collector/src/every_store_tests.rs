@@ -67,7 +67,8 @@ pub(crate) fn writer(
     };
     let conn = test.database.write().unwrap();
     let ledger = Ledger::load(&*conn, key, policy, 0).unwrap();
-    let (writer, thread) = Writer::start(test.database.clone(), conn, ledger).unwrap();
+    let (writer, thread) =
+        Writer::start(test.database.clone(), conn, ledger, Default::default()).unwrap();
     (writer, thread, vkey)
 }
 
@@ -137,6 +138,15 @@ fn the_ledger_stores_checkpoints_and_verifies_on_every_store() {
         );
         assert_eq!(verified(&test.database, &vkeys, "b"), [3]);
         let conn = test.database.read().unwrap();
+        let trees: Vec<(String, u64, Option<u64>)> = checkpoints::tree_gauges(&*conn)
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.tenant, t.size, t.checkpoint.map(|c| c.0)))
+            .collect();
+        assert_eq!(
+            trees,
+            [("a".into(), 12, Some(12)), ("b".into(), 3, Some(3))]
+        );
         let a = exported(&*conn, "a");
         assert_eq!(
             a,

@@ -7,6 +7,7 @@ pub mod evidence;
 pub mod export;
 pub mod http;
 pub mod ledger;
+pub mod metrics;
 pub mod policies;
 pub mod settings;
 pub mod startup;

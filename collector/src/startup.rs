@@ -13,6 +13,7 @@ use crate::http::state::AppState;
 use crate::ledger::signing::SigningKey;
 use crate::ledger::writer::Writer;
 use crate::ledger::{Ledger, Policy, TreeBackfill};
+use crate::metrics::Metrics;
 use crate::settings::{ServeSettings, Settings};
 use crate::store::{Store, Tables};
 use crate::{policies, webhooks};
@@ -33,7 +34,8 @@ pub fn serve(db: &Store, settings: &Settings, serve: ServeSettings) -> anyhow::R
     db.create_schema(Tables::WithWebhooks, &mut TreeBackfill::default())?;
     let conn = db.write()?;
     let ledger = Ledger::load(&*conn, key, policy, chrono::Utc::now().timestamp_millis())?;
-    let (writer, writer_thread) = Writer::start(db.clone(), conn, ledger)?;
+    let metrics = Arc::new(Metrics::new());
+    let (writer, writer_thread) = Writer::start(db.clone(), conn, ledger, metrics.clone())?;
     let signer = policies::signer(SigningKey::load_or_create(signing_key, log_name)?, log_name);
     let state = AppState {
         db: db.clone(),
@@ -44,6 +46,9 @@ pub fn serve(db: &Store, settings: &Settings, serve: ServeSettings) -> anyhow::R
             allow: Arc::new(settings.webhook_allow_cidrs.clone()),
             retry: serve.webhook_retry,
         },
+        metrics,
+        signing_key: vkey.as_str().into(),
+        checkpoint_interval: serve.checkpoint_interval,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let served = runtime.block_on(run(state, writer_thread, &vkey, &serve));
@@ -60,7 +65,11 @@ async fn run(
     serve: &ServeSettings,
 ) -> anyhow::Result<()> {
     let ticker = tokio::spawn(tick_every(state.writer.clone(), serve.checkpoint_interval));
-    let deliveries = webhooks::spawn(state.db.clone(), state.webhooks.clone())?;
+    let deliveries = webhooks::spawn(
+        state.db.clone(),
+        state.webhooks.clone(),
+        state.metrics.clone(),
+    )?;
     let listener = TcpListener::bind(serve.listen)
         .await
         .with_context(|| format!("cannot listen on {}", serve.listen))?;

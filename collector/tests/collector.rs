@@ -1663,3 +1663,206 @@ fn replicas_deliver_each_webhook_batch_once() {
         view["lag"] == 0 && view["consecutiveFailures"] == 0 && view["deliveredSeq"] == 600
     });
 }
+
+/// The value of one series (name with its labels, exactly as exposed) in `/metrics` text.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|value| value.parse().unwrap())
+}
+
+#[test]
+fn metrics_count_ingest_export_and_key_failures_and_readyz_checks_the_store() {
+    let dir = TempDir::new().unwrap();
+    let c = Collector::start_with(
+        dir.path(),
+        &["--ingest-token", TOKEN, "--checkpoint-records", "2"],
+        &[],
+    );
+    let key = create_key(&c.db, ACME);
+    c.ingest(&[
+        record("m1", "2026-03-15T14:23:07.142Z"),
+        record("m2", "2026-03-15T14:23:08.142Z"),
+    ]);
+    let body = c.ingest(&[record("m1", "2026-03-15T14:23:07.142Z")]);
+    assert_eq!(body["duplicates"], 1);
+    let mut bad_time = record("m4", "2026-03-15T14:23:07.142Z");
+    bad_time["timestamp"] = json!("yesterday");
+    let batch = json!({"records": [record("m3", "2026-03-15T14:23:09.142Z"), bad_time]});
+    let (status, _) = c.post(TOKEN, batch.to_string());
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = c.post("wrong-token", batch.to_string());
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    for format in ["json", "csv"] {
+        let r = c.get(&key, &format!("/{ACME}/api/v1/audit?format={format}"));
+        assert_eq!(r.status(), StatusCode::OK, "{format}");
+        r.bytes().unwrap();
+    }
+    let path = format!("/{ACME}/api/v1/audit");
+    assert_eq!(
+        c.get("gsk_not_a_key", &path).status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    let r = c.http.get(format!("{}/metrics", c.base)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    let text = r.text().unwrap();
+    let value =
+        |series: &str| metric(&text, series).unwrap_or_else(|| panic!("no {series} in\n{text}"));
+    let tree = format!("acp_collector_tree_size{{tenant=\"{ACME}\"}}");
+    let checkpointed = format!("acp_collector_checkpoint_tree_size{{tenant=\"{ACME}\"}}");
+    for (series, want) in [
+        (
+            "acp_collector_ingest_records_total{outcome=\"accepted\"}",
+            3.0,
+        ),
+        (
+            "acp_collector_ingest_records_total{outcome=\"duplicate\"}",
+            1.0,
+        ),
+        (
+            "acp_collector_ingest_records_total{outcome=\"rejected\"}",
+            1.0,
+        ),
+        ("acp_collector_ingest_requests_total{code=\"200\"}", 2.0),
+        ("acp_collector_ingest_requests_total{code=\"422\"}", 1.0),
+        ("acp_collector_ingest_requests_total{code=\"401\"}", 1.0),
+        ("acp_collector_ingest_batch_duration_seconds_count", 4.0),
+        (
+            "acp_collector_ingest_batch_duration_seconds_bucket{le=\"+Inf\"}",
+            4.0,
+        ),
+        ("acp_collector_writer_commit_duration_seconds_count", 3.0),
+        ("acp_collector_writer_commit_failures_total", 0.0),
+        (
+            "acp_collector_export_requests_total{format=\"json\",code=\"200\"}",
+            1.0,
+        ),
+        (
+            "acp_collector_export_requests_total{format=\"csv\",code=\"200\"}",
+            1.0,
+        ),
+        (
+            "acp_collector_export_requests_total{format=\"json\",code=\"401\"}",
+            1.0,
+        ),
+        (
+            "acp_collector_auth_failures_total{credential=\"api_key\",reason=\"invalid\"}",
+            1.0,
+        ),
+        (
+            "acp_collector_auth_failures_total{credential=\"ingest_token\",reason=\"invalid\"}",
+            1.0,
+        ),
+        (
+            "acp_collector_webhook_deliveries_total{outcome=\"failed\"}",
+            0.0,
+        ),
+        ("acp_collector_writer_queue_depth", 0.0),
+        ("acp_collector_writer_queue_capacity", 256.0),
+        ("acp_collector_writer_up", 1.0),
+        ("acp_collector_store_up", 1.0),
+        ("acp_collector_checkpoint_interval_seconds", 60.0),
+        (tree.as_str(), 3.0),
+        // A checkpoint every 2 records: the latest covers the first two.
+        (checkpointed.as_str(), 2.0),
+    ] {
+        assert_eq!(value(series), want, "{series}");
+    }
+    let age = value(&format!(
+        "acp_collector_checkpoint_age_seconds{{tenant=\"{ACME}\"}}"
+    ));
+    assert!((0.0..60.0).contains(&age), "{age}");
+    for family in [
+        "# TYPE acp_collector_ingest_batch_duration_seconds histogram",
+        "# TYPE acp_collector_writer_commit_duration_seconds histogram",
+        "# UNIT acp_collector_checkpoint_age_seconds seconds",
+    ] {
+        assert!(text.contains(family), "{family}");
+    }
+    assert!(text.ends_with("# EOF\n"));
+
+    // A webhook to a closed port, made after those records: nothing to send, until one more
+    // record, whose deliveries then fail.
+    let url = "http://127.0.0.1:1/hook";
+    let create = [
+        "webhook",
+        "create",
+        "--tenant",
+        ACME,
+        "--url",
+        url,
+        "--events",
+        "tool.call",
+        "--webhook-allow-cidrs",
+        "127.0.0.1/32",
+    ];
+    let (ok, out, err) = run(&c.db, &create);
+    assert!(ok, "{err}");
+    let hook: Value = serde_json::from_str(&out).unwrap();
+    let endpoint = format!(
+        "{{tenant=\"{ACME}\",webhook=\"{}\"}}",
+        hook["id"].as_str().unwrap()
+    );
+    let scrape = || {
+        c.http
+            .get(format!("{}/metrics", c.base))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    };
+    let text = scrape();
+    let lag = format!("acp_collector_webhook_lag_records{endpoint}");
+    let failures = format!("acp_collector_webhook_consecutive_failures{endpoint}");
+    let disabled = format!("acp_collector_webhooks_disabled{{tenant=\"{ACME}\"}}");
+    assert_eq!(metric(&text, &lag), Some(0.0), "{text}");
+    assert_eq!(metric(&text, &failures), Some(0.0), "{text}");
+    assert_eq!(metric(&text, &disabled), Some(0.0), "{text}");
+    c.ingest(&[record("m5", "2026-03-15T14:23:10.142Z")]);
+    eventually("a failed delivery", || {
+        let text = scrape();
+        metric(&text, &lag) == Some(1.0)
+            && metric(&text, &failures) >= Some(1.0)
+            && metric(
+                &text,
+                "acp_collector_webhook_deliveries_total{outcome=\"failed\"}",
+            ) >= Some(1.0)
+    });
+
+    let readyz = |status: StatusCode| {
+        let r = c.http.get(format!("{}/readyz", c.base)).send().unwrap();
+        assert_eq!(r.status(), status);
+        assert_eq!(r.headers()["cache-control"], "no-store");
+        r.text().unwrap()
+    };
+    assert_eq!(readyz(StatusCode::OK), "ok");
+    // Without its file the store cannot be opened for reading: not ready, yet alive, and
+    // /metrics still answers with the service's own counters.
+    let moved = dir.path().join("moved.db");
+    std::fs::rename(&c.db, &moved).unwrap();
+    let body: Value = serde_json::from_str(&readyz(StatusCode::SERVICE_UNAVAILABLE)).unwrap();
+    assert_eq!(body["ready"], false, "{body}");
+    assert_ne!(body["checks"]["store"], "ok", "{body}");
+    assert_eq!(body["checks"]["writer"], "ok", "{body}");
+    assert_eq!(body["checks"]["signing_key"], "ok", "{body}");
+    let r = c.http.get(format!("{}/healthz", c.base)).send().unwrap();
+    assert_eq!(r.text().unwrap(), "ok");
+    let text = scrape();
+    assert_eq!(metric(&text, "acp_collector_store_up"), Some(0.0), "{text}");
+    assert_eq!(
+        metric(
+            &text,
+            "acp_collector_ingest_records_total{outcome=\"accepted\"}"
+        ),
+        Some(4.0)
+    );
+    assert_eq!(metric(&text, &lag), None, "{text}");
+    std::fs::rename(&moved, &c.db).unwrap();
+    assert_eq!(readyz(StatusCode::OK), "ok");
+}

@@ -159,7 +159,8 @@ def test_prometheus_example_scrapes_every_filter_counter(packaged: Stack) -> Non
     counter, and kept by the example's relabelling."""
     names = re.findall(r'Counter::define\(\s*host,\s*"acp\.(\w+)"', METRICS_RS.read_text())
     assert len(names) >= 15
-    [job] = yaml.safe_load((ROOT / "envoy" / "prometheus.example.yaml").read_text())["scrape_configs"]
+    jobs = yaml.safe_load((ROOT / "envoy" / "prometheus.example.yaml").read_text())["scrape_configs"]
+    [job] = [j for j in jobs if j["job_name"] == "envoy-acp"]
     [keep] = job["metric_relabel_configs"]
     with urllib.request.urlopen(packaged.admin_url + job["metrics_path"], timeout=10) as response:
         scrape = response.read().decode()

@@ -8,6 +8,7 @@ use axum::http::{header, HeaderMap};
 use crate::apikeys;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
+use crate::metrics::{AuthFailure, Credential};
 use crate::store::Access;
 
 /// The token of an `Authorization: Bearer <token>` header (scheme name case-insensitive).
@@ -25,13 +26,14 @@ impl FromRequestParts<AppState> for IngestAuthorized {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        match bearer(&parts.headers) {
-            Some(token) if state.ingest_token.verify(token) => Ok(IngestAuthorized),
-            _ => {
-                tracing::warn!("ingest refused: missing or wrong ingest token");
-                Err(ApiError::unauthorized())
-            }
-        }
+        let failure = match bearer(&parts.headers) {
+            Some(token) if state.ingest_token.verify(token) => return Ok(IngestAuthorized),
+            Some(_) => AuthFailure::Invalid,
+            None => AuthFailure::Missing,
+        };
+        tracing::warn!("ingest refused: missing or wrong ingest token");
+        state.metrics.auth_failed(Credential::IngestToken, failure);
+        Err(ApiError::unauthorized())
     }
 }
 
@@ -48,16 +50,22 @@ impl TenantKey {
         tenant: String,
         headers: &HeaderMap,
     ) -> Result<TenantKey, ApiError> {
-        let key = bearer(headers)
-            .ok_or_else(ApiError::unauthorized)?
-            .to_owned();
+        let metrics = state.metrics.clone();
+        let Some(key) = bearer(headers).map(str::to_owned) else {
+            metrics.auth_failed(Credential::ApiKey, AuthFailure::Missing);
+            return Err(ApiError::unauthorized());
+        };
         state
             .db
             .blocking(Access::Read, move |conn| {
                 match apikeys::tenant_of(conn, &key)? {
-                    None => Err(ApiError::unauthorized()),
+                    None => {
+                        metrics.auth_failed(Credential::ApiKey, AuthFailure::Invalid);
+                        Err(ApiError::unauthorized())
+                    }
                     Some(owner) if owner != tenant => {
                         tracing::warn!(tenant, owner, "export refused: key of another tenant");
+                        metrics.auth_failed(Credential::ApiKey, AuthFailure::WrongTenant);
                         Err(ApiError::forbidden(
                             "this API key is not valid for this tenant",
                         ))

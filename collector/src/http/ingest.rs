@@ -27,6 +27,7 @@ use crate::http::auth::IngestAuthorized;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::ledger::ingest::{check_batch, Rejected};
+use crate::metrics::RecordOutcome;
 
 #[derive(Debug, Serialize)]
 struct IngestResponse {
@@ -60,6 +61,10 @@ pub async fn ingest(
         rejected = rejected.len(),
         "ingested batch"
     );
+    let metrics = &state.metrics;
+    metrics.records_by(RecordOutcome::Accepted, stored.accepted);
+    metrics.records_by(RecordOutcome::Duplicate, stored.duplicates);
+    metrics.records_by(RecordOutcome::Rejected, rejected.len());
     for r in &rejected {
         tracing::warn!(index = r.index, id = r.id, error = %r.error, "rejected audit record");
     }

@@ -1,12 +1,15 @@
 //! The HTTP service: the router, the shared state ([`state`]), the error answer ([`error`]),
-//! the bearer-token extractors ([`auth`]) and one module per resource.
+//! the bearer-token extractors ([`auth`]) and one module per resource; `/metrics` ([`metrics`])
+//! and `/readyz` ([`health`]) answer without credentials, like `/healthz`.
 
 pub mod auth;
 pub mod dashboard;
 pub mod error;
 pub mod evidence;
 pub mod export;
+pub mod health;
 pub mod ingest;
+pub mod metrics;
 pub mod policies;
 pub mod proofs;
 pub mod security_headers;
@@ -15,6 +18,7 @@ pub mod stats;
 pub mod webhooks;
 
 use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use axum::Router;
 
@@ -24,9 +28,14 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .route(
             acp_record::INGEST_PATH,
-            post(ingest::ingest).layer(DefaultBodyLimit::max(max_body_bytes)),
+            post(ingest::ingest)
+                .layer(DefaultBodyLimit::max(max_body_bytes))
+                .layer(from_fn_with_state(state.clone(), metrics::count_ingest)),
         )
-        .route("/{tenant}/api/v1/audit", get(export::export))
+        .route(
+            "/{tenant}/api/v1/audit",
+            get(export::export).layer(from_fn_with_state(state.clone(), metrics::count_export)),
+        )
         .route(
             "/{tenant}/api/v1/checkpoints/latest",
             get(proofs::latest_checkpoint),
@@ -37,6 +46,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         )
         .route("/v1/signing-keys", get(proofs::signing_keys))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
         .route("/{tenant}/api/v1/stats", get(stats::stats))
         .merge(dashboard::routes())
         .merge(policies::routes())

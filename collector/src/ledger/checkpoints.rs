@@ -5,7 +5,10 @@
 
 use tlog_tiles::tlog::Hash;
 
+use std::collections::BTreeSet;
+
 use crate::ledger::merkle::Frontier;
+use crate::metrics::TreeGauges;
 use crate::store::{Conn, ConnExt, Row};
 
 /// The checkpoint origin of `tenant`'s tree.
@@ -175,6 +178,56 @@ pub fn tenants(conn: &dyn Conn) -> anyhow::Result<Vec<String>> {
         &[],
         |row| row.get(0),
     )
+}
+
+/// Every tenant's tree size and latest checkpoint (size, when signed), for the metrics: a few
+/// index lookups per tenant, never a scan of the records. Several replicas sharing a
+/// PostgreSQL database all see every tenant's tree as stored.
+pub fn tree_gauges(conn: &dyn Conn) -> anyhow::Result<Vec<TreeGauges>> {
+    let mut tenants = BTreeSet::new();
+    for table in ["records", "checkpoints"] {
+        tenants.extend(distinct_tenants(conn, table)?);
+    }
+    tenants
+        .into_iter()
+        .map(|tenant| {
+            let next = conn
+                .query_opt(
+                    "SELECT MAX(tseq) + 1 FROM records WHERE tenant = ?1",
+                    &[(&tenant).into()],
+                    |row| row.get::<Option<i64>>(0),
+                )?
+                .flatten();
+            let checkpoint = conn.query_opt(
+                "SELECT tree_size, created_ms FROM checkpoints WHERE tenant = ?1
+                 ORDER BY tree_size DESC LIMIT 1",
+                &[(&tenant).into()],
+                |row| Ok((row.u64(0)?, row.get::<i64>(1)?)),
+            )?;
+            // Once retention has removed every record, the latest checkpoint still has the size.
+            let size = next
+                .map_or(0, |n| n as u64)
+                .max(checkpoint.map_or(0, |c| c.0));
+            Ok(TreeGauges {
+                tenant,
+                size,
+                checkpoint,
+            })
+        })
+        .collect()
+}
+
+/// The tenants of `table`, skipping through its index on `tenant`: one lookup per tenant.
+fn distinct_tenants(conn: &dyn Conn, table: &str) -> anyhow::Result<Vec<String>> {
+    let sql = format!(
+        "WITH RECURSIVE t(tenant) AS (
+            SELECT MIN(tenant) FROM {table}
+            UNION ALL
+            SELECT (SELECT MIN(tenant) FROM {table} WHERE tenant > t.tenant) FROM t
+            WHERE t.tenant IS NOT NULL)
+         SELECT tenant FROM t WHERE tenant IS NOT NULL"
+    );
+    conn.query(&sql, &[], |row| row.get(0))
 }
 
 /// Records that `vkey` signs from now on (kept for good: old checkpoints verify with it).

@@ -13,15 +13,18 @@
 //! serialization failure or deadlock is run again, up to [`ATTEMPTS`] times.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
 use crate::ledger::Ledger;
+use crate::metrics::Metrics;
 use crate::store::records::NewRecord;
 use crate::store::{self, Conn, ConnExt, Store};
 
 /// Batches that may wait for the writer before senders are held back.
-const QUEUE_DEPTH: usize = 256;
+pub const QUEUE_DEPTH: usize = 256;
 /// Runs of a transaction that PostgreSQL aborted for a conflict with another replica.
 const ATTEMPTS: usize = 5;
 
@@ -63,16 +66,28 @@ pub struct Writer {
 impl Writer {
     /// Starts the writer thread on `conn` (from `db`'s [`Store::write`], which also
     /// replaces it once it is lost).
+    /// Each commit is timed in `metrics`.
     pub fn start(
         db: Store,
         conn: Connection,
         ledger: Ledger,
+        metrics: Arc<Metrics>,
     ) -> std::io::Result<(Writer, std::thread::JoinHandle<()>)> {
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
         let thread = std::thread::Builder::new()
             .name("acp-writer".into())
-            .spawn(move || run(db, conn, ledger, queue))?;
+            .spawn(move || run(db, conn, ledger, queue, &metrics))?;
         Ok((Writer { jobs }, thread))
+    }
+
+    /// Whether the writer thread still takes batches (its end, or a panic, closes the queue).
+    pub fn is_alive(&self) -> bool {
+        !self.jobs.is_closed()
+    }
+
+    /// Batches (and ticks) sent and not yet taken by the writer thread.
+    pub fn queue_depth(&self) -> usize {
+        self.jobs.max_capacity() - self.jobs.capacity()
     }
 
     /// Stores `records` durably; returns once their transaction has committed.
@@ -94,7 +109,13 @@ impl Writer {
     }
 }
 
-fn run(db: Store, mut conn: Connection, mut ledger: Ledger, mut queue: mpsc::Receiver<Job>) {
+fn run(
+    db: Store,
+    mut conn: Connection,
+    mut ledger: Ledger,
+    mut queue: mpsc::Receiver<Job>,
+    metrics: &Metrics,
+) {
     let mut group = Vec::new();
     while let Some(job) = queue.blocking_recv() {
         let mut ticked = false;
@@ -105,7 +126,7 @@ fn run(db: Store, mut conn: Connection, mut ledger: Ledger, mut queue: mpsc::Rec
             }
         }
         if !group.is_empty() {
-            write_group(&mut conn, &mut ledger, &mut group);
+            write_group(&mut conn, &mut ledger, &mut group, metrics);
         }
         if ticked {
             tick(&mut conn, &mut ledger);
@@ -128,9 +149,13 @@ fn write_group(
     conn: &mut Connection,
     ledger: &mut Ledger,
     group: &mut Vec<(Vec<NewRecord>, Reply)>,
+    metrics: &Metrics,
 ) {
     let records: usize = group.iter().map(|(r, _)| r.len()).sum();
-    match retried(ledger, |next| commit(&**conn, next, group)) {
+    let started = Instant::now();
+    let committed = retried(ledger, |next| commit(&**conn, next, group));
+    metrics.commit(started.elapsed().as_secs_f64(), committed.is_ok());
+    match committed {
         Ok(stored) => {
             tracing::debug!(batches = group.len(), records, "committed");
             for ((_, reply), stored) in group.drain(..).zip(stored) {

@@ -10,6 +10,7 @@ use super::events::{Kind, RECORDS, SOURCES};
 use super::formats::Format;
 use super::signature;
 use super::spec::{Batch, Spec};
+use crate::metrics::WebhookGauges;
 use crate::store::{Conn, ConnExt, Row, Value};
 
 /// Most endpoints one tenant may have.
@@ -330,4 +331,32 @@ pub fn view(conn: &dyn Conn, hook: &Webhook) -> anyhow::Result<View> {
         last_error: hook.last_error.clone(),
         consecutive_failures: hook.failures,
     })
+}
+
+/// Every endpoint's delivery state, for the metrics. The lag is the records of its tenant
+/// appended since its cursor (an index lookup, not a count), for endpoints that subscribe to
+/// record events.
+pub fn gauges(conn: &dyn Conn) -> anyhow::Result<Vec<WebhookGauges>> {
+    let records = SOURCES
+        .iter()
+        .find(|s| s.name == RECORDS)
+        .ok_or_else(|| anyhow::anyhow!("no {RECORDS} source"))?;
+    list(conn, None)?
+        .into_iter()
+        .map(|hook| {
+            let lag_records = if records.kinds.iter().any(|k| hook.spec.events.contains(k)) {
+                let end = records.end(conn, &hook.tenant)?;
+                Some(end.saturating_sub(cursor(conn, &hook.id, RECORDS)?))
+            } else {
+                None
+            };
+            Ok(WebhookGauges {
+                tenant: hook.tenant,
+                id: hook.id,
+                enabled: hook.enabled,
+                lag_records,
+                consecutive_failures: hook.failures,
+            })
+        })
+        .collect()
 }

@@ -9,6 +9,7 @@ use super::formats::Format;
 use super::lease::Lease;
 use super::spec::{Batch, Spec};
 use crate::every_store_tests::{record, writer};
+use crate::metrics::WebhookGauges;
 use crate::store::testing::TestDatabase;
 use crate::store::{Backend, Store};
 
@@ -59,6 +60,13 @@ fn endpoints_cursors_and_status_on_every_store() {
         db::replay(conn, &hook.id, 1).unwrap();
         assert_eq!(cursors(&hook.id), [1, 2, 0]);
         assert_eq!(db::view(conn, &hook).unwrap().lag, 3);
+        let lag = |gauges: Vec<WebhookGauges>| {
+            gauges
+                .into_iter()
+                .map(|g| g.lag_records)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(lag(db::gauges(conn).unwrap()), [Some(2)], "records 1 and 2");
         let records = (SOURCES[0].read)(conn, "a", 1, 10).unwrap();
         let ids: Vec<&str> = records.iter().map(|e| e.id.as_str()).collect();
         assert_eq!(ids, ["a-1", "a-2"]);
@@ -115,6 +123,16 @@ fn endpoints_cursors_and_status_on_every_store() {
         let stored = db::find(conn, &hook.id).unwrap().unwrap();
         assert!(!stored.enabled);
         assert_eq!(stored.disabled_reason.as_deref(), Some("410"));
+        assert_eq!(
+            db::gauges(conn).unwrap(),
+            [WebhookGauges {
+                tenant: "a".into(),
+                id: hook.id.clone(),
+                enabled: false,
+                lag_records: Some(0),
+                consecutive_failures: 1,
+            }]
+        );
         assert!(due(now + 60_000).is_empty());
         assert!(db::enable(conn, &hook.id).unwrap());
         assert_eq!(due(now), [hook.id.as_str()]);

@@ -17,6 +17,7 @@ use super::events::{Event, Kind, SOURCES};
 use super::lease::Lease;
 use super::signature;
 use super::ssrf::{AllowList, GuardedResolver};
+use crate::metrics::{Delivery, Metrics};
 use crate::store::{Conn, ConnExt, Store};
 
 const POLL: Duration = Duration::from_millis(200);
@@ -123,8 +124,12 @@ pub struct Settings {
 }
 
 /// Starts the poller on `database`. Each of its blocking steps takes a connection of its own on
-/// a blocking thread and drops it there.
-pub fn spawn(database: Store, settings: Settings) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+/// a blocking thread and drops it there. Each attempt's outcome is counted in `metrics`.
+pub fn spawn(
+    database: Store,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let client = reqwest::Client::builder()
         .dns_resolver(Arc::new(GuardedResolver(settings.allow.clone())))
         .redirect(reqwest::redirect::Policy::none())
@@ -135,6 +140,7 @@ pub fn spawn(database: Store, settings: Settings) -> anyhow::Result<tokio::task:
         database,
         client,
         settings,
+        metrics,
         in_flight: Arc::new(Mutex::new(HashSet::new())),
         waiting: HashMap::new(),
     };
@@ -145,6 +151,7 @@ struct Poller {
     database: Store,
     client: reqwest::Client,
     settings: Settings,
+    metrics: Arc<Metrics>,
     in_flight: Arc<Mutex<HashSet<String>>>,
     /// Since when a partial batch of each endpoint has been waiting.
     waiting: HashMap<String, Instant>,
@@ -185,15 +192,17 @@ impl Poller {
             }
             self.waiting.remove(&hook.id);
             lock(&self.in_flight).insert(hook.id.clone());
-            let (database, client, settings, in_flight) = (
+            let (database, client, settings, metrics, in_flight) = (
                 self.database.clone(),
                 self.client.clone(),
                 self.settings.clone(),
+                self.metrics.clone(),
                 self.in_flight.clone(),
             );
             let id = hook.id;
             tokio::spawn(async move {
-                if let Err(error) = deliver(database, client, settings, id.clone()).await {
+                let delivered = deliver(database, client, settings, metrics, id.clone()).await;
+                if let Err(error) = delivered {
                     tracing::warn!(webhook = id, error, "webhook delivery step failed");
                 }
                 lock(&in_flight).remove(&id);
@@ -226,6 +235,7 @@ async fn deliver(
     database: Store,
     client: reqwest::Client,
     settings: Settings,
+    metrics: Arc<Metrics>,
     id: String,
 ) -> Result<(), String> {
     let runtime = tokio::runtime::Handle::current();
@@ -235,6 +245,11 @@ async fn deliver(
             return Ok(());
         };
         let outcome = runtime.block_on(send(&client, &settings, &hook, &plan));
+        metrics.delivery(match outcome {
+            Outcome::Delivered => Delivery::Delivered,
+            Outcome::Failed { .. } => Delivery::Failed,
+            Outcome::Disabled { .. } => Delivery::Disabled,
+        });
         finish(lease.conn(&*conn), &hook, &plan, &outcome)
     })
     .await
