@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::mpsc;
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context};
@@ -23,7 +24,7 @@ use tlog_tiles::checkpoint::Checkpoint;
 use tlog_tiles::tlog::Hash;
 
 use crate::ledger::checkpoints::{self, Expired, StoredNote};
-use crate::ledger::merkle::{self, Frontier};
+use crate::ledger::merkle::{self, Frontier, Mismatch};
 use crate::ledger::signing::Verifiers;
 use crate::policies;
 use crate::store::{Conn, Store};
@@ -172,55 +173,18 @@ pub(crate) fn verify_tenant(
     let mut expected = expected.split_off(&first);
     check_roots(&mut expected, &frontier, first)?;
 
-    let mut records = 0;
-    let sql =
-        "SELECT tseq, id, tenant, json, hashes FROM records WHERE tenant = ?1 ORDER BY tseq, seq";
-    conn.for_each(sql, &[tenant.into()], &mut |row| {
-        let seq: Option<i64> = row.get(0)?;
-        let id: String = row.get(1)?;
-        let next = frontier.size();
-        let seq = match seq.map(|s| s as u64) {
-            None => bail!("record id {id:?} was inserted: it has no sequence number"),
-            Some(seq) if seq < first => bail!(
-                "record seq {seq} (id {id:?}) was inserted: seq 0..{} expired",
-                first - 1
-            ),
-            Some(seq) if seq < next => bail!(
-                "record seq {seq} (id {id:?}) was inserted: another record already has seq {seq}"
-            ),
-            Some(seq) if seq > next => bail!(
-                "{} removed: seq {next}..{} is missing (the next record present is seq {seq}, \
-                 id {id:?})",
-                count(seq - next),
-                seq - 1
-            ),
-            Some(seq) => seq,
-        };
-        let json: String = row.get(3)?;
-        let leaf = merkle::leaf_hash(json.as_bytes());
-        let computed = frontier.next_hashes(leaf)?;
-        let stored = merkle::split_hashes(&row.get::<Vec<u8>>(4)?);
-        if stored.as_ref().and_then(|h| h.first()) != Some(&leaf) {
-            bail!(
-                "record seq {seq} (id {id:?}) was altered: its bytes no longer match its leaf hash"
-            );
-        }
-        if stored.as_ref() != Some(&computed) {
-            bail!(
-                "record seq {seq} (id {id:?}): its stored tree hashes disagree with the records \
-                 before it: a record at or before seq {seq} was altered"
-            );
-        }
-        let tenant_column: String = row.get(2)?;
-        ensure!(
-            names_match(&json, &id, &tenant_column)?,
-            "record seq {seq} (id {id:?}) was altered: its id or tenant column ({tenant_column:?}) \
-             differs from its JSON"
-        );
-        frontier.push(&computed);
-        records += 1;
-        check_roots(&mut expected, &frontier, seq + 1)
-    })?;
+    let checker = Checker {
+        first,
+        frontier,
+        expected,
+        records: 0,
+    };
+    let Checker {
+        frontier,
+        expected,
+        records,
+        ..
+    } = check_records(conn, tenant, checker)?;
     if let Some((size, stated)) = expected.first_key_value() {
         let next = frontier.size();
         bail!(
@@ -238,6 +202,380 @@ pub(crate) fn verify_tenant(
         expiries: expiries.len(),
         checkpointed: stored_checkpoints.last().map_or(0, |c| c.tree_size),
     })
+}
+
+/// Rows read and hashed together. A block of typical records is a few MiB.
+const BLOCK_ROWS: usize = 4096;
+/// Blocks read ahead of the check: with the one being read and the one being checked, at most
+/// `READ_AHEAD + 2` blocks of a tenant are in memory, however many records it has.
+const READ_AHEAD: usize = 2;
+/// Below this many rows a block is hashed by the checking thread alone.
+const PARALLEL_MIN_ROWS: usize = 512;
+
+/// Checks a tenant's records in `tseq` order, as [`Checker::next`] one at a time, with the work
+/// spread over threads (`std::thread::scope`, no pool to keep): the calling thread reads the
+/// rows in blocks with one statement (the connection stays on its thread), and a checking
+/// thread hashes each block's leaves on every core, then walks the block in order, where the
+/// tree hashes and roots need the leaves before them. The first problem in `tseq` order is the
+/// one reported, whichever thread saw it.
+fn check_records(conn: &dyn Conn, tenant: &str, checker: Checker) -> anyhow::Result<Checker> {
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let key = tenant_key(tenant);
+    let (full_tx, full_rx) = mpsc::sync_channel::<Block>(READ_AHEAD);
+    let (free_tx, free_rx) = mpsc::sync_channel::<Block>(READ_AHEAD + 2);
+    std::thread::scope(|scope| {
+        let (key, tenant) = (&key, tenant);
+        let checking = scope.spawn(move || -> anyhow::Result<Checker> {
+            let mut checker = checker;
+            for mut block in full_rx {
+                block.hash(tenant, key, threads);
+                checker.block(&mut block)?;
+                // Reused by the reader unless enough are waiting already.
+                let _ = free_tx.try_send(block);
+            }
+            Ok(checker)
+        });
+        let read = read_blocks(conn, tenant, &full_tx, &free_rx);
+        drop(full_tx);
+        let checked = checking
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        // A problem in the rows read comes before the read error that followed them.
+        let checker = checked?;
+        read?;
+        Ok(checker)
+    })
+}
+
+/// Reads `tenant`'s records in `tseq` order into blocks for `full`, taking emptied blocks back
+/// from `free`. Stops quietly when the checker has stopped; the rows read before a read error
+/// are sent before it is returned.
+fn read_blocks(
+    conn: &dyn Conn,
+    tenant: &str,
+    full: &mpsc::SyncSender<Block>,
+    free: &mpsc::Receiver<Block>,
+) -> anyhow::Result<()> {
+    let sql =
+        "SELECT tseq, id, tenant, json, hashes FROM records WHERE tenant = ?1 ORDER BY tseq, seq";
+    let mut block = Block::default();
+    let read = conn.for_each(sql, &[tenant.into()], &mut |row| {
+        let seq: Option<i64> = row.get(0)?;
+        let id = row.text(1)?;
+        match (row.text(3), row.blob(4), row.text(2)) {
+            (Ok(json), Ok(hashes), Ok(tenant)) => block.push(seq, id, tenant, json, hashes),
+            (json, hashes, tenant) => {
+                // Reported in its place by the checker, after the rows before it.
+                block.broken = Some(Broken {
+                    seq,
+                    id: id.to_owned(),
+                    json: json.map(str::to_owned),
+                    hashes: hashes.map(<[u8]>::to_vec),
+                    tenant: tenant.map(str::to_owned),
+                });
+                bail!(Stopped);
+            }
+        }
+        if block.len() == BLOCK_ROWS {
+            let mut next = free.try_recv().unwrap_or_default();
+            next.clear();
+            full.send(std::mem::replace(&mut block, next))
+                .map_err(|_| Stopped)?;
+        }
+        Ok(())
+    });
+    if block.len() > 0 || block.broken.is_some() {
+        // Fails only when the checker has stopped, having found a problem.
+        let _ = full.send(block);
+    }
+    match read {
+        Err(err) if err.is::<Stopped>() => Ok(()),
+        read => read,
+    }
+}
+
+/// Reading stopped: the checker found a problem, or a row could not be read (it is sent to the
+/// checker as [`Block::broken`]).
+#[derive(Debug)]
+struct Stopped;
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("reading stopped")
+    }
+}
+
+impl std::error::Error for Stopped {}
+
+/// The sequential part of the check of one tenant's records.
+struct Checker {
+    /// Seq of the first record kept (the ones before expired).
+    first: u64,
+    /// The tree of the records checked so far.
+    frontier: Frontier,
+    /// Roots still to check.
+    expected: Expected,
+    /// Records checked.
+    records: u64,
+}
+
+/// One record as the checker sees it: its columns, or the error of reading one, its leaf hash
+/// and whether its `id` and `tenant` columns are its JSON's ([`names_match`]).
+struct RowCheck<'a> {
+    seq: Option<i64>,
+    id: &'a str,
+    leaf: anyhow::Result<Hash>,
+    hashes: anyhow::Result<&'a [u8]>,
+    tenant: anyhow::Result<&'a str>,
+    names_match: bool,
+}
+
+impl Checker {
+    /// Checks the next record in `tseq` order: its sequence number, leaf hash, stored tree
+    /// hashes, `id` and `tenant` columns, then the roots stated for the tree it completes. The
+    /// first problem fails the check.
+    fn next(&mut self, row: RowCheck<'_>) -> anyhow::Result<()> {
+        let RowCheck {
+            seq,
+            id,
+            leaf,
+            hashes,
+            tenant,
+            names_match,
+        } = row;
+        let (first, next) = (self.first, self.frontier.size());
+        let seq = match seq.map(|s| s as u64) {
+            None => bail!("record id {id:?} was inserted: it has no sequence number"),
+            Some(seq) if seq < first => bail!(
+                "record seq {seq} (id {id:?}) was inserted: seq 0..{} expired",
+                first - 1
+            ),
+            Some(seq) if seq < next => bail!(
+                "record seq {seq} (id {id:?}) was inserted: another record already has seq {seq}"
+            ),
+            Some(seq) if seq > next => bail!(
+                "{} removed: seq {next}..{} is missing (the next record present is seq {seq}, \
+                 id {id:?})",
+                count(seq - next),
+                seq - 1
+            ),
+            Some(seq) => seq,
+        };
+        let leaf = leaf?;
+        match self.frontier.append_checked(leaf, hashes?) {
+            Ok(()) => {}
+            Err(Mismatch::Leaf) => bail!(
+                "record seq {seq} (id {id:?}) was altered: its bytes no longer match its leaf hash"
+            ),
+            Err(Mismatch::Tree) => bail!(
+                "record seq {seq} (id {id:?}): its stored tree hashes disagree with the records \
+                 before it: a record at or before seq {seq} was altered"
+            ),
+        }
+        let tenant_column = tenant?;
+        ensure!(
+            names_match,
+            "record seq {seq} (id {id:?}) was altered: its id or tenant column ({tenant_column:?}) \
+             differs from its JSON"
+        );
+        self.records += 1;
+        check_roots(&mut self.expected, &self.frontier, seq + 1)
+    }
+
+    /// Checks the rows of a hashed block, in order, then its broken row if any.
+    fn block(&mut self, block: &mut Block) -> anyhow::Result<()> {
+        for i in 0..block.len() {
+            self.next(RowCheck {
+                seq: block.seqs[i],
+                id: block.ids.get(i),
+                leaf: Ok(block.leaves[i]),
+                hashes: Ok(block.hashes.get(i)),
+                tenant: Ok(block.tenants.get(i)),
+                names_match: block.names_match[i],
+            })?;
+        }
+        if let Some(broken) = block.broken.take() {
+            self.next(RowCheck {
+                seq: broken.seq,
+                id: &broken.id,
+                leaf: broken.json.map(|json| merkle::leaf_hash(json.as_bytes())),
+                hashes: broken
+                    .hashes
+                    .as_deref()
+                    .map_err(|e| anyhow::anyhow!("{e:#}")),
+                tenant: broken
+                    .tenant
+                    .as_deref()
+                    .map_err(|e| anyhow::anyhow!("{e:#}")),
+                // Not reached: one of the columns failed to read.
+                names_match: false,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Rows of one tenant in `tseq` order, their text and blobs end to end in a few buffers (no
+/// allocation per row; blocks are reused), and once hashed ([`Block::hash`]) each row's leaf
+/// hash and [`names_match`].
+#[derive(Default)]
+struct Block {
+    seqs: Vec<Option<i64>>,
+    ids: Texts,
+    tenants: Texts,
+    json: Texts,
+    hashes: Blobs,
+    leaves: Vec<Hash>,
+    names_match: Vec<bool>,
+    /// The row after the last one, one of whose columns could not be read.
+    broken: Option<Broken>,
+}
+
+/// A row with a column that could not be read, kept to be reported in its place.
+struct Broken {
+    seq: Option<i64>,
+    id: String,
+    json: anyhow::Result<String>,
+    hashes: anyhow::Result<Vec<u8>>,
+    tenant: anyhow::Result<String>,
+}
+
+impl Block {
+    fn len(&self) -> usize {
+        self.seqs.len()
+    }
+
+    fn clear(&mut self) {
+        self.seqs.clear();
+        self.ids.clear();
+        self.tenants.clear();
+        self.json.clear();
+        self.hashes.clear();
+        self.leaves.clear();
+        self.names_match.clear();
+        self.broken = None;
+    }
+
+    fn push(&mut self, seq: Option<i64>, id: &str, tenant: &str, json: &str, hashes: &[u8]) {
+        self.seqs.push(seq);
+        self.ids.push(id);
+        self.tenants.push(tenant);
+        self.json.push(json);
+        self.hashes.push(hashes);
+    }
+
+    /// Computes every row's leaf hash and [`names_match`], in contiguous leaf ranges on up to
+    /// `threads` threads (leaf hashes are independent of each other). `key` is
+    /// [`tenant_key`] of `tenant`, the tenant the rows were selected by.
+    fn hash(&mut self, tenant: &str, key: &str, threads: usize) {
+        let rows = self.len();
+        self.leaves.clear();
+        self.leaves.resize(rows, tlog_tiles::tlog::EMPTY_HASH);
+        self.names_match.clear();
+        self.names_match.resize(rows, false);
+        let Block {
+            ids,
+            tenants,
+            json,
+            leaves,
+            names_match,
+            ..
+        } = self;
+        let (ids, tenants, json) = (&*ids, &*tenants, &*json);
+        let range = |start: usize, leaves: &mut [Hash], names: &mut [bool]| {
+            hash_rows(ids, tenants, json, (tenant, key), start, leaves, names);
+        };
+        let parts = if rows < PARALLEL_MIN_ROWS {
+            1
+        } else {
+            threads.max(1)
+        };
+        let chunk = rows.div_ceil(parts).max(1);
+        std::thread::scope(|scope| {
+            let mut ranges = leaves
+                .chunks_mut(chunk)
+                .zip(names_match.chunks_mut(chunk))
+                .enumerate();
+            let own = ranges.next();
+            for (i, (leaves, names)) in ranges {
+                scope.spawn(move || range(i * chunk, leaves, names));
+            }
+            if let Some((_, (leaves, names))) = own {
+                range(0, leaves, names);
+            }
+        });
+    }
+}
+
+/// The leaf hashes and [`names_match`] of rows `start..start + leaves.len()`.
+fn hash_rows(
+    ids: &Texts,
+    tenants: &Texts,
+    json: &Texts,
+    (tenant, key): (&str, &str),
+    start: usize,
+    leaves: &mut [Hash],
+    names: &mut [bool],
+) {
+    for (i, (leaf, names)) in leaves.iter_mut().zip(names).enumerate() {
+        let row = start + i;
+        let text = json.get(row);
+        *leaf = merkle::leaf_hash(text.as_bytes());
+        let column = tenants.get(row);
+        *names = if column == tenant {
+            names_match(text, ids.get(row), key)
+        } else {
+            names_match(text, ids.get(row), &tenant_key(column))
+        };
+    }
+}
+
+/// Strings end to end in one buffer.
+#[derive(Default)]
+struct Texts {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl Texts {
+    fn push(&mut self, s: &str) {
+        self.text.push_str(s);
+        self.ends.push(self.text.len());
+    }
+
+    fn get(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.text[start..self.ends[i]]
+    }
+
+    fn clear(&mut self) {
+        self.text.clear();
+        self.ends.clear();
+    }
+}
+
+/// Byte strings end to end in one buffer.
+#[derive(Default)]
+struct Blobs {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Blobs {
+    fn push(&mut self, b: &[u8]) {
+        self.bytes.extend_from_slice(b);
+        self.ends.push(self.bytes.len());
+    }
+
+    fn get(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
 }
 
 /// The checkpoint of a stored note signed by a trusted key for the tree size it is stored
@@ -287,14 +625,27 @@ fn count(n: u64) -> String {
 /// serialization of an `AuditRecord`, which starts with `{"id":` and has `"tenantId":` once at
 /// the top level; text search keeps this check from costing more than the hashing. (A nested
 /// `"tenantId"` can only make it pass wrongly, never fail wrongly, and a record moved to another
-/// tenant still breaks both tenants' sequences.)
-fn names_match(json: &str, id: &str, tenant: &str) -> serde_json::Result<bool> {
-    let id = serde_json::to_string(id)?;
-    let tenant = format!("\"tenantId\":{}", serde_json::to_string(tenant)?);
-    Ok(json
-        .strip_prefix("{\"id\":")
-        .is_some_and(|rest| rest.starts_with(&id))
-        && json.contains(&tenant))
+/// tenant still breaks both tenants' sequences.) `tenant_key` is [`tenant_key`] of the tenant
+/// column.
+fn names_match(json: &str, id: &str, tenant_key: &str) -> bool {
+    let Some(rest) = json.strip_prefix("{\"id\":") else {
+        return false;
+    };
+    // JSON escapes only control characters, `"` and `\\`; other ids are their own JSON text
+    // between quotes, compared without building it.
+    let id_matches = if id.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        rest.starts_with(&serde_json::Value::from(id).to_string())
+    } else {
+        rest.strip_prefix('"')
+            .and_then(|r| r.strip_prefix(id))
+            .is_some_and(|r| r.starts_with('"'))
+    };
+    id_matches && json.contains(tenant_key)
+}
+
+/// `"tenantId":` and the tenant as a JSON string, as the stored JSON has it.
+fn tenant_key(tenant: &str) -> String {
+    format!("\"tenantId\":{}", serde_json::Value::from(tenant))
 }
 
 #[cfg(test)]
@@ -309,9 +660,16 @@ mod tests {
         value["tenantId"] = serde_json::json!("org/ünïcode \"x\"");
         let (records, _) = check_batch(vec![value]);
         let r = &records[0];
-        assert!(names_match(&r.json, &r.id, &r.tenant).unwrap());
-        assert!(!names_match(&r.json, "other", &r.tenant).unwrap());
-        assert!(!names_match(&r.json, "id \"quoted\"", &r.tenant).unwrap());
-        assert!(!names_match(&r.json, &r.id, "org_acme_corp").unwrap());
+        let key = tenant_key(&r.tenant);
+        assert!(names_match(&r.json, &r.id, &key));
+        assert!(!names_match(&r.json, "other", &key));
+        assert!(!names_match(&r.json, "id \"quoted\"", &key));
+        assert!(!names_match(&r.json, "id \"quoted\" é\u{1}", &key));
+        assert!(!names_match(&r.json, &r.id, &tenant_key("org_acme_corp")));
+        let plain = &check_batch(vec![sample("r1", "2026-03-15T14:23:07.142Z")]).0[0];
+        let key = tenant_key(&plain.tenant);
+        assert!(names_match(&plain.json, "r1", &key));
+        assert!(!names_match(&plain.json, "r", &key));
+        assert!(!names_match(&plain.json, "r10", &key));
     }
 }

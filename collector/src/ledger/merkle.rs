@@ -74,6 +74,36 @@ impl Frontier {
         self.size += 1;
     }
 
+    /// Appends `leaf` if `stored` (a `hashes` column) holds exactly what
+    /// [`Frontier::next_hashes`] returns for it, comparing in place (no allocation; `verify`
+    /// runs this once per record). Otherwise the frontier is left as it was and the answer
+    /// says which part differs.
+    pub fn append_checked(&mut self, leaf: Hash, stored: &[u8]) -> Result<(), Mismatch> {
+        if stored.is_empty()
+            || !stored.len().is_multiple_of(HASH_SIZE)
+            || stored[..HASH_SIZE] != leaf.0
+        {
+            return Err(Mismatch::Leaf);
+        }
+        // Each trailing 1 bit of the size completes a subtree with the frontier's smallest.
+        let merged = self.size.trailing_ones() as usize;
+        if stored.len() != (merged + 1) * HASH_SIZE || self.nodes.len() < merged {
+            return Err(Mismatch::Tree);
+        }
+        let mut hash = leaf;
+        for (level, chunk) in stored.chunks_exact(HASH_SIZE).skip(1).enumerate() {
+            hash = tlog::node_hash(self.nodes[self.nodes.len() - 1 - level].1, hash);
+            if chunk != hash.0 {
+                return Err(Mismatch::Tree);
+            }
+        }
+        let first = tlog::stored_hash_index(0, self.size);
+        self.nodes.truncate(self.nodes.len() - merged);
+        self.nodes.push((first + merged as u64, hash));
+        self.size += 1;
+        Ok(())
+    }
+
     /// The root hash of the tree (RFC 6962 MTH).
     pub fn root(&self) -> Hash {
         tlog::tree_hash(self.size, self).unwrap_or(tlog::EMPTY_HASH)
@@ -93,6 +123,15 @@ impl HashReader for Frontier {
             })
             .collect()
     }
+}
+
+/// How a record's stored hashes differ from the ones recomputed ([`Frontier::append_checked`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mismatch {
+    /// The leaf hash (the first one), or the column is not whole hashes.
+    Leaf,
+    /// The hashes of the subtrees the leaf completes.
+    Tree,
 }
 
 /// Splits a `hashes` column into hashes; `None` when its length is not a multiple of 32.
@@ -322,6 +361,46 @@ pub(crate) mod tests {
                 })
                 .collect()
         }
+    }
+
+    #[test]
+    fn append_checked_agrees_with_next_hashes() {
+        let mut checked = Frontier::default();
+        let mut reference = Frontier::default();
+        for i in 0..300u32 {
+            let leaf = leaf_hash(&i.to_be_bytes());
+            let hashes = reference.next_hashes(leaf).unwrap();
+            let stored = join_hashes(&hashes);
+            // Every altered byte, a missing or an extra hash, is caught and changes nothing.
+            let before = checked.clone();
+            for at in [0, 31, 32, stored.len() - 1] {
+                if at >= stored.len() {
+                    continue;
+                }
+                let mut altered = stored.clone();
+                altered[at] ^= 1;
+                let expected = if at < HASH_SIZE {
+                    Mismatch::Leaf
+                } else {
+                    Mismatch::Tree
+                };
+                let got = checked.append_checked(leaf, &altered);
+                assert_eq!(got, Err(expected), "{i} {at}");
+            }
+            let mut longer = stored.clone();
+            longer.extend_from_slice(&[0; HASH_SIZE]);
+            assert_eq!(checked.append_checked(leaf, &longer), Err(Mismatch::Tree));
+            assert_eq!(
+                checked.append_checked(leaf, &stored[..stored.len() - 1]),
+                Err(Mismatch::Leaf)
+            );
+            assert_eq!(checked.append_checked(leaf, &[]), Err(Mismatch::Leaf));
+            assert_eq!(checked, before);
+            checked.append_checked(leaf, &stored).unwrap();
+            reference.push(&hashes);
+            assert_eq!(checked, reference);
+        }
+        assert_eq!(checked.root(), reference.root());
     }
 
     #[test]

@@ -76,6 +76,36 @@ impl Row<'_> {
         })
     }
 
+    /// A text column, borrowed from the row (no copy, for bulk reads). A value of another type
+    /// fails as [`Row::get`] would.
+    pub fn text(&self, index: usize) -> anyhow::Result<&str> {
+        match self {
+            Row::Sqlite(row) => match row.get_ref(index)?.as_str() {
+                Ok(text) => Ok(text),
+                Err(_) => Err(self
+                    .get::<String>(index)
+                    .err()
+                    .unwrap_or_else(|| anyhow::anyhow!("column {index} is not valid text"))),
+            },
+            Row::Pg(row) => Ok(row.try_get(index)?),
+        }
+    }
+
+    /// A blob column, borrowed from the row; a value of another type fails as [`Row::get`]
+    /// would.
+    pub fn blob(&self, index: usize) -> anyhow::Result<&[u8]> {
+        match self {
+            Row::Sqlite(row) => match row.get_ref(index)?.as_blob() {
+                Ok(blob) => Ok(blob),
+                Err(_) => Err(self
+                    .get::<Vec<u8>>(index)
+                    .err()
+                    .unwrap_or_else(|| anyhow::anyhow!("column {index} is not a blob"))),
+            },
+            Row::Pg(row) => Ok(row.try_get(index)?),
+        }
+    }
+
     /// A sequence number or size, stored as a non-negative `BIGINT`.
     pub fn u64(&self, index: usize) -> anyhow::Result<u64> {
         Ok(u64::try_from(self.get::<i64>(index)?)?)
