@@ -672,4 +672,86 @@ mod tests {
         assert!(!names_match(&plain.json, "r", &key));
         assert!(!names_match(&plain.json, "r10", &key));
     }
+
+    /// A block of `rows` records of tenant `org_acme_corp` with their stored hashes.
+    fn block(rows: usize) -> Block {
+        let mut block = Block::default();
+        let mut tree = Frontier::default();
+        for seq in 0..rows {
+            let value = sample(&format!("r{seq}"), "2026-03-15T14:23:07.142Z");
+            let r = &check_batch(vec![value]).0[0];
+            let hashes = tree
+                .next_hashes(merkle::leaf_hash(r.json.as_bytes()))
+                .unwrap();
+            tree.push(&hashes);
+            block.push(
+                Some(seq as i64),
+                &r.id,
+                &r.tenant,
+                &r.json,
+                &merkle::join_hashes(&hashes),
+            );
+        }
+        block
+    }
+
+    fn checker() -> Checker {
+        Checker {
+            first: 0,
+            frontier: Frontier::default(),
+            expected: Expected::new(),
+            records: 0,
+        }
+    }
+
+    #[test]
+    fn leaf_ranges_hashed_in_parallel_equal_the_serial_hashes() {
+        let tenant = "org_acme_corp";
+        let key = tenant_key(tenant);
+        let mut serial = block(3 * PARALLEL_MIN_ROWS + 7);
+        serial.hash(tenant, &key, 1);
+        for threads in [2, 3, 8] {
+            let mut parallel = block(3 * PARALLEL_MIN_ROWS + 7);
+            parallel.hash(tenant, &key, threads);
+            assert!(parallel.leaves == serial.leaves, "{threads} threads");
+            assert_eq!(parallel.names_match, serial.names_match);
+        }
+        assert!(serial.names_match.iter().all(|&m| m));
+        let mut checked = checker();
+        checked.block(&mut serial).unwrap();
+        assert_eq!(checked.records, serial.len() as u64);
+    }
+
+    #[test]
+    fn a_record_altered_in_the_middle_of_a_range_is_named() {
+        let tenant = "org_acme_corp";
+        let rows = 3 * PARALLEL_MIN_ROWS + 7;
+        let original = block(rows);
+        let mut altered = Block::default();
+        let middle = rows / 2 + 1;
+        for i in 0..rows {
+            let json = original.json.get(i);
+            let json = if i == middle {
+                json.replace("alice", "mallory")
+            } else {
+                json.to_owned()
+            };
+            altered.push(
+                original.seqs[i],
+                original.ids.get(i),
+                tenant,
+                &json,
+                original.hashes.get(i),
+            );
+        }
+        altered.hash(tenant, &tenant_key(tenant), 2);
+        let err = checker().block(&mut altered).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "record seq {middle} (id \"r{middle}\") was altered: its bytes no longer match \
+                 its leaf hash"
+            )
+        );
+    }
 }
