@@ -14,7 +14,7 @@
 //!
 //! The first problem of a tenant is reported with the record it concerns.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::Instant;
@@ -88,9 +88,17 @@ pub fn run(
         }
     };
     let started = Instant::now();
+    let mut scanned = match (tenant, conn.backend()) {
+        (None, Backend::Sqlite) => scan_all(conn, &trusted, log_name, &tenants),
+        _ => Vec::new(),
+    };
     let (mut records, mut failed) = (0, 0);
-    for tenant in &tenants {
-        let checked = verify_tenant(conn, &trusted, log_name, tenant).and_then(|s| {
+    for (i, tenant) in tenants.iter().enumerate() {
+        let summary = match scanned.get_mut(i).and_then(Option::take) {
+            Some(summary) => Ok(summary),
+            None => verify_tenant(conn, &trusted, log_name, tenant),
+        };
+        let checked = summary.and_then(|s| {
             Ok((
                 s,
                 policies::store::verify_chain(conn, &trusted, log_name, tenant)?,
@@ -145,6 +153,29 @@ pub(crate) fn verify_tenant(
     log_name: &str,
     tenant: &str,
 ) -> anyhow::Result<Summary> {
+    let mut prepared = prepare(conn, trusted, log_name, tenant)?;
+    prepared.checker = check_records(conn, tenant, prepared.checker)?;
+    prepared.finish()
+}
+
+/// A tenant whose expiry notes and checkpoints have been checked, ready for its records.
+#[derive(Default)]
+struct Prepared {
+    checker: Checker,
+    checkpoints: usize,
+    expiries: usize,
+    /// Size of the latest checkpoint.
+    checkpointed: u64,
+}
+
+/// Checks `tenant`'s expiry notes and checkpoints (signatures, origins, the expired prefixes)
+/// and states the roots its records must reproduce.
+fn prepare(
+    conn: &dyn Conn,
+    trusted: &Verifiers,
+    log_name: &str,
+    tenant: &str,
+) -> anyhow::Result<Prepared> {
     let origin = checkpoints::origin(log_name, tenant);
     let mut expected = Expected::new();
     let mut frontier = Frontier::default();
@@ -179,35 +210,47 @@ pub(crate) fn verify_tenant(
     let mut expected = expected.split_off(&first);
     check_roots(&mut expected, &frontier, first)?;
 
-    let checker = Checker {
-        first,
-        frontier,
-        expected,
-        records: 0,
-    };
-    let Checker {
-        frontier,
-        expected,
-        records,
-        ..
-    } = check_records(conn, tenant, checker)?;
-    if let Some((size, stated)) = expected.first_key_value() {
-        let next = frontier.size();
-        bail!(
+    Ok(Prepared {
+        checker: Checker {
+            first,
+            frontier,
+            expected,
+            records: 0,
+        },
+        checkpoints: stored_checkpoints.len(),
+        expiries: expiries.len(),
+        checkpointed: stored_checkpoints.last().map_or(0, |c| c.tree_size),
+    })
+}
+
+impl Prepared {
+    /// The summary once every record has been through the checker: fails when a root stated
+    /// for a larger tree is left, the records that would complete it missing.
+    fn finish(self) -> anyhow::Result<Summary> {
+        let Checker {
+            first,
+            frontier,
+            expected,
+            records,
+        } = self.checker;
+        if let Some((size, stated)) = expected.first_key_value() {
+            let next = frontier.size();
+            bail!(
             "{} removed: {} covers {size} records but the store ends before seq {next}, so seq \
              {next}..{} is missing",
             count(size - next),
             stated[0].1,
             size - 1
         );
+        }
+        Ok(Summary {
+            records,
+            first,
+            checkpoints: self.checkpoints,
+            expiries: self.expiries,
+            checkpointed: self.checkpointed,
+        })
     }
-    Ok(Summary {
-        records,
-        first,
-        checkpoints: stored_checkpoints.len(),
-        expiries: expiries.len(),
-        checkpointed: stored_checkpoints.last().map_or(0, |c| c.tree_size),
-    })
 }
 
 /// Rows read and hashed together. A block of typical records is a few MiB.
@@ -251,6 +294,125 @@ fn check_records(conn: &dyn Conn, tenant: &str, checker: Checker) -> anyhow::Res
         read?;
         Ok(checker)
     })
+}
+
+/// Rows buffered in the partly filled blocks of [`scan_all`] at most, over all tenants.
+const SCAN_BUFFERED_ROWS: usize = 2 * BLOCK_ROWS;
+
+/// Checks every tenant in one pass over the SQLite table in storage order, which needs no index
+/// lookup per row: SQLite has a single writer, which stores each tenant's records in `tseq`
+/// order. A tenant's summary is returned only if its records came in gapless `tseq` order and
+/// every check held, which is then exactly what [`verify_tenant`] finds (the same rows in the
+/// same order). Every other tenant (all of them if a row cannot be read) is `None`, for
+/// [`verify_tenant`] to check again in `tseq` order and name its first problem.
+fn scan_all(
+    conn: &dyn Conn,
+    trusted: &Verifiers,
+    log_name: &str,
+    tenants: &[String],
+) -> Vec<Option<Summary>> {
+    let mut prepared: Vec<Option<Prepared>> = tenants
+        .iter()
+        .map(|t| prepare(conn, trusted, log_name, t).ok())
+        .collect();
+    let checkers: Vec<Option<Checker>> = prepared
+        .iter_mut()
+        .map(|p| p.as_mut().map(|p| std::mem::take(&mut p.checker)))
+        .collect();
+    let index: HashMap<&str, usize> = tenants
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.as_str(), i))
+        .collect();
+    let keys: Vec<String> = tenants.iter().map(|t| tenant_key(t)).collect();
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let (full_tx, full_rx) = mpsc::sync_channel::<(usize, Block)>(READ_AHEAD);
+    let (free_tx, free_rx) = mpsc::sync_channel::<Block>(READ_AHEAD + 2);
+    std::thread::scope(|scope| {
+        let keys = &keys;
+        let checking = scope.spawn(move || {
+            let mut checkers = checkers;
+            for (i, mut block) in full_rx {
+                if let Some(checker) = &mut checkers[i] {
+                    block.hash(&tenants[i], &keys[i], threads);
+                    if checker.block(&mut block).is_err() {
+                        checkers[i] = None;
+                    }
+                }
+                let _ = free_tx.try_send(block);
+            }
+            checkers
+        });
+        let read = scan_blocks(conn, &index, &full_tx, &free_rx);
+        drop(full_tx);
+        let checkers = checking
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        if read.is_err() {
+            return tenants.iter().map(|_| None).collect();
+        }
+        prepared
+            .into_iter()
+            .zip(checkers)
+            .map(|(prepared, checker)| {
+                let mut prepared = prepared?;
+                prepared.checker = checker?;
+                prepared.finish().ok()
+            })
+            .collect()
+    })
+}
+
+/// Reads every record in storage order into per-tenant blocks for `full` (tagged with the
+/// tenant's index); records of tenants not in `index` are skipped.
+fn scan_blocks(
+    conn: &dyn Conn,
+    index: &HashMap<&str, usize>,
+    full: &mpsc::SyncSender<(usize, Block)>,
+    free: &mpsc::Receiver<Block>,
+) -> anyhow::Result<()> {
+    let mut blocks: Vec<Block> = index.iter().map(|_| Block::default()).collect();
+    let mut buffered = 0;
+    let send = |i: usize, blocks: &mut Vec<Block>| {
+        let mut next = free.try_recv().unwrap_or_default();
+        next.clear();
+        full.send((i, std::mem::replace(&mut blocks[i], next)))
+            .map_err(|_| Stopped)
+    };
+    let sql = "SELECT tseq, id, tenant, json, hashes FROM records ORDER BY seq";
+    conn.for_each(sql, &[], &mut |row| {
+        let tenant = row.text(2)?;
+        let Some(&i) = index.get(tenant) else {
+            return Ok(());
+        };
+        let block = &mut blocks[i];
+        block.push(
+            row.get(0)?,
+            row.text(1)?,
+            tenant,
+            row.text(3)?,
+            row.blob(4)?,
+        );
+        buffered += 1;
+        if block.len() == BLOCK_ROWS {
+            buffered -= BLOCK_ROWS;
+            send(i, &mut blocks)?;
+        } else if buffered >= SCAN_BUFFERED_ROWS {
+            for i in 0..blocks.len() {
+                if blocks[i].len() > 0 {
+                    send(i, &mut blocks)?;
+                }
+            }
+            buffered = 0;
+        }
+        Ok(())
+    })?;
+    for i in 0..blocks.len() {
+        if blocks[i].len() > 0 {
+            send(i, &mut blocks)?;
+        }
+    }
+    Ok(())
 }
 
 /// Reads `tenant`'s records in `tseq` order into blocks for `full`, taking emptied blocks back
@@ -314,6 +476,7 @@ impl std::fmt::Display for Stopped {
 impl std::error::Error for Stopped {}
 
 /// The sequential part of the check of one tenant's records.
+#[derive(Default)]
 struct Checker {
     /// Seq of the first record kept (the ones before expired).
     first: u64,
