@@ -305,7 +305,7 @@ const SCAN_BUFFERED_ROWS: usize = 2 * BLOCK_ROWS;
 /// every check held, which is then exactly what [`verify_tenant`] finds (the same rows in the
 /// same order). Every other tenant (all of them if a row cannot be read) is `None`, for
 /// [`verify_tenant`] to check again in `tseq` order and name its first problem.
-fn scan_all(
+pub(crate) fn scan_all(
     conn: &dyn Conn,
     trusted: &Verifiers,
     log_name: &str,
