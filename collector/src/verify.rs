@@ -13,6 +13,16 @@
 //! - Policy versions: document hashes, hash chain and signed notes ([`crate::policies::store`]).
 //!
 //! The first problem of a tenant is reported with the record it concerns.
+//!
+//! How the records are read and hashed (the checks and their order are the same): rows are read
+//! in blocks of [`BLOCK_ROWS`] with one statement on the calling thread, whose connection stays
+//! there; a checking thread hashes each block's leaves in contiguous ranges on every core
+//! (`std::thread::scope`: two stages and a split per block need no pool or extra dependency),
+//! then walks the block in order for what needs the leaves before it (gapless `seq`, tree
+//! hashes, roots). A bounded channel holds the blocks in flight, so memory stays a few blocks
+//! however large a tenant is. On SQLite all tenants are checked in one pass over the table in
+//! storage order ([`scan_all`]); a tenant with any problem there is checked again alone, in
+//! `tseq` order ([`verify_tenant`]), which names the problem.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
