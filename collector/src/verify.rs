@@ -278,7 +278,7 @@ const PARALLEL_MIN_ROWS: usize = 512;
 /// tree hashes and roots need the leaves before them. The first problem in `tseq` order is the
 /// one reported, whichever thread saw it.
 fn check_records(conn: &dyn Conn, tenant: &str, checker: Checker) -> anyhow::Result<Checker> {
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let threads = hashing_threads();
     let key = tenant_key(tenant);
     let (full_tx, full_rx) = mpsc::sync_channel::<Block>(READ_AHEAD);
     let (free_tx, free_rx) = mpsc::sync_channel::<Block>(READ_AHEAD + 2);
@@ -335,7 +335,7 @@ pub(crate) fn scan_all(
         .map(|(i, t)| (t.as_str(), i))
         .collect();
     let keys: Vec<String> = tenants.iter().map(|t| tenant_key(t)).collect();
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let threads = hashing_threads();
     let (full_tx, full_rx) = mpsc::sync_channel::<(usize, Block)>(READ_AHEAD);
     let (free_tx, free_rx) = mpsc::sync_channel::<Block>(READ_AHEAD + 2);
     std::thread::scope(|scope| {
@@ -384,9 +384,7 @@ fn scan_blocks(
     let mut blocks: Vec<Block> = index.iter().map(|_| Block::default()).collect();
     let mut buffered = 0;
     let send = |i: usize, blocks: &mut Vec<Block>| {
-        let mut next = free.try_recv().unwrap_or_default();
-        next.clear();
-        full.send((i, std::mem::replace(&mut blocks[i], next)))
+        full.send((i, std::mem::replace(&mut blocks[i], recycled(free))))
             .map_err(|_| Stopped)
     };
     let sql = "SELECT tseq, id, tenant, json, hashes FROM records ORDER BY seq";
@@ -455,9 +453,7 @@ fn read_blocks(
             }
         }
         if block.len() == BLOCK_ROWS {
-            let mut next = free.try_recv().unwrap_or_default();
-            next.clear();
-            full.send(std::mem::replace(&mut block, next))
+            full.send(std::mem::replace(&mut block, recycled(free)))
                 .map_err(|_| Stopped)?;
         }
         Ok(())
@@ -470,6 +466,18 @@ fn read_blocks(
         Err(err) if err.is::<Stopped>() => Ok(()),
         read => read,
     }
+}
+
+/// Threads that hash a block's leaves: one per core.
+fn hashing_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+}
+
+/// An emptied block the checker handed back, or a new one when none is waiting.
+fn recycled(free: &mpsc::Receiver<Block>) -> Block {
+    let mut block = free.try_recv().unwrap_or_default();
+    block.clear();
+    block
 }
 
 /// Reading stopped: the checker found a problem, or a row could not be read (it is sent to the
