@@ -50,6 +50,29 @@ pub struct AuditRecord {
     pub client_id: Option<String>,
     /// RFC 8693 `act` chain, outermost (current) actor first; `None` when not delegated.
     pub delegation_chain: Option<Vec<Value>>,
+    /// The `Mcp-Session-Id` header of a handshake-era session, as the client sent it.
+    #[serde(default)]
+    pub session_id: Option<String>,
+    /// Envoy's `x-request-id`: joins the record to its access-log line. A correlation id, as
+    /// sent or generated, not identity.
+    #[serde(default)]
+    pub request_id: Option<String>,
+    /// Trace id of the W3C `traceparent` header (32 lowercase hex digits).
+    #[serde(default)]
+    pub trace_id: Option<String>,
+    /// Parent (span) id of the W3C `traceparent` header (16 lowercase hex digits).
+    #[serde(default)]
+    pub span_id: Option<String>,
+    /// The downstream address as Envoy resolved it (`source.address`, after its XFF settings).
+    #[serde(default)]
+    pub source_address: Option<String>,
+    /// The raw `User-Agent` header, bounded in length; `clientType` is what the token's client
+    /// id maps to.
+    #[serde(default)]
+    pub user_agent: Option<String>,
+    /// The MCP revision of the call (`MCP-Protocol-Version`).
+    #[serde(default)]
+    pub protocol_version: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +134,10 @@ pub struct Finding {
     pub path: String,
     /// `block`, `redact` or `log`.
     pub action: String,
+    /// What was normalised before the match (e.g. `fullwidth_digits`), never the value;
+    /// absent when the string matched as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normalized: Option<Vec<String>>,
 }
 
 /// The body the filter posts to [`INGEST_PATH`].
@@ -204,7 +231,14 @@ mod tests {
             "tenantId": "org_acme_corp",
             "clientType": "claude-desktop",
             "clientId": "claude-desktop-app",
-            "delegationChain": null
+            "delegationChain": null,
+            "sessionId": null,
+            "requestId": null,
+            "traceId": null,
+            "spanId": null,
+            "sourceAddress": null,
+            "userAgent": null,
+            "protocolVersion": null
         })
     }
 
@@ -214,6 +248,25 @@ mod tests {
         rec.validate().unwrap();
         assert_eq!(rec.timestamp_millis(), Some(1_773_584_587_142));
         assert_eq!(serde_json::to_value(&rec).unwrap(), sample());
+    }
+
+    #[test]
+    fn record_written_before_the_correlation_fields_still_parses() {
+        let mut v = sample();
+        for field in [
+            "sessionId",
+            "requestId",
+            "traceId",
+            "spanId",
+            "sourceAddress",
+            "userAgent",
+            "protocolVersion",
+        ] {
+            v.as_object_mut().unwrap().remove(field);
+        }
+        let rec: AuditRecord = serde_json::from_value(v).unwrap();
+        rec.validate().unwrap();
+        assert_eq!(rec.session_id, None);
     }
 
     #[test]

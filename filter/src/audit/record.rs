@@ -77,6 +77,13 @@ pub fn build(call: CallAudit, ctx: Context, upstream: &Upstream) -> AuditRecord 
         client_type: id.and_then(|i| i.client_type.clone()),
         client_id: id.and_then(|i| i.client_id.clone()),
         delegation_chain: id.and_then(|i| i.delegation_chain.clone()),
+        session_id: None,
+        request_id: None,
+        trace_id: None,
+        span_id: None,
+        source_address: None,
+        user_agent: None,
+        protocol_version: None,
     }
 }
 
@@ -92,6 +99,7 @@ fn content_scan(input: Option<&[Hit]>, output: Option<&OutputScan>) -> Option<Co
                 location: location.into(),
                 path: h.path.clone(),
                 action: h.action.as_str().into(),
+                normalized: None,
             })
             .collect()
     };
