@@ -161,9 +161,10 @@ dist/acp-collector-oci/index.json: $(STATIC_COLLECTOR) packaging/collector.Conta
 	command -v buildah >/dev/null || (apt-get update && apt-get install -y buildah)
 	test -f /etc/ssl/certs/ca-certificates.crt || (apt-get update && apt-get install -y ca-certificates)
 	rm -rf $(IMAGE_CTX) dist/acp-collector-oci
-	mkdir -p $(IMAGE_CTX)/rootfs/etc/ssl/certs $(IMAGE_CTX)/rootfs/tmp $(IMAGE_CTX)/data
+	mkdir -p $(IMAGE_CTX)/rootfs/etc/ssl/certs $(IMAGE_CTX)/rootfs/tmp $(IMAGE_CTX)/rootfs/var/lib \
+		$(IMAGE_CTX)/data
 	chmod 1777 $(IMAGE_CTX)/rootfs/tmp
-	cp $(STATIC_COLLECTOR) $(IMAGE_CTX)/rootfs/acp-collector
+	strip -o $(IMAGE_CTX)/rootfs/acp-collector $(STATIC_COLLECTOR)
 	cp /etc/ssl/certs/ca-certificates.crt $(IMAGE_CTX)/rootfs/etc/ssl/certs/
 	$(BUILDAH) bud --quiet --format oci --timestamp 0 --identity-label=false \
 		--build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) \
