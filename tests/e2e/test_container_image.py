@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import subprocess
 import tarfile
 import time
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from stack import ROOT, free_port
 
 LAYOUT = ROOT / "dist" / "acp-collector-oci"
@@ -155,25 +157,36 @@ def http(url: str, *, method: str = "GET", body: Any = None, token: str | None =
 
 
 @pytest.fixture(scope="module")
-def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+def pulled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Podman, str]:
+    """A podman store of this module's own, holding the image; the image's id."""
     require_image()
     podman = Podman(tmp_path_factory.mktemp("podman"))
-    pulled = podman("pull", "--quiet", f"oci:{LAYOUT}:{VERSION}").stdout.strip().splitlines()[-1]
+    image = podman("pull", "--quiet", f"oci:{LAYOUT}:{VERSION}").stdout.strip().splitlines()[-1]
+    return podman, image
+
+
+def wait_ready(podman: Podman, name: str, url: str) -> None:
+    deadline = time.monotonic() + 60
+    while http(f"{url}/readyz")[0] != 200:
+        state = podman("inspect", "--format", "{{.State.Status}}", name).stdout.strip()
+        assert state == "running", f"container {state}:\n{podman('logs', name, ok=False).stderr}"
+        assert time.monotonic() < deadline, podman("logs", name, ok=False).stderr
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def collector(pulled: tuple[Podman, str]) -> Iterator[Running]:
+    podman, image = pulled
     podman("volume", "create", "acp-data")
     port = free_port()
     name = "acp-collector-test"
     # The hardening a deployment uses: read-only root, no capabilities, no privilege gain.
     podman("run", "--detach", "--name", name, "--read-only", "--cap-drop", "ALL",
            "--security-opt", "no-new-privileges", "--publish", f"127.0.0.1:{port}:7070",
-           "-v", "acp-data:/var/lib/acp", "-e", f"ACP_INGEST_TOKEN={INGEST_TOKEN}", pulled)
-    running = Running(podman, pulled, "acp-data", f"http://127.0.0.1:{port}", name)
+           "-v", "acp-data:/var/lib/acp", "-e", f"ACP_INGEST_TOKEN={INGEST_TOKEN}", image)
+    running = Running(podman, image, "acp-data", f"http://127.0.0.1:{port}", name)
     try:
-        deadline = time.monotonic() + 60
-        while http(f"{running.url}/readyz")[0] != 200:
-            state = podman("inspect", "--format", "{{.State.Status}}", name).stdout.strip()
-            assert state == "running", f"container {state}:\n{podman('logs', name, ok=False).stderr}"
-            assert time.monotonic() < deadline, podman("logs", name, ok=False).stderr
-            time.sleep(0.2)
+        wait_ready(podman, name, running.url)
         yield running
     finally:
         podman("rm", "--force", "--time", "10", name, ok=False)
@@ -236,3 +249,97 @@ def test_ingest_export_and_verify_through_the_image(collector: Running) -> None:
     assert stranger != vkey
     refused = collector.run("verify", "--public-key", stranger, ok=False)
     assert refused.returncode != 0, refused.stdout + refused.stderr
+
+
+# ---- The Kubernetes Deployment's settings ---------------------------------------------------
+
+DEPLOYMENT = ROOT / "deploy" / "kubernetes" / "deployment.yaml"
+PG_SCRIPT = ROOT / "tests" / "pg" / "with-postgres.sh"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A throw-away PostgreSQL server on loopback (tests/pg/with-postgres.sh, which removes it
+    when its command ends: here when its standard input closes)."""
+    if not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
+        pytest.skip("Debian's PostgreSQL server is not installed")
+    server = subprocess.Popen([str(PG_SCRIPT), "sh", "-c", 'echo "$ACP_TEST_POSTGRES_URL"; exec cat >/dev/null'],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    try:
+        url = server.stdout.readline().strip()  # type: ignore[union-attr]
+        assert url.startswith("postgres://"), url
+        yield url
+    finally:
+        server.stdin.close()  # type: ignore[union-attr]
+        server.wait(timeout=60)
+
+
+def deployment_env(secrets: dict[tuple[str, str], str], listen: str) -> list[str]:
+    """`-e NAME=VALUE` for each variable of deploy/kubernetes/deployment.yaml, the Secrets'
+    values from `secrets`; ACP_LISTEN on `listen` (the pod's 0.0.0.0:7070 is the host's here)."""
+    [container] = yaml.safe_load(DEPLOYMENT.read_text())["spec"]["template"]["spec"]["containers"]
+    argv = []
+    for var in container["env"]:
+        if var["name"] == "ACP_LISTEN":
+            value = listen
+        elif "valueFrom" in var:
+            ref = var["valueFrom"]["secretKeyRef"]
+            value = secrets[(ref["name"], ref["key"])]
+        else:
+            value = var["value"]
+        argv += ["-e", f"{var['name']}={value}"]
+    return argv
+
+
+def test_two_replicas_with_the_deployments_settings_on_postgresql(pulled: tuple[Podman, str], postgres_url: str,
+                                                                   tmp_path: Path) -> None:
+    """Two containers of the image with the Deployment's environment (its Secrets filled in),
+    its read-only root and no capabilities, and the signing key mounted read-only the way the
+    Secret volume is (mode 0440, group 65532, no data volume): both get ready on one
+    PostgreSQL database, records ingested through one are exported through the other, and
+    `verify` passes on the database with the shared key."""
+    podman, image = pulled
+    keys = tmp_path / "signing-key"
+    keys.mkdir()
+    os.chown(keys, 65532, 65532)
+    podman("run", "--rm", "--network", "none", "-v", f"{keys}:/keys", image, "key", "show",
+           "--signing-key", "/keys/signing-key")
+    os.chown(keys, 0, 0)
+    key_file = keys / "signing-key"
+    os.chown(key_file, 0, 65532)
+    key_file.chmod(0o440)
+    [container] = yaml.safe_load(DEPLOYMENT.read_text())["spec"]["template"]["spec"]["containers"]
+    [mount] = [m for m in container["volumeMounts"] if m["name"] == "signing-key"]
+    secrets = {("acp-collector-database", "url"): postgres_url, ("acp-collector-ingest", "token"): INGEST_TOKEN}
+    hardening = ["--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--network", "host",
+                 "-v", f"{keys}:{mount['mountPath']}:ro"]
+    replicas = []
+    try:
+        for n in range(2):
+            port = free_port()
+            name = f"acp-replica-{n}"
+            podman("run", "--detach", "--name", name, *hardening,
+                   *deployment_env(secrets, f"127.0.0.1:{port}"), image, *container["args"])
+            replicas.append((name, f"http://127.0.0.1:{port}"))
+        for name, url in replicas:
+            wait_ready(podman, name, url)
+        (_, first), (_, second) = replicas
+        records = [record(n) for n in range(30, 40)]
+        status, answer = http(f"{first}/v1/records", method="POST", body={"records": records}, token=INGEST_TOKEN)
+        assert (status, answer) == (200, {"accepted": 10, "duplicates": 0})
+        database = ["--network", "host", "-e", f"ACP_DATABASE_URL={postgres_url}"]
+        created = podman("run", "--rm", *database, image, "apikey", "create", "--tenant", TENANT).stdout
+        [api_key] = created.split()
+        status, page = http(f"{second}/{TENANT}/api/v1/audit?limit=1000", token=api_key)
+        assert status == 200, page
+        assert sorted(r["id"] for r in page["records"]) == [r["id"] for r in records]
+        for name, _ in replicas:
+            podman("stop", "--time", "20", name)
+        [vkey] = podman("run", "--rm", "--network", "none", "-v", f"{keys}:/keys:ro", image, "key", "show",
+                        "--signing-key", "/keys/signing-key").stdout.split()
+        verified = podman("run", "--rm", *database, image, "verify", "--public-key", vkey, ok=False)
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+    finally:
+        for name, _ in replicas:
+            podman("rm", "--force", "--time", "10", name, ok=False)
