@@ -120,7 +120,7 @@ STATIC_COLLECTOR := target/$(MUSL)/release/acp-collector
 BUILDAH    := buildah --root $(CURDIR)/.run/containers/storage --runroot $(CURDIR)/.run/containers/run \
 	--storage-driver vfs
 IMAGE_CTX  := .run/collector-image
-REVISION   := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+REVISION   := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 
 .musl-target:
 	rustup target add $(MUSL)
