@@ -27,7 +27,7 @@ VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' filter/Cargo.toml)
 WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
 	--enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types
 
-.PHONY: setup build demo demo-calls token test test-unit test-wasm test-vmprof test-e2e test-dashboard lint bench clean interop-deps package soak fuzz
+.PHONY: setup build collector-static demo demo-calls token test test-unit test-wasm test-vmprof test-e2e test-dashboard lint bench clean interop-deps package soak fuzz
 
 setup: $(VENV)/.installed .wasm-target
 
@@ -89,9 +89,11 @@ test-vmprof: build
 	command -v node >/dev/null || (apt-get update && apt-get install -y nodejs)
 	node --no-warnings tests/vmprof/profile.mjs --check
 
-# Debian's prometheus (and its promtool) for the monitoring test (tests/e2e/test_monitoring.py).
+# Debian's prometheus (and its promtool) for the monitoring test (tests/e2e/test_monitoring.py);
+# podman (with runc) runs the collector's image (tests/e2e/test_container_image.py).
 test-e2e: build interop-deps package
 	command -v prometheus >/dev/null || (apt-get update && apt-get install -y --no-install-recommends prometheus)
+	command -v podman >/dev/null && command -v runc >/dev/null || (apt-get update && apt-get install -y podman runc)
 	$(PY) -m pytest -q tests
 
 # The Logs dashboard in headless Chromium against the real collector binary (screenshot in
@@ -107,8 +109,27 @@ $(CHROMIUM):
 	apt-get update && apt-get install -y chromium
 
 # dist/: the optimised module, its sha256, and an OCI image layout (Wasm "compat" variant) of
-# it tagged $(VERSION), for Envoy (`code.remote` with sha256) and Istio (`WasmPlugin.url`).
-package: build dist/acp_filter.wasm.sha256 dist/oci/index.json
+# it tagged $(VERSION), for Envoy (`code.remote` with sha256) and Istio (`WasmPlugin.url`); and
+# the collector's container image (static musl binary, FROM scratch) as an OCI image layout.
+# Both images are built by buildah in a store of their own under .run/ (vfs: no overlay mounts).
+package: build collector-static dist/acp_filter.wasm.sha256 dist/oci/index.json \
+	dist/acp-collector-oci/index.json
+
+MUSL       := x86_64-unknown-linux-musl
+STATIC_COLLECTOR := target/$(MUSL)/release/acp-collector
+BUILDAH    := buildah --root $(CURDIR)/.run/containers/storage --runroot $(CURDIR)/.run/containers/run \
+	--storage-driver vfs
+IMAGE_CTX  := .run/collector-image
+REVISION   := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+
+.musl-target:
+	rustup target add $(MUSL)
+	command -v musl-gcc >/dev/null || (apt-get update && apt-get install -y musl-tools)
+	@touch $@
+
+# The collector linked statically against musl (SQLite's and aws-lc's C code built by musl-gcc).
+collector-static: .musl-target
+	cargo build --locked --release -p acp-collector --target $(MUSL)
 
 dist/acp_filter.wasm: $(WASM)
 	command -v wasm-opt >/dev/null || (apt-get update && apt-get install -y binaryen)
@@ -119,8 +140,37 @@ dist/acp_filter.wasm: $(WASM)
 dist/acp_filter.wasm.sha256: dist/acp_filter.wasm
 	cd dist && sha256sum acp_filter.wasm > acp_filter.wasm.sha256
 
-dist/oci/index.json: dist/acp_filter.wasm packaging/oci_layout.py
-	$(PY) packaging/oci_layout.py dist/acp_filter.wasm dist/oci --tag $(VERSION)
+# The Wasm image specification's own recipe for the compat variant (one layer holding
+# plugin.wasm, the variant annotation), reproducible: fixed timestamps, no buildah labels.
+dist/oci/index.json: dist/acp_filter.wasm
+	command -v buildah >/dev/null || (apt-get update && apt-get install -y buildah)
+	rm -rf dist/oci
+	ctr=$$($(BUILDAH) from scratch) && \
+	$(BUILDAH) copy $$ctr dist/acp_filter.wasm /plugin.wasm >/dev/null && \
+	$(BUILDAH) config --arch wasm --os wasip1 --created-by 'make package' \
+		--label org.opencontainers.image.title=acp_filter.wasm \
+		--annotation module.wasm.image/variant=compat \
+		--annotation org.opencontainers.image.base.name- \
+		--annotation org.opencontainers.image.base.digest- $$ctr && \
+	$(BUILDAH) commit --quiet --rm --format oci --timestamp 0 --identity-label=false \
+		--disable-compression=false $$ctr oci:dist/oci:$(VERSION)
+
+# The collector's image from packaging/collector.Containerfile: the staging directory holds only
+# what goes in (the binary, Debian's CA bundle, /tmp, the empty data directory).
+dist/acp-collector-oci/index.json: $(STATIC_COLLECTOR) packaging/collector.Containerfile
+	command -v buildah >/dev/null || (apt-get update && apt-get install -y buildah)
+	test -f /etc/ssl/certs/ca-certificates.crt || (apt-get update && apt-get install -y ca-certificates)
+	rm -rf $(IMAGE_CTX) dist/acp-collector-oci
+	mkdir -p $(IMAGE_CTX)/rootfs/etc/ssl/certs $(IMAGE_CTX)/rootfs/tmp $(IMAGE_CTX)/rootfs/var/lib \
+		$(IMAGE_CTX)/data
+	chmod 1777 $(IMAGE_CTX)/rootfs/tmp
+	strip -o $(IMAGE_CTX)/rootfs/acp-collector $(STATIC_COLLECTOR)
+	cp /etc/ssl/certs/ca-certificates.crt $(IMAGE_CTX)/rootfs/etc/ssl/certs/
+	$(BUILDAH) bud --quiet --format oci --timestamp 0 --identity-label=false \
+		--build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) \
+		-f packaging/collector.Containerfile -t acp-collector:$(VERSION) $(IMAGE_CTX)
+	$(BUILDAH) push --quiet acp-collector:$(VERSION) oci:dist/acp-collector-oci:$(VERSION)
+	$(BUILDAH) rmi acp-collector:$(VERSION) >/dev/null
 
 # The npm pieces of the interoperability tests (the MCP TypeScript SDK, server-everything; the
 # OpenID provider), installed from the committed lock files into each directory's node_modules.
@@ -167,5 +217,5 @@ fuzz:
 
 clean:
 	cargo clean
-	rm -rf $(VENV) .wasm-target .run dist $(IDP_NPM)/node_modules tests/interop/ts-client/node_modules \
+	rm -rf $(VENV) .wasm-target .musl-target .run dist $(IDP_NPM)/node_modules tests/interop/ts-client/node_modules \
 		$(DASHBOARD_NPM)/node_modules
