@@ -597,7 +597,8 @@ def _banner(stack: Stack) -> str:
     call = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
         "name": "salesforce.query", "arguments": {"query": "SELECT Name FROM Opportunity"}}})
     return f"""
-ACP demo is running (logs in {stack.run_dir.relative_to(ROOT)}/). Ctrl-C stops it.
+ACP demo is running (logs in {stack.run_dir.relative_to(ROOT)}/, Envoy's access log in {stack.access_log_path.relative_to(ROOT)}).
+Ctrl-C stops it.
 
   MCP through ACP   {stack.mcp_url}   (SSE responses: {stack.mcp_sse_url})
   Collector         {stack.collector_url}
