@@ -129,9 +129,11 @@ def test_modern_headers_that_disagree_with_the_body_are_refused(demo: Stack, hea
     error = assert_jsonrpc_error(reply.body, code=-32020, id=7, reason="header_mismatch")
     assert why in error["message"]
     [record] = wait_for_records(demo, 1, user=alice.sub)
+    # The record keeps the revision header as sent, even one that disagrees with the body.
     assert_record(record, expected_record(
         event="tool.denied", result="denied", reason="header_mismatch", tool="files.read",
-        input={"path": "README.md"}, scope_required=None, scope_result=None, identity=alice.identity()), reply)
+        input={"path": "README.md"}, scope_required=None, scope_result=None, identity=alice.identity(),
+        sent=correlation(protocolVersion=sent["MCP-Protocol-Version"])), reply)
 
 
 def test_matching_modern_headers_pass(demo: Stack) -> None:
