@@ -266,8 +266,9 @@ def test_python_sdk_auto_mode_falls_back_to_the_handshake_with_a_session(everyth
 
 
 def _post(stack: Stack, token: str, payload: Any, version: str | None, session: str | None) -> Any:
-    headers = {"MCP-Protocol-Version": version, "Mcp-Session-Id": session}
-    return post_mcp(stack, token, payload, headers={k: v for k, v in headers.items() if v is not None})
+    """A raw POST with these headers; None leaves the header out (`post_mcp` would send its own
+    `MCP-Protocol-Version`)."""
+    return post_mcp(stack, token, payload, headers={"MCP-Protocol-Version": version, "Mcp-Session-Id": session})
 
 
 def _messages(reply: Any) -> list[Any]:
