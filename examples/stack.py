@@ -138,19 +138,21 @@ def render_envoy(ports: Ports, acp_filter: str = "", *, access_log: Path | None 
     return PlaceholderTemplate(ENVOY_TEMPLATE.read_text()).substitute(
         ADMIN_PORT=ports.admin, ENVOY_PORT=ports.envoy, MCP_PORT=ports.mcp,
         COLLECTOR_PORT=ports.collector, IDP_PORT=ports.idp, ACP_FILTER=acp_filter,
-        CONNECTION_MANAGER="".join(f"          {k}: {json.dumps(v)}\n" for k, v in (connection_manager or {}).items()),
+        CONNECTION_MANAGER="\n".join(f"          {k}: {json.dumps(v)}" for k, v in (connection_manager or {}).items()),
         ACCESS_LOG="" if access_log is None else _access_log_yaml(access_log))
 
 
 def _access_log_yaml(path: Path) -> str:
-    fields = "".join(f"                  {k}: {json.dumps(v)}\n" for k, v in ACCESS_LOG_FORMAT.items())
-    return ("          access_log:\n"
-            "          - name: envoy.access_loggers.file\n"
-            "            typed_config:\n"
-            '              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n'
-            f"              path: {json.dumps(str(path))}\n"
-            "              log_format:\n"
-            "                json_format:\n" + fields)
+    """The connection manager's `access_log`: a file, one JSON object (`ACCESS_LOG_FORMAT`) a line."""
+    return "\n".join([
+        "          access_log:",
+        "          - name: envoy.access_loggers.file",
+        "            typed_config:",
+        '              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog',
+        f"              path: {json.dumps(str(path))}",
+        "              log_format:",
+        "                json_format:",
+        *(f"                  {k}: {json.dumps(v)}" for k, v in ACCESS_LOG_FORMAT.items())])
 
 
 def _render_filter_template(ports: Ports, tenant: str, ingest_token: str) -> str:
