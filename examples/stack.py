@@ -119,11 +119,40 @@ def render_filter(ports: Ports, tenant: str, ingest_token: str, config: Mapping[
     return "\n".join([*head, *body, *tail])
 
 
-def render_envoy(ports: Ports, acp_filter: str = "") -> str:
-    """`envoy/demo.template.yaml` for these ports; `acp_filter` is the filter YAML or empty."""
+# The demo's access log: one JSON line per request. `request_id` and `traceparent` are the
+# headers as the filter saw them (Envoy sets `x-request-id` before any filter runs), so a
+# record's `requestId` finds its line; `source` is the address in the record's `sourceAddress`.
+ACCESS_LOG_FORMAT = {
+    "start_time": "%START_TIME%", "method": "%REQ(:METHOD)%", "path": "%REQ(:PATH)%",
+    "status": "%RESPONSE_CODE%", "duration_ms": "%DURATION%", "request_id": "%REQ(X-REQUEST-ID)%",
+    "traceparent": "%REQ(TRACEPARENT)%", "source": "%DOWNSTREAM_REMOTE_ADDRESS%",
+    "user_agent": "%REQ(USER-AGENT)%",
+}
+
+
+def render_envoy(ports: Ports, acp_filter: str = "", *, access_log: Path | None = None,
+                 connection_manager: Mapping[str, Any] | None = None) -> str:
+    """`envoy/demo.template.yaml` for these ports; `acp_filter` is the filter YAML or empty,
+    `access_log` the file of the access log (none without), `connection_manager` further
+    settings of the HTTP connection manager (e.g. `use_remote_address`)."""
     return PlaceholderTemplate(ENVOY_TEMPLATE.read_text()).substitute(
         ADMIN_PORT=ports.admin, ENVOY_PORT=ports.envoy, MCP_PORT=ports.mcp,
-        COLLECTOR_PORT=ports.collector, IDP_PORT=ports.idp, ACP_FILTER=acp_filter)
+        COLLECTOR_PORT=ports.collector, IDP_PORT=ports.idp, ACP_FILTER=acp_filter,
+        CONNECTION_MANAGER="\n".join(f"          {k}: {json.dumps(v)}" for k, v in (connection_manager or {}).items()),
+        ACCESS_LOG="" if access_log is None else _access_log_yaml(access_log))
+
+
+def _access_log_yaml(path: Path) -> str:
+    """The connection manager's `access_log`: a file, one JSON object (`ACCESS_LOG_FORMAT`) a line."""
+    return "\n".join([
+        "          access_log:",
+        "          - name: envoy.access_loggers.file",
+        "            typed_config:",
+        '              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog',
+        f"              path: {json.dumps(str(path))}",
+        "              log_format:",
+        "                json_format:",
+        *(f"                  {k}: {json.dumps(v)}" for k, v in ACCESS_LOG_FORMAT.items())])
 
 
 def _render_filter_template(ports: Ports, tenant: str, ingest_token: str) -> str:
@@ -248,8 +277,12 @@ class Stack:
     of HTTP filters placed before the ACP filter (e.g. `jwt_authn`); `envoy_cpu` pins Envoy to
     one CPU (benchmarks). `lds=True` serves the listener from a watched LDS file
     (`reload_listeners`); `drain_seconds` sets Envoy's `--drain-time-s` (how long a replaced
-    listener or filter chain drains).
+    listener or filter chain drains). `connection_manager` adds settings to Envoy's HTTP
+    connection manager (e.g. `{"use_remote_address": True}`). Envoy writes its access log to
+    `access_log_path` (unless the class's `ACCESS_LOG` is false).
     """
+
+    ACCESS_LOG = True
 
     def __init__(self, run_dir: str | os.PathLike[str], ports: Ports | None = None, *,
                  tenant: str = DEMO_TENANT, ingest_token: str = DEMO_INGEST_TOKEN,
@@ -258,7 +291,7 @@ class Stack:
                  wait_for_jwks: bool = True, startup_timeout: float = 60.0, stop_timeout: float = 10.0,
                  upstream: list[str] | None = None, envoy_cpu: int | None = None, lds: bool = False,
                  drain_seconds: int | None = None, idp: bool = True, idp_command: list[str] | None = None,
-                 http_filters_before: str = ""):
+                 http_filters_before: str = "", connection_manager: Mapping[str, Any] | None = None):
         self.run_dir = Path(run_dir).resolve()
         self.ports = ports or Ports.free()
         self.tenant = tenant
@@ -279,6 +312,7 @@ class Stack:
         self._with_idp = idp
         self._idp_command = idp_command
         self._http_filters_before = http_filters_before
+        self._connection_manager = dict(connection_manager or {})
         self._children: dict[str, Child] = {}
 
     # -- addresses
@@ -332,6 +366,11 @@ class Stack:
     def db_path(self) -> Path:
         return self.run_dir / "audit.db"
 
+    @property
+    def access_log_path(self) -> Path:
+        """Envoy's access log: one JSON line per request (`ACCESS_LOG_FORMAT`)."""
+        return self.run_dir / "access.log"
+
     def log_path(self, name: str) -> Path:
         """Log of child `name`: `collector`, `idp`, `mcp` or `envoy`."""
         return self.run_dir / f"{name}.log"
@@ -354,7 +393,9 @@ class Stack:
         """The rendered Envoy bootstrap YAML."""
         acp_filter = (render_filter(self.ports, self.tenant, self.ingest_token, self.filter_config())
                       if self.wasm_filter else "")
-        return render_envoy(self.ports, self._http_filters_before + acp_filter)
+        return render_envoy(self.ports, self._http_filters_before + acp_filter,
+                            access_log=self.access_log_path if self.ACCESS_LOG else None,
+                            connection_manager=self._connection_manager)
 
     # -- lifecycle
 
@@ -558,7 +599,8 @@ def _banner(stack: Stack) -> str:
     call = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
         "name": "salesforce.query", "arguments": {"query": "SELECT Name FROM Opportunity"}}})
     return f"""
-ACP demo is running (logs in {stack.run_dir.relative_to(ROOT)}/). Ctrl-C stops it.
+ACP demo is running (logs in {stack.run_dir.relative_to(ROOT)}/, Envoy's access log in {stack.access_log_path.relative_to(ROOT)}).
+Ctrl-C stops it.
 
   MCP through ACP   {stack.mcp_url}   (SSE responses: {stack.mcp_sse_url})
   Collector         {stack.collector_url}

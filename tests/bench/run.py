@@ -148,6 +148,8 @@ def upstream_command(run_dir: Path, port: int) -> list[str]:
 class BenchStack(Stack):
     """The demo stack with the benchmark's chain in Envoy: none, the ACP filter, or native."""
 
+    ACCESS_LOG = False  # every chain measured without one, as before the demo wrote one
+
     def __init__(self, run_dir: Path, chain: str, scanning: dict | None, concurrency: int = 1):
         self.chain = chain
         self.scanning = scanning

@@ -20,6 +20,7 @@ import httpx2
 from mcp.client.client import Client, ConnectMode
 from mcp.client.streamable_http import streamable_http_client
 from stack import ROOT, Stack
+from support import correlation
 
 NODE_DIR = ROOT / "tests" / "interop" / "ts-client"
 TS_CLIENT = NODE_DIR / "client.mjs"
@@ -65,16 +66,26 @@ def ts_client(scenario: str, url: str, token: str | None, args: Mapping[str, Any
 
 
 class Wire:
-    """What an httpx client sent and received: (method, MCP headers, JSON body) per request and
-    (status, content type, session id) per response."""
+    """What an httpx client sent and received: (method, MCP headers, JSON body) and the
+    `User-Agent` (`agents`) per request, and (status, content type, session id) per response."""
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, dict[str, str], Any]] = []
+        self.agents: list[str | None] = []
         self.responses: list[tuple[int, str, str | None]] = []
 
     async def on_request(self, request: httpx2.Request) -> None:
         headers = {k.lower(): v for k, v in request.headers.items() if k.lower().startswith("mcp")}
         self.requests.append((request.method, headers, json.loads(request.content) if request.content else None))
+        self.agents.append(request.headers.get("user-agent"))
+
+    def sent_with(self, tool: str) -> dict[str, Any]:
+        """The correlation fields of the `tools/call` of `tool` as sent (see `support.correlation`)."""
+        [i] = [i for i, (_, _, body) in enumerate(self.requests) if isinstance(body, dict)
+               and body.get("method") == "tools/call" and body["params"]["name"] == tool]
+        headers = self.requests[i][1]
+        return correlation(sessionId=headers.get("mcp-session-id"), userAgent=self.agents[i],
+                           protocolVersion=headers.get("mcp-protocol-version"))
 
     async def on_response(self, response: httpx2.Response) -> None:
         self.responses.append((response.status_code, response.headers.get("content-type", ""),

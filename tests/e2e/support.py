@@ -32,13 +32,36 @@ from stack import COLLECTOR_BIN, ROOT, Stack, export_url
 PROTOCOL_VERSION = "2025-11-25"
 RECORD_WAIT = 10.0  # seconds: the filter flushes every 200 ms, the collector commits at once
 
+# Where a call came from and how to join it to other logs (docs/audit-record.md#correlation).
+CORRELATION_FIELDS = frozenset({
+    "sessionId", "requestId", "traceId", "spanId", "sourceAddress", "userAgent", "protocolVersion",
+})
 RECORD_FIELDS = frozenset({
     "id", "event", "timestamp", "sub", "email", "tool", "input", "scopes", "scopeRequired",
     "scopeResult", "contentScan", "result", "reason", "latencyMs", "tenantId", "clientType",
     "clientId", "delegationChain",
-})
+}) | CORRELATION_FIELDS
 # Fields whose value a test cannot know in advance; `assert_record` checks their form instead.
 VOLATILE_FIELDS = frozenset({"id", "timestamp", "latencyMs"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Form:
+    """An expected value a test cannot know, only its form: a string the whole of which
+    `pattern` matches. `assert_record` accepts it in place of a value of `expected`."""
+
+    what: str
+    pattern: re.Pattern[str]
+
+    def matches(self, value: Any) -> bool:
+        return isinstance(value, str) and self.pattern.fullmatch(value) is not None
+
+
+# The `x-request-id` Envoy generates for a request that has none: a random UUID (version 4).
+ENVOY_REQUEST_ID = Form("a UUIDv4 Envoy generated",
+                        re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"))
+# `source.address` of a test's own connection to Envoy: loopback and its ephemeral port.
+LOOPBACK_SOURCE = Form("127.0.0.1 and the client's port", re.compile(r"127\.0\.0\.1:[1-9][0-9]{0,4}"))
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
 # JSON-RPC error codes of the filter (filter/src/decide/request.rs).
@@ -517,15 +540,27 @@ def scan_report(findings: Iterable[Mapping[str, Any]], *, risk_score: float, inp
             "inputScanned": input_scanned, "outputScanned": output_scanned, "findings": findings}
 
 
+def correlation(**fields: Any) -> dict[str, Any]:
+    """A record's correlation fields: those of a request `post_mcp` sends (no session, trace or
+    user agent; `MCP-Protocol-Version` `PROTOCOL_VERSION`; the `x-request-id` Envoy generates;
+    the test's loopback address), with `fields` (camelCase names) instead."""
+    unknown = set(fields) - CORRELATION_FIELDS
+    assert not unknown, f"test bug: {unknown} are not correlation fields"
+    return {"sessionId": None, "requestId": ENVOY_REQUEST_ID, "traceId": None, "spanId": None,
+            "sourceAddress": LOOPBACK_SOURCE, "userAgent": None, "protocolVersion": PROTOCOL_VERSION, **fields}
+
+
 def expected_record(*, event: str, result: str, reason: str | None, tool: str | None, input: Any,
                     scope_required: list[str] | None, scope_result: str | None,
                     identity: Mapping[str, Any] = NO_IDENTITY, tenant: str = "org_acme_corp",
-                    content_scan: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                    content_scan: Mapping[str, Any] | None = None,
+                    sent: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Every field of a record except the volatile ones (`id`, `timestamp`, `latencyMs`);
-    `contentScan` is null unless given (calls refused before their input was scanned)."""
+    `contentScan` is null unless given (calls refused before their input was scanned); the
+    correlation fields are `sent`, by default `correlation()` (a request of `post_mcp`)."""
     return {"event": event, "result": result, "reason": reason, "tool": tool, "input": input,
             "scopeRequired": scope_required, "scopeResult": scope_result, "contentScan": content_scan,
-            "tenantId": tenant, **identity}
+            "tenantId": tenant, **identity, **(correlation() if sent is None else sent)}
 
 
 def assert_record(record: Mapping[str, Any], expected: Mapping[str, Any], reply: Reply | None = None, *,
@@ -533,9 +568,15 @@ def assert_record(record: Mapping[str, Any], expected: Mapping[str, Any], reply:
     """Checks every field of `record`: the exact field set, each non-volatile field against
     `expected`, `id` a UUIDv7, `timestamp` RFC 3339 UTC milliseconds within `reply`'s exchange,
     `latencyMs` a non-negative number no larger than the client saw (and above 0.1 ms for a
-    forwarded call, which proves milliseconds rather than seconds)."""
+    forwarded call, which proves milliseconds rather than seconds). A `Form` in `expected`
+    (e.g. `requestId` `ENVOY_REQUEST_ID`) is checked against the field's form."""
     assert set(record) == RECORD_FIELDS, f"fields {sorted(set(record) ^ RECORD_FIELDS)} differ"
     assert set(expected) == RECORD_FIELDS - VOLATILE_FIELDS, "test bug: expected must give every field"
+    expected = dict(expected)
+    for name, want in expected.items():
+        if isinstance(want, Form):
+            assert want.matches(record[name]), f"{name} {record[name]!r} is not {want.what}"
+            expected[name] = record[name]
     actual = {k: v for k, v in record.items() if k not in VOLATILE_FIELDS}
     assert _findings_in_order(actual) == _findings_in_order(expected)
 

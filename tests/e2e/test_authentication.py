@@ -17,7 +17,7 @@ from idp import demo_idp
 from stack import Stack
 from support import (
     NO_IDENTITY, RECORD_FIELDS, UNAUTHORIZED, Reply, assert_jsonrpc_error, assert_record, assert_unique_ids,
-    call_tool, caller, envoy,
+    call_tool, caller, correlation, envoy,
     expected_record, http_request, post_mcp, records_of_reply, token, tool_call, unique, upstream_requests,
     wait_for_records,
 )
@@ -67,9 +67,10 @@ def assert_unauthorized(reply: Reply, reason: str, rpc_id: Any) -> None:
     assert error["message"] == f"Unauthorized: {reason}"
 
 
-def auth_failed_record(reason: str, *, tool: str | None, input: Any) -> dict[str, Any]:
+def auth_failed_record(reason: str, *, tool: str | None, input: Any,
+                       sent: dict[str, Any] | None = None) -> dict[str, Any]:
     return expected_record(event="auth.failed", result="auth_failed", reason=reason, tool=tool, input=input,
-                           scope_required=None, scope_result=None, identity=NO_IDENTITY)
+                           scope_required=None, scope_result=None, identity=NO_IDENTITY, sent=sent)
 
 
 @pytest.mark.parametrize("case", list(AUTH_FAILURES))
@@ -125,7 +126,9 @@ def test_bodiless_get_without_token_is_401_with_one_record_naming_no_tool(stack:
     assert_unauthorized(reply, "missing_token", None)
     records = records_of_reply(stack, reply, result="auth_failed")
     assert len(records) == 1, records
-    assert_record(records[0], auth_failed_record("missing_token", tool=None, input=None), reply)
+    # A bare GET sends no MCP-Protocol-Version.
+    assert_record(records[0], auth_failed_record("missing_token", tool=None, input=None,
+                                                 sent=correlation(protocolVersion=None)), reply)
     assert upstream_requests(stack) == upstream_before
 
 

@@ -32,12 +32,13 @@ from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAu
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from stack import Stack
-from support import (assert_jsonrpc_error, assert_record, caller, clean_scan, expected_record, http_request,
-                     post_mcp, sse_data, tool_call, wait_for_records)
+from support import (assert_jsonrpc_error, assert_record, caller, clean_scan, correlation, expected_record,
+                     http_request, post_mcp, sse_data, tool_call, wait_for_records)
 
 MODERN = "2026-07-28"
 META = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
 README = "# Acme shared drive\nQuarterly plans live in plans/.\n"
+SDK_USER_AGENT = f"python-httpx2/{httpx2.__version__}"  # the SDK's HTTP client, unchanged by the SDK
 
 
 @pytest.fixture(scope="module")
@@ -90,17 +91,22 @@ def test_python_sdk_in_both_eras(demo: Stack, mode: str, path: str) -> None:
         if path == "/mcp/sse":
             assert wire.responses[2][1].startswith("text/event-stream"), wire.responses
     assert [status for status, _, _ in wire.responses][-1] == 403
+    # What the SDK sends for the records' correlation fields: its revision, its user agent, and
+    # no session (2026-07-28 is stateless; the demo server, stateless, issues none either).
+    assert [sid for _, _, sid in wire.responses] == [None] * len(wire.responses)
+    for tool in ("files.read", "github.create_issue"):
+        assert wire.sent_with(tool) == correlation(protocolVersion=version, userAgent=SDK_USER_AGENT)
 
     records = {r["tool"]: r for r in wait_for_records(demo, 2, user=alice.sub)}
     assert len(records) == 2
     assert_record(records["files.read"], expected_record(
         event="tool.call", result="success", reason=None, tool="files.read", input={"path": "README.md"},
         scope_required=["files:read"], scope_result="pass", identity=alice.identity(),
-        content_scan=clean_scan()), forwarded=True)
+        content_scan=clean_scan(), sent=wire.sent_with("files.read")), forwarded=True)
     assert_record(records["github.create_issue"], expected_record(
         event="tool.denied", result="denied", reason="insufficient_scope", tool="github.create_issue",
         input={"repo": "acme/x", "title": "t", "body": "b"}, scope_required=["github:write"], scope_result="fail",
-        identity=alice.identity()))
+        identity=alice.identity(), sent=wire.sent_with("github.create_issue")))
 
 
 def modern_call(path: str) -> dict[str, Any]:
@@ -123,9 +129,11 @@ def test_modern_headers_that_disagree_with_the_body_are_refused(demo: Stack, hea
     error = assert_jsonrpc_error(reply.body, code=-32020, id=7, reason="header_mismatch")
     assert why in error["message"]
     [record] = wait_for_records(demo, 1, user=alice.sub)
+    # The record keeps the revision header as sent, even one that disagrees with the body.
     assert_record(record, expected_record(
         event="tool.denied", result="denied", reason="header_mismatch", tool="files.read",
-        input={"path": "README.md"}, scope_required=None, scope_result=None, identity=alice.identity()), reply)
+        input={"path": "README.md"}, scope_required=None, scope_result=None, identity=alice.identity(),
+        sent=correlation(protocolVersion=sent["MCP-Protocol-Version"])), reply)
 
 
 def test_matching_modern_headers_pass(demo: Stack) -> None:
@@ -241,21 +249,26 @@ def test_python_sdk_auto_mode_falls_back_to_the_handshake_with_a_session(everyth
     assert wire.responses[0][0] == 400, "server-everything refuses the probe; ACP passed it through"
     session_ids = {sid for _, _, sid in wire.responses[1:] if sid}
     assert len(session_ids) == 1, wire.responses
+    [session_id] = session_ids
     assert any(ct.startswith("text/event-stream") for _, ct, _ in wire.responses)
 
     records = wait_for_records(everything, 3, user=alice.sub)
     assert sorted((r["tool"], r["result"]) for r in records) == [
         ("get-env", "denied"), ("get-sum", "success"), ("trigger-long-running-operation", "success")]
     [added] = [r for r in records if r["tool"] == "get-sum"]
+    # The session the server issued at `initialize`, the negotiated revision, the SDK's agent.
+    sent = correlation(sessionId=session_id, protocolVersion="2025-11-25", userAgent=SDK_USER_AGENT)
+    assert wire.sent_with("get-sum") == sent
     assert_record(added, expected_record(
         event="tool.call", result="success", reason=None, tool="get-sum", input={"a": 2, "b": 3},
         scope_required=["everything:read"], scope_result="pass", identity=alice.identity(),
-        content_scan=clean_scan()), forwarded=True)
+        content_scan=clean_scan(), sent=sent), forwarded=True)
 
 
 def _post(stack: Stack, token: str, payload: Any, version: str | None, session: str | None) -> Any:
-    headers = {"MCP-Protocol-Version": version, "Mcp-Session-Id": session}
-    return post_mcp(stack, token, payload, headers={k: v for k, v in headers.items() if v is not None})
+    """A raw POST with these headers; None leaves the header out (`post_mcp` would send its own
+    `MCP-Protocol-Version`)."""
+    return post_mcp(stack, token, payload, headers={"MCP-Protocol-Version": version, "Mcp-Session-Id": session})
 
 
 def _messages(reply: Any) -> list[Any]:
@@ -295,5 +308,7 @@ def test_older_handshake_revisions_as_raw_requests(everything: Stack, version: s
         expected += 2
     records = wait_for_records(everything, expected, user=alice.sub)
     assert len(records) == expected
+    # Every record carries the session and the revision header as sent: none for 2024-11-05.
+    assert {(r["sessionId"], r["protocolVersion"]) for r in records} == {(session, header_version)}
     assert sorted((r["tool"], r["result"]) for r in records) == sorted(
         [("echo", "success"), ("get-env", "denied")] + [("echo", "success"), ("get-sum", "success")] * (expected > 2))

@@ -15,11 +15,12 @@ from collections.abc import Iterator
 import pytest
 from interop import everything_stack, package_version, ts_client
 from stack import Stack
-from support import caller, clean_scan, expected_record, assert_record, wait_for_records, acp_counters
+from support import acp_counters, assert_record, caller, clean_scan, correlation, expected_record, wait_for_records
 
 ECHO = ["echo", {"message": "hello from the TypeScript SDK"}]
 GET_ENV = ["get-env", {}]
 PROGRESS = ["trigger-long-running-operation", {"duration": 0.3, "steps": 3}]
+NODE_FETCH_USER_AGENT = "node"  # what Node's fetch (undici) sends when the caller sets no User-Agent
 
 
 @pytest.fixture(scope="module")
@@ -48,19 +49,22 @@ def test_session_tools_calls_and_notifications_through_acp(everything: Stack) ->
     assert out["progress"]["notifications"] == [1, 2, 3], out["progress"]
     assert "completed" in out["progress"]["result"]["content"][0]["text"]
 
+    # Every call of the session carries the session id the server issued, the negotiated
+    # revision and the user agent of Node's fetch (the SDK sets none).
+    sent = correlation(sessionId=out["sessionId"], protocolVersion="2025-11-25", userAgent=NODE_FETCH_USER_AGENT)
     records = {r["tool"]: r for r in wait_for_records(everything, 3, user=alice.sub)}
     assert len(records) == 3
     assert_record(records["echo"], expected_record(
         event="tool.call", result="success", reason=None, tool="echo", input=ECHO[1],
         scope_required=["everything:read"], scope_result="pass", identity=alice.identity(),
-        content_scan=clean_scan()), forwarded=True)
+        content_scan=clean_scan(), sent=sent), forwarded=True)
     assert_record(records["get-env"], expected_record(
         event="tool.denied", result="denied", reason="insufficient_scope", tool="get-env", input={},
-        scope_required=["everything:admin"], scope_result="fail", identity=alice.identity()))
+        scope_required=["everything:admin"], scope_result="fail", identity=alice.identity(), sent=sent))
     assert_record(records["trigger-long-running-operation"], expected_record(
         event="tool.call", result="success", reason=None, tool="trigger-long-running-operation",
         input=PROGRESS[1], scope_required=["everything:read"], scope_result="pass", identity=alice.identity(),
-        content_scan=clean_scan()), forwarded=True)
+        content_scan=clean_scan(), sent=sent), forwarded=True)
     after = acp_counters(everything)
     assert after["tools_hidden"] - before.get("tools_hidden", 0) >= 1
 

@@ -47,6 +47,9 @@ def record(result: str = "success", *, tenant: str = TENANT, tool: str | None = 
         "clientType": "claude-desktop",
         "clientId": "app",
         "delegationChain": None,
+        # The correlation fields, which the collector writes back as null when a record lacks them.
+        "sessionId": None, "requestId": None, "traceId": None, "spanId": None, "sourceAddress": None,
+        "userAgent": None, "protocolVersion": None,
     }
 
 

@@ -26,14 +26,17 @@ import { Action, ProxyWasmHost } from "./host.mjs";
 //   response headers (2): get_header_map_pairs, remove_header_map_value (content-length: the
 //     answer is scanned and may be rewritten);
 //   response body (1): get_buffer_bytes;
-//   log (5-6): get_current_time_nanoseconds (latency), the record's UUIDv7 from the uuid
-//     crate (WASI clock_time_get; its random bits come from the VM's ChaCha generator, whose
+//   log (6-7): get_current_time_nanoseconds (latency), get_property (source.address, the
+//     record's sourceAddress: the one value of a record Envoy holds outside the header map the
+//     filter already read), the record's UUIDv7 from the uuid crate (WASI clock_time_get; its random bits come from the VM's ChaCha generator, whose
 //     one random_get, to reseed after every 64 KiB of output (about 6,500 records), can fall
 //     in any call), increment_metric x3 (calls_allowed, audit_records_queued, the
 //     audit_records_buffered gauge).
 // Context creation, done and delete make none. Raise it only with a reason; a cut lowers it.
-const HOST_CALL_BUDGET = 16;
+const HOST_CALL_BUDGET = 17;
 
+// The downstream address Envoy resolved, as its `source.address` property holds it.
+const SOURCE_ADDRESS = "203.0.113.7:51234";
 const ISSUER = "https://idp.acme.test/";
 const AUDIENCE = "acp-demo";
 const TENANT = "org_acme_corp";
@@ -209,7 +212,10 @@ function drain(host) {
 // --- Running ---
 
 const failures = [];
-const host = new ProxyWasmHost(opts.wasm, { pluginConfiguration: CONFIG });
+const host = new ProxyWasmHost(opts.wasm, {
+  pluginConfiguration: CONFIG,
+  properties: new Map([["source\0address", Buffer.from(SOURCE_ADDRESS)]]),
+});
 const logged = () => host.logs.map(({ level, message }) => `${level}: ${message}`);
 if (!host.start()) throw new Error(`the filter refused its configuration:\n${logged().join("\n")}`);
 drain(host); // the first tick fetches the JWKS and posts the policy document
@@ -289,6 +295,12 @@ for (const scenario of SCENARIOS) {
   if (records.length !== iterations + warmup || kinds.size !== 1 || !kinds.has(expect.record)) {
     failures.push(`${scenario.name}: the collector got ${records.length} record(s) (${[...kinds].join(", ")}); ` +
       `expected ${iterations + warmup} ${expect.record}`);
+  }
+  const unsourced = records.filter((r) => r.sourceAddress !== SOURCE_ADDRESS
+    || r.protocolVersion !== "2025-11-25" || typeof r.requestId !== "string");
+  if (unsourced.length) {
+    failures.push(`${scenario.name}: ${unsourced.length} record(s) without the source address, protocol ` +
+      `version or request id the host gave, e.g. ${JSON.stringify(unsourced[0])}`);
   }
   if (scenario.budgeted && result.hostCalls > HOST_CALL_BUDGET) {
     failures.push(`${scenario.name}: ${result.hostCalls} host calls per request, over the budget of ${HOST_CALL_BUDGET}`);

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use acp_record::{AuditRecord, ContentScan, Event, Finding, Outcome};
 
+use super::correlation::Correlation;
 use crate::auth::identity::Identity;
 use crate::decide::answer::OutputScan;
 use crate::decide::request::CallAudit;
@@ -32,6 +33,8 @@ pub struct Context<'a> {
     pub latency_ms: f64,
     pub tenant: &'a str,
     pub identity: Option<&'a Identity>,
+    /// Session, request and trace ids, source address, user agent and MCP revision.
+    pub correlation: &'a Correlation,
 }
 
 pub fn build(call: CallAudit, ctx: Context, upstream: &Upstream) -> AuditRecord {
@@ -58,6 +61,7 @@ pub fn build(call: CallAudit, ctx: Context, upstream: &Upstream) -> AuditRecord 
     };
     let content_scan = content_scan(call.input_hits.as_deref(), output);
     let id = ctx.identity;
+    let c = ctx.correlation.clone();
     AuditRecord {
         id: ctx.id,
         event,
@@ -77,13 +81,13 @@ pub fn build(call: CallAudit, ctx: Context, upstream: &Upstream) -> AuditRecord 
         client_type: id.and_then(|i| i.client_type.clone()),
         client_id: id.and_then(|i| i.client_id.clone()),
         delegation_chain: id.and_then(|i| i.delegation_chain.clone()),
-        session_id: None,
-        request_id: None,
-        trace_id: None,
-        span_id: None,
-        source_address: None,
-        user_agent: None,
-        protocol_version: None,
+        session_id: c.session_id,
+        request_id: c.request_id,
+        trace_id: c.trace_id,
+        span_id: c.span_id,
+        source_address: c.source_address,
+        user_agent: c.user_agent,
+        protocol_version: c.protocol_version,
     }
 }
 
@@ -171,6 +175,16 @@ mod tests {
         }
     }
 
+    static NO_CORRELATION: Correlation = Correlation {
+        session_id: None,
+        request_id: None,
+        trace_id: None,
+        span_id: None,
+        source_address: None,
+        user_agent: None,
+        protocol_version: None,
+    };
+
     fn ctx(identity: Option<&Identity>) -> Context<'_> {
         Context {
             id: "r1".into(),
@@ -178,6 +192,7 @@ mod tests {
             latency_ms: 1.23456,
             tenant: "org_acme_corp",
             identity,
+            correlation: &NO_CORRELATION,
         }
     }
 
@@ -207,12 +222,24 @@ mod tests {
     }
 
     #[test]
-    fn success_record_carries_identity_and_decision() {
+    fn success_record_carries_identity_decision_and_correlation() {
         let id = alice();
         let outcomes = HashMap::from([("1".to_string(), CallOutcome::Success)]);
+        let correlation = Correlation {
+            session_id: Some("s-1".into()),
+            request_id: Some("r-1".into()),
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
+            span_id: Some("00f067aa0ba902b7".into()),
+            source_address: Some("127.0.0.1:43210".into()),
+            user_agent: Some("claude-code/2.0".into()),
+            protocol_version: Some("2025-06-18".into()),
+        };
         let r = build(
             forwarded(1),
-            ctx(Some(&id)),
+            Context {
+                correlation: &correlation,
+                ..ctx(Some(&id))
+            },
             &Upstream {
                 status: 200,
                 outcomes: &outcomes,
@@ -234,6 +261,16 @@ mod tests {
         assert_eq!(r.latency_ms, 1.235);
         assert_eq!(r.tenant_id, "org_acme_corp");
         assert_eq!(r.content_scan, None);
+        let carried = Correlation {
+            session_id: r.session_id,
+            request_id: r.request_id,
+            trace_id: r.trace_id,
+            span_id: r.span_id,
+            source_address: r.source_address,
+            user_agent: r.user_agent,
+            protocol_version: r.protocol_version,
+        };
+        assert_eq!(carried, correlation);
     }
 
     #[test]

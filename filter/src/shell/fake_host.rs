@@ -21,6 +21,8 @@ pub struct State {
     pub maps: HashMap<MapType, Vec<(String, String)>>,
     pub buffers: HashMap<BufferType, Vec<u8>>,
     pub metadata: Option<Vec<u8>>,
+    /// The `source.address` property.
+    pub source_address: Option<Vec<u8>>,
     shared: HashMap<String, (Vec<u8>, u32)>,
     /// Local replies sent, in order.
     pub replies: Vec<Reply>,
@@ -149,6 +151,7 @@ impl Host for FakeHost {
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         match path {
             ["metadata"] => self.0.borrow().metadata.clone(),
+            ["source", "address"] => self.0.borrow().source_address.clone(),
             _ => None,
         }
     }

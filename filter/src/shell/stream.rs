@@ -14,6 +14,7 @@ use proxy_wasm::types::{Action, BufferType};
 use super::headers::Headers;
 use super::host::Host;
 use super::worker::Worker;
+use crate::audit::correlation::Correlation;
 use crate::audit::outbox::Reservation;
 use crate::audit::record::{self, Upstream};
 use crate::auth::failure::AuthFailure;
@@ -46,6 +47,9 @@ pub struct Stream<H> {
     tenant: String,
     auth: Result<Rc<Identity>, AuthFailure>,
     mcp_headers: McpHeaders,
+    /// The records' correlation fields, from the request headers (and `source.address` once
+    /// there are records to write).
+    correlation: Correlation,
     content_encoding: Option<String>,
     /// The request is held for its body and not decided yet.
     body_pending: bool,
@@ -81,6 +85,7 @@ impl<H: Host> Stream<H> {
             tenant: String::new(),
             auth: Err(AuthFailure::MissingToken),
             mcp_headers: McpHeaders::default(),
+            correlation: Correlation::default(),
             content_encoding: None,
             body_pending: false,
             body_size: 0,
@@ -423,6 +428,10 @@ impl<H: Host> Stream<H> {
             .to_string();
         self.auth = self.authenticate(headers.get("authorization"));
         self.mcp_headers = McpHeaders::from_pairs(headers.pairs());
+        self.correlation = Correlation::from_pairs(
+            headers.pairs(),
+            self.mcp_headers.protocol_version.as_deref(),
+        );
         self.content_encoding = headers.get("content-encoding").map(str::to_string);
         self.identity_headers(&headers);
         // The filter reads every answer it scans or records: ask for it uncompressed.
@@ -502,6 +511,10 @@ impl<H: Host> Stream<H> {
             return;
         }
         let now = self.host.now();
+        // The downstream address as Envoy resolved it (after its XFF settings): one host call,
+        // made only for a request that has records.
+        let source = self.host.property(&["source", "address"]);
+        self.correlation.set_source_address(source.as_deref());
         let latency_ms = now.saturating_sub(self.started).as_secs_f64() * 1000.0;
         let timestamp = i64::try_from(self.started.as_millis())
             .ok()
@@ -536,6 +549,7 @@ impl<H: Host> Stream<H> {
                 latency_ms,
                 tenant: &self.tenant,
                 identity,
+                correlation: &self.correlation,
             };
             let record = record::build(call, ctx, &upstream);
             match (record.event, record.result) {

@@ -316,3 +316,60 @@ fn trust_mode_takes_the_identity_from_the_payload_jwt_authn_verified() {
     request(&mut unverified, &host, &[], CALL);
     assert_eq!(host.state().replies.last().unwrap().status, 401);
 }
+
+#[test]
+fn records_carry_the_correlation_headers_and_the_source_address_envoy_resolved() {
+    let host = host();
+    let idp = TestIdp::new();
+    let mut plugin = plugin_with_keys(&host, &minimal(), &idp);
+    host.state().source_address = Some(b"203.0.113.7:0".to_vec());
+    let token = format!("Bearer {}", idp.sign(json!({"scope": "salesforce:read"})));
+    let correlation = [
+        ("mcp-session-id", "4f3c2a9e-session"),
+        ("x-request-id", "0b7c8a61-request"),
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
+        ("user-agent", "claude-code/2.0\u{7f}"),
+        ("mcp-protocol-version", "2025-06-18"),
+    ];
+    let mut allowed = plugin.new_stream().unwrap();
+    let mut headers = vec![("authorization", token.as_str())];
+    headers.extend(correlation);
+    request(&mut allowed, &host, &headers, CALL);
+    host.set_map(MapType::HttpResponseHeaders, &[(":status", "200")]);
+    allowed.response_headers();
+    allowed.queue_records();
+    let mut refused = plugin.new_stream().unwrap();
+    request(&mut refused, &host, &[], CALL);
+    refused.queue_records();
+
+    plugin.tick();
+    let (_, batch) = host.last_call_to(acp_record::INGEST_PATH).unwrap();
+    let batch: Value = serde_json::from_str(&batch.body_text()).unwrap();
+    let records = batch["records"].as_array().unwrap();
+    let sent = json!({
+        "sessionId": "4f3c2a9e-session",
+        "requestId": "0b7c8a61-request",
+        "traceId": "4bf92f3577b34da6a3ce929d0e0e4736",
+        "spanId": "00f067aa0ba902b7",
+        "sourceAddress": "203.0.113.7:0",
+        "userAgent": "claude-code/2.0\u{FFFD}",
+        "protocolVersion": "2025-06-18",
+    });
+    assert_eq!(records[0]["event"], "tool.call");
+    assert_eq!(records[1]["event"], "auth.failed");
+    for (field, value) in sent.as_object().unwrap() {
+        assert_eq!(&records[0][field], value, "{field}");
+        let bare = if field == "sourceAddress" {
+            value
+        } else {
+            &Value::Null
+        };
+        assert_eq!(
+            &records[1][field], bare,
+            "{field} of the request without the headers"
+        );
+    }
+}
