@@ -81,7 +81,7 @@ def run(shape: str, n: int, args: argparse.Namespace) -> dict:
         sys.exit(f"{shape}: the bench failed:\n{out.stdout}\n{out.stderr}")
     ingest = re.search(r"ingest: (\d+) records .* = (\d+) durable records/s", out.stdout)
     latency = re.search(r"p50 ([^,]+), p99 ([^;]+);", out.stdout)
-    verify = re.search(r"verify: verified (\d+) records.* = (\d+) records/s", out.stdout)
+    verify = re.search(r"verify: verified (\d+) records.*\((\d+) records/s\)", out.stdout)
     if not (ingest and verify and latency):
         sys.exit(f"{shape}: unexpected bench output:\n{out.stdout}")
     result = {
