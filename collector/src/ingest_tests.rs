@@ -50,8 +50,20 @@ fn duplicates_inside_a_batch_and_against_stored_records_take_no_sequence_number(
     for test in TestDatabase::all() {
         let (writer, thread, vkey) = writer(&test, "key");
         let batches = [
-            vec![("a1", "a"), ("a2", "a"), ("a1", "a"), ("b1", "b"), ("a3", "a")],
-            vec![("a2", "a"), ("a4", "a"), ("a4", "a"), ("b1", "b"), ("b2", "b")],
+            vec![
+                ("a1", "a"),
+                ("a2", "a"),
+                ("a1", "a"),
+                ("b1", "b"),
+                ("a3", "a"),
+            ],
+            vec![
+                ("a2", "a"),
+                ("a4", "a"),
+                ("a4", "a"),
+                ("b1", "b"),
+                ("b2", "b"),
+            ],
             // The same id under another tenant is a duplicate too: ids are global.
             vec![("a1", "b"), ("b3", "b"), ("a5", "a")],
         ];

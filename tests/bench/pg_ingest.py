@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -52,6 +53,38 @@ def psql(server: str, sql: str) -> str:
     return out.stdout.strip()
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def postmaster_cpu(server: str) -> float:
+    """CPU seconds of the PostgreSQL cluster so far: the postmaster with its ended backends,
+    and every live backend (the server is on this machine)."""
+    backend = psql(server, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'")
+    with open(f"/proc/{backend}/stat") as f:  # a child of the postmaster
+        postmaster = int(f.read().rsplit(")", 1)[1].split()[1])
+
+    def fields(pid: int) -> list[int]:
+        with open(f"/proc/{pid}/stat") as f:
+            return [int(x) for x in f.read().rsplit(")", 1)[1].split()[11:15]]
+
+    total = sum(fields(postmaster))
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read().rsplit(")", 1)[1].split()
+                if int(stat[1]) == postmaster:
+                    total += int(stat[11]) + int(stat[12])
+            except (OSError, ValueError):
+                pass
+    return total / TICK
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def database_url(server: str, name: str) -> str:
     base, _, query = server.partition("?")
     base = base.rsplit("/", 1)[0] + "/" + name
@@ -76,7 +109,11 @@ def run(shape: str, n: int, args: argparse.Namespace) -> dict:
         psql(server, f"CREATE DATABASE {name}")
         env["ACP_BENCH_DATABASE_URL"] = database_url(server, name)
     load = os.getloadavg()[0]
+    server_cpu = postmaster_cpu(server) if store == "pg" else 0.0
+    own_cpu = children_cpu()
     out = subprocess.run(BENCH, env=env, capture_output=True, text=True)
+    own_cpu = children_cpu() - own_cpu
+    server_cpu = (postmaster_cpu(server) - server_cpu) if store == "pg" else 0.0
     if out.returncode != 0:
         sys.exit(f"{shape}: the bench failed:\n{out.stdout}\n{out.stderr}")
     ingest = re.search(r"ingest: (\d+) records .* = (\d+) durable records/s", out.stdout)
@@ -101,6 +138,10 @@ def run(shape: str, n: int, args: argparse.Namespace) -> dict:
         size = re.search(r"db (\d+) MiB", out.stdout)
         result["bytes"] = int(size[1]) << 20 if size else 0
     result["per_record"] = result["bytes"] / max(result["verified"], 1)
+    # CPU per record over the whole run (ingest, export, verify, start and stop): collectors
+    # and clients (children of this script), and the PostgreSQL server.
+    result["cpu_us"] = own_cpu / result["verified"] * 1e6
+    result["server_us"] = server_cpu / result["verified"] * 1e6
     return result
 
 
@@ -131,7 +172,8 @@ def main() -> None:
                 f"round {round_ + 1} {shape:12} {r['rate']:>7,} durable records/s "
                 f"(batch p50 {r['p50']}, p99 {r['p99']}; load {r['load']:.2f}); "
                 f"verify {r['verified']:,} records at {r['verify_rate']:,}/s; "
-                f"{r['per_record']:.0f} bytes/record",
+                f"{r['per_record']:.0f} bytes/record; CPU per record {r['cpu_us']:.0f} us "
+                f"(collector and clients) + {r['server_us']:.0f} us (PostgreSQL)",
                 flush=True,
             )
     print(f"\nmedians of {args.rounds} rounds ({args.clients} clients, {args.seconds} s runs, "

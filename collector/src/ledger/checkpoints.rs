@@ -176,10 +176,7 @@ pub struct TreeState {
 }
 
 /// The [`TreeState`] of each of `tenants`, in one query (a few index lookups per tenant).
-pub fn tree_states(
-    conn: &dyn Conn,
-    tenants: &BTreeSet<&str>,
-) -> anyhow::Result<Vec<TreeState>> {
+pub fn tree_states(conn: &dyn Conn, tenants: &BTreeSet<&str>) -> anyhow::Result<Vec<TreeState>> {
     if tenants.is_empty() {
         return Ok(Vec::new());
     }

@@ -119,20 +119,19 @@ impl Ledger {
     /// holds): their state in one query, and a tree's frontier read again only when another
     /// writer has grown it.
     fn refresh(&mut self, conn: &dyn Conn, tenants: &BTreeSet<&str>) -> anyhow::Result<()> {
+        let mut grown = Vec::new();
         for state in checkpoints::tree_states(conn, tenants)? {
             let expired_to = state.expired.as_ref().map_or(0, |e| e.to);
             let size = state.next.unwrap_or(expired_to);
             let tree = self.trees.entry(state.tenant.clone()).or_default();
             if tree.frontier.size() != size {
-                let tenant = state.tenant.as_str();
-                tree.frontier = Frontier::read(
-                    size,
-                    &StoredTree::new(conn, tenant, state.expired.map(|e| e.frontier)),
-                )
-                .with_context(|| format!("cannot read the tree of {tenant:?} (size {size})"))?;
+                grown.push((state.tenant, size, state.expired.map(|e| e.frontier)));
             }
             tree.checkpointed = state.checkpointed;
             tree.expired_to = expired_to;
+        }
+        for (tenant, frontier) in merkle::read_frontiers(conn, grown)? {
+            self.trees.entry(tenant).or_default().frontier = frontier;
         }
         Ok(())
     }

@@ -140,7 +140,12 @@ pub trait Conn {
     /// Inserts `rows` (values in the order of `columns`) into `table`, all or none: a
     /// conflict fails the call. SQLite runs a prepared `INSERT` per row; PostgreSQL streams
     /// them in one binary `COPY`, one round trip for the lot.
-    fn insert_rows(&self, table: &str, columns: &[&str], rows: &[Vec<Value>]) -> anyhow::Result<()> {
+    fn insert_rows(
+        &self,
+        table: &str,
+        columns: &[&str],
+        rows: &[Vec<Value>],
+    ) -> anyhow::Result<()> {
         let sql = insert_sql(table, columns);
         for row in rows {
             self.execute(&sql, row)?;

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::error::Error;
 
 use anyhow::Context;
-use postgres::fallible_iterator::FallibleIterator;
 use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use postgres::{NoTls, Statement};
 use r2d2_postgres::PostgresConnectionManager;
@@ -143,7 +143,12 @@ impl Conn for Pg {
         })
     }
 
-    fn insert_rows(&self, table: &str, columns: &[&str], rows: &[Vec<Value>]) -> anyhow::Result<()> {
+    fn insert_rows(
+        &self,
+        table: &str,
+        columns: &[&str],
+        rows: &[Vec<Value>],
+    ) -> anyhow::Result<()> {
         // The column types come from the INSERT the rows would otherwise take (prepared once).
         self.with_statement(&insert_sql(table, columns), |client, insert| {
             let sink = client.copy_in(&format!(
