@@ -24,6 +24,7 @@ records stored. The load average before each run is printed, as the figures depe
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import resource
@@ -40,7 +41,18 @@ SHAPES = {
     "sqlite-x1": ("sqlite", 1, 1),
 }
 TARGETS = {1: 20_000, 2: 30_000}
-BENCH = ["cargo", "bench", "--locked", "-q", "-p", "acp-collector", "--bench", "ingest"]
+BUILD = ["cargo", "bench", "--locked", "-p", "acp-collector", "--bench", "ingest", "--no-run",
+         "--message-format=json"]
+
+
+def built_bench() -> list[str]:
+    """Builds the ingest bench once; the command that runs it (as `cargo bench` would)."""
+    out = subprocess.run(BUILD, check=True, capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        message = json.loads(line)
+        if message.get("target", {}).get("name") == "ingest" and message.get("executable"):
+            return [message["executable"], "--bench"]
+    sys.exit("cargo built no ingest bench")
 
 
 def psql(server: str, sql: str) -> str:
@@ -91,7 +103,7 @@ def database_url(server: str, name: str) -> str:
     return f"{base}?{query}" if query else base
 
 
-def run(shape: str, n: int, args: argparse.Namespace) -> dict:
+def run(bench: list[str], shape: str, n: int, args: argparse.Namespace) -> dict:
     store, replicas, tenants = SHAPES[shape]
     env = dict(
         os.environ,
@@ -111,7 +123,7 @@ def run(shape: str, n: int, args: argparse.Namespace) -> dict:
     load = os.getloadavg()[0]
     server_cpu = postmaster_cpu(server) if store == "pg" else 0.0
     own_cpu = children_cpu()
-    out = subprocess.run(BENCH, env=env, capture_output=True, text=True)
+    out = subprocess.run(bench, env=env, capture_output=True, text=True)
     own_cpu = children_cpu() - own_cpu
     server_cpu = (postmaster_cpu(server) - server_cpu) if store == "pg" else 0.0
     if out.returncode != 0:
@@ -158,14 +170,14 @@ def main() -> None:
             sys.exit(f"--only: unknown shape {shape!r} (one of {', '.join(SHAPES)})")
     if any(SHAPES[s][0] == "pg" for s in shapes) and not os.environ.get("ACP_TEST_POSTGRES_URL"):
         sys.exit("PostgreSQL shapes need ACP_TEST_POSTGRES_URL (run under tests/pg/with-postgres.sh)")
-    subprocess.run([*BENCH, "--no-run"], check=True)
+    bench = built_bench()
     results: dict[str, list[dict]] = {s: [] for s in shapes}
     n = 0
     for round_ in range(args.rounds):
         # Each round starts with another shape, so that none always runs first.
         order = shapes[round_ % len(shapes) :] + shapes[: round_ % len(shapes)]
         for shape in order:
-            r = run(shape, n, args)
+            r = run(bench, shape, n, args)
             n += 1
             results[shape].append(r)
             print(
@@ -184,15 +196,16 @@ def main() -> None:
         store, replicas, tenants = SHAPES[shape]
         target = TARGETS[replicas] if store == "pg" else None
         verdict = "" if target is None else (
-            f" target {target:,}: {'met' if rate >= target else 'NOT met'}"
+            f" (target {target:,}: {'met' if rate >= target else 'NOT met'})"
         )
+        median = lambda key: statistics.median(r[key] for r in runs)  # noqa: E731
         print(
-            f"  {shape:12} {rate:>9,.0f} durable records/s;{verdict}; "
-            f"verify {statistics.median(r['verify_rate'] for r in runs):,.0f} records/s; "
-            f"{statistics.median(r['per_record'] for r in runs):.0f} bytes/record "
+            f"  {shape:12} {rate:>9,.0f} durable records/s{verdict}; "
+            f"verify {median('verify_rate'):,.0f} records/s; "
+            f"{median('per_record'):.0f} bytes/record; CPU per record "
+            f"{median('cpu_us'):.0f} + {median('server_us'):.0f} us "
             f"(load {min(r['load'] for r in runs):.2f}-{max(r['load'] for r in runs):.2f})"
         )
-
 
 if __name__ == "__main__":
     main()

@@ -4,10 +4,13 @@
 //! rolled-back group leaves no trace in it.
 //!
 //! The database, not this cache, is the truth: several collector replicas may write one
-//! PostgreSQL database. Every transaction first locks each tenant it touches
-//! ([`crate::store::ConnExt::lock_tenant`], in sorted order) and then [`Ledger::refresh`]es it:
-//! the tree's size, latest checkpoint and expiry are read again, and the cached frontier is
-//! reused only when its size still matches (else it is read from the stored hashes).
+//! PostgreSQL database. Every transaction first locks the tenants it touches
+//! ([`crate::store::ConnExt::lock_tenants`], in sorted order, one statement) and then
+//! [`Ledger::refresh`]es them: their trees' sizes, latest checkpoints and expiries are read
+//! again in one query, and a cached frontier is reused only when its size still matches (else
+//! the grown ones are read from the stored hashes, in one query too).
+//! [`Ledger::append_all`] then assigns sequence numbers and tree hashes in memory and inserts
+//! the whole group at once, so the locks are held for a fixed number of round trips.
 
 pub mod backfill;
 pub mod checkpoints;
