@@ -187,12 +187,14 @@ $(IDP_NPM)/node_modules/.package-lock.json: $(IDP_NPM)/package-lock.json
 
 # The filter against plain Envoy, Envoy's jwt_authn + RBAC and the floor of any Wasm filter
 # (Envoys on CPU 1, wrk and the rest on CPU 0), first-seen-token cost, Envoy memory; then the
-# collector's ingest rate; then the in-VM profile (host calls and time per callback).
+# collector's ingest rate (SQLite; then PostgreSQL with one and two replicas, 100 tenants and one:
+# tests/bench/pg_ingest.py); then the in-VM profile (host calls and time per callback).
 bench: build
 	command -v wrk >/dev/null || apt-get install -y wrk
 	cargo build --locked -p acp-bench-floor --target wasm32-wasip1 --profile wasm
 	taskset -c 0 $(PY) tests/bench/run.py
 	cargo bench --locked -p acp-collector --bench ingest
+	ACP_PG_DURABLE=1 tests/pg/with-postgres.sh $(PY) tests/bench/pg_ingest.py
 	node --no-warnings tests/vmprof/profile.mjs
 
 # A fixed rate of tool calls through the whole stack for SOAK_SECONDS (default 600) at SOAK_RATE

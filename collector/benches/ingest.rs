@@ -10,7 +10,9 @@
 //! `ACP_BENCH_SECONDS` (10), `ACP_BENCH_BATCH` (100 records), `ACP_BENCH_EXPORT_RECORDS`
 //! (1,000,000). With `ACP_BENCH_DATABASE_URL` (an empty PostgreSQL database or schema) the
 //! collectors store there instead, and `ACP_BENCH_REPLICAS` (default 1) of them share it, the
-//! clients spread over them.
+//! clients spread over them. `ACP_BENCH_TENANTS` (default 1) spreads each batch's records over
+//! that many tenants in turn (the export reads the first one's). `tests/bench/pg_ingest.py`
+//! runs it on PostgreSQL in several shapes.
 
 use std::fmt::Write;
 use std::net::TcpListener;
@@ -39,6 +41,7 @@ fn main() -> anyhow::Result<()> {
     let seconds = setting("ACP_BENCH_SECONDS", 10)?;
     let batch = setting("ACP_BENCH_BATCH", 100)?;
     let export_records = setting("ACP_BENCH_EXPORT_RECORDS", 1_000_000)?;
+    let tenants = setting("ACP_BENCH_TENANTS", 1)?.max(1);
 
     let replicas = setting("ACP_BENCH_REPLICAS", 1)?;
     let url = std::env::var("ACP_BENCH_DATABASE_URL").ok();
@@ -83,7 +86,8 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     let batches = Arc::new(AtomicUsize::new(0));
     let duration = Duration::from_secs(seconds as u64);
-    let result = runtime.block_on(run(&bases, clients, batch, &batches, move |elapsed, _| {
+    let shape = Shape { batch, tenants };
+    let result = runtime.block_on(run(&bases, clients, shape, &batches, move |elapsed, _| {
         elapsed >= duration
     }));
     let export = result
@@ -91,7 +95,7 @@ fn main() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{e:#}"))
         .and_then(|(stored, ..)| {
             let missing = export_records.saturating_sub(*stored);
-            runtime.block_on(run(&bases, clients, batch, &batches, move |_, filled| {
+            runtime.block_on(run(&bases, clients, shape, &batches, move |_, filled| {
                 filled >= missing
             }))?;
             let key = api_key(&store)?;
@@ -116,7 +120,8 @@ fn main() -> anyhow::Result<()> {
     };
     println!(
         "ingest: {records} records in {:.2} s = {:.0} durable records/s \
-         ({clients} clients, batches of {batch}; batch latency p50 {:?}, p99 {:?}; {store_name})",
+         ({clients} clients, batches of {batch}, {tenants} tenants; batch latency p50 {:?}, \
+         p99 {:?}; {store_name})",
         elapsed.as_secs_f64(),
         records as f64 / elapsed.as_secs_f64(),
         percentile(50),
@@ -146,7 +151,7 @@ fn main() -> anyhow::Result<()> {
 async fn run(
     bases: &[String],
     clients: usize,
-    batch: usize,
+    Shape { batch, tenants }: Shape,
     batches: &Arc<AtomicUsize>,
     done: impl Fn(Duration, usize) -> bool + Send + Sync + 'static,
 ) -> anyhow::Result<(usize, Duration, Vec<Duration>)> {
@@ -162,7 +167,7 @@ async fn run(
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 while !done(start.elapsed(), stored.load(Ordering::Relaxed)) {
-                    let body = batch_body(batches.fetch_add(1, Ordering::Relaxed), batch);
+                    let body = batch_body(batches.fetch_add(1, Ordering::Relaxed), batch, tenants);
                     let sent = Instant::now();
                     let r = http.post(&url).bearer_auth(TOKEN).body(body).send().await?;
                     let status = r.status();
@@ -219,16 +224,28 @@ async fn export_csv(base: &str, key: &str) -> anyhow::Result<(usize, Duration)> 
     Ok((lines.saturating_sub(1), start.elapsed()))
 }
 
-/// Batch `n`: `size` distinct records shaped like real `tool.call`s.
-fn batch_body(n: usize, size: usize) -> String {
+/// What each posted batch holds: `batch` records spread over `tenants` tenants.
+#[derive(Clone, Copy)]
+struct Shape {
+    batch: usize,
+    tenants: usize,
+}
+
+/// Batch `n`: `size` distinct records shaped like real `tool.call`s, record `k` (counted over
+/// every batch) of tenant `k % tenants` ([`TENANT`] and `TENANT-1`, `TENANT-2`, ...).
+fn batch_body(n: usize, size: usize, tenants: usize) -> String {
     let mut body = String::from(r#"{"records":["#);
     for i in 0..size {
+        let tenant = match (n * size + i) % tenants {
+            0 => TENANT.to_owned(),
+            k => format!("{TENANT}-{k}"),
+        };
         let ms = 1_773_584_587_142 + (n * size + i) as i64;
         let timestamp = acp_record::format_timestamp(ms).unwrap_or_default();
         let sep = if i == 0 { "" } else { "," };
         let _ = write!(
             body,
-            r#"{sep}{{"id":"bench-{n}-{i}","event":"tool.call","timestamp":"{timestamp}","sub":"auth0|user{i}","email":"user{i}@acme.com","tool":"salesforce.query","input":{{"query":"SELECT Name FROM Opportunity WHERE CloseDate = THIS_MONTH"}},"scopes":["salesforce:read","salesforce:write"],"scopeRequired":["salesforce:read"],"scopeResult":"pass","contentScan":{{"piiDetected":false,"riskScore":0.02,"inputScanned":true,"outputScanned":true,"findings":[]}},"result":"success","reason":null,"latencyMs":142.5,"tenantId":"{TENANT}","clientType":"claude-desktop","clientId":"claude-desktop-app","delegationChain":null}}"#
+            r#"{sep}{{"id":"bench-{n}-{i}","event":"tool.call","timestamp":"{timestamp}","sub":"auth0|user{i}","email":"user{i}@acme.com","tool":"salesforce.query","input":{{"query":"SELECT Name FROM Opportunity WHERE CloseDate = THIS_MONTH"}},"scopes":["salesforce:read","salesforce:write"],"scopeRequired":["salesforce:read"],"scopeResult":"pass","contentScan":{{"piiDetected":false,"riskScore":0.02,"inputScanned":true,"outputScanned":true,"findings":[]}},"result":"success","reason":null,"latencyMs":142.5,"tenantId":"{tenant}","clientType":"claude-desktop","clientId":"claude-desktop-app","delegationChain":null}}"#
         );
     }
     body.push_str("]}");

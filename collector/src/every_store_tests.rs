@@ -52,9 +52,19 @@ fn new_record(value: serde_json::Value) -> NewRecord {
     NewRecord::new(record, ts).unwrap()
 }
 
-/// A writer thread on `db` signing with its own key (file `name` in the test directory).
+/// A writer thread on `test`'s database signing with its own key (file `name` in the test
+/// directory).
 pub(crate) fn writer(
     test: &TestDatabase,
+    name: &str,
+) -> (Writer, std::thread::JoinHandle<()>, String) {
+    writer_on(test, &test.database, name)
+}
+
+/// [`writer`] through `db`, another handle on `test`'s database.
+pub(crate) fn writer_on(
+    test: &TestDatabase,
+    db: &Store,
     name: &str,
 ) -> (Writer, std::thread::JoinHandle<()>, String) {
     let key = SigningKey::load_or_create(&test.dir.path().join(name), LOG).unwrap();
@@ -65,15 +75,14 @@ pub(crate) fn writer(
         retention_days: 0,
         tenant_retention_days: BTreeMap::new(),
     };
-    let conn = test.database.write().unwrap();
+    let conn = db.write().unwrap();
     let ledger = Ledger::load(&*conn, key, policy, 0).unwrap();
-    let (writer, thread) =
-        Writer::start(test.database.clone(), conn, ledger, Default::default()).unwrap();
+    let (writer, thread) = Writer::start(db.clone(), conn, ledger, Default::default()).unwrap();
     (writer, thread, vkey)
 }
 
 /// The tree sizes of `tenant`'s checkpoints, after checking every record and checkpoint.
-fn verified(db: &Store, vkeys: &[String], tenant: &str) -> Vec<u64> {
+pub(crate) fn verified(db: &Store, vkeys: &[String], tenant: &str) -> Vec<u64> {
     let conn = db.read().unwrap();
     let trusted = Verifiers::new(vkeys.iter().map(String::as_str)).unwrap();
     crate::verify::verify_tenant(&*conn, &trusted, LOG, tenant).unwrap();
@@ -85,7 +94,7 @@ fn verified(db: &Store, vkeys: &[String], tenant: &str) -> Vec<u64> {
 }
 
 /// `tseq` of each of `tenant`'s records in export order, with its id.
-fn exported(conn: &dyn Conn, tenant: &str) -> Vec<(u64, String)> {
+pub(crate) fn exported(conn: &dyn Conn, tenant: &str) -> Vec<(u64, String)> {
     let filter = Filter {
         tenant: tenant.into(),
         ..Filter::default()
@@ -291,7 +300,7 @@ fn several_writers_share_one_postgresql_database() {
 }
 
 /// Runs every future of `futures` concurrently on the current runtime; their results in order.
-async fn futures_join<T: Send + 'static>(
+pub(crate) async fn futures_join<T: Send + 'static>(
     futures: Vec<impl std::future::Future<Output = T> + Send + 'static>,
 ) -> Vec<T> {
     let tasks: Vec<_> = futures.into_iter().map(tokio::spawn).collect();

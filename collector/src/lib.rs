@@ -18,3 +18,5 @@ pub mod webhooks;
 
 #[cfg(test)]
 mod every_store_tests;
+#[cfg(test)]
+mod ingest_tests;

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use crate::ledger::merkle::Frontier;
 use crate::metrics::TreeGauges;
-use crate::store::{Conn, ConnExt, Row};
+use crate::store::{json_list, Conn, ConnExt, Row};
 
 /// The checkpoint origin of `tenant`'s tree.
 pub fn origin(log_name: &str, tenant: &str) -> String {
@@ -154,12 +154,53 @@ pub fn latest_expired(conn: &dyn Conn, tenant: &str) -> anyhow::Result<Option<Ex
         &[tenant.into()],
         |row| row.get(0),
     )?;
-    note.map(|note| {
-        note_extension(&note)
-            .and_then(|ext| Expired::parse(&ext))
-            .ok_or_else(|| anyhow::anyhow!("the latest expiry note of {tenant:?} is malformed"))
+    note.map(|note| parse_expired(tenant, &note)).transpose()
+}
+
+fn parse_expired(tenant: &str, note: &str) -> anyhow::Result<Expired> {
+    note_extension(note)
+        .and_then(|ext| Expired::parse(&ext))
+        .ok_or_else(|| anyhow::anyhow!("the latest expiry note of {tenant:?} is malformed"))
+}
+
+/// A tenant's tree as stored: what the writer's cache is checked against.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TreeState {
+    pub tenant: String,
+    /// The highest stored `tseq` + 1 (`None` without records).
+    pub next: Option<u64>,
+    /// The size of the latest checkpoint (0 without one).
+    pub checkpointed: u64,
+    /// What the latest expiry note removed.
+    pub expired: Option<Expired>,
+}
+
+/// The [`TreeState`] of each of `tenants`, in one query (a few index lookups per tenant).
+pub fn tree_states(conn: &dyn Conn, tenants: &BTreeSet<&str>) -> anyhow::Result<Vec<TreeState>> {
+    if tenants.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT list.value,
+                (SELECT MAX(tseq) + 1 FROM records WHERE tenant = list.value),
+                (SELECT MAX(tree_size) FROM checkpoints WHERE tenant = list.value),
+                (SELECT note FROM expiries WHERE tenant = list.value ORDER BY to_seq DESC LIMIT 1)
+         FROM {}",
+        json_list(conn.backend())
+    );
+    conn.query(&sql, &[serde_json::to_string(tenants)?.into()], |row| {
+        let tenant: String = row.get(0)?;
+        let expired = row
+            .get::<Option<String>>(3)?
+            .map(|note| parse_expired(&tenant, &note))
+            .transpose()?;
+        Ok(TreeState {
+            next: row.get::<Option<i64>>(1)?.map(u64::try_from).transpose()?,
+            checkpointed: row.get::<Option<i64>>(2)?.map_or(Ok(0), u64::try_from)?,
+            expired,
+            tenant,
+        })
     })
-    .transpose()
 }
 
 /// The extension lines of a checkpoint note, without checking its signature.

@@ -13,7 +13,11 @@
 
 use tlog_tiles::tlog::{self, Hash, HashReader, HASH_SIZE};
 
-use crate::store::{Conn, ConnExt};
+use std::collections::HashMap;
+
+use anyhow::Context;
+
+use crate::store::{Backend, Conn, ConnExt};
 
 pub use tlog::record_hash as leaf_hash;
 
@@ -173,8 +177,7 @@ impl<'a> StoredTree<'a> {
         {
             return Ok(hash[0]);
         }
-        let (level, k) = tlog::split_stored_hash_index(index);
-        let seq = ((k + 1) << level) - 1;
+        let (seq, level) = row_of(index);
         let blob: Option<Vec<u8>> = self
             .conn
             .query_opt(
@@ -183,10 +186,96 @@ impl<'a> StoredTree<'a> {
                 |row| row.get(0),
             )
             .map_err(|e| tlog::Error::InvalidInput(format!("database: {e}")))?;
-        blob.as_deref()
-            .and_then(split_hashes)
-            .and_then(|hashes| hashes.get(usize::from(level)).copied())
-            .ok_or(tlog::Error::IndexesNotInTree)
+        hash_in_row(blob.as_deref(), level)
+    }
+}
+
+/// The `tseq` of the row that stores hash `index`, and the hash's place in its `hashes`.
+fn row_of(index: u64) -> (u64, usize) {
+    let (level, k) = tlog::split_stored_hash_index(index);
+    (((k + 1) << level) - 1, usize::from(level))
+}
+
+fn hash_in_row(blob: Option<&[u8]>, level: usize) -> Result<Hash, tlog::Error> {
+    blob.and_then(split_hashes)
+        .and_then(|hashes| hashes.get(level).copied())
+        .ok_or(tlog::Error::IndexesNotInTree)
+}
+
+/// The frontiers of several tenants' stored trees, read in one query: what a writer needs
+/// after other replicas have grown those trees. Each is `(tenant, size, frontier of the
+/// latest expiry)`.
+pub fn read_frontiers(
+    conn: &dyn Conn,
+    trees: Vec<(String, u64, Option<Frontier>)>,
+) -> anyhow::Result<Vec<(String, Frontier)>> {
+    // The rows holding each frontier's hashes that no expiry note keeps.
+    let mut wanted = Vec::new();
+    for (tenant, size, expired) in &trees {
+        for index in tlog::sub_tree_index(0, *size, Vec::new()) {
+            if expired
+                .as_ref()
+                .is_none_or(|f| f.read_hashes(&[index]).is_err())
+            {
+                wanted.push((tenant.as_str(), row_of(index).0));
+            }
+        }
+    }
+    let mut rows: HashMap<(String, u64), Vec<u8>> = HashMap::new();
+    if !wanted.is_empty() {
+        let sql = match conn.backend() {
+            Backend::Sqlite => {
+                "SELECT r.tenant, r.tseq, r.hashes FROM json_each(?1) AS list
+                 JOIN records r ON r.tenant = json_extract(list.value, '$[0]')
+                 AND r.tseq = json_extract(list.value, '$[1]')"
+            }
+            Backend::Postgres => {
+                "SELECT r.tenant, r.tseq, r.hashes
+                 FROM jsonb_array_elements(CAST(?1 AS TEXT)::jsonb) AS list(value)
+                 JOIN records r ON r.tenant = list.value ->> 0
+                 AND r.tseq = (list.value ->> 1)::bigint"
+            }
+        };
+        conn.for_each(sql, &[serde_json::to_string(&wanted)?.into()], &mut |row| {
+            rows.insert((row.get(0)?, row.u64(1)?), row.get(2)?);
+            Ok(())
+        })?;
+    }
+    trees
+        .into_iter()
+        .map(|(tenant, size, expired)| {
+            let reader = FetchedTree {
+                tenant: &tenant,
+                expired: expired.as_ref(),
+                rows: &rows,
+            };
+            let frontier = Frontier::read(size, &reader)
+                .with_context(|| format!("cannot read the tree of {tenant:?} (size {size})"))?;
+            Ok((tenant, frontier))
+        })
+        .collect()
+}
+
+/// One tenant's hashes among the rows [`read_frontiers`] fetched.
+struct FetchedTree<'a> {
+    tenant: &'a str,
+    expired: Option<&'a Frontier>,
+    rows: &'a HashMap<(String, u64), Vec<u8>>,
+}
+
+impl HashReader for FetchedTree<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog::Error> {
+        indexes
+            .iter()
+            .map(|&index| {
+                if let Some(hash) = self.expired.and_then(|f| f.read_hashes(&[index]).ok()) {
+                    return Ok(hash[0]);
+                }
+                let (seq, level) = row_of(index);
+                let row = self.rows.get(&(self.tenant.to_owned(), seq));
+                hash_in_row(row.map(Vec::as_slice), level)
+            })
+            .collect()
     }
 }
 

@@ -4,10 +4,13 @@
 //! rolled-back group leaves no trace in it.
 //!
 //! The database, not this cache, is the truth: several collector replicas may write one
-//! PostgreSQL database. Every transaction first locks each tenant it touches
-//! ([`crate::store::ConnExt::lock_tenant`], in sorted order) and then [`Ledger::refresh`]es it:
-//! the tree's size, latest checkpoint and expiry are read again, and the cached frontier is
-//! reused only when its size still matches (else it is read from the stored hashes).
+//! PostgreSQL database. Every transaction first locks the tenants it touches
+//! ([`crate::store::ConnExt::lock_tenants`], in sorted order, one statement) and then
+//! [`Ledger::refresh`]es them: their trees' sizes, latest checkpoints and expiries are read
+//! again in one query, and a cached frontier is reused only when its size still matches (else
+//! the grown ones are read from the stored hashes, in one query too).
+//! [`Ledger::append_all`] then assigns sequence numbers and tree hashes in memory and inserts
+//! the whole group at once, so the locks are held for a fixed number of round trips.
 
 pub mod backfill;
 pub mod checkpoints;
@@ -18,7 +21,7 @@ pub mod signing;
 pub mod verify_proof;
 pub mod writer;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -29,6 +32,7 @@ use crate::store::{Conn, ConnExt};
 pub use backfill::TreeBackfill;
 use checkpoints::Expired;
 use merkle::{Frontier, StoredTree};
+use tlog_tiles::tlog::Hash;
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -102,81 +106,72 @@ impl Ledger {
             policy: Arc::new(policy),
             trees: HashMap::new(),
         };
-        for tenant in checkpoints::tenants(conn)? {
-            ledger.refresh(conn, &tenant)?;
-        }
+        let tenants = checkpoints::tenants(conn)?;
+        ledger.refresh(conn, &tenants.iter().map(String::as_str).collect())?;
         Ok(ledger)
     }
 
-    /// Locks the trees of `tenants` for the current transaction and reads their state again.
-    pub fn lock(
-        &mut self,
-        conn: &dyn Conn,
-        tenants: &std::collections::BTreeSet<&str>,
-    ) -> anyhow::Result<()> {
-        for tenant in tenants {
-            conn.lock_tenant(tenant)?;
-            self.refresh(conn, tenant)?;
+    /// Locks the trees of `tenants` for the current transaction (in one statement) and reads
+    /// their state again.
+    pub fn lock(&mut self, conn: &dyn Conn, tenants: &BTreeSet<&str>) -> anyhow::Result<()> {
+        conn.lock_tenants(tenants)?;
+        self.refresh(conn, tenants)
+    }
+
+    /// Brings the trees of `tenants` up to date with the database (whose locks the caller
+    /// holds): their state in one query, and a tree's frontier read again only when another
+    /// writer has grown it.
+    fn refresh(&mut self, conn: &dyn Conn, tenants: &BTreeSet<&str>) -> anyhow::Result<()> {
+        let mut grown = Vec::new();
+        for state in checkpoints::tree_states(conn, tenants)? {
+            let expired_to = state.expired.as_ref().map_or(0, |e| e.to);
+            let size = state.next.unwrap_or(expired_to);
+            let tree = self.trees.entry(state.tenant.clone()).or_default();
+            if tree.frontier.size() != size {
+                grown.push((state.tenant, size, state.expired.map(|e| e.frontier)));
+            }
+            tree.checkpointed = state.checkpointed;
+            tree.expired_to = expired_to;
+        }
+        for (tenant, frontier) in merkle::read_frontiers(conn, grown)? {
+            self.trees.entry(tenant).or_default().frontier = frontier;
         }
         Ok(())
     }
 
-    /// Brings `tenant`'s tree up to date with the database (whose lock the caller holds).
-    fn refresh(&mut self, conn: &dyn Conn, tenant: &str) -> anyhow::Result<()> {
-        let expired = checkpoints::latest_expired(conn, tenant)?;
-        let expired_to = expired.as_ref().map_or(0, |e| e.to);
-        let next = conn.query_opt(
-            "SELECT MAX(tseq) + 1 FROM records WHERE tenant = ?1",
-            &[tenant.into()],
-            |row| row.get::<Option<i64>>(0),
-        )?;
-        let size = next.flatten().map_or(expired_to, |n| n as u64);
-        let tree = self.trees.entry(tenant.to_owned()).or_default();
-        if tree.frontier.size() != size {
-            tree.frontier = Frontier::read(
-                size,
-                &StoredTree::new(conn, tenant, expired.map(|e| e.frontier)),
-            )
-            .with_context(|| format!("cannot read the tree of {tenant:?} (size {size})"))?;
-        }
-        tree.checkpointed = checkpoints::latest(conn, tenant)?.map_or(0, |c| c.tree_size);
-        tree.expired_to = expired_to;
-        Ok(())
-    }
-
-    /// Stores `record` as the next leaf of its tenant's tree unless its id is already stored;
-    /// returns whether it was stored. Signs a checkpoint when one is due by count. The
-    /// tenant must be [`Ledger::lock`]ed in this transaction.
-    pub fn append(
+    /// Stores `records` (ids not stored yet, each once, whose tenants are
+    /// [`Ledger::lock`]ed in this transaction; each with its leaf hash) as the next leaves of
+    /// their tenants' trees, in order and in one insert. Signs the checkpoints that fall due by
+    /// count on the way.
+    pub fn append_all(
         &mut self,
         conn: &dyn Conn,
-        record: &NewRecord,
+        records: &[(&NewRecord, Hash)],
         now_ms: i64,
-    ) -> anyhow::Result<bool> {
-        let tree = self.trees.entry(record.tenant.clone()).or_default();
-        let hashes = tree
-            .frontier
-            .next_hashes(merkle::leaf_hash(record.json.as_bytes()))?;
-        let seq = tree.frontier.size();
-        if !records::insert(conn, record, seq, &merkle::join_hashes(&hashes))? {
-            return Ok(false);
+    ) -> anyhow::Result<()> {
+        let mut rows = Vec::with_capacity(records.len());
+        for &(record, leaf) in records {
+            let tenant = record.tenant.as_str();
+            let tree = self
+                .trees
+                .get_mut(tenant)
+                .with_context(|| format!("the tree of {tenant:?} is not locked"))?;
+            let hashes = tree.frontier.next_hashes(leaf)?;
+            rows.push((record, tree.frontier.size(), merkle::join_hashes(&hashes)));
+            tree.frontier.push(&hashes);
+            if tree.frontier.size() - tree.checkpointed >= self.policy.checkpoint_records {
+                self.checkpoint(conn, tenant, now_ms)?;
+            }
         }
-        tree.frontier.push(&hashes);
-        if tree.frontier.size() - tree.checkpointed >= self.policy.checkpoint_records {
-            let tenant = record.tenant.clone();
-            self.checkpoint(conn, &tenant, now_ms)?;
-        }
-        Ok(true)
+        records::insert_all(conn, rows)
     }
 
     /// Signs a checkpoint of every tree that has grown since its last one, then removes expired
     /// records. Covers the tenants this collector has seen (at start and since).
     pub fn tick(&mut self, conn: &dyn Conn, now_ms: i64) -> anyhow::Result<()> {
-        let mut tenants: Vec<String> = self.trees.keys().cloned().collect();
-        tenants.sort();
+        let tenants: Vec<String> = self.trees.keys().cloned().collect();
+        self.lock(conn, &tenants.iter().map(String::as_str).collect())?;
         for tenant in &tenants {
-            conn.lock_tenant(tenant)?;
-            self.refresh(conn, tenant)?;
             self.checkpoint(conn, tenant, now_ms)?;
             self.expire(conn, tenant, now_ms)?;
         }

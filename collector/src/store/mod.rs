@@ -137,6 +137,41 @@ pub trait Conn {
         params: &[Value],
         each: &mut dyn FnMut(&Row) -> anyhow::Result<()>,
     ) -> anyhow::Result<()>;
+    /// Inserts `rows` (values in the order of `columns`) into `table`, all or none: a
+    /// conflict fails the call. SQLite runs a prepared `INSERT` per row; PostgreSQL streams
+    /// them in one binary `COPY`, one round trip for the lot.
+    fn insert_rows(
+        &self,
+        table: &str,
+        columns: &[&str],
+        rows: &[Vec<Value>],
+    ) -> anyhow::Result<()> {
+        let sql = insert_sql(table, columns);
+        for row in rows {
+            self.execute(&sql, row)?;
+        }
+        Ok(())
+    }
+}
+
+/// `INSERT INTO table (columns) VALUES (?1, ...)`.
+pub(crate) fn insert_sql(table: &str, columns: &[&str]) -> String {
+    let placeholders: Vec<String> = (1..=columns.len()).map(|n| format!("?{n}")).collect();
+    format!(
+        "INSERT INTO {table} ({}) VALUES ({})",
+        columns.join(", "),
+        placeholders.join(", ")
+    )
+}
+
+/// The `FROM` item that turns parameter `?1`, a JSON array of strings, into rows of one
+/// column `value`: a whole list of tenants or ids in one parameter (and one prepared
+/// statement), on either store.
+pub fn json_list(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "json_each(?1) AS list",
+        Backend::Postgres => "jsonb_array_elements_text(CAST(?1 AS TEXT)::jsonb) AS list(value)",
+    }
 }
 
 /// Queries and transactions, for every [`Conn`].
@@ -200,18 +235,41 @@ pub trait ConnExt: Conn {
         }
         Ok(())
     }
+
+    /// [`ConnExt::lock_tenant`] for every tenant of `tenants` (sorted), in one statement.
+    fn lock_tenants(&self, tenants: &std::collections::BTreeSet<&str>) -> anyhow::Result<()> {
+        if self.backend() == Backend::Postgres && !tenants.is_empty() {
+            // The subquery's order (bytewise, as `lock_tenant`'s callers sort) is the order
+            // in which the aggregate takes the locks.
+            self.execute(
+                &format!(
+                    "SELECT COUNT(pg_advisory_xact_lock(hashtextextended('acp-tree/' || value, 0)))
+                     FROM (SELECT value FROM {} ORDER BY value COLLATE \"C\") AS sorted",
+                    json_list(Backend::Postgres)
+                ),
+                &[serde_json::to_string(tenants)?.into()],
+            )?;
+        }
+        Ok(())
+    }
 }
 
 impl<C: Conn + ?Sized> ConnExt for C {}
 
 /// Whether `err` is a PostgreSQL serialization failure or deadlock, after which the whole
-/// transaction may simply be run again.
+/// transaction may simply be run again, or a unique violation: another replica committed a
+/// row with the same key after this transaction looked (a record id it stored under another
+/// tenant, whose lock this one does not hold), which the next run sees.
 pub fn is_retryable(err: &anyhow::Error) -> bool {
     use postgres::error::SqlState;
     err.chain()
         .filter_map(|e| e.downcast_ref::<postgres::Error>())
         .filter_map(postgres::Error::code)
-        .any(|c| *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED)
+        .any(|c| {
+            *c == SqlState::T_R_SERIALIZATION_FAILURE
+                || *c == SqlState::T_R_DEADLOCK_DETECTED
+                || *c == SqlState::UNIQUE_VIOLATION
+        })
 }
 
 /// Rewrites SQLite placeholders to PostgreSQL's: `?N` becomes `$N`, and a bare `?` the next

@@ -12,7 +12,9 @@
 use acp_record::AuditRecord;
 use serde::Serialize;
 
-use super::{Conn, ConnExt, Value};
+use std::collections::HashSet;
+
+use super::{json_list, Conn, ConnExt, Value};
 
 /// The JSON name of a unit enum variant (`Outcome::AuthFailed` → `auth_failed`).
 pub fn wire_name<T: Serialize>(value: &T) -> serde_json::Result<String> {
@@ -55,32 +57,69 @@ impl NewRecord {
     }
 }
 
+/// The columns [`insert_all`] fills, in the order of [`row`]'s values.
+const COLUMNS: [&str; 11] = [
+    "id", "tenant", "ts", "sub", "email", "tool", "result", "event", "json", "tseq", "hashes",
+];
+
+/// The values of `record` stored as `tseq` of its tenant with its tree `hashes`.
+fn row(record: &NewRecord, tseq: u64, hashes: Vec<u8>) -> Vec<Value> {
+    vec![
+        record.id.as_str().into(),
+        record.tenant.as_str().into(),
+        record.ts.into(),
+        record.sub.as_deref().into(),
+        record.email.as_deref().into(),
+        record.tool.as_deref().into(),
+        record.result.as_str().into(),
+        record.event.as_str().into(),
+        record.json.as_str().into(),
+        tseq.into(),
+        Value::Blob(hashes),
+    ]
+}
+
+/// Inserts each record as the `tseq` of its tenant with its tree `hashes`, in one go. Their
+/// ids must be new ([`stored_ids`]): a stored one fails the whole call.
+pub fn insert_all(conn: &dyn Conn, records: Vec<(&NewRecord, u64, Vec<u8>)>) -> anyhow::Result<()> {
+    let rows: Vec<Vec<Value>> = records
+        .into_iter()
+        .map(|(record, tseq, hashes)| row(record, tseq, hashes))
+        .collect();
+    conn.insert_rows("records", &COLUMNS, &rows)
+}
+
+/// Which of `ids` are stored already, in one query.
+pub fn stored_ids(conn: &dyn Conn, ids: &[&str]) -> anyhow::Result<HashSet<String>> {
+    if ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let sql = format!(
+        "SELECT id FROM records WHERE id IN (SELECT list.value FROM {})",
+        json_list(conn.backend())
+    );
+    let mut stored = HashSet::new();
+    conn.for_each(&sql, &[serde_json::to_string(ids)?.into()], &mut |row| {
+        stored.insert(row.get(0)?);
+        Ok(())
+    })?;
+    Ok(stored)
+}
+
 /// Inserts `record` as `tseq` of its tenant with its tree `hashes`, unless its id is already
-/// stored; returns whether it was inserted.
+/// stored; returns whether it was inserted. For tests that fill a store without a ledger.
+#[cfg(test)]
 pub fn insert(
     conn: &dyn Conn,
     record: &NewRecord,
     tseq: u64,
     hashes: &[u8],
 ) -> anyhow::Result<bool> {
-    let changed = conn.execute(
-        "INSERT INTO records (id, tenant, ts, sub, email, tool, result, event, json, tseq, hashes)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (id) DO NOTHING",
-        &[
-            record.id.as_str().into(),
-            record.tenant.as_str().into(),
-            record.ts.into(),
-            record.sub.as_deref().into(),
-            record.email.as_deref().into(),
-            record.tool.as_deref().into(),
-            record.result.as_str().into(),
-            record.event.as_str().into(),
-            record.json.as_str().into(),
-            tseq.into(),
-            hashes.into(),
-        ],
-    )?;
-    Ok(changed == 1)
+    if !stored_ids(conn, &[&record.id])?.is_empty() {
+        return Ok(false);
+    }
+    insert_all(conn, vec![(record, tseq, hashes.to_vec())])?;
+    Ok(true)
 }
 
 /// Which records of one tenant an export wants. Time bounds are Unix milliseconds, `from`

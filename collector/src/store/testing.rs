@@ -69,6 +69,11 @@ impl TestDatabase {
         })
     }
 
+    /// The PostgreSQL schema of the test (`None` on SQLite).
+    pub fn schema_name(&self) -> Option<&str> {
+        self.schema.as_ref().map(|(_, schema)| schema.as_str())
+    }
+
     /// SQLite, and PostgreSQL when available.
     pub fn all() -> Vec<Self> {
         std::iter::once(Self::sqlite())
