@@ -35,17 +35,46 @@
 mod bytes;
 mod card;
 mod email;
+mod fold;
 mod iban;
 mod phone;
 mod secret;
 mod ssn;
 
 use self::bytes::{at, before, digits_end, left_ok};
+use super::gate::Gate;
 use super::{Detector, Match};
 
 /// Every SSN, payment card, email, phone, IBAN and secret in `text`, sorted by start and
 /// non-overlapping (see the module docs for the overlap rule).
 pub fn find_pii(text: &str) -> Vec<Match> {
+    find_gated(text, Gate::of(text))
+}
+
+/// [`find_pii`] once `gate` (of `text`) is known.
+pub(in crate::scan) fn find_gated(text: &str, gate: Gate) -> Vec<Match> {
+    if !gate.pii() {
+        return Vec::new();
+    }
+    let Some(folded) = gate.non_ascii().then(|| fold::fold(text)).flatten() else {
+        return find_ascii(text);
+    };
+    find_ascii(&folded.text)
+        .into_iter()
+        .map(|m| {
+            let (start, end) = folded.span(m.start, m.end);
+            Match {
+                start,
+                end,
+                normalized: folded.normalized(m.start, m.end),
+                ..m
+            }
+        })
+        .collect()
+}
+
+/// [`find_pii`] over text as written.
+fn find_ascii(text: &str) -> Vec<Match> {
     let b = text.as_bytes();
     let mut found = Vec::new();
     let mut i = 0;
@@ -60,11 +89,7 @@ pub fn find_pii(text: &str) -> Vec<Match> {
             DIGIT => digit_run(b, i, &mut found),
             AT => match email::detect(b, i) {
                 Some((start, end)) => {
-                    found.push(Match {
-                        detector: Detector::Email,
-                        start,
-                        end,
-                    });
+                    found.push(Match::new(Detector::Email, start, end));
                     end
                 }
                 None => i + 1,
@@ -72,11 +97,7 @@ pub fn find_pii(text: &str) -> Vec<Match> {
             _ if !secret::plausible(c, at(b, i + 1)) => i + 1,
             _ => match secret::detect(b, i) {
                 Some((start, end)) => {
-                    found.push(Match {
-                        detector: Detector::Secret,
-                        start,
-                        end,
-                    });
+                    found.push(Match::new(Detector::Secret, start, end));
                     end.max(i + 1)
                 }
                 None => i + 1,
@@ -93,22 +114,14 @@ fn digit_run(b: &[u8], s: usize, found: &mut Vec<Match>) -> usize {
     // An IBAN: two capital letters, then the check digits.
     if prev.is_ascii_uppercase() && s >= 2 {
         if let Some(end) = iban::detect(b, s - 2) {
-            found.push(Match {
-                detector: Detector::Iban,
-                start: s - 2,
-                end,
-            });
+            found.push(Match::new(Detector::Iban, s - 2, end));
             return end;
         }
     }
     // After a '+' only an international phone number makes sense.
     if prev == b'+' {
         if let Some(end) = phone::e164(b, s - 1) {
-            found.push(Match {
-                detector: Detector::Phone,
-                start: s - 1,
-                end,
-            });
+            found.push(Match::new(Detector::Phone, s - 1, end));
             return end;
         }
         return run_end;
@@ -117,23 +130,11 @@ fn digit_run(b: &[u8], s: usize, found: &mut Vec<Match>) -> usize {
         return run_end;
     }
     let hit = if let Some(end) = card::detect(b, s, run_end) {
-        Some(Match {
-            detector: Detector::PaymentCard,
-            start: s,
-            end,
-        })
+        Some(Match::new(Detector::PaymentCard, s, end))
     } else if let Some(end) = ssn::detect(b, s, run_end) {
-        Some(Match {
-            detector: Detector::Ssn,
-            start: s,
-            end,
-        })
+        Some(Match::new(Detector::Ssn, s, end))
     } else {
-        phone::nanp(b, s, run_end).map(|(start, end)| Match {
-            detector: Detector::Phone,
-            start,
-            end,
-        })
+        phone::nanp(b, s, run_end).map(|(start, end)| Match::new(Detector::Phone, start, end))
     };
     match hit {
         Some(m) => {
@@ -257,46 +258,19 @@ mod tests {
             vec![(Detector::Email, "4155552671@vtext.com")]
         );
         let ms = resolve_overlaps(vec![
-            Match {
-                detector: Detector::Phone,
-                start: 0,
-                end: 10,
-            },
-            Match {
-                detector: Detector::Secret,
-                start: 5,
-                end: 40,
-            },
-            Match {
-                detector: Detector::Email,
-                start: 41,
-                end: 50,
-            },
+            Match::new(Detector::Phone, 0, 10),
+            Match::new(Detector::Secret, 5, 40),
+            Match::new(Detector::Email, 41, 50),
         ]);
         assert_eq!(ms.len(), 2);
         assert_eq!(ms[0].detector, Detector::Secret);
         assert_eq!(ms[1].detector, Detector::Email);
         // Equal length: the more specific detector.
         let ms = resolve_overlaps(vec![
-            Match {
-                detector: Detector::Phone,
-                start: 0,
-                end: 10,
-            },
-            Match {
-                detector: Detector::Ssn,
-                start: 0,
-                end: 10,
-            },
+            Match::new(Detector::Phone, 0, 10),
+            Match::new(Detector::Ssn, 0, 10),
         ]);
-        assert_eq!(
-            ms,
-            vec![Match {
-                detector: Detector::Ssn,
-                start: 0,
-                end: 10
-            }]
-        );
+        assert_eq!(ms, vec![Match::new(Detector::Ssn, 0, 10)]);
     }
 
     #[test]
