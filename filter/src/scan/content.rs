@@ -303,6 +303,42 @@ mod tests {
     }
 
     #[test]
+    fn normalised_values_are_masked_in_the_original_and_say_what_was_normalised() {
+        let value = json!({"note": "SSN ５３６－２２－１２３４ on file", "url": "http://127.0.0.1.nip.io/x",
+                           "plain": "SSN 536-22-1234"});
+        let r = rules(&[
+            (Detector::Ssn, Action::Redact),
+            (Detector::Ssrf, Action::Block),
+        ]);
+        let s = scan(&value, &r, "$");
+        let hits: Vec<(&str, Vec<&str>)> = s
+            .hits
+            .iter()
+            .map(|h| (h.path.as_str(), h.normalized.names().collect()))
+            .collect();
+        assert_eq!(
+            hits,
+            [
+                ("$.note", vec!["fullwidth_digits", "unicode_separators"]),
+                ("$.plain", vec![]),
+                ("$.url", vec!["wildcard_dns"]),
+            ]
+        );
+        let redacted = s.redacted.unwrap();
+        assert_eq!(redacted["note"], "SSN [REDACTED:ssn] on file");
+        assert_eq!(redacted["plain"], "SSN [REDACTED:ssn]");
+        assert_eq!(s.masked["url"], "[REDACTED:ssrf]");
+        assert_eq!(
+            s.hits[0].normalized.to_record(),
+            Some(vec![
+                "fullwidth_digits".to_string(),
+                "unicode_separators".to_string()
+            ])
+        );
+        assert_eq!(s.hits[1].normalized.to_record(), None);
+    }
+
+    #[test]
     fn risk_score_formula() {
         let hit = |d| Hit {
             detector: d,

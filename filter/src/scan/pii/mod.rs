@@ -273,6 +273,108 @@ mod tests {
         assert_eq!(ms, vec![Match::new(Detector::Ssn, 0, 10)]);
     }
 
+    /// (detector, matched original text, normalisation names) of `text`.
+    fn normalized(text: &str) -> Vec<(Detector, &str, Vec<&'static str>)> {
+        find_pii(text)
+            .into_iter()
+            .map(|m| {
+                (
+                    m.detector,
+                    &text[m.start..m.end],
+                    m.normalized.names().collect(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn unicode_digits_and_separators_are_folded() {
+        use Detector::*;
+        let cases: &[(&str, Detector, &str, &[&str])] = &[
+            (
+                "SSN ５３６-２２-１２３４",
+                Ssn,
+                "５３６-２２-１２３４",
+                &["fullwidth_digits"],
+            ),
+            (
+                "SSN 536\u{2013}22\u{2013}1234",
+                Ssn,
+                "536\u{2013}22\u{2013}1234",
+                &["unicode_separators"],
+            ),
+            (
+                "ssn ５３６－２２－１２３４",
+                Ssn,
+                "５３６－２２－１２３４",
+                &["fullwidth_digits", "unicode_separators"],
+            ),
+            ("رقم ٥٣٦٢٢١٢٣٤ ssn", Ssn, "٥٣٦٢٢١٢٣٤", &["unicode_digits"]),
+            (
+                "card 4111\u{a0}1111\u{a0}1111\u{a0}1111",
+                PaymentCard,
+                "4111\u{a0}1111\u{a0}1111\u{a0}1111",
+                &["unicode_separators"],
+            ),
+            (
+                "card ４１１１　１１１１　１１１１　１１１１",
+                PaymentCard,
+                "４１１１　１１１１　１１１１　１１１１",
+                &["fullwidth_digits", "unicode_separators"],
+            ),
+            (
+                "pan 𝟒𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏",
+                PaymentCard,
+                "𝟒𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏",
+                &["unicode_digits"],
+            ),
+            (
+                "card 4111\u{200b}1111\u{200b}1111\u{200b}1111",
+                PaymentCard,
+                "4111\u{200b}1111\u{200b}1111\u{200b}1111",
+                &["invisible_characters"],
+            ),
+            (
+                "tel ４１５-５５５-２６７１",
+                Phone,
+                "４１５-５５５-２６７１",
+                &["fullwidth_digits"],
+            ),
+            (
+                "phone 415\u{2011}555\u{2011}2671",
+                Phone,
+                "415\u{2011}555\u{2011}2671",
+                &["unicode_separators"],
+            ),
+            (
+                "call ＋44 20 7946 0958",
+                Phone,
+                "＋44 20 7946 0958",
+                &["unicode_separators"],
+            ),
+            (
+                "ＳＳＮ： ５３６２２１２３４",
+                Ssn,
+                "５３６２２１２３４",
+                &["fullwidth_digits"],
+            ),
+            (
+                "mail bob＠example.com",
+                Email,
+                "bob＠example.com",
+                &["fullwidth_letters"],
+            ),
+            ("SSN 536-22-1234 ok ５", Ssn, "536-22-1234", &[]),
+        ];
+        for &(text, d, value, names) in cases {
+            assert_eq!(normalized(text), vec![(d, value, names.to_vec())], "{text}");
+        }
+        // Unicode that folds into nothing the detectors want stays clean.
+        assert!(find_pii("５ apples, ２ pears – and a café").is_empty());
+        // A Unicode digit glued to a number is part of it now (no longer a separator).
+        assert!(find_pii("SSN ٣536-22-1234").is_empty());
+    }
+
     #[test]
     fn spans_are_char_boundaries_in_unicode_text() {
         let text = "Ünïcødé ☎ 電話4155552671 — ssn：123456789 ✉ jöhn@x.io café 4111111111111111€";
