@@ -56,10 +56,12 @@ pub(in crate::scan) fn find_gated(text: &str, gate: Gate) -> Vec<Match> {
     if !gate.pii() {
         return Vec::new();
     }
-    let Some(folded) = gate.non_ascii().then(|| fold::fold(text)).flatten() else {
-        return find_ascii(text);
+    let folded = gate.non_ascii().then(|| fold::fold(text)).flatten();
+    let found = find_ascii(folded.as_ref().map_or(text, |f| f.text.as_str()));
+    let Some(folded) = folded else {
+        return found;
     };
-    find_ascii(&folded.text)
+    found
         .into_iter()
         .map(|m| {
             let (start, end) = folded.span(m.start, m.end);
