@@ -28,9 +28,17 @@
 //! A numeric value must stand alone: the byte before it is not a letter, digit or `_`, nor a
 //! `-`, `.` or `/` glued to a letter or digit (`ORD-123456789`, `v1.2.415-555-2671`), and the same
 //! holds after it. So digits inside longer runs, identifiers, UUIDs, versions and decimals are
-//! not reported. Non-ASCII characters count as separators (so `電話4155552671` works).
+//! not reported. Non-ASCII characters that do not fold (below) count as separators (so
+//! `電話4155552671` works).
 //!
-//! Every reported span starts and ends on an ASCII byte, hence on a `char` boundary.
+//! # Unicode
+//!
+//! Text with non-ASCII characters is first folded to the ASCII the detectors read (digits of
+//! every script, full-width forms, Unicode dashes and spaces; see `fold.rs`); the walk runs over
+//! the folded copy and each match is mapped back to the original characters, with what was
+//! normalised inside it in [`Match::normalized`]. ASCII text is walked as it is.
+//!
+//! Every reported span starts and ends on a `char` boundary of the original text.
 
 mod bytes;
 mod card;
