@@ -5,7 +5,7 @@
 //! class. Addresses are plain integers (`u32`, `u128`) so the scanner, which parses every
 //! spelling of an address itself, needs no conversion.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 /// Why a host is internal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +170,86 @@ const INTERNAL_SUFFIXES: [&str; 10] = [
     "svc",
 ];
 
+/// Public wildcard-DNS services: a name under one resolves to the address written in it
+/// (`10.0.0.1.nip.io`, `app.10.0.0.1.nip.io`, `10-0-0-1.sslip.io`, `app-10-0-0-1.nip.io`,
+/// `0a000001.nip.io` in hex, `--1.sslip.io` for `::1`).
+const WILDCARD_DNS: [&str; 3] = ["nip.io", "sslip.io", "xip.io"];
+
+/// Public names that resolve to 127.0.0.1, with every name under them.
+const LOOPBACK_DOMAINS: [&str; 3] = ["localtest.me", "lvh.me", "vcap.me"];
+
+/// `name` (lowercase, without a trailing dot) is, or is under, `domain`: the part before it
+/// (`""` for the domain itself).
+fn under<'a>(name: &'a str, domain: &str) -> Option<&'a str> {
+    let prefix = name.strip_suffix(domain)?;
+    if prefix.is_empty() {
+        return Some("");
+    }
+    prefix.strip_suffix('.')
+}
+
+/// Whether `name` (lowercase, without a trailing dot) is a public wildcard-DNS name that
+/// resolves to a loopback address or to an address written in the name.
+pub fn is_wildcard_dns(name: &str) -> bool {
+    WILDCARD_DNS
+        .iter()
+        .chain(&LOOPBACK_DOMAINS)
+        .any(|d| under(name, d).is_some())
+}
+
+/// The class of the address a wildcard-DNS name resolves to (see [`is_wildcard_dns`]):
+/// loopback for the loopback domains, the class of the embedded address for the services
+/// (none when it is public, or when the name embeds no address: the service's own name).
+pub fn classify_wildcard_dns(name: &str) -> Option<Class> {
+    if LOOPBACK_DOMAINS.iter().any(|d| under(name, d).is_some()) {
+        return Some(Class::Loopback);
+    }
+    let prefix = WILDCARD_DNS
+        .iter()
+        .find_map(|d| under(name, d))
+        .filter(|p| !p.is_empty())?;
+    embedded_address(prefix).and_then(|ip| match ip {
+        IpAddr::V4(v4) => classify_v4(u32::from(v4)),
+        IpAddr::V6(v6) => classify_v6(u128::from(v6)),
+    })
+}
+
+/// The address at the end of the labels before a wildcard-DNS domain: four dotted decimal
+/// labels, or a last label ending in four dash-joined decimal parts, eight hex digits, or
+/// (the whole label) an IPv6 address with `-` for `:`.
+fn embedded_address(prefix: &str) -> Option<IpAddr> {
+    let octet = |s: &str| {
+        (!s.is_empty() && s.len() <= 3 && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u8>().ok())
+            .flatten()
+    };
+    let four = |parts: &mut dyn Iterator<Item = &str>| -> Option<IpAddr> {
+        let mut o = [0u8; 4];
+        for slot in o.iter_mut().rev() {
+            *slot = octet(parts.next()?)?;
+        }
+        Some(IpAddr::from(o))
+    };
+    if let Some(ip) = four(&mut prefix.rsplit('.')) {
+        return Some(ip);
+    }
+    let label = prefix.rsplit('.').next()?;
+    if let Some(ip) = four(&mut label.rsplit('-')) {
+        return Some(ip);
+    }
+    let hex = label.rsplit('-').next()?;
+    if hex.len() == 8 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return u32::from_str_radix(hex, 16)
+            .ok()
+            .map(|a| IpAddr::from(a.to_be_bytes()));
+    }
+    label
+        .replace('-', ":")
+        .parse::<Ipv6Addr>()
+        .ok()
+        .map(IpAddr::V6)
+}
+
 /// `name` is lowercase, without a trailing dot.
 pub fn classify_name(name: &str) -> Option<Class> {
     if LOOPBACK_NAMES.contains(&name) || name.ends_with(".localhost") {
@@ -182,11 +262,19 @@ pub fn classify_name(name: &str) -> Option<Class> {
         name.strip_suffix(suffix)
             .is_some_and(|rest| rest.len() > 1 && rest.ends_with('.'))
     });
-    internal.then_some(Class::InternalName)
+    if internal {
+        return Some(Class::InternalName);
+    }
+    classify_wildcard_dns(name)
 }
 
-/// Names flagged wherever they stand as a word (any case, no trailing dot).
+/// Names flagged wherever they stand as a word (any case, no trailing dot): the loopback
+/// names, the metadata FQDNs and the wildcard-DNS names that resolve inside.
 pub fn is_always_name(name: &str) -> bool {
+    let wildcard = || {
+        let lower = name.to_ascii_lowercase();
+        is_wildcard_dns(&lower) && classify_wildcard_dns(&lower).is_some()
+    };
     let suffix = name
         .len()
         .checked_sub(".localhost".len())
@@ -196,6 +284,10 @@ pub fn is_always_name(name: &str) -> bool {
         .chain(&METADATA_FQDNS)
         .any(|n| n.eq_ignore_ascii_case(name))
         || suffix.is_some_and(|s| s.eq_ignore_ascii_case(".localhost"))
+        || (name
+            .get(name.len().saturating_sub(3)..)
+            .is_some_and(|tld| tld.eq_ignore_ascii_case(".io") || tld.eq_ignore_ascii_case(".me"))
+            && wildcard())
 }
 
 #[cfg(test)]
@@ -276,12 +368,44 @@ mod tests {
         assert_eq!(classify_name("mylocal"), None);
         assert_eq!(classify_name("notlocalhost"), None);
         assert_eq!(classify_name("example.com"), None);
-        assert_eq!(classify_name("127.0.0.1.nip.io"), None);
+        assert_eq!(classify_name("nip.io"), None);
         assert!(is_always_name("localhost"));
         assert!(is_always_name("LocalHost"));
         assert!(is_always_name("App.LOCALHOST"));
         assert!(!is_always_name("metadata"));
         assert!(!is_always_name("foo.internal"));
+    }
+
+    #[test]
+    fn wildcard_dns_names() {
+        for (name, class) in [
+            ("127.0.0.1.nip.io", Some(Class::Loopback)),
+            ("app.10.0.0.1.nip.io", Some(Class::Private)),
+            ("10-0-0-1.sslip.io", Some(Class::Private)),
+            ("app-192-168-1-7.nip.io", Some(Class::Private)),
+            ("app.169-254-169-254.xip.io", Some(Class::Metadata)),
+            ("7f000001.nip.io", Some(Class::Loopback)),
+            ("app-c0a80101.nip.io", Some(Class::Private)),
+            ("--1.sslip.io", Some(Class::Loopback)),
+            ("fe80--1.sslip.io", Some(Class::LinkLocal)),
+            ("localtest.me", Some(Class::Loopback)),
+            ("api.lvh.me", Some(Class::Loopback)),
+            ("a.b.vcap.me", Some(Class::Loopback)),
+            ("8.8.8.8.nip.io", None),
+            ("52-0-0-1.sslip.io", None),
+            ("nip.io", None),
+            ("www.sslip.io", None),
+            ("300.0.0.1.nip.io", None),
+            ("notnip.io", None),
+            ("evillvh.me", None),
+        ] {
+            assert_eq!(classify_name(name), class, "{name}");
+        }
+        assert!(is_wildcard_dns("8.8.8.8.nip.io") && !is_wildcard_dns("example.io"));
+        assert!(is_always_name("127.0.0.1.NIP.IO"));
+        assert!(is_always_name("LVH.me"));
+        assert!(!is_always_name("8.8.8.8.nip.io"));
+        assert!(!is_always_name("example.com"));
     }
 
     #[test]

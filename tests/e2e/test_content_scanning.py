@@ -137,6 +137,25 @@ def test_input_with_an_ssn_card_or_secret_is_blocked_before_the_mcp_server(stack
         == {"calls_blocked": 1, "calls_denied": 0, "calls_allowed": 0}
 
 
+def test_input_with_a_fullwidth_ssn_is_blocked_and_the_finding_says_what_was_normalised(stack: Stack) -> None:
+    # The SSN in full-width digits and full-width hyphen-minus signs: folded to ASCII before
+    # matching, masked as written in the record, and the finding names the folding.
+    fullwidth = "".join(chr(0xFF10 + int(c)) if c.isdigit() else "\uff0d" for c in SSN)
+    alice = caller(stack, ["salesforce:read"], **CLAUDE)
+    upstream_before = upstream_requests(stack)
+
+    reply = call_tool(stack, alice.token, "salesforce.query", {"customer": {"notes": [f"ssn {fullwidth}"]}}, id=9)
+
+    assert_refused_locally(reply, id=9, reason="blocked_ssn")
+    [record] = records_of(stack, alice)
+    expected = blocked(alice, "ssn", tool="salesforce.query", input={"customer": {"notes": ["ssn [REDACTED:ssn]"]}},
+                       scope="salesforce:read", path=NOTES_PATH)
+    expected["contentScan"]["findings"][0]["normalized"] = ["fullwidth_digits", "unicode_separators"]
+    assert_record(record, expected, reply)
+    assert fullwidth not in json.dumps(record, ensure_ascii=False)
+    assert upstream_requests(stack) == upstream_before, "the blocked call reached the MCP server"
+
+
 # ---- SSRF ---------------------------------------------------------------------------------
 
 SSRF_URLS = {
@@ -173,7 +192,24 @@ def test_input_url_reaching_an_internal_address_is_blocked_in_any_spelling(stack
     assert upstream_requests(stack) == upstream_before, "the blocked call reached the MCP server"
 
 
-@pytest.mark.parametrize("url", ["https://example.com/x", "https://8.8.8.8/dns-query"])
+@pytest.mark.parametrize("url", ["http://127.0.0.1.nip.io/admin", "http://10-0-0-5.sslip.io:8080/",
+                                 "http://api.lvh.me/"])
+def test_input_url_of_a_wildcard_dns_name_reaching_inside_is_blocked(stack: Stack, url: str) -> None:
+    bob = caller(stack, ["github:write"], **CLAUDE)
+    upstream_before = upstream_requests(stack)
+
+    reply = call_tool(stack, bob.token, "github.create_issue", issue(url), id=8)
+
+    assert_refused_locally(reply, id=8, reason="blocked_ssrf")
+    [record] = records_of(stack, bob)
+    expected = blocked(bob, "ssrf", tool="github.create_issue", input=issue("[REDACTED:ssrf]"), scope="github:write",
+                       path="$.body")
+    expected["contentScan"]["findings"][0]["normalized"] = ["wildcard_dns"]
+    assert_record(record, expected, reply)
+    assert upstream_requests(stack) == upstream_before, "the blocked call reached the MCP server"
+
+
+@pytest.mark.parametrize("url", ["https://example.com/x", "https://8.8.8.8/dns-query", "https://8.8.8.8.nip.io/"])
 def test_input_url_of_a_public_host_is_forwarded(stack: Stack, url: str) -> None:
     bob = caller(stack, ["github:write"], **CLAUDE)
     reply = call_tool(stack, bob.token, "github.create_issue", issue(url))

@@ -16,7 +16,7 @@ Each line is one case:
   checks the spans too).
 * `kind`: positive | near_miss | clean | mixed | hand | out_of_scope. `out_of_scope` cases are
   things a person would call PII that the detectors deliberately do not claim to find
-  (spelled-out digits, Unicode dashes, "name at domain dot com"); they are labelled with what a
+  (spelled-out digits, vanity numbers, "name at domain dot com"); they are labelled with what a
   person would say, and reported apart from the headline precision/recall.
 
 Card numbers are well-known test PANs or generated Luhn-valid numbers with valid issuer
@@ -347,7 +347,7 @@ def gen_cards():
         _, d = random_card(pick(BRANDS[:2]))
         t = pick([
             f"ref 9{d}", f"ref {d}3", f"ORD-{d}", f"id=x{d}", f"{d}abc", f"txn {d}{d[:4]}",
-            f"card {d[:4]}.{d[4:8]}.{d[8:12]}.{d[12:]}",
+            f"build {d[:4]}.{d[4:8]}.{d[8:12]}.{d[12:]}",
             f"card {d[:4]}-{d[4:8]} {d[8:12]}-{d[12:]}",
             f"card {d[:4]}  {d[4:8]}  {d[8:12]}  {d[12:]}",
             f"card {d[:3]} {d[3:6]} {d[6:9]} {d[9:]}",
@@ -485,9 +485,8 @@ def gen_phone():
               "items 415 555", "10/12/2026 9:30", "PO box 4155", "+/- 5%", "pid 41555 ppid 1",
               "Lot 12345-67890", "serial SN-415-555-2671", "ext. 2671", "(555)", "count (415)"]:
         add("phone-neg", "near_miss", t, [], note="not a phone number")
-    for t in ["call four one five, five five five, two six seven one",
-              "phone 415\u2013555\u20132671", "tel ４１５-５５５-２６７１"]:
-        add("phone-oos", "out_of_scope", t, ["phone"], note="spelled out / Unicode dashes / full-width digits")
+    for t in ["call four one five, five five five, two six seven one"]:
+        add("phone-oos", "out_of_scope", t, ["phone"], note="spelled out")
 
 
 # --------------------------------------------------------------------------------------------
@@ -883,20 +882,84 @@ HAND = [
     ("contact: +49 30 12345678 / +49 170 1234567", ["phone"], "German landline and mobile"),
     ("WhatsApp +91 98765 43210", ["phone"], "Indian mobile"),
     ("+55 11 91234-5678", ["phone"], "Brazilian mobile"),
+    ("SSN 536\u201322\u20131234", ["ssn"], "en dashes (folded to -)"),
+    ("SSN ５３６-２２-１２３４", ["ssn"], "full-width digits (folded)"),
+    ("card 4111\u00a01111\u00a01111\u00a01111", ["payment_card"], "no-break spaces (folded)"),
+    ("cc: 4111.1111.1111.1111", ["payment_card"], "dot grouping with card context"),
+    ("phone 415\u2013555\u20132671", ["phone"], "en dashes (folded)"),
+    ("tel ４１５-５５５-２６７１", ["phone"], "full-width digits (folded)"),
 ]
 
 OOS = [
     ("SSN: five three six, two two, one two three four", ["ssn"], "spelled out"),
-    ("SSN 536\u201322\u20131234", ["ssn"], "en dashes"),
-    ("SSN ５３６-２２-１２３４", ["ssn"], "full-width digits"),
-    ("card 4111\u00a01111\u00a01111\u00a01111", ["payment_card"], "no-break spaces"),
-    ("cc: 4111.1111.1111.1111", ["payment_card"], "dot grouping"),
     ("Call 1-800-FLOWERS", ["phone"], "vanity number"),
     ("phone 415/555-2671", ["phone"], "slash after the area code"),
     ("josé.garcía@example.com", ["email"], "non-ASCII local part (RFC 6531)"),
     ("IBAN de89 3704 0044 0532 0130 00", ["iban"], "lower-case IBAN"),
     ("STRIPE_SECRET_KEY=sk_live_51HxYzAbCdEfGhIjKlMnOpQr", ["secret"], "Stripe key (no Stripe detector)"),
 ]
+
+
+# --------------------------------------------------------------------------------------------
+# Unicode spellings and context after the value: the scanner folds digits of every script,
+# full-width forms, Unicode dashes and spaces and invisible characters to ASCII before matching
+# (docs/filter.md, "Normalisation"), and reads context words after a number as well as before.
+
+FULLWIDTH = {str(d): chr(0xFF10 + d) for d in range(10)}
+DIGIT_ZEROS = [0x660, 0x6F0, 0x966, 0x9E6, 0xE50, 0x1D7CE]  # Arabic-Indic, Persian, Devanagari, ...
+DASHES = ["\u2013", "\u2014", "\u2011", "\u2212", "\uff0d"]
+SPACES = ["\u00a0", "\u202f", "\u3000", "\u2007"]
+
+
+def unicode_digits(v, table=None):
+    zero = table if table is not None else pick(DIGIT_ZEROS)
+    return "".join(chr(zero + int(c)) if c.isdigit() else c for c in v)
+
+
+def fullwidth(v):
+    return "".join(FULLWIDTH.get(c, c) for c in v)
+
+
+def gen_unicode():
+    for _ in range(12):  # SSNs
+        a, g, s = random_ssn()
+        forms = [fullwidth(fmt_ssn(a, g, s, "-")), fmt_ssn(a, g, s, pick(DASHES)),
+                 fmt_ssn(a, g, s, pick(SPACES)), unicode_digits(fmt_ssn(a, g, s, "-")),
+                 fullwidth(fmt_ssn(a, g, s, "\uff0d"))]
+        v = pick(forms)
+        label, _ = pick(SSN_LABELS)
+        add("unicode-pos", "positive", pick([f"{label}: {v}", f"{name()} {label} {v}"]),
+            ["ssn"], [("ssn", v)])
+    for _ in range(8):  # bare 9 digits with the context after them
+        a, g, s = random_ssn()
+        v = fmt_ssn(a, g, s, "")
+        v = pick([v, fullwidth(v), unicode_digits(v)])
+        add("unicode-pos", "positive", pick([f"{name()} gave {v} as their SSN",
+                                             f"{v} is the social security number on file"]),
+            ["ssn"], [("ssn", v)])
+    for _ in range(12):  # cards
+        _, d = random_card(pick(BRANDS[:2]))
+        v = pick([fullwidth(group_card(d, " ")), group_card(d, pick(SPACES)),
+                  group_card(d, pick(DASHES)), unicode_digits(d), group_card(d, "\u200b"),
+                  group_card(d, ".")])
+        label, _ = pick(CARD_LABELS[:6])
+        add("unicode-pos", "positive", pick([f"{label} {v}", f"{v} ({label})"]),
+            ["payment_card"], [("payment_card", v)])
+    for _ in range(10):  # phones
+        a, x, l = nanp_parts()
+        v = pick([fullwidth(f"{a}-{x}-{l}"), f"({a}) {x}{pick(DASHES)}{l}",
+                  f"{a}{pick(DASHES)}{x}{pick(DASHES[:1])}{l}", unicode_digits(f"{a}-{x}-{l}")])
+        if pick([True, False]):
+            text = f"phone {v}"
+        else:
+            v = fullwidth(f"{a}{x}{l}")
+            text = f"{v} is my cell"
+        add("unicode-pos", "positive", text, ["phone"], [("phone", v)])
+    # Near misses: Unicode digits and separators in what is no PII.
+    for t in ["version ４.２.１ released", "room ٣٠٢, floor ٤", "build 4111.1111.1111.1111 of the app",
+              "score 12\u201310 at half time", "ticket\u00a0#4155\u00a05526", "order ５３６２２１２３４ shipped",
+              "pages 415\u2013555", "ISBN 978\u20133\u201316\u2013148410\u20130"]:
+        add("unicode-neg", "near_miss", t, [], note="Unicode digits or separators, no PII")
 
 
 def gen_hand():
@@ -916,6 +979,7 @@ def main():
     gen_clean()
     gen_mixed()
     gen_hand()
+    gen_unicode()
     path = os.path.join(HERE, "cases.jsonl")
     with open(path, "w", encoding="utf-8") as f:
         for c in cases:

@@ -103,7 +103,7 @@ fn content_scan(input: Option<&[Hit]>, output: Option<&OutputScan>) -> Option<Co
                 location: location.into(),
                 path: h.path.clone(),
                 action: h.action.as_str().into(),
-                normalized: None,
+                normalized: h.normalized.to_record(),
             })
             .collect()
     };

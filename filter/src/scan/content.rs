@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::pii::find_pii;
-use super::ssrf::{find_ssrf, AllowList};
-use super::{Detector, Match};
+use super::gate::Gate;
+use super::ssrf::AllowList;
+use super::{pii, ssrf, Detector, Match, Normalized};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -45,6 +45,8 @@ pub struct Hit {
     pub detector: Detector,
     pub path: String,
     pub action: Action,
+    /// What was normalised before the value matched (see [`Normalized`]).
+    pub normalized: Normalized,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -82,6 +84,7 @@ pub fn scan(value: &Value, rules: &Rules, root: &str) -> Scanned {
                 detector: m.detector,
                 path: path.clone(),
                 action,
+                normalized: m.normalized,
             })
         }));
         if let Some(Value::String(text)) = locate(&mut masked, at) {
@@ -161,14 +164,16 @@ fn render_path(root: &str, at: &[Step]) -> String {
     })
 }
 
-/// The enabled detectors' matches in `text`, sorted and non-overlapping.
+/// The enabled detectors' matches in `text`, sorted and non-overlapping. One pass over the
+/// text says which detectors can match at all (`scan::gate`).
 fn detect(text: &str, rules: &Rules) -> Vec<Match> {
-    let mut found: Vec<Match> = find_pii(text)
+    let gate = Gate::of(text);
+    let mut found: Vec<Match> = pii::find_gated(text, gate)
         .into_iter()
         .filter(|m| rules.actions.contains_key(&m.detector))
         .collect();
     if rules.actions.contains_key(&Detector::Ssrf) {
-        let ssrf = find_ssrf(text, &rules.ssrf_allow);
+        let ssrf = ssrf::find_gated(text, &rules.ssrf_allow, gate);
         found.retain(|m| !ssrf.iter().any(|s| s.start < m.end && m.start < s.end));
         found.extend(ssrf);
     }
@@ -298,11 +303,48 @@ mod tests {
     }
 
     #[test]
+    fn normalised_values_are_masked_in_the_original_and_say_what_was_normalised() {
+        let value = json!({"note": "SSN ５３６－２２－１２３４ on file", "url": "http://127.0.0.1.nip.io/x",
+                           "plain": "SSN 536-22-1234"});
+        let r = rules(&[
+            (Detector::Ssn, Action::Redact),
+            (Detector::Ssrf, Action::Block),
+        ]);
+        let s = scan(&value, &r, "$");
+        let hits: Vec<(&str, Vec<&str>)> = s
+            .hits
+            .iter()
+            .map(|h| (h.path.as_str(), h.normalized.names().collect()))
+            .collect();
+        assert_eq!(
+            hits,
+            [
+                ("$.note", vec!["fullwidth_digits", "unicode_separators"]),
+                ("$.plain", vec![]),
+                ("$.url", vec!["wildcard_dns"]),
+            ]
+        );
+        let redacted = s.redacted.unwrap();
+        assert_eq!(redacted["note"], "SSN [REDACTED:ssn] on file");
+        assert_eq!(redacted["plain"], "SSN [REDACTED:ssn]");
+        assert_eq!(s.masked["url"], "[REDACTED:ssrf]");
+        assert_eq!(
+            s.hits[0].normalized.to_record(),
+            Some(vec![
+                "fullwidth_digits".to_string(),
+                "unicode_separators".to_string()
+            ])
+        );
+        assert_eq!(s.hits[1].normalized.to_record(), None);
+    }
+
+    #[test]
     fn risk_score_formula() {
         let hit = |d| Hit {
             detector: d,
             path: "$".into(),
             action: Action::Log,
+            normalized: Normalized::NONE,
         };
         assert_eq!(risk_score(&[]), 0.0);
         assert_eq!(risk_score(&[hit(Detector::Ssn)]), 0.9);

@@ -21,6 +21,11 @@
 //!   `ip6-loopback`, `metadata`, `metadata.google.internal`, `instance-data`,
 //!   `instance-data.ec2.internal`, `metadata.tencentyun.com`, and names under `.internal`,
 //!   `.local`, `.localdomain`, `.intranet`, `.lan`, `.home.arpa`, `.corp`, `.home`, `.svc`.
+//! - wildcard-DNS names, by the address they resolve to (the finding says `wildcard_dns`):
+//!   `localtest.me`, `lvh.me`, `vcap.me` and every name under them (loopback); names under
+//!   `nip.io`, `sslip.io` and `xip.io` that embed an internal address (`10.0.0.1.nip.io`,
+//!   `app.10.0.0.1.nip.io`, `10-0-0-1.sslip.io`, `app-0a000001.nip.io` in hex, `--1.sslip.io`
+//!   for `::1`). They count as unambiguous names, flagged bare too.
 //! - schemes: `file:`, `netdoc:`, `gopher:` and `dict:` followed by a slash, whatever the host
 //!   and the allow-list (local files; raw-TCP smuggling with no legitimate use by a tool).
 //!   Other schemes (`http`, `ftp`, `ldap`, `tftp`, `redis`, any `x://`) by their host; `jar:`
@@ -34,16 +39,15 @@
 //!   a URL's path or query is not (the outer server receives it, not the tool).
 //! - bare (no scheme): four-part IPv4 (`10.0.0.5`, `0x7f.0.0.1`, `0177.0.0.1`), IPv6
 //!   (`::1`, `[fe80::1%eth0]:80`), any internal name followed by `:port`, and the
-//!   unambiguous names (`localhost`, `*.localhost`, the metadata FQDNs) anywhere as a word; a
-//!   following `/path` is part of the span. Not hosts when bare: integers and 1-3 part numbers
+//!   unambiguous names (`localhost`, `*.localhost`, the metadata FQDNs, the wildcard-DNS
+//!   names above) anywhere as a word; a following `/path` is part of the span. Not hosts when bare: integers and 1-3 part numbers
 //!   (`2130706433`, `127.1`, `1.2.3`, `3.14`), names without a port (`printer.local`,
 //!   `metadata`), 0/8 other than 0.0.0.0 (four-part versions like 0.1.0.0), 240/4
 //!   (netmasks like 255.255.255.0) and IPv4 multicast 224/4 (no TCP connection reaches it;
 //!   bare, it is as likely an arbitrary address in a log line).
 //!
-//! Limits: names are not resolved, so DNS-rebinding and wildcard-DNS names
-//! (`127.0.0.1.nip.io`, `localtest.me`) and public names pointing inside are not flagged;
-//! nor are single-label service names (`http://redis:6379/`), percent-encoded nested URLs
+//! Limits: names are not resolved, so DNS-rebinding names, wildcard-DNS services other than
+//! those above and public names pointing inside are not flagged; nor are single-label service names (`http://redis:6379/`), percent-encoded nested URLs
 //! (`?u=http%3A%2F%2F127.0.0.1`), hosts split by whitespace, or IDNA mappings beyond
 //! full-width, circled and ignorable characters.
 
@@ -54,14 +58,23 @@ mod tests;
 
 pub use allow::AllowList;
 
-use super::{Detector, Match};
-use acp_netclass::{classify_name, classify_v4, classify_v6, embedded_v4, is_always_name, Class};
+use super::gate::Gate;
+use super::{Detector, Match, Normalized};
+use acp_netclass::{
+    classify_name, classify_v4, classify_v6, embedded_v4, is_always_name, is_wildcard_dns, Class,
+};
 use host::{parse_bare_host, parse_ipv6_with_zone, parse_url_host, Bare, Host};
 
 /// Every URL or bare host in `text` that points at an internal address, as byte spans of the
 /// whole URL (or host with its port and path), sorted and non-overlapping.
 pub fn find_ssrf(text: &str, allow: &AllowList) -> Vec<Match> {
-    if !worth_scanning(text.as_bytes()) {
+    find_gated(text, allow, Gate::of(text))
+}
+
+/// [`find_ssrf`] once `gate` (of `text`) is known: every candidate needs a `:`, a `.` or a
+/// slash (`//metadata`), except the dotless loopback names.
+pub(in crate::scan) fn find_gated(text: &str, allow: &AllowList, gate: Gate) -> Vec<Match> {
+    if !gate.ssrf() {
         return Vec::new();
     }
     let mut scan = Scan {
@@ -76,32 +89,17 @@ pub fn find_ssrf(text: &str, allow: &AllowList) -> Vec<Match> {
         curl_host: None,
         trailing_run: (usize::MAX, 0),
     };
-    scan.find_urls();
-    scan.find_bare_hosts();
+    if gate.urls() {
+        scan.find_urls();
+    }
+    scan.find_bare_hosts(gate.loopback_words());
     scan.finish()
 }
 
-/// Every candidate needs a `:`, a `.` or a slash (`//metadata`), except the dotless
-/// loopback names.
 /// Documentation addresses (192.0.2/24, 198.51.100/24, 203.0.113/24, 2001:db8::/32) stand in
 /// examples and reach nothing: they are not flagged.
 fn flagged(class: Option<Class>) -> bool {
     class.is_some_and(|class| class != Class::Documentation)
-}
-
-fn worth_scanning(bytes: &[u8]) -> bool {
-    [b':', b'.', b'/', b'\\'].iter().any(|b| bytes.contains(b))
-        || bytes.iter().enumerate().any(|(i, &b)| match b | 0x20 {
-            b'l' => starts_with_ignore_case(bytes, i, b"localhost"),
-            b'i' => starts_with_ignore_case(bytes, i, b"ip6-loopback"),
-            _ => false,
-        })
-}
-
-fn starts_with_ignore_case(bytes: &[u8], at: usize, needle: &[u8]) -> bool {
-    bytes
-        .get(at..at + needle.len())
-        .is_some_and(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// How a scheme is treated.
@@ -154,9 +152,12 @@ fn is_trailing_punctuation(b: u8) -> bool {
 const HOST: u8 = 1;
 const HEX: u8 = 2;
 const URL_MARK: u8 = 4;
-const TOKEN_START: u8 = 8;
+/// What every bare host but a dotless loopback name has in or right after it: `.`, `:`, `[`.
+const ANCHOR: u8 = 8;
 /// ASCII bytes that end a URL (see `is_terminator`).
 const TERMINATOR: u8 = 16;
+/// The second byte of `lh` (`localhost`) or `p6` (`ip6-loopback`).
+const LOOPBACK_ANCHOR: u8 = 32;
 
 static CLASSES: [u8; 256] = byte_classes();
 
@@ -167,7 +168,7 @@ const fn byte_classes() -> [u8; 256] {
         let b = i as u8;
         let mut class = 0;
         if b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_' {
-            class |= HOST | TOKEN_START;
+            class |= HOST;
         }
         if b.is_ascii_hexdigit() {
             class |= HEX;
@@ -175,8 +176,11 @@ const fn byte_classes() -> [u8; 256] {
         if b == b':' || b == b'/' || b == b'\\' {
             class |= URL_MARK;
         }
-        if b == b'[' || b == b':' {
-            class |= TOKEN_START;
+        if b == b'[' || b == b':' || b == b'.' {
+            class |= ANCHOR;
+        }
+        if b == b'h' || b == b'H' || b == b'6' {
+            class |= LOOPBACK_ANCHOR;
         }
         if b.is_ascii_whitespace()
             || b.is_ascii_control()
@@ -244,7 +248,7 @@ struct Scan<'a> {
     bytes: &'a [u8],
     allow: &'a AllowList,
     /// Flagged spans.
-    hits: Vec<(usize, usize)>,
+    hits: Vec<(usize, usize, Normalized)>,
     /// Spans of every parsed URL (flagged or not): no bare host is looked for inside.
     urls: Vec<(usize, usize)>,
     /// Caches that keep the scan linear: `(from, end)` says `text[from..end]` holds no stop
@@ -264,15 +268,18 @@ impl Scan<'_> {
     }
 
     fn finish(mut self) -> Vec<Match> {
-        self.hits.sort_unstable();
+        self.hits
+            .sort_unstable_by_key(|&(start, end, _)| (start, end));
         let mut out: Vec<Match> = Vec::with_capacity(self.hits.len());
-        for (start, end) in self.hits {
+        for (start, end, normalized) in self.hits {
             match out.last_mut() {
-                Some(last) if start < last.end => last.end = last.end.max(end),
+                Some(last) if start < last.end => {
+                    last.end = last.end.max(end);
+                    last.normalized = last.normalized.union(normalized);
+                }
                 _ => out.push(Match {
-                    detector: Detector::Ssrf,
-                    start,
-                    end,
+                    normalized,
+                    ..Match::new(Detector::Ssrf, start, end)
                 }),
             }
         }
@@ -312,7 +319,7 @@ impl Scan<'_> {
         match kind {
             Scheme::Dangerous if slashes >= 1 => {
                 let end = self.extent(after, after);
-                self.hits.push((start, end));
+                self.hits.push((start, end, Normalized::NONE));
                 self.urls.push((start, end));
                 Some(after)
             }
@@ -372,8 +379,12 @@ impl Scan<'_> {
         if let Some(host_end) = hosts.iter().flatten().map(|(_, end)| *end).max() {
             let end = self.extent(at, host_end);
             self.urls.push((start, end));
-            if hosts.iter().flatten().any(|(h, _)| self.internal(h, false)) {
-                self.hits.push((start, end));
+            if let Some((h, _)) = hosts
+                .iter()
+                .flatten()
+                .find(|(h, _)| self.internal(h, false))
+            {
+                self.hits.push((start, end, how(h)));
             }
         }
         Some(auth_end)
@@ -532,17 +543,34 @@ impl Scan<'_> {
 
     // ---- bare hosts ----
 
-    fn find_bare_hosts(&mut self) {
+    /// Bare hosts are found from their anchors (a `.`, `:` or `[`; with `loopback_words`, the
+    /// `h` of `lh` and the `6` of `p6`): the token around an anchor is examined, the words
+    /// between anchors are not looked at twice.
+    fn find_bare_hosts(&mut self, loopback_words: bool) {
         self.urls.sort_unstable();
         let urls = std::mem::take(&mut self.urls);
         let mut next_url = urls.iter().peekable();
+        let anchors = ANCHOR | if loopback_words { LOOPBACK_ANCHOR } else { 0 };
         let mut i = 0;
         while let Some(skip) = self
             .bytes
             .get(i..)
-            .and_then(|rest| rest.iter().position(|&b| class(b) & TOKEN_START != 0))
+            .and_then(|rest| rest.iter().position(|&b| class(b) & anchors != 0))
         {
-            i += skip;
+            let anchor = i + skip;
+            let b = self.byte(anchor).unwrap_or(0);
+            let pair = |p: u8| matches!((p | 0x20, b | 0x20), (b'l', b'h') | (b'p', b'6'));
+            let prev = anchor.checked_sub(1).and_then(|p| self.byte(p));
+            if class(b) & ANCHOR == 0 && !prev.is_some_and(pair) {
+                i = anchor + 1;
+                continue;
+            }
+            // The token the anchor is in, or follows.
+            let lower = i;
+            i = anchor;
+            while i > lower && self.byte(i - 1).is_some_and(is_host_char) {
+                i -= 1;
+            }
             let b = self.byte(i).unwrap_or(0);
             while next_url.peek().is_some_and(|&&(_, end)| end <= i) {
                 next_url.next();
@@ -577,7 +605,7 @@ impl Scan<'_> {
         let addr = parse_ipv6_with_zone(self.text.get(at + 1..close)?)?;
         let end = self.port_and_path(close + 1);
         if self.internal(&Host::V6(addr), true) {
-            self.hits.push((at, end));
+            self.hits.push((at, end, Normalized::NONE));
         }
         Some(end)
     }
@@ -625,7 +653,7 @@ impl Scan<'_> {
         }
         let span_end = self.path(span_end);
         if self.internal(&Host::V6(addr), true) {
-            self.hits.push((at, span_end));
+            self.hits.push((at, span_end, Normalized::NONE));
         }
         Some(span_end)
     }
@@ -678,24 +706,27 @@ impl Scan<'_> {
             return Some(tok_end);
         }
         let flagged = match parse_bare_host(host) {
-            Some(Bare::V4(a, 4)) => self.internal(&Host::V4(a), true),
+            Some(Bare::V4(a, 4)) => self
+                .internal(&Host::V4(a), true)
+                .then_some(Normalized::NONE),
             Some(Bare::Name(n)) if has_port || is_always_name(n) => {
-                self.internal(&Host::Name(n.to_ascii_lowercase()), true)
+                let name = Host::Name(n.to_ascii_lowercase());
+                self.internal(&name, true).then(|| how(&name))
             }
-            _ => false,
+            _ => None,
         };
-        if !flagged {
+        let Some(normalized) = flagged else {
             if host.starts_with(|c: char| c.is_ascii_digit()) && host.contains(['-', '_']) {
                 self.split_token(start, host);
             }
             return Some(port_end.unwrap_or(tok_end));
-        }
+        };
         let end = match port_end {
             Some(p) => self.path(p),
             None if self.byte(tok_end) == Some(b'/') => self.path(tok_end),
             None => start + host.len(),
         };
-        self.hits.push((start, end));
+        self.hits.push((start, end, normalized));
         Some(end.max(tok_end))
     }
 
@@ -709,7 +740,8 @@ impl Scan<'_> {
             let piece = piece.trim_end_matches('.');
             if let Some(Bare::V4(a, 4)) = parse_bare_host(piece) {
                 if self.internal(&Host::V4(a), true) {
-                    self.hits.push((piece_start, piece_start + piece.len()));
+                    self.hits
+                        .push((piece_start, piece_start + piece.len(), Normalized::NONE));
                 }
             }
         }
@@ -751,6 +783,14 @@ impl Scan<'_> {
         } else {
             at
         }
+    }
+}
+
+/// What a flagged host was read as: a wildcard-DNS name by the address it resolves to.
+fn how(host: &Host) -> Normalized {
+    match host {
+        Host::Name(n) if is_wildcard_dns(n) => Normalized::WILDCARD_DNS,
+        _ => Normalized::NONE,
     }
 }
 

@@ -59,18 +59,37 @@ pub(super) fn right_ok(b: &[u8], e: usize) -> bool {
     !(matches!(n, b'-' | b'.' | b'/') && is_word(at(b, e + 1)))
 }
 
+/// Whether one of `words` stands within `window` bytes before `start` or after `end` (the
+/// value `b[start..end]`): "SSN 536221234" and "gave 536221234 as their SSN". See
+/// [`context_before`] for how a word matches.
+pub(super) fn context_near(
+    b: &[u8],
+    start: usize,
+    end: usize,
+    window: usize,
+    words: &[&[u8]],
+) -> bool {
+    context_before(b, start, window, words)
+        || context_in(b, end, (end + window).min(b.len()), b.len(), words)
+}
+
 /// Whether one of `words` starts within `window` bytes before `start`, as a word of its own
 /// (not inside a longer word; a trailing `s` is allowed), ASCII case-insensitively. A space
 /// in a word matches one or two of ` _-.:` (`social_security`, `soc. sec`) or a camelCase hump
 /// (`socialSecurityNumber`, `customerSsn`).
 pub(super) fn context_before(b: &[u8], start: usize, window: usize, words: &[&[u8]]) -> bool {
-    let mut p = start.saturating_sub(window);
-    while p < start {
+    context_in(b, start.saturating_sub(window), start, start, words)
+}
+
+/// Whether one of `words` starts in `from..to` and ends by `limit`.
+fn context_in(b: &[u8], from: usize, to: usize, limit: usize, words: &[&[u8]]) -> bool {
+    let mut p = from;
+    while p < to {
         let c = at(b, p);
         if c.is_ascii_alphabetic() && word_start(before(b, p), c) {
             let c = c.to_ascii_lowercase();
             for w in words {
-                if w.first() == Some(&c) && word_at(b, p, w, start) {
+                if w.first() == Some(&c) && word_at(b, p, w, limit) {
                     return true;
                 }
             }
@@ -137,5 +156,18 @@ mod tests {
         assert!(context_before(b, 12, 40, &[b"ssn"]));
         let b = b"SSNumber 1";
         assert!(!context_before(b, 9, 40, &[b"ssn"]));
+    }
+
+    #[test]
+    fn context_words_after_the_value() {
+        let b = b"gave 536221234 as their SSN";
+        assert!(context_near(b, 5, 14, 40, &[b"ssn"]));
+        assert!(!context_before(b, 5, 40, &[b"ssn"]));
+        let b = b"536221234 (social security number)";
+        assert!(context_near(b, 0, 9, 40, &[b"social security"]));
+        let b = b"536221234 classname";
+        assert!(!context_near(b, 0, 9, 40, &[b"ssn"]));
+        let b = b"536221234 and a long sentence that goes on before ssn";
+        assert!(!context_near(b, 0, 9, 40, &[b"ssn"]), "too far after");
     }
 }

@@ -4,6 +4,9 @@
 //! throughout) where the first group has 4 digits, the others 3–6 and the last may be shorter
 //! (`4111 1111 1111 1111`, Amex `3782 822463 10005`, Diners `3056 930902 5904`, 13-digit
 //! `4222 2222 2222 2`, 19-digit `6212 3456 7890 1234 567`).
+//! Dots group a card too (`4111.1111.1111.1111`) when card context stands within 40 bytes
+//! before or after it (`card`, `cc`, `credit`, `debit`, `visa`, `mastercard`, `amex`, `pan`,
+//! `payment`, whole words): without it, dotted digits are as likely a version.
 //! Of a chain of space-separated groups the longest valid prefix counts (a card followed by
 //! ` 2027` or a CVV is still found); a dash chain must end there (`-5` after it is an id).
 //!
@@ -13,7 +16,23 @@
 //! UnionPay 62: 16–19). A Luhn-valid number with another prefix (an order number, an IMEI) or a
 //! run longer than 19 digits is not a card.
 
-use super::bytes::{at, right_ok};
+use super::bytes::{at, context_near, right_ok};
+
+/// Context words that make dot-grouped digits a card.
+const CONTEXT: &[&[u8]] = &[
+    b"card",
+    b"cc",
+    b"ccn",
+    b"credit",
+    b"debit",
+    b"visa",
+    b"mastercard",
+    b"amex",
+    b"pan",
+    b"payment",
+];
+
+const WINDOW: usize = 40;
 
 /// The end of a card number whose first digit is at `s` (the run of digits there ends at
 /// `run_end`; the left boundary was checked by the caller).
@@ -26,7 +45,7 @@ pub(super) fn detect(b: &[u8], s: usize, run_end: usize) -> Option<usize> {
         return None;
     }
     let sep = at(b, run_end);
-    if sep != b' ' && sep != b'-' {
+    if !matches!(sep, b' ' | b'-' | b'.') {
         return None;
     }
     let mut best = None;
@@ -53,7 +72,8 @@ pub(super) fn detect(b: &[u8], s: usize, run_end: usize) -> Option<usize> {
     } else {
         right_ok(b, end)
     };
-    ok.then_some(end)
+    let context = sep != b'.' || context_near(b, s, end, WINDOW, CONTEXT);
+    (ok && context).then_some(end)
 }
 
 /// Whether the digits in `b[s..e]` (separators skipped) are a valid card number.
@@ -179,6 +199,15 @@ mod tests {
         ] {
             assert_eq!(cards(&format!("pay with {s} today")), vec![s], "{s}");
         }
+        // Dots with card context, before or after.
+        assert_eq!(
+            cards("cc: 4111.1111.1111.1111"),
+            vec!["4111.1111.1111.1111"]
+        );
+        assert_eq!(
+            cards("4111.1111.1111.1111 is my Visa"),
+            vec!["4111.1111.1111.1111"]
+        );
         // A trailing year or CVV after spaces does not hide the card.
         assert_eq!(
             cards("4111 1111 1111 1111 12/27"),
@@ -217,7 +246,8 @@ mod tests {
             "4111 1111 1111 111",                   // 15 digits, Visa
             "4111-1111 1111-1111",                  // mixed separators
             "4111  1111  1111  1111",               // double spaces
-            "4111.1111.1111.1111",                  // dots are not a card grouping
+            "4111.1111.1111.1111",                  // dots without card context
+            "v4111.1111.1111.1111 build",           // glued to a letter
             "411 111 111 111 1111",                 // first group of 3
             "4111 1111 11 1111 1111",               // a short group in the middle
             "4111-1111-1111-1111-5",                // dash chain goes on: an id

@@ -28,24 +28,63 @@
 //! A numeric value must stand alone: the byte before it is not a letter, digit or `_`, nor a
 //! `-`, `.` or `/` glued to a letter or digit (`ORD-123456789`, `v1.2.415-555-2671`), and the same
 //! holds after it. So digits inside longer runs, identifiers, UUIDs, versions and decimals are
-//! not reported. Non-ASCII characters count as separators (so `電話4155552671` works).
+//! not reported. Non-ASCII characters that do not fold (below) count as separators (so
+//! `電話4155552671` works).
 //!
-//! Every reported span starts and ends on an ASCII byte, hence on a `char` boundary.
+//! # Unicode
+//!
+//! Text with non-ASCII characters is first folded to the ASCII the detectors read (digits of
+//! every script, full-width forms, Unicode dashes and spaces; see `fold.rs`); the walk runs over
+//! the folded copy and each match is mapped back to the original characters, with what was
+//! normalised inside it in [`Match::normalized`]. ASCII text is walked as it is.
+//!
+//! Every reported span starts and ends on a `char` boundary of the original text.
 
 mod bytes;
 mod card;
 mod email;
+mod fold;
 mod iban;
 mod phone;
 mod secret;
 mod ssn;
 
 use self::bytes::{at, before, digits_end, left_ok};
+use super::gate::Gate;
 use super::{Detector, Match};
 
 /// Every SSN, payment card, email, phone, IBAN and secret in `text`, sorted by start and
 /// non-overlapping (see the module docs for the overlap rule).
 pub fn find_pii(text: &str) -> Vec<Match> {
+    find_gated(text, Gate::of(text))
+}
+
+/// [`find_pii`] once `gate` (of `text`) is known.
+pub(in crate::scan) fn find_gated(text: &str, gate: Gate) -> Vec<Match> {
+    if !gate.pii() {
+        return Vec::new();
+    }
+    let folded = gate.non_ascii().then(|| fold::fold(text)).flatten();
+    let found = find_ascii(folded.as_ref().map_or(text, |f| f.text.as_str()));
+    let Some(folded) = folded else {
+        return found;
+    };
+    found
+        .into_iter()
+        .map(|m| {
+            let (start, end) = folded.span(m.start, m.end);
+            Match {
+                start,
+                end,
+                normalized: folded.normalized(m.start, m.end),
+                ..m
+            }
+        })
+        .collect()
+}
+
+/// [`find_pii`] over text as written.
+fn find_ascii(text: &str) -> Vec<Match> {
     let b = text.as_bytes();
     let mut found = Vec::new();
     let mut i = 0;
@@ -60,11 +99,7 @@ pub fn find_pii(text: &str) -> Vec<Match> {
             DIGIT => digit_run(b, i, &mut found),
             AT => match email::detect(b, i) {
                 Some((start, end)) => {
-                    found.push(Match {
-                        detector: Detector::Email,
-                        start,
-                        end,
-                    });
+                    found.push(Match::new(Detector::Email, start, end));
                     end
                 }
                 None => i + 1,
@@ -72,11 +107,7 @@ pub fn find_pii(text: &str) -> Vec<Match> {
             _ if !secret::plausible(c, at(b, i + 1)) => i + 1,
             _ => match secret::detect(b, i) {
                 Some((start, end)) => {
-                    found.push(Match {
-                        detector: Detector::Secret,
-                        start,
-                        end,
-                    });
+                    found.push(Match::new(Detector::Secret, start, end));
                     end.max(i + 1)
                 }
                 None => i + 1,
@@ -93,22 +124,14 @@ fn digit_run(b: &[u8], s: usize, found: &mut Vec<Match>) -> usize {
     // An IBAN: two capital letters, then the check digits.
     if prev.is_ascii_uppercase() && s >= 2 {
         if let Some(end) = iban::detect(b, s - 2) {
-            found.push(Match {
-                detector: Detector::Iban,
-                start: s - 2,
-                end,
-            });
+            found.push(Match::new(Detector::Iban, s - 2, end));
             return end;
         }
     }
     // After a '+' only an international phone number makes sense.
     if prev == b'+' {
         if let Some(end) = phone::e164(b, s - 1) {
-            found.push(Match {
-                detector: Detector::Phone,
-                start: s - 1,
-                end,
-            });
+            found.push(Match::new(Detector::Phone, s - 1, end));
             return end;
         }
         return run_end;
@@ -117,23 +140,11 @@ fn digit_run(b: &[u8], s: usize, found: &mut Vec<Match>) -> usize {
         return run_end;
     }
     let hit = if let Some(end) = card::detect(b, s, run_end) {
-        Some(Match {
-            detector: Detector::PaymentCard,
-            start: s,
-            end,
-        })
+        Some(Match::new(Detector::PaymentCard, s, end))
     } else if let Some(end) = ssn::detect(b, s, run_end) {
-        Some(Match {
-            detector: Detector::Ssn,
-            start: s,
-            end,
-        })
+        Some(Match::new(Detector::Ssn, s, end))
     } else {
-        phone::nanp(b, s, run_end).map(|(start, end)| Match {
-            detector: Detector::Phone,
-            start,
-            end,
-        })
+        phone::nanp(b, s, run_end).map(|(start, end)| Match::new(Detector::Phone, start, end))
     };
     match hit {
         Some(m) => {
@@ -257,46 +268,121 @@ mod tests {
             vec![(Detector::Email, "4155552671@vtext.com")]
         );
         let ms = resolve_overlaps(vec![
-            Match {
-                detector: Detector::Phone,
-                start: 0,
-                end: 10,
-            },
-            Match {
-                detector: Detector::Secret,
-                start: 5,
-                end: 40,
-            },
-            Match {
-                detector: Detector::Email,
-                start: 41,
-                end: 50,
-            },
+            Match::new(Detector::Phone, 0, 10),
+            Match::new(Detector::Secret, 5, 40),
+            Match::new(Detector::Email, 41, 50),
         ]);
         assert_eq!(ms.len(), 2);
         assert_eq!(ms[0].detector, Detector::Secret);
         assert_eq!(ms[1].detector, Detector::Email);
         // Equal length: the more specific detector.
         let ms = resolve_overlaps(vec![
-            Match {
-                detector: Detector::Phone,
-                start: 0,
-                end: 10,
-            },
-            Match {
-                detector: Detector::Ssn,
-                start: 0,
-                end: 10,
-            },
+            Match::new(Detector::Phone, 0, 10),
+            Match::new(Detector::Ssn, 0, 10),
         ]);
-        assert_eq!(
-            ms,
-            vec![Match {
-                detector: Detector::Ssn,
-                start: 0,
-                end: 10
-            }]
-        );
+        assert_eq!(ms, vec![Match::new(Detector::Ssn, 0, 10)]);
+    }
+
+    /// (detector, matched original text, normalisation names) of `text`.
+    fn normalized(text: &str) -> Vec<(Detector, &str, Vec<&'static str>)> {
+        find_pii(text)
+            .into_iter()
+            .map(|m| {
+                (
+                    m.detector,
+                    &text[m.start..m.end],
+                    m.normalized.names().collect(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn unicode_digits_and_separators_are_folded() {
+        use Detector::*;
+        let cases: &[(&str, Detector, &str, &[&str])] = &[
+            (
+                "SSN ５３６-２２-１２３４",
+                Ssn,
+                "５３６-２２-１２３４",
+                &["fullwidth_digits"],
+            ),
+            (
+                "SSN 536\u{2013}22\u{2013}1234",
+                Ssn,
+                "536\u{2013}22\u{2013}1234",
+                &["unicode_separators"],
+            ),
+            (
+                "ssn ５３６－２２－１２３４",
+                Ssn,
+                "５３６－２２－１２３４",
+                &["fullwidth_digits", "unicode_separators"],
+            ),
+            ("رقم ٥٣٦٢٢١٢٣٤ ssn", Ssn, "٥٣٦٢٢١٢٣٤", &["unicode_digits"]),
+            (
+                "card 4111\u{a0}1111\u{a0}1111\u{a0}1111",
+                PaymentCard,
+                "4111\u{a0}1111\u{a0}1111\u{a0}1111",
+                &["unicode_separators"],
+            ),
+            (
+                "card ４１１１　１１１１　１１１１　１１１１",
+                PaymentCard,
+                "４１１１　１１１１　１１１１　１１１１",
+                &["fullwidth_digits", "unicode_separators"],
+            ),
+            (
+                "pan 𝟒𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏",
+                PaymentCard,
+                "𝟒𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏𝟏",
+                &["unicode_digits"],
+            ),
+            (
+                "card 4111\u{200b}1111\u{200b}1111\u{200b}1111",
+                PaymentCard,
+                "4111\u{200b}1111\u{200b}1111\u{200b}1111",
+                &["invisible_characters"],
+            ),
+            (
+                "tel ４１５-５５５-２６７１",
+                Phone,
+                "４１５-５５５-２６７１",
+                &["fullwidth_digits"],
+            ),
+            (
+                "phone 415\u{2011}555\u{2011}2671",
+                Phone,
+                "415\u{2011}555\u{2011}2671",
+                &["unicode_separators"],
+            ),
+            (
+                "call ＋44 20 7946 0958",
+                Phone,
+                "＋44 20 7946 0958",
+                &["unicode_separators"],
+            ),
+            (
+                "ＳＳＮ： ５３６２２１２３４",
+                Ssn,
+                "５３６２２１２３４",
+                &["fullwidth_digits"],
+            ),
+            (
+                "mail bob＠example.com",
+                Email,
+                "bob＠example.com",
+                &["fullwidth_letters"],
+            ),
+            ("SSN 536-22-1234 ok ５", Ssn, "536-22-1234", &[]),
+        ];
+        for &(text, d, value, names) in cases {
+            assert_eq!(normalized(text), vec![(d, value, names.to_vec())], "{text}");
+        }
+        // Unicode that folds into nothing the detectors want stays clean.
+        assert!(find_pii("５ apples, ２ pears – and a café").is_empty());
+        // A Unicode digit glued to a number is part of it now (no longer a separator).
+        assert!(find_pii("SSN ٣536-22-1234").is_empty());
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //!   `1 (415) 555-2671`). Dots are all-or-nothing. Area code and exchange start with 2–9 and are
 //!   not N11 service codes (`211`, `911`).
 //! * A bare run of 10 digits (or 11 starting with `1`) is a phone only with phone context in
-//!   the 40 bytes before it (`phone`, `tel`, `call`, `mobile`, `cell`, `fax`, `sms`,
+//!   the 40 bytes before or after it (`phone`, `tel`, `call`, `mobile`, `cell`, `fax`, `sms`,
 //!   `whatsapp`, `contact`, …, as whole words). Without context it is as likely an order
 //!   number, a timestamp in seconds or an account id.
 //!
@@ -17,7 +17,7 @@
 //! have these shapes; a number glued to letters or continuing with `-digit`/`.digit` is
 //! rejected by the shared boundary rule. An extension (`x123`) may follow a NANP number.
 
-use super::bytes::{at, before, context_before, digit, digits_exactly, left_ok, right_ok};
+use super::bytes::{at, before, context_near, digit, digits_exactly, left_ok, right_ok};
 
 const CONTEXT: &[&[u8]] = &[
     b"phone",
@@ -140,7 +140,7 @@ pub(super) fn nanp(b: &[u8], s: usize, run_end: usize) -> Option<(usize, usize)>
             };
             let ok = right_ok(b, run_end)
                 && codes_ok(b, a, a + 3)
-                && context_before(b, s, WINDOW, CONTEXT);
+                && context_near(b, s, run_end, WINDOW, CONTEXT);
             ok.then_some((s, run_end))
         }
         _ => None,
@@ -306,6 +306,7 @@ mod tests {
             vec!["4155552671"]
         );
         assert_eq!(phones("Tel 14155552671"), vec!["14155552671"]);
+        assert_eq!(phones("4155552671 is my cell"), vec!["4155552671"]);
         assert!(phones("order 4155552671").is_empty());
         assert!(phones("4155552671").is_empty());
         assert!(phones("hotel 4155552671").is_empty());

@@ -1,8 +1,8 @@
 //! US Social Security numbers.
 //!
 //! Shapes: `AAA-GG-SSSS` or `AAA GG SSSS` (one separator kind throughout: `123-45 6789` is not
-//! one); `AAA.GG.SSSS` and a bare `AAAGGSSSS` only with SSN context in the 40 bytes before
-//! (`ssn`, `SSN#`, `social security`, `soc. sec.`, `ss#`, `ss no`, `taxpayer`, whole words,
+//! one); `AAA.GG.SSSS` and a bare `AAAGGSSSS` only with SSN context in the 40 bytes before or
+//! after (`ssn`, `SSN#`, `social security`, `soc. sec.`, `ss#`, `ss no`, `taxpayer`, whole words,
 //! case-insensitive; `_`/`-`/`.` may stand for the spaces, so JSON keys such as
 //! `social_security_number` count). A separated SSN must not continue into a longer chain of
 //! digit groups (`1-123-45-6789`, `123 45 6789 12`).
@@ -11,7 +11,7 @@
 //! one of the numbers the SSA lists as invalid because they were used in advertising:
 //! 078-05-1120, 219-09-9999, 123-45-6789 and 987-65-4320 to 987-65-4329.
 
-use super::bytes::{at, before, context_before, digit, digits_exactly, right_ok};
+use super::bytes::{at, before, context_near, digit, digits_exactly, right_ok};
 
 /// Context words that make a bare 9-digit run (or a dotted one) an SSN.
 const CONTEXT: &[&[u8]] = &[
@@ -25,7 +25,7 @@ const CONTEXT: &[&[u8]] = &[
     b"taxpayer",
 ];
 
-/// How far before the number the context may start, in bytes.
+/// How far before the number the context may start, or after it, in bytes.
 const WINDOW: usize = 40;
 
 /// The end of an SSN whose first digit is at `s` (run of digits up to `run_end`; the left
@@ -34,7 +34,7 @@ pub(super) fn detect(b: &[u8], s: usize, run_end: usize) -> Option<usize> {
     match run_end - s {
         9 => (right_ok(b, run_end)
             && valid(b, [s, s + 3, s + 5])
-            && context_before(b, s, WINDOW, CONTEXT))
+            && context_near(b, s, run_end, WINDOW, CONTEXT))
         .then_some(run_end),
         3 => {
             let sep = at(b, run_end);
@@ -55,7 +55,7 @@ pub(super) fn detect(b: &[u8], s: usize, run_end: usize) -> Option<usize> {
             if chained_before || chained_after || !valid(b, [s, g, ser]) {
                 return None;
             }
-            if sep == b'.' && !context_before(b, s, WINDOW, CONTEXT) {
+            if sep == b'.' && !context_near(b, s, end, WINDOW, CONTEXT) {
                 return None;
             }
             Some(end)
@@ -118,6 +118,8 @@ mod tests {
             ssns("the SSNs are 536221234, 536221235"),
             vec!["536221234", "536221235"]
         );
+        assert_eq!(ssns("gave 536221234 as their SSN"), vec!["536221234"]);
+        assert_eq!(ssns("536.22.1234 is the ssn"), vec!["536.22.1234"]);
         assert!(ssns("order 536221234").is_empty());
         assert!(ssns("536221234").is_empty());
         assert!(ssns("classname 536221234").is_empty());

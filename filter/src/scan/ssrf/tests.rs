@@ -292,7 +292,9 @@ const CASES: &[(&str, &[&str])] = &[
     ("https://8.8.8.8/dns-query", &[]),
     ("http://[2001:4860:4860::8888]/", &[]),
     ("https://example.com/", &[]),
-    ("http://127.0.0.1.nip.io/", &[]),
+    ("http://8.8.8.8.nip.io/", &[]),
+    ("https://nip.io/", &[]),
+    ("see docs at sslip.io and lvh.me.example.com", &[]),
     ("http://192.0.2.1/", &[]),
     ("version 1.2.3", &[]),
     ("release 0.1.0.0 is out", &[]),
@@ -339,6 +341,49 @@ fn table() {
         failures.join("\n")
     );
     assert!(CASES.len() >= 80);
+}
+
+/// Wildcard-DNS names: flagged by the address they resolve to, and marked as normalised.
+#[test]
+fn wildcard_dns_names() {
+    for (text, span) in [
+        ("http://127.0.0.1.nip.io/", "http://127.0.0.1.nip.io/"),
+        (
+            "fetch https://app.10.0.0.1.nip.io:8443/x",
+            "https://app.10.0.0.1.nip.io:8443/x",
+        ),
+        (
+            "GET http://10-0-0-1.sslip.io/admin",
+            "http://10-0-0-1.sslip.io/admin",
+        ),
+        (
+            "url=http://169-254-169-254.xip.io/latest",
+            "http://169-254-169-254.xip.io/latest",
+        ),
+        ("http://app-7f000001.nip.io/", "http://app-7f000001.nip.io/"),
+        ("http://--1.sslip.io/", "http://--1.sslip.io/"),
+        ("http://localtest.me:3000/", "http://localtest.me:3000/"),
+        ("http://api.lvh.me/", "http://api.lvh.me/"),
+        ("http://VCAP.ME/", "http://VCAP.ME/"),
+        (
+            "connect to 192.168.1.20.nip.io please",
+            "192.168.1.20.nip.io",
+        ),
+        ("host lvh.me:8080", "lvh.me:8080"),
+        ("try localtest.me.", "localtest.me"),
+    ] {
+        let found = find_ssrf(text, &AllowList::default());
+        let got: Vec<(&str, Normalized)> = found
+            .iter()
+            .map(|m| (&text[m.start..m.end], m.normalized))
+            .collect();
+        assert_eq!(got, [(span, Normalized::WILDCARD_DNS)], "{text}");
+    }
+    // Addresses written as they are are not normalised.
+    let found = find_ssrf("http://127.0.0.1/", &AllowList::default());
+    assert_eq!(found.first().map(|m| m.normalized), Some(Normalized::NONE));
+    // An allow-listed name stays allowed.
+    assert!(spans("http://api.lvh.me/", &allow(&["api.lvh.me"])).is_empty());
 }
 
 #[test]
