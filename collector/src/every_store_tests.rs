@@ -237,9 +237,17 @@ fn correlation_filters_access_review_and_bundle_on_every_store() {
             correlated("s-a", 1, session(1)),
             correlated("s-b", 2, denied),
             correlated("s-c", 3, session(3)),
-            correlated("t-a", 4, json!({"traceId": "ab".repeat(16), "spanId": "cd".repeat(8),
-                "sourceAddress": "10.0.0.9:4000", "clientType": "cursor"})),
-            correlated("t-b", 5, json!({"sessionId": null, "traceId": "ab".repeat(16)})),
+            correlated(
+                "t-a",
+                4,
+                json!({"traceId": "ab".repeat(16), "spanId": "cd".repeat(8),
+                "sourceAddress": "10.0.0.9:4000", "clientType": "cursor"}),
+            ),
+            correlated(
+                "t-b",
+                5,
+                json!({"sessionId": null, "traceId": "ab".repeat(16)}),
+            ),
             correlated("old-2", 6, json!({})),
         ];
         runtime.block_on(async {
@@ -248,33 +256,81 @@ fn correlation_filters_access_review_and_bundle_on_every_store() {
         });
         drop(writer);
         thread.join().unwrap();
-        assert_eq!(verified(&test.database, &[vkey.clone()], "c"), [7], "earlier records verify");
+        assert_eq!(
+            verified(&test.database, &[vkey.clone()], "c"),
+            [7],
+            "earlier records verify"
+        );
 
         let conn = test.database.read().unwrap();
         let ids = |filter: Filter| -> Vec<String> {
-            let filter = Filter { tenant: "c".into(), ..filter };
+            let filter = Filter {
+                tenant: "c".into(),
+                ..filter
+            };
             records::query_page(&*conn, &filter, None, 100)
                 .unwrap()
                 .iter()
-                .map(|r| serde_json::from_str::<serde_json::Value>(&r.json).unwrap()["id"].as_str().unwrap().to_owned())
+                .map(|r| {
+                    serde_json::from_str::<serde_json::Value>(&r.json).unwrap()["id"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned()
+                })
                 .collect()
         };
         let some = |s: &str| Some(s.to_owned());
-        assert_eq!(ids(Filter { session: some("s-1"), ..Filter::default() }), ["s-a", "s-b", "s-c"]);
         assert_eq!(
-            ids(Filter { session: some("s-1"), result: some("denied"), ..Filter::default() }),
+            ids(Filter {
+                session: some("s-1"),
+                ..Filter::default()
+            }),
+            ["s-a", "s-b", "s-c"]
+        );
+        assert_eq!(
+            ids(Filter {
+                session: some("s-1"),
+                result: some("denied"),
+                ..Filter::default()
+            }),
             ["s-b"],
             "combined with the other filters"
         );
-        assert_eq!(ids(Filter { trace: Some("ab".repeat(16)), ..Filter::default() }), ["t-a", "t-b"]);
-        assert_eq!(ids(Filter { request: some("req-3"), ..Filter::default() }), ["s-c"]);
-        assert_eq!(ids(Filter { source: some("10.0.0.9:4000"), ..Filter::default() }), ["t-a"]);
-        assert!(ids(Filter { session: some("nope"), ..Filter::default() }).is_empty());
+        assert_eq!(
+            ids(Filter {
+                trace: Some("ab".repeat(16)),
+                ..Filter::default()
+            }),
+            ["t-a", "t-b"]
+        );
+        assert_eq!(
+            ids(Filter {
+                request: some("req-3"),
+                ..Filter::default()
+            }),
+            ["s-c"]
+        );
+        assert_eq!(
+            ids(Filter {
+                source: some("10.0.0.9:4000"),
+                ..Filter::default()
+            }),
+            ["t-a"]
+        );
+        assert!(ids(Filter {
+            session: some("nope"),
+            ..Filter::default()
+        })
+        .is_empty());
         assert_eq!(ids(Filter::default()).len(), 7, "earlier records export");
         let stats = stats::compute(
             &*conn,
             &StatsQuery {
-                filter: Filter { tenant: "c".into(), session: some("s-1"), ..Filter::default() },
+                filter: Filter {
+                    tenant: "c".into(),
+                    session: some("s-1"),
+                    ..Filter::default()
+                },
                 bucket: None,
             },
         )
@@ -283,26 +339,40 @@ fn correlation_filters_access_review_and_bundle_on_every_store() {
         assert_eq!(stats.top_denials[0].name, "insufficient_scope");
 
         // Each filter is served by its expression index (the planner told not to scan).
-        for (field, index) in [("sessionId", "records_session"), ("traceId", "records_trace"),
-                               ("requestId", "records_request"), ("sourceAddress", "records_source")] {
+        for (field, index) in [
+            ("sessionId", "records_session"),
+            ("traceId", "records_trace"),
+            ("requestId", "records_request"),
+            ("sourceAddress", "records_source"),
+        ] {
             let expression = records::json_field(conn.backend(), field);
             let select = format!("SELECT json FROM records WHERE tenant = 'c' AND {expression} = 'x' ORDER BY ts, seq LIMIT 10");
             let plan: Vec<String> = match conn.backend() {
-                crate::store::Backend::Sqlite => conn.query(&format!("EXPLAIN QUERY PLAN {select}"), &[], |r| r.get(3)).unwrap(),
+                crate::store::Backend::Sqlite => conn
+                    .query(&format!("EXPLAIN QUERY PLAN {select}"), &[], |r| r.get(3))
+                    .unwrap(),
                 crate::store::Backend::Postgres => {
                     conn.execute_batch("SET enable_seqscan = off").unwrap();
-                    conn.query(&format!("EXPLAIN {select}"), &[], |r| r.get(0)).unwrap()
+                    conn.query(&format!("EXPLAIN {select}"), &[], |r| r.get(0))
+                        .unwrap()
                 }
             };
             let plan = plan.join("\n");
             assert!(plan.contains(index), "{field}: {plan}");
-            assert!(!plan.contains("TEMP B-TREE") && !plan.contains("Sort"), "{field} needs no sort: {plan}");
+            assert!(
+                !plan.contains("TEMP B-TREE") && !plan.contains("Sort"),
+                "{field} needs no sort: {plan}"
+            );
         }
 
-        let review = crate::evidence::access::load(&*conn, "c", DAY_MS * 20_527, DAY_MS * 20_528).unwrap();
+        let review =
+            crate::evidence::access::load(&*conn, "c", DAY_MS * 20_527, DAY_MS * 20_528).unwrap();
         let alice = &review.users[0];
         assert_eq!(alice.usage.unused_scopes, ["files:admin".to_owned()].into());
-        assert_eq!(alice.usage.missing_scopes, ["salesforce:write".to_owned()].into());
+        assert_eq!(
+            alice.usage.missing_scopes,
+            ["salesforce:write".to_owned()].into()
+        );
         assert_eq!(review.client_types.len(), 2);
 
         let key = SigningKey::load_or_create(&test.dir.path().join("key"), LOG).unwrap();
@@ -322,13 +392,26 @@ fn correlation_filters_access_review_and_bundle_on_every_store() {
         let mut file = |name: &str| -> serde_json::Value {
             let mut text = String::new();
             std::io::Read::read_to_string(&mut archive.by_name(name).unwrap(), &mut text).unwrap();
-            if name.ends_with(".md") { serde_json::Value::String(text) } else { serde_json::from_str(&text).unwrap() }
+            if name.ends_with(".md") {
+                serde_json::Value::String(text)
+            } else {
+                serde_json::from_str(&text).unwrap()
+            }
         };
-        assert_eq!(file("access-review/users.json")[0]["unusedScopes"], json!(["files:admin"]));
+        assert_eq!(
+            file("access-review/users.json")[0]["unusedScopes"],
+            json!(["files:admin"])
+        );
         let types = file("access-review/client-types.json");
         assert_eq!(types[1]["clientType"], "cursor");
-        assert_eq!(file("controls/CC6.3.json")["summary"]["unusedScopeCandidates"], json!({"users": 1, "clientTypes": 1}));
-        assert!(file("report.md").as_str().unwrap().contains("| user | auth0|alice | files:admin |"));
+        assert_eq!(
+            file("controls/CC6.3.json")["summary"]["unusedScopeCandidates"],
+            json!({"users": 1, "clientTypes": 1})
+        );
+        assert!(file("report.md")
+            .as_str()
+            .unwrap()
+            .contains("| user | auth0|alice | files:admin |"));
     }
 }
 

@@ -37,6 +37,10 @@ RECORD_FIELDS = frozenset({
     "scopeResult", "contentScan", "result", "reason", "latencyMs", "tenantId", "clientType",
     "clientId", "delegationChain",
 })
+# The correlation fields (session, request, trace, span, source, user agent, MCP version): the
+# export CSV's last columns, in this order.
+CORRELATION_FIELDS = ("sessionId", "requestId", "traceId", "spanId", "sourceAddress", "userAgent",
+                      "protocolVersion")
 # Fields whose value a test cannot know in advance; `assert_record` checks their form instead.
 VOLATILE_FIELDS = frozenset({"id", "timestamp", "latencyMs"})
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from stack import Stack
 from support import (
-    RECORD_FIELDS, assert_unique_ids, call_tool, caller, create_api_key, export, parse_csv, wait_for_records,
+    CORRELATION_FIELDS, RECORD_FIELDS, assert_unique_ids, call_tool, caller, create_api_key, export, parse_csv, wait_for_records,
 )
 
 OTHER_TENANT = "org_other"
@@ -134,8 +134,8 @@ def csv_cell(name: str, value: Any) -> str:
 
 def assert_csv_row_matches(row: dict[str, str], record: dict[str, Any]) -> None:
     """Each cell is the record's value, with a `'` in front exactly when it would start a formula."""
-    for name in RECORD_FIELDS:
-        cell, raw = row[name], csv_cell(name, record[name])
+    for name in RECORD_FIELDS | set(CORRELATION_FIELDS):
+        cell, raw = row[name], csv_cell(name, record.get(name))
         expected = f"'{raw}" if raw.startswith(FORMULA_START) else raw
         if name in JSON_COLUMNS and record[name] is not None:
             assert cell == expected or json.loads(cell) == record[name], (name, cell, record[name])
@@ -167,7 +167,8 @@ def test_csv_export_neutralises_formula_cells_and_keeps_the_rest(stack: Stack, p
     assert reply.content_type.startswith("text/csv"), reply.content_type
     assert reply.text.endswith("\r\n")
     rows = parse_csv(reply.text)
-    assert set(rows[0]) == RECORD_FIELDS, list(rows[0])
+    assert set(rows[0]) == RECORD_FIELDS | set(CORRELATION_FIELDS), list(rows[0])
+    assert list(rows[0])[-len(CORRELATION_FIELDS):] == list(CORRELATION_FIELDS), "the correlation columns come last"
     assert [row["id"] for row in rows] == [r["id"] for r in records]
     for row, record in zip(rows, records, strict=True):
         assert_csv_row_matches(row, record)

@@ -227,7 +227,12 @@ pub fn review<'a>(records: impl IntoIterator<Item = &'a Value>) -> AccessReview 
 
 /// The review of `tenant`'s records with a timestamp in `[from_ms, to_ms)`, read from the store
 /// one record at a time (the `records_export` index bounds the scan to the period).
-pub fn load(conn: &dyn Conn, tenant: &str, from_ms: i64, to_ms: i64) -> anyhow::Result<AccessReview> {
+pub fn load(
+    conn: &dyn Conn,
+    tenant: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> anyhow::Result<AccessReview> {
     let mut reviewer = Reviewer::default();
     conn.for_each(
         "SELECT json FROM records WHERE tenant = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY ts, seq",
@@ -248,7 +253,11 @@ pub fn parse_period(params: &[(String, String)]) -> Result<(i64, i64), String> {
         let end = match name.as_str() {
             "from" => false,
             "to" => true,
-            other => return Err(format!("invalid parameter `{other}`: unknown; expected from, to")),
+            other => {
+                return Err(format!(
+                    "invalid parameter `{other}`: unknown; expected from, to"
+                ))
+            }
         };
         let time = crate::export::parse_time(name, value, end).map_err(|e| e.to_string())?;
         *(if end { &mut to } else { &mut from }) = Some(time);
@@ -267,7 +276,14 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn call(sub: &str, client: &str, tool: &str, held: &[&str], required: Option<&[&str]>, result: &str) -> Value {
+    fn call(
+        sub: &str,
+        client: &str,
+        tool: &str,
+        held: &[&str],
+        required: Option<&[&str]>,
+        result: &str,
+    ) -> Value {
         let scope_result = match required {
             Some(r) if r.iter().all(|s| held.contains(s)) => json!("pass"),
             Some(_) => json!("fail"),
@@ -281,26 +297,64 @@ mod tests {
     #[test]
     fn unused_scopes_are_held_scopes_no_call_required() {
         let records = [
-            call("alice", "claude-desktop", "crm.read", &["crm:read", "crm:write", "hr:read"], Some(&["crm:read"]), "success"),
+            call(
+                "alice",
+                "claude-desktop",
+                "crm.read",
+                &["crm:read", "crm:write", "hr:read"],
+                Some(&["crm:read"]),
+                "success",
+            ),
             // Denied for a scope: hr:write is missing, not unused.
-            call("alice", "claude-desktop", "hr.update", &["crm:read", "crm:write", "hr:read"], Some(&["hr:read", "hr:write"]), "denied"),
+            call(
+                "alice",
+                "claude-desktop",
+                "hr.update",
+                &["crm:read", "crm:write", "hr:read"],
+                Some(&["hr:read", "hr:write"]),
+                "denied",
+            ),
             // Blocked by content scanning after the scope check: crm:write was still needed.
-            call("bob", "cursor", "crm.update", &["crm:write", "admin"], Some(&["crm:write"]), "blocked"),
+            call(
+                "bob",
+                "cursor",
+                "crm.update",
+                &["crm:write", "admin"],
+                Some(&["crm:write"]),
+                "blocked",
+            ),
             // Unknown tool: nothing evaluated, nothing required.
-            call("bob", "cursor", "nope", &["crm:write", "admin"], None, "denied"),
+            call(
+                "bob",
+                "cursor",
+                "nope",
+                &["crm:write", "admin"],
+                None,
+                "denied",
+            ),
             json!({"sub": null, "result": "auth_failed", "scopes": [], "scopeRequired": null, "clientType": null}),
         ];
         let review = review(&records);
         let alice = &review.users[0];
         assert_eq!(alice.sub, "alice");
-        assert_eq!(alice.usage.unused_scopes, BTreeSet::from(["crm:write".into()]));
-        assert_eq!(alice.usage.missing_scopes, BTreeSet::from(["hr:write".into()]));
+        assert_eq!(
+            alice.usage.unused_scopes,
+            BTreeSet::from(["crm:write".into()])
+        );
+        assert_eq!(
+            alice.usage.missing_scopes,
+            BTreeSet::from(["hr:write".into()])
+        );
         assert_eq!(
             alice.usage.scopes_required,
             BTreeSet::from(["crm:read".into(), "hr:read".into(), "hr:write".into()])
         );
         assert_eq!(
-            (alice.usage.counts.authorized_calls, alice.usage.counts.denied_for_scope, alice.usage.counts.unused_scopes),
+            (
+                alice.usage.counts.authorized_calls,
+                alice.usage.counts.denied_for_scope,
+                alice.usage.counts.unused_scopes
+            ),
             (2, 1, 1)
         );
         let bob = &review.users[1];
@@ -308,7 +362,11 @@ mod tests {
         assert_eq!(bob.usage.counts.records, 2);
         assert_eq!(review.users.len(), 2, "a failed authentication is nobody's");
 
-        let names: Vec<Option<&str>> = review.client_types.iter().map(|c| c.client_type.as_deref()).collect();
+        let names: Vec<Option<&str>> = review
+            .client_types
+            .iter()
+            .map(|c| c.client_type.as_deref())
+            .collect();
         assert_eq!(names, [None, Some("claude-desktop"), Some("cursor")]);
         let cursor = &review.client_types[2];
         assert_eq!((cursor.users, cursor.usage.counts.records), (1, 2));
@@ -324,14 +382,21 @@ mod tests {
     #[test]
     fn the_period_is_required_and_ordered() {
         let p = |pairs: &[(&str, &str)]| {
-            parse_period(&pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>())
+            parse_period(
+                &pairs
+                    .iter()
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .collect::<Vec<_>>(),
+            )
         };
         let (from, to) = p(&[("from", "2026-03-01"), ("to", "2026-03-01")]).unwrap();
         assert_eq!(to - from, 86_400_000);
         assert!(p(&[("from", "2026-03-01")]).is_err());
         assert!(p(&[("from", "2026-03-02"), ("to", "2026-03-01")]).is_err());
-        assert!(p(&[("from", "2026-03-01"), ("to", "2026-03-02"), ("user", "x")])
-            .unwrap_err()
-            .starts_with("invalid parameter `user`"));
+        assert!(
+            p(&[("from", "2026-03-01"), ("to", "2026-03-02"), ("user", "x")])
+                .unwrap_err()
+                .starts_with("invalid parameter `user`")
+        );
     }
 }

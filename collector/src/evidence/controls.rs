@@ -116,7 +116,11 @@ mod tests {
         ];
         let review = crate::evidence::access::review(&records);
         assert_eq!(
-            review.users.iter().map(|a| a.sub.as_str()).collect::<Vec<_>>(),
+            review
+                .users
+                .iter()
+                .map(|a| a.sub.as_str())
+                .collect::<Vec<_>>(),
             ["alice", "bob"]
         );
         let alice = &review.users[0];

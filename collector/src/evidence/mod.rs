@@ -243,10 +243,7 @@ pub fn build(
         "access-review/client-types.json".into(),
         pretty(&json!(review.client_types))?,
     ));
-    files.push((
-        "access-review/users.csv".into(),
-        access_csv(&review.users)?,
-    ));
+    files.push(("access-review/users.csv".into(), access_csv(&review.users)?));
     for (v, document, _) in &in_force {
         files.push((format!("configuration/policy-v{}.json", v.version), pretty(&json!({"version": v.version, "hash": v.hash, "receivedAt": rfc3339(v.received_ms), "policy": document}))?));
     }

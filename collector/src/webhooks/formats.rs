@@ -328,7 +328,10 @@ mod tests {
         ];
         let v: Value = serde_json::from_slice(&body(Format::Ocsf, "t", &events).unwrap()).unwrap();
         let api = &v[0];
-        assert_eq!(api["src_endpoint"], json!({"ip": "2001:db8::7", "port": 443}));
+        assert_eq!(
+            api["src_endpoint"],
+            json!({"ip": "2001:db8::7", "port": 443})
+        );
         assert_eq!(api["http_request"]["user_agent"], "claude-desktop/0.9");
         assert_eq!(api["metadata"]["correlation_uid"], "6f1c0e9a-req");
         assert_eq!(api["metadata"]["profiles"], json!(["trace"]));
@@ -354,7 +357,12 @@ mod tests {
     #[test]
     fn an_earlier_record_maps_as_before() {
         let v: Value = serde_json::from_slice(
-            &body(Format::Ocsf, "t", &[record_event(Kind::ToolCall, "success")]).unwrap(),
+            &body(
+                Format::Ocsf,
+                "t",
+                &[record_event(Kind::ToolCall, "success")],
+            )
+            .unwrap(),
         )
         .unwrap();
         let api = &v[0];
@@ -365,7 +373,12 @@ mod tests {
         assert!(api["api"].get("version").is_none());
         assert_eq!(api["actor"]["session"], Value::Null);
         let hec: Value = serde_json::from_slice(
-            &body(Format::SplunkHec, "t", &[record_event(Kind::ToolCall, "success")]).unwrap(),
+            &body(
+                Format::SplunkHec,
+                "t",
+                &[record_event(Kind::ToolCall, "success")],
+            )
+            .unwrap(),
         )
         .unwrap();
         assert_eq!(hec["fields"], json!({"tenant": "t"}));
@@ -375,8 +388,8 @@ mod tests {
     fn splunk_hec_indexes_the_correlation_fields() {
         let mut event = with_correlation(record_event(Kind::ToolCall, "success"), "10.0.0.9:5000");
         event.data["userAgent"] = Value::Null;
-        let hec: Value = serde_json::from_slice(&body(Format::SplunkHec, "t", &[event]).unwrap())
-            .unwrap();
+        let hec: Value =
+            serde_json::from_slice(&body(Format::SplunkHec, "t", &[event]).unwrap()).unwrap();
         assert_eq!(
             hec["fields"],
             json!({"tenant": "t", "sessionId": "sess-1", "requestId": "6f1c0e9a-req",
