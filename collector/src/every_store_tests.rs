@@ -15,7 +15,7 @@ use crate::ledger::{Ledger, Policy};
 use crate::policies;
 use crate::store::records::{self, Filter, NewRecord};
 use crate::store::testing::TestDatabase;
-use crate::store::{Conn, Store};
+use crate::store::{Conn, ConnExt, Store};
 
 const LOG: &str = "acp-test";
 const DAY_MS: i64 = 86_400_000;
@@ -210,14 +210,24 @@ fn the_ledger_stores_checkpoints_and_verifies_on_every_store() {
     }
 }
 
-/// A record of tenant `c` at `second`, with `fields` set (the correlation fields among them;
-/// without them the keys are absent, as in records stored before they existed).
+/// A record of tenant `c` at `second`, with `fields` set (the correlation fields among them).
 fn correlated(id: &str, second: u32, fields: serde_json::Value) -> NewRecord {
     let mut value = value(id, "c", second);
     for (name, v) in fields.as_object().unwrap() {
         value[name] = v.clone();
     }
     new_record(value)
+}
+
+/// A record as the collector stored it before the correlation fields existed: the canonical
+/// JSON of the time, without their keys.
+fn earlier(id: &str, second: u32) -> NewRecord {
+    let mut record = correlated(id, second, json!({}));
+    for field in crate::export::formats::CORRELATION_FIELDS {
+        record.json = record.json.replace(&format!(",\"{field}\":null"), "");
+    }
+    assert!(!record.json.contains("sessionId"), "{}", record.json);
+    record
 }
 
 #[test]
@@ -233,7 +243,7 @@ fn correlation_filters_access_review_and_bundle_on_every_store() {
             "reason": "insufficient_scope", "tool": "salesforce.update", "scopeRequired": ["salesforce:write"],
             "scopeResult": "fail", "scopes": ["salesforce:read", "files:admin"]});
         let records = vec![
-            correlated("old-1", 0, json!({})),
+            earlier("old-1", 0),
             correlated("s-a", 1, session(1)),
             correlated("s-b", 2, denied),
             correlated("s-c", 3, session(3)),
@@ -248,7 +258,7 @@ fn correlation_filters_access_review_and_bundle_on_every_store() {
                 5,
                 json!({"sessionId": null, "traceId": "ab".repeat(16)}),
             ),
-            correlated("old-2", 6, json!({})),
+            earlier("old-2", 6),
         ];
         runtime.block_on(async {
             writer.write(records).await.unwrap();
@@ -258,7 +268,7 @@ fn correlation_filters_access_review_and_bundle_on_every_store() {
         thread.join().unwrap();
         assert_eq!(
             verified(&test.database, &[vkey.clone()], "c"),
-            [7],
+            [5, 7],
             "earlier records verify"
         );
 
@@ -368,10 +378,13 @@ fn correlation_filters_access_review_and_bundle_on_every_store() {
         let review =
             crate::evidence::access::load(&*conn, "c", DAY_MS * 20_527, DAY_MS * 20_528).unwrap();
         let alice = &review.users[0];
-        assert_eq!(alice.usage.unused_scopes, ["files:admin".to_owned()].into());
+        assert_eq!(
+            alice.usage.unused_scopes,
+            std::collections::BTreeSet::from(["files:admin".to_owned()])
+        );
         assert_eq!(
             alice.usage.missing_scopes,
-            ["salesforce:write".to_owned()].into()
+            std::collections::BTreeSet::from(["salesforce:write".to_owned()])
         );
         assert_eq!(review.client_types.len(), 2);
 

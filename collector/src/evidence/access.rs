@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::store::{Conn, ConnExt};
+use crate::store::Conn;
 
 fn text<'a>(record: &'a Value, field: &str) -> Option<&'a str> {
     record

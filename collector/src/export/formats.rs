@@ -95,6 +95,18 @@ impl Format {
     }
 }
 
+/// The record fields that tie a call to its session, request, trace and client connection
+/// (absent from records stored before them): the CSV's last columns, in this order.
+pub const CORRELATION_FIELDS: [&str; 7] = [
+    "sessionId",
+    "requestId",
+    "traceId",
+    "spanId",
+    "sourceAddress",
+    "userAgent",
+    "protocolVersion",
+];
+
 /// How a record field becomes a CSV cell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Cell {
@@ -380,18 +392,7 @@ mod tests {
         }
         r["protocolVersion"] = json!(null);
         let rows = csv_rows(vec![r]);
-        assert_eq!(
-            rows[0][18..],
-            [
-                "sessionId",
-                "requestId",
-                "traceId",
-                "spanId",
-                "sourceAddress",
-                "userAgent",
-                "protocolVersion"
-            ]
-        );
+        assert_eq!(rows[0][18..], CORRELATION_FIELDS);
         assert_eq!(
             rows[1][18..],
             [

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::export::{self, invalid, ParamError};
 use crate::store::records::{self, Filter};
-use crate::store::{Backend, Conn, ConnExt, Value};
+use crate::store::{Conn, ConnExt, Value};
 
 /// Bucket sizes (seconds) tried in order when the query gives none.
 pub const AUTO_BUCKETS: [i64; 8] = [60, 300, 900, 3600, 10_800, 21_600, 86_400, 604_800];
@@ -422,7 +422,7 @@ mod tests {
             to: Some(HOUR),
             ..Filter::default()
         };
-        let (clause, args) = records::where_clause(Backend::Sqlite, &filter, None);
+        let (clause, args) = records::where_clause(store::Backend::Sqlite, &filter, None);
         for select in [
             "MIN(ts), MAX(ts)",
             "COALESCE(email, sub), COUNT(*)",

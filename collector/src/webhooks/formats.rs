@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::events::{Event, Kind};
+use crate::export::formats::CORRELATION_FIELDS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -65,21 +66,10 @@ fn plain(tenant: &str, event: &Event) -> Value {
     out
 }
 
-/// The record fields that tie a call to its session, request, trace and client connection.
-const CORRELATION: [&str; 7] = [
-    "sessionId",
-    "requestId",
-    "traceId",
-    "spanId",
-    "sourceAddress",
-    "userAgent",
-    "protocolVersion",
-];
-
 fn hec(tenant: &str, event: &Event) -> Value {
     let mut fields = Map::new();
     fields.insert("tenant".into(), tenant.into());
-    for name in CORRELATION {
+    for name in CORRELATION_FIELDS {
         if let Some(value) = event.data.get(name).filter(|v| v.is_string()) {
             fields.insert(name.into(), value.clone());
         }
