@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from stack import Stack
-from support import call_tool, caller
+from support import CORRELATION_FIELDS, call_tool, caller
 from webhook_receiver import Collector, Receiver, verify_signatures, wait_until
 
 TENANT = "org_hooks"
@@ -47,6 +47,8 @@ def record(result: str = "success", *, tenant: str = TENANT, tool: str | None = 
         "clientType": "claude-desktop",
         "clientId": "app",
         "delegationChain": None,
+        # The correlation fields, null as the collector stores them when a filter sends none.
+        **dict.fromkeys(CORRELATION_FIELDS),
     }
 
 
@@ -220,8 +222,7 @@ def test_ocsf_and_splunk_hec_shapes(collector: Collector, key: str, receiver: Re
     assert env["time"] == pytest.approx(datetime.fromisoformat(call["timestamp"]).timestamp())
     assert envelopes[failed["id"]]["sourcetype"] == "acp:auth.failed"
     assert envelopes[correlated["id"]]["fields"] == {
-        "tenant": TENANT, **{k: correlated[k] for k in ("sessionId", "requestId", "traceId", "spanId",
-                                                        "sourceAddress", "userAgent", "protocolVersion")}}
+        "tenant": TENANT, **{k: correlated[k] for k in CORRELATION_FIELDS}}
 
 
 def test_bad_requests_say_why_and_tenants_are_isolated(collector: Collector, key: str, receiver: Receiver) -> None:
