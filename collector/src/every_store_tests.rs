@@ -267,7 +267,7 @@ fn correlation_filters_access_review_and_bundle_on_every_store() {
         drop(writer);
         thread.join().unwrap();
         assert_eq!(
-            verified(&test.database, &[vkey.clone()], "c"),
+            verified(&test.database, std::slice::from_ref(&vkey), "c"),
             [5, 7],
             "earlier records verify"
         );
