@@ -3,7 +3,10 @@
 "use strict";
 
 const RESULTS = ["success", "error", "denied", "blocked", "rate_limited", "auth_failed"];
-const FILTERS = { from: "f-from", to: "f-to", user: "f-user", tool: "f-tool", result: "f-result" };
+const FILTERS = {
+  from: "f-from", to: "f-to", user: "f-user", tool: "f-tool", session: "f-session", trace: "f-trace",
+  result: "f-result",
+};
 const SVG_NS = "http://www.w3.org/2000/svg";
 
 const $ = (id) => document.getElementById(id);
@@ -89,9 +92,13 @@ function signOut(message = "") {
   $("who").textContent = "";
   $("sign-in-error").textContent = message;
   for (const id of ["timeline", "legend", "top-users", "top-tools", "top-denials", "webhooks-body",
-    "policies-body", "policy-diff", "delegation", "detail-summary"]) $(id).replaceChildren();
+    "policies-body", "policy-diff", "delegation", "detail-summary", "session-title", "session-summary"]) {
+    $(id).replaceChildren();
+  }
   $("records").tBodies[0].replaceChildren();
+  $("session-calls").tBodies[0].replaceChildren();
   $("detail").hidden = true;
+  $("session").hidden = true;
 }
 
 /** Shows `err`; an authentication failure signs out. */
@@ -117,6 +124,7 @@ const pager = { urls: [], index: 0, next: null };
 function refresh() {
   $("error").textContent = "";
   $("detail").hidden = true;
+  $("session").hidden = true;
   pager.urls = [apiUrl("audit", { ...filterParams(), limit: $("f-limit").value })];
   pager.index = 0;
   showPage().catch(fail);
@@ -174,6 +182,12 @@ function showDetail(record) {
     ["scopes", record.scopes.join(" ") || "—"],
     ["scopes required", (record.scopeRequired ?? []).join(" ") || "—"],
     ["scope check", record.scopeResult ?? "not evaluated"],
+    ["session", record.sessionId ?? "—"],
+    ["trace", [record.traceId, record.spanId && `span ${record.spanId}`].filter(Boolean).join(" · ") || "—"],
+    ["request", record.requestId ?? "—"],
+    ["source", record.sourceAddress ?? "—"],
+    ["user agent", record.userAgent ?? "—"],
+    ["MCP version", record.protocolVersion ?? "—"],
   ].flatMap(([term, value]) => [el("dt", {}, term), el("dd", {}, value)]));
 
   const chain = record.delegationChain ?? [];
@@ -196,9 +210,57 @@ function showDetail(record) {
     : [el("tr", {}, el("td", { colspan: 4, class: "empty" }, "No findings."))]));
 
   $("detail-json").textContent = JSON.stringify(record, null, 2);
+  const related = relatedBy(record);
+  $("detail-session").disabled = !related;
+  $("detail-session").textContent = related?.param === "trace" ? "This trace" : "This session";
+  $("detail-session").title = related ? "" : "This record carries no session or trace id.";
+  $("detail-session").onclick = () => related && showSession(related).catch(fail);
   $("detail").hidden = false;
   $("detail").scrollIntoView({ block: "nearest" });
 }
+
+// ---- a session: every call of the record's session (or trace) in order
+
+/** What ties `record` to its other calls: its session, else its trace; `null` with neither
+ * (a record from before these fields, or a client that sent none). */
+function relatedBy(record) {
+  if (record.sessionId) return { param: "session", id: record.sessionId };
+  if (record.traceId) return { param: "trace", id: record.traceId };
+  return null;
+}
+
+const actorNames = (chain) => (chain ?? []).map((actor) => actor.sub ?? "(no sub)").join(" → ");
+
+/** Every record with the same `param` (`session` or `trace`) as the export API orders them. */
+const showSession = ({ param, id }) => busy("session", async () => {
+  const records = [];
+  let url = apiUrl("audit", { [param]: id, limit: 1000 });
+  while (url) {
+    const page = await (await api(url)).json();
+    records.push(...page.records);
+    url = page.next;
+  }
+  $("session-title").replaceChildren(`${param === "session" ? "Session" : "Trace"} `, el("code", {}, id));
+  const counts = {};
+  for (const r of records) counts[r.result] = (counts[r.result] ?? 0) + 1;
+  $("session-summary").textContent = `${records.length} calls: ` +
+    RESULTS.filter((r) => counts[r]).map((r) => `${counts[r]} ${r}`).join(", ");
+  $("session-calls").tBodies[0].replaceChildren(...records.map((record, i) => {
+    const row = el("tr", { "data-id": record.id, class: `call call-${record.result}`, tabindex: 0 },
+      el("td", { class: "num" }, i + 1),
+      el("td", {}, record.timestamp),
+      el("td", {}, record.email || record.sub || "—"),
+      el("td", {}, record.tool ?? "—"),
+      el("td", {}, el("span", { class: `badge result-${record.result}` }, record.result)),
+      el("td", {}, record.reason ?? ""),
+      el("td", {}, (record.scopeRequired ?? []).join(" ")),
+      el("td", { class: "chain" }, actorNames(record.delegationChain) || "—"));
+    row.addEventListener("click", () => showDetail(record));
+    return row;
+  }));
+  $("session").hidden = false;
+  $("session").scrollIntoView({ block: "nearest" });
+});
 
 // ---- export: the export API with the table's filters, the whole range
 
@@ -378,6 +440,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("prev").addEventListener("click", () => turnPage(-1));
   $("next").addEventListener("click", () => turnPage(1));
   $("detail-close").addEventListener("click", () => { $("detail").hidden = true; });
+  $("session-close").addEventListener("click", () => { $("session").hidden = true; });
   $("export-csv").addEventListener("click", () => exportAs("csv").catch(fail));
   $("export-json").addEventListener("click", () => exportAs("json").catch(fail));
   if (session.tenant && session.key) signIn(session.tenant, session.key);

@@ -15,7 +15,7 @@ use crate::ledger::{Ledger, Policy};
 use crate::policies;
 use crate::store::records::{self, Filter, NewRecord};
 use crate::store::testing::TestDatabase;
-use crate::store::{Conn, Store};
+use crate::store::{Conn, ConnExt, Store};
 
 const LOG: &str = "acp-test";
 const DAY_MS: i64 = 86_400_000;
@@ -216,6 +216,224 @@ fn the_ledger_stores_checkpoints_and_verifies_on_every_store() {
             let err = conn.execute(sql, &[]).unwrap_err();
             assert!(format!("{err:#}").contains("append-only"), "{sql}: {err:#}");
         }
+    }
+}
+
+/// A record of tenant `c` at `second`, with `fields` set (the correlation fields among them).
+fn correlated(id: &str, second: u32, fields: serde_json::Value) -> NewRecord {
+    let mut value = value(id, "c", second);
+    for (name, v) in fields.as_object().unwrap() {
+        value[name] = v.clone();
+    }
+    new_record(value)
+}
+
+/// A record as the collector stored it before the correlation fields existed: the canonical
+/// JSON of the time, without their keys.
+fn earlier(id: &str, second: u32) -> NewRecord {
+    let mut record = correlated(id, second, json!({}));
+    for field in crate::export::formats::CORRELATION_FIELDS {
+        record.json = record.json.replace(&format!(",\"{field}\":null"), "");
+    }
+    assert!(!record.json.contains("sessionId"), "{}", record.json);
+    record
+}
+
+#[test]
+fn correlation_filters_access_review_and_bundle_on_every_store() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for test in TestDatabase::all() {
+        let (writer, thread, vkey) = writer(&test, "key");
+        let session = |n: u32| {
+            json!({"sessionId": "s-1", "requestId": format!("req-{n}"), "traceId": null,
+                   "sourceAddress": "10.0.0.7:51234", "userAgent": "ua/1", "protocolVersion": "2025-06-18"})
+        };
+        let denied = json!({"sessionId": "s-1", "event": "tool.denied", "result": "denied",
+            "reason": "insufficient_scope", "tool": "salesforce.update", "scopeRequired": ["salesforce:write"],
+            "scopeResult": "fail", "scopes": ["salesforce:read", "files:admin"]});
+        let records = vec![
+            earlier("old-1", 0),
+            correlated("s-a", 1, session(1)),
+            correlated("s-b", 2, denied),
+            correlated("s-c", 3, session(3)),
+            correlated(
+                "t-a",
+                4,
+                json!({"traceId": "ab".repeat(16), "spanId": "cd".repeat(8),
+                "sourceAddress": "10.0.0.9:4000", "clientType": "cursor"}),
+            ),
+            correlated(
+                "t-b",
+                5,
+                json!({"sessionId": null, "traceId": "ab".repeat(16)}),
+            ),
+            earlier("old-2", 6),
+        ];
+        runtime.block_on(async {
+            writer.write(records).await.unwrap();
+            writer.tick().await.unwrap();
+        });
+        drop(writer);
+        thread.join().unwrap();
+        assert_eq!(
+            verified(&test.database, std::slice::from_ref(&vkey), "c"),
+            [5, 7],
+            "earlier records verify"
+        );
+
+        let conn = test.database.read().unwrap();
+        let ids = |filter: Filter| -> Vec<String> {
+            let filter = Filter {
+                tenant: "c".into(),
+                ..filter
+            };
+            records::query_page(&*conn, &filter, None, 100)
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    serde_json::from_str::<serde_json::Value>(&r.json).unwrap()["id"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned()
+                })
+                .collect()
+        };
+        let some = |s: &str| Some(s.to_owned());
+        assert_eq!(
+            ids(Filter {
+                session: some("s-1"),
+                ..Filter::default()
+            }),
+            ["s-a", "s-b", "s-c"]
+        );
+        assert_eq!(
+            ids(Filter {
+                session: some("s-1"),
+                result: some("denied"),
+                ..Filter::default()
+            }),
+            ["s-b"],
+            "combined with the other filters"
+        );
+        assert_eq!(
+            ids(Filter {
+                trace: Some("ab".repeat(16)),
+                ..Filter::default()
+            }),
+            ["t-a", "t-b"]
+        );
+        assert_eq!(
+            ids(Filter {
+                request: some("req-3"),
+                ..Filter::default()
+            }),
+            ["s-c"]
+        );
+        assert_eq!(
+            ids(Filter {
+                source: some("10.0.0.9:4000"),
+                ..Filter::default()
+            }),
+            ["t-a"]
+        );
+        assert!(ids(Filter {
+            session: some("nope"),
+            ..Filter::default()
+        })
+        .is_empty());
+        assert_eq!(ids(Filter::default()).len(), 7, "earlier records export");
+        let stats = stats::compute(
+            &*conn,
+            &StatsQuery {
+                filter: Filter {
+                    tenant: "c".into(),
+                    session: some("s-1"),
+                    ..Filter::default()
+                },
+                bucket: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(stats.total, 3);
+        assert_eq!(stats.top_denials[0].name, "insufficient_scope");
+
+        // Each filter is served by its expression index (the planner told not to scan).
+        for (field, index) in [
+            ("sessionId", "records_session"),
+            ("traceId", "records_trace"),
+            ("requestId", "records_request"),
+            ("sourceAddress", "records_source"),
+        ] {
+            let expression = records::json_field(conn.backend(), field);
+            let select = format!("SELECT json FROM records WHERE tenant = 'c' AND {expression} = 'x' ORDER BY ts, seq LIMIT 10");
+            let plan: Vec<String> = match conn.backend() {
+                crate::store::Backend::Sqlite => conn
+                    .query(&format!("EXPLAIN QUERY PLAN {select}"), &[], |r| r.get(3))
+                    .unwrap(),
+                crate::store::Backend::Postgres => {
+                    conn.execute_batch("SET enable_seqscan = off").unwrap();
+                    conn.query(&format!("EXPLAIN {select}"), &[], |r| r.get(0))
+                        .unwrap()
+                }
+            };
+            let plan = plan.join("\n");
+            assert!(plan.contains(index), "{field}: {plan}");
+            assert!(
+                !plan.contains("TEMP B-TREE") && !plan.contains("Sort"),
+                "{field} needs no sort: {plan}"
+            );
+        }
+
+        let review =
+            crate::evidence::access::load(&*conn, "c", DAY_MS * 20_527, DAY_MS * 20_528).unwrap();
+        let alice = &review.users[0];
+        assert_eq!(
+            alice.usage.unused_scopes,
+            std::collections::BTreeSet::from(["files:admin".to_owned()])
+        );
+        assert_eq!(
+            alice.usage.missing_scopes,
+            std::collections::BTreeSet::from(["salesforce:write".to_owned()])
+        );
+        assert_eq!(review.client_types.len(), 2);
+
+        let key = SigningKey::load_or_create(&test.dir.path().join("key"), LOG).unwrap();
+        let request = crate::evidence::Request {
+            tenant: "c".into(),
+            from_ms: DAY_MS * 20_527,
+            to_ms: DAY_MS * 20_528,
+            seed: 1,
+            sample: 2,
+        };
+        let zip = crate::evidence::build(&*conn, &key, LOG, &request).unwrap();
+        let bundle = test.dir.path().join("bundle.zip");
+        std::fs::write(&bundle, &zip).unwrap();
+        let checked = crate::evidence::verify::run(&bundle, &[vkey]).unwrap();
+        assert!(checked.contains("7 records"), "{checked}");
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
+        let mut file = |name: &str| -> serde_json::Value {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut archive.by_name(name).unwrap(), &mut text).unwrap();
+            if name.ends_with(".md") {
+                serde_json::Value::String(text)
+            } else {
+                serde_json::from_str(&text).unwrap()
+            }
+        };
+        assert_eq!(
+            file("access-review/users.json")[0]["unusedScopes"],
+            json!(["files:admin"])
+        );
+        let types = file("access-review/client-types.json");
+        assert_eq!(types[1]["clientType"], "cursor");
+        assert_eq!(
+            file("controls/CC6.3.json")["summary"]["unusedScopeCandidates"],
+            json!({"users": 1, "clientTypes": 1})
+        );
+        assert!(file("report.md")
+            .as_str()
+            .unwrap()
+            .contains("| user | auth0|alice | files:admin |"));
     }
 }
 

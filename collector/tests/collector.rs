@@ -204,7 +204,14 @@ fn record(id: &str, timestamp: &str) -> Value {
         "tenantId": ACME,
         "clientType": "claude-desktop",
         "clientId": "claude-desktop-app",
-        "delegationChain": null
+        "delegationChain": null,
+        "sessionId": null,
+        "requestId": null,
+        "traceId": null,
+        "spanId": null,
+        "sourceAddress": null,
+        "userAgent": null,
+        "protocolVersion": null
     })
 }
 
@@ -488,7 +495,14 @@ fn csv_neutralises_formulas_and_escapes() {
             "clientId",
             "input",
             "contentScan",
-            "delegationChain"
+            "delegationChain",
+            "sessionId",
+            "requestId",
+            "traceId",
+            "spanId",
+            "sourceAddress",
+            "userAgent",
+            "protocolVersion",
         ]
     );
     assert_eq!(cell("sub"), "'@SUM(1+1)*cmd|' /C calc'!A0");

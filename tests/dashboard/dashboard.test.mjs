@@ -24,6 +24,9 @@ function record(id, timestamp, fields = {}) {
     scopes: ["salesforce:read"], scopeRequired: ["salesforce:read"], scopeResult: "pass",
     contentScan: null, result: "success", reason: null, latencyMs: 12.5, tenantId: ACME,
     clientType: "claude-desktop", clientId: "claude-desktop-app", delegationChain: null,
+    // The correlation fields, null as the collector stores them when a filter sends none.
+    sessionId: null, requestId: null, traceId: null, spanId: null, sourceAddress: null, userAgent: null,
+    protocolVersion: null,
     ...fields,
   };
 }

@@ -32,15 +32,15 @@ from stack import COLLECTOR_BIN, ROOT, Stack, export_url
 PROTOCOL_VERSION = "2025-11-25"
 RECORD_WAIT = 10.0  # seconds: the filter flushes every 200 ms, the collector commits at once
 
-# Where a call came from and how to join it to other logs (docs/audit-record.md#correlation).
-CORRELATION_FIELDS = frozenset({
-    "sessionId", "requestId", "traceId", "spanId", "sourceAddress", "userAgent", "protocolVersion",
-})
+# Where a call came from and how to join it to other logs: the export CSV's last columns, in this
+# order.
+CORRELATION_FIELDS = ("sessionId", "requestId", "traceId", "spanId", "sourceAddress", "userAgent",
+                      "protocolVersion")
 RECORD_FIELDS = frozenset({
     "id", "event", "timestamp", "sub", "email", "tool", "input", "scopes", "scopeRequired",
     "scopeResult", "contentScan", "result", "reason", "latencyMs", "tenantId", "clientType",
     "clientId", "delegationChain",
-}) | CORRELATION_FIELDS
+}) | frozenset(CORRELATION_FIELDS)
 # Fields whose value a test cannot know in advance; `assert_record` checks their form instead.
 VOLATILE_FIELDS = frozenset({"id", "timestamp", "latencyMs"})
 
@@ -544,7 +544,7 @@ def correlation(**fields: Any) -> dict[str, Any]:
     """A record's correlation fields: those of a request `post_mcp` sends (no session, trace or
     user agent; `MCP-Protocol-Version` `PROTOCOL_VERSION`; the `x-request-id` Envoy generates;
     the test's loopback address), with `fields` (camelCase names) instead."""
-    unknown = set(fields) - CORRELATION_FIELDS
+    unknown = set(fields) - set(CORRELATION_FIELDS)
     assert not unknown, f"test bug: {unknown} are not correlation fields"
     return {"sessionId": None, "requestId": ENVOY_REQUEST_ID, "traceId": None, "spanId": None,
             "sourceAddress": LOOPBACK_SOURCE, "userAgent": None, "protocolVersion": PROTOCOL_VERSION, **fields}

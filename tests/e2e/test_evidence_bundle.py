@@ -72,6 +72,17 @@ def test_evidence_bundle_is_complete_and_verifies_offline(stack: Stack, tmp_path
     users = {u["sub"]: u for u in json.loads(files["access-review/users.json"])}
     assert users[alice.sub]["scopes"] == ["salesforce:read"]
     assert users[alice.sub]["tools"] == {"salesforce.query": 2, "salesforce.update": 1}
+    # Least privilege: the denied update still shows what it required (and alice lacked).
+    assert users[alice.sub]["scopesRequired"] == ["salesforce:read", "salesforce:write"]
+    assert (users[alice.sub]["unusedScopes"], users[alice.sub]["missingScopes"]) == ([], ["salesforce:write"])
+    assert users[alice.sub]["counts"] == {"records": 3, "authorizedCalls": 3, "deniedForScope": 1, "scopes": 1,
+                                          "scopesRequired": 2, "unusedScopes": 0}
+    client_types = json.loads(files["access-review/client-types.json"])
+    assert sum(c["counts"]["records"] for c in client_types) == len(records)
+    candidates = controls["CC6.3"]["summary"]["unusedScopeCandidates"]
+    assert candidates == {"users": sum(1 for u in users.values() if u["unusedScopes"]),
+                          "clientTypes": sum(1 for c in client_types if c["unusedScopes"])}
+    assert "Least privilege: unused scopes" in files["report.md"].decode()
     policy = json.loads(files["configuration/policy-v1.json"])
     assert policy["policy"]["identity"]["issuer"] == stack.issuer
     assert stack.ingest_token.encode() not in b"".join(files.values())
@@ -117,5 +128,18 @@ def test_evidence_bundle_is_complete_and_verifies_offline(stack: Stack, tmp_path
     reply = http_request(("127.0.0.1", stack.ports.collector), "GET", f"/{stack.tenant}/api/v1/evidence?from={day}",
                          headers={"Authorization": f"Bearer {stack.api_key}"})
     assert reply.status == 400 and "`from` and `to` are required" in reply.text
+
+    # The access review API answers what the bundle holds, for the tenant's key only.
+    review = http_request(("127.0.0.1", stack.ports.collector), "GET",
+                          f"/{stack.tenant}/api/v1/access-review?from={day}&to={day}",
+                          headers={"Authorization": f"Bearer {stack.api_key}"})
+    assert review.status == 200, review.text
+    assert json.loads(review.text) == {"users": json.loads(files["access-review/users.json"]),
+                                       "clientTypes": client_types}
+    for path, status in [(f"/{stack.tenant}/api/v1/access-review?from={day}", 400),
+                         (f"/org_other/api/v1/access-review?from={day}&to={day}", 403)]:
+        reply = http_request(("127.0.0.1", stack.ports.collector), "GET", path,
+                             headers={"Authorization": f"Bearer {stack.api_key}"})
+        assert reply.status == status, (path, reply.status, reply.text)
 
 

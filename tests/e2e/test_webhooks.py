@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from stack import Stack
-from support import call_tool, caller
+from support import CORRELATION_FIELDS, call_tool, caller
 from webhook_receiver import Collector, Receiver, verify_signatures, wait_until
 
 TENANT = "org_hooks"
@@ -47,9 +47,8 @@ def record(result: str = "success", *, tenant: str = TENANT, tool: str | None = 
         "clientType": "claude-desktop",
         "clientId": "app",
         "delegationChain": None,
-        # The correlation fields, which the collector writes back as null when a record lacks them.
-        "sessionId": None, "requestId": None, "traceId": None, "spanId": None, "sourceAddress": None,
-        "userAgent": None, "protocolVersion": None,
+        # The correlation fields, null as the collector stores them when a filter sends none.
+        **dict.fromkeys(CORRELATION_FIELDS),
     }
 
 
@@ -181,8 +180,11 @@ def test_ocsf_and_splunk_hec_shapes(collector: Collector, key: str, receiver: Re
     ocsf = create(collector, key, receiver.url("/ocsf"), format="ocsf")
     hec = create(collector, key, receiver.url("/hec"), format="splunk-hec", hecToken="hec-token-1")
     call, denied, failed = record("success"), record("denied"), record("auth_failed")
-    collector.ingest([call, denied, failed])
-    ids = {call["id"], denied["id"], failed["id"]}
+    correlated = {**record("success"), "sessionId": "mcp-7f3a", "requestId": "6f1c0e9a-req",
+                  "traceId": "4bf92f3577b34da6a3ce929d0e0e4736", "spanId": "00f067aa0ba902b7",
+                  "sourceAddress": "10.0.0.7:51234", "userAgent": "claude-desktop/0.9", "protocolVersion": "2025-06-18"}
+    collector.ingest([call, denied, failed, correlated])
+    ids = {call["id"], denied["id"], failed["id"], correlated["id"]}
     wait_until("both formats delivered", lambda: ids <= receiver.event_ids("/ocsf") and ids <= receiver.event_ids("/hec"))
     verify_signatures(receiver.received("/ocsf"), ocsf["secret"])
     verify_signatures(receiver.received("/hec"), hec["secret"])
@@ -200,6 +202,15 @@ def test_ocsf_and_splunk_hec_shapes(collector: Collector, key: str, receiver: Re
     auth = events[failed["id"]]
     assert (auth["class_uid"], auth["category_uid"], auth["activity_id"], auth["type_uid"]) == (3002, 3, 1, 300201)
     assert (auth["status_id"], auth["status_detail"]) == (2, "because auth_failed")
+    # A record without the correlation keys maps as before; one with them fills OCSF's places.
+    assert not {"src_endpoint", "http_request", "trace"} & set(api) and "correlation_uid" not in api["metadata"]
+    traced = events[correlated["id"]]
+    assert traced["src_endpoint"] == {"ip": "10.0.0.7", "port": 51234}
+    assert traced["http_request"] == {"user_agent": "claude-desktop/0.9"}
+    assert traced["metadata"]["correlation_uid"] == "6f1c0e9a-req"
+    assert (traced["trace"]["uid"], traced["trace"]["span"]["uid"]) == ("4bf92f3577b34da6a3ce929d0e0e4736",
+                                                                        "00f067aa0ba902b7")
+    assert traced["actor"]["session"] == {"uid": "mcp-7f3a"} and traced["api"]["version"] == "2025-06-18"
 
     deliveries = receiver.received("/hec")
     assert all(d.headers["authorization"] == "Splunk hec-token-1" for d in deliveries)
@@ -210,6 +221,8 @@ def test_ocsf_and_splunk_hec_shapes(collector: Collector, key: str, receiver: Re
     assert env["sourcetype"] == "acp:tool.call" and env["fields"] == {"tenant": TENANT}
     assert env["time"] == pytest.approx(datetime.fromisoformat(call["timestamp"]).timestamp())
     assert envelopes[failed["id"]]["sourcetype"] == "acp:auth.failed"
+    assert envelopes[correlated["id"]]["fields"] == {
+        "tenant": TENANT, **{k: correlated[k] for k in CORRELATION_FIELDS}}
 
 
 def test_bad_requests_say_why_and_tenants_are_isolated(collector: Collector, key: str, receiver: Receiver) -> None:

@@ -1,9 +1,11 @@
 //! What each SOC 2 control's evidence says about a period's records: plain functions over the
 //! records' JSON (the stored, canonical form).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
+
+use super::access::AccessReview;
 
 fn text<'a>(record: &'a Value, field: &str) -> &'a str {
     record.get(field).and_then(Value::as_str).unwrap_or("")
@@ -33,60 +35,11 @@ fn reason(r: &Value) -> Vec<String> {
     vec![text(r, "reason").to_owned()]
 }
 
-/// One user's access in the period.
-#[derive(Debug, Default, PartialEq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Access {
-    pub sub: String,
-    pub emails: BTreeSet<String>,
-    /// Every scope the user's tokens held.
-    pub scopes: BTreeSet<String>,
-    /// Tool calls per tool.
-    pub tools: BTreeMap<String, usize>,
-    /// Records per result.
-    pub results: BTreeMap<String, usize>,
-    pub first_seen: String,
-    pub last_seen: String,
-}
-
-/// The user access review: every user (`sub`) seen in the records, in `sub` order.
-pub fn access_review(records: &[Value]) -> Vec<Access> {
-    let mut users: BTreeMap<&str, Access> = BTreeMap::new();
-    for r in records {
-        let sub = text(r, "sub");
-        if sub.is_empty() {
-            continue;
-        }
-        let ts = text(r, "timestamp").to_owned();
-        let a = users.entry(sub).or_insert_with(|| Access {
-            sub: sub.to_owned(),
-            first_seen: ts.clone(),
-            ..Access::default()
-        });
-        if !text(r, "email").is_empty() {
-            a.emails.insert(text(r, "email").to_owned());
-        }
-        let scopes = r
-            .get("scopes")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str);
-        a.scopes.extend(scopes.map(str::to_owned));
-        if !text(r, "tool").is_empty() {
-            *a.tools.entry(text(r, "tool").to_owned()).or_insert(0) += 1;
-        }
-        *a.results.entry(text(r, "result").to_owned()).or_insert(0) += 1;
-        a.first_seen = a.first_seen.clone().min(ts.clone());
-        a.last_seen = a.last_seen.clone().max(ts);
-    }
-    users.into_values().collect()
-}
-
-/// Summary and records of CC6.1, CC6.2, CC6.3 and CC7.2, by control id.
-pub fn record_controls(records: &[Value]) -> Vec<(&'static str, Value)> {
+/// Summary and records of CC6.1, CC6.2, CC6.3 and CC7.2, by control id; `review` is the
+/// access review of `records`.
+pub fn record_controls(records: &[Value], review: &AccessReview) -> Vec<(&'static str, Value)> {
     let failed = with_result(records, &["auth_failed"]);
-    let users = access_review(records);
+    let users = &review.users;
     let denied = with_result(records, &["denied"]);
     let flagged = with_result(records, &["blocked", "rate_limited"]);
     let detectors = |r: &Value| -> Vec<String> {
@@ -118,8 +71,9 @@ pub fn record_controls(records: &[Value]) -> Vec<(&'static str, Value)> {
         (
             "CC6.3",
             json!({
-                "title": "Authorization: denied calls, scopes held vs scopes required",
-                "summary": {"denied": denied.len(), "byTool": count_by(denied.iter().copied(), |r| vec![text(r, "tool").to_owned()]), "byReason": count_by(denied.iter().copied(), reason)},
+                "title": "Authorization: denied calls, scopes held vs scopes required; least privilege: held scopes no call required (access-review/)",
+                "summary": {"denied": denied.len(), "byTool": count_by(denied.iter().copied(), |r| vec![text(r, "tool").to_owned()]), "byReason": count_by(denied.iter().copied(), reason),
+                    "unusedScopeCandidates": {"users": review.user_candidates().count(), "clientTypes": review.client_type_candidates().count()}},
                 "records": denied.iter().map(|r| json!({
                     "id": r["id"], "timestamp": r["timestamp"], "sub": r["sub"], "email": r["email"], "tool": r["tool"],
                     "scopes": r["scopes"], "scopeRequired": r["scopeRequired"], "reason": r["reason"],
@@ -160,30 +114,39 @@ mod tests {
             json!({"id": "y", "sub": "bob", "result": "blocked", "tool": "crm", "timestamp": "2026-01-05T00:00:00.000Z",
                    "contentScan": {"findings": [{"type": "ssn", "action": "block"}, {"type": "email", "action": "log"}]}}),
         ];
-        let review = access_review(&records);
+        let review = crate::evidence::access::review(&records);
         assert_eq!(
-            review.iter().map(|a| a.sub.as_str()).collect::<Vec<_>>(),
+            review
+                .users
+                .iter()
+                .map(|a| a.sub.as_str())
+                .collect::<Vec<_>>(),
             ["alice", "bob"]
         );
-        let alice = &review[0];
+        let alice = &review.users[0];
         assert_eq!(
             alice.tools,
             BTreeMap::from([("crm".into(), 1), ("hr".into(), 1)])
         );
         assert_eq!(
-            alice.scopes,
-            BTreeSet::from(["crm:read".into(), "hr:read".into()])
+            alice.usage.scopes,
+            std::collections::BTreeSet::from(["crm:read".into(), "hr:read".into()])
         );
         assert_eq!(
             (alice.first_seen.as_str(), alice.last_seen.as_str()),
             ("2026-01-01T00:00:00.000Z", "2026-01-03T00:00:00.000Z")
         );
-        let controls: BTreeMap<_, _> = record_controls(&records).into_iter().collect();
+        let controls: BTreeMap<_, _> = record_controls(&records, &review).into_iter().collect();
         assert_eq!(
             controls["CC6.1"]["summary"]["byReason"],
             json!({"token_expired": 1})
         );
         assert_eq!(controls["CC6.2"]["summary"]["users"], 2);
+        assert_eq!(
+            controls["CC6.3"]["summary"]["unusedScopeCandidates"],
+            json!({"users": 2, "clientTypes": 1}),
+            "alice and bob hold <tool>:read and were required <tool>:write; bob's blocked call has no scopes"
+        );
         assert_eq!(
             controls["CC6.3"]["records"][0]["scopeRequired"],
             json!(["hr:write"])

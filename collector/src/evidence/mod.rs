@@ -7,6 +7,7 @@
 //! checkpoint, so no record of the range can be missing; those of the range outside the period
 //! (out-of-order arrivals) are included with their proofs and marked `inPeriod: false`.
 
+pub mod access;
 pub mod controls;
 pub mod verify;
 
@@ -224,7 +225,8 @@ pub fn build(
         })
         .map(|(_, h)| h.clone())
         .collect();
-    let mut controls = controls::record_controls(&records);
+    let review = access::review(&records);
+    let mut controls = controls::record_controls(&records, &review);
     controls.push(("CC8.1", json!({
         "title": "Change management: policy versions in force in the period and their changes",
         "summary": {"versions": in_force.len(), "changedInPeriod": in_force.iter().filter(|(v, _, _)| v.received_ms >= req.from_ms).count()},
@@ -233,9 +235,15 @@ pub fn build(
     for (id, control) in &controls {
         files.push((format!("controls/{id}.json"), pretty(control)?));
     }
-    let review = controls::access_review(&records);
-    files.push(("access-review/users.json".into(), pretty(&json!(review))?));
-    files.push(("access-review/users.csv".into(), access_csv(&review)?));
+    files.push((
+        "access-review/users.json".into(),
+        pretty(&json!(review.users))?,
+    ));
+    files.push((
+        "access-review/client-types.json".into(),
+        pretty(&json!(review.client_types))?,
+    ));
+    files.push(("access-review/users.csv".into(), access_csv(&review.users)?));
     for (v, document, _) in &in_force {
         files.push((format!("configuration/policy-v{}.json", v.version), pretty(&json!({"version": v.version, "hash": v.hash, "receivedAt": rfc3339(v.received_ms), "policy": document}))?));
     }
@@ -311,12 +319,15 @@ fn records_csv(conn: &dyn Conn, tenant: &str, req: &Request) -> anyhow::Result<V
     }
 }
 
-fn access_csv(review: &[controls::Access]) -> anyhow::Result<Vec<u8>> {
+fn access_csv(review: &[access::Access]) -> anyhow::Result<Vec<u8>> {
     let mut out = csv::Writer::from_writer(Vec::new());
     out.write_record([
         "sub",
         "emails",
         "scopes",
+        "scopesRequired",
+        "unusedScopes",
+        "missingScopes",
         "tools",
         "results",
         "firstSeen",
@@ -327,7 +338,10 @@ fn access_csv(review: &[controls::Access]) -> anyhow::Result<Vec<u8>> {
         out.write_record([
             a.sub.clone(),
             join(a.emails.iter().cloned().collect()),
-            join(a.scopes.iter().cloned().collect()),
+            join(a.usage.scopes.iter().cloned().collect()),
+            join(a.usage.scopes_required.iter().cloned().collect()),
+            join(a.usage.unused_scopes.iter().cloned().collect()),
+            join(a.usage.missing_scopes.iter().cloned().collect()),
             join(a.tools.iter().map(|(t, n)| format!("{t}={n}")).collect()),
             join(a.results.iter().map(|(t, n)| format!("{t}={n}")).collect()),
             a.first_seen.clone(),
@@ -396,7 +410,7 @@ fn report(
     (lo, hi): (u64, u64),
     records: usize,
     controls: &[(&str, Value)],
-    review: &[controls::Access],
+    review: &access::AccessReview,
     sampled: usize,
 ) -> String {
     let mut out = format!(
@@ -404,13 +418,14 @@ fn report(
          - Population: {records} records (`population/records.jsonl`, `.csv`), sequence numbers {lo} to {}, \
          every one proven against the signed checkpoint of tree size {size} (`population/proofs.jsonl`, \
          `checkpoints/latest.note`).\n- Sample: {sampled} records drawn with seed {} (`sample/`).\n\
-         - Users seen: {} (`access-review/`).\n\n## Controls\n\n| control | what | summary |\n|---|---|---|\n",
+         - Users seen: {}, client types {} (`access-review/`).\n\n## Controls\n\n| control | what | summary |\n|---|---|---|\n",
         req.tenant,
         rfc3339(req.from_ms),
         rfc3339(req.to_ms),
         hi.saturating_sub(1),
         req.seed,
-        review.len()
+        review.users.len(),
+        review.client_types.len()
     );
     for (id, c) in controls {
         out.push_str(&format!(
@@ -419,18 +434,44 @@ fn report(
             c["summary"]
         ));
     }
-    out.push_str("\n## Users\n\n| user | emails | scopes held | tools used |\n|---|---|---|---|\n");
-    for a in review {
+    out.push_str(
+        "\n## Users\n\n| user | emails | scopes held | scopes required | tools used |\n|---|---|---|---|---|\n",
+    );
+    let words = |set: &std::collections::BTreeSet<String>| -> String {
+        set.iter().map(String::as_str).collect::<Vec<_>>().join(" ")
+    };
+    for a in &review.users {
         let emails: Vec<&str> = a.emails.iter().map(String::as_str).collect();
-        let scopes: Vec<&str> = a.scopes.iter().map(String::as_str).collect();
         let tools: Vec<String> = a.tools.iter().map(|(t, n)| format!("{t} ({n})")).collect();
         out.push_str(&format!(
-            "| {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} |\n",
             a.sub,
             emails.join(", "),
-            scopes.join(" "),
+            words(&a.usage.scopes),
+            words(&a.usage.scopes_required),
             tools.join(", ")
         ));
+    }
+    out.push_str(
+        "\n## Least privilege: unused scopes\n\nHeld scopes that no call of the period required \
+         (its tool's `scopeRequired`, allowed or refused calls alike): candidates for removal \
+         (`access-review/users.json`, `client-types.json`).\n\n",
+    );
+    let mut candidates = String::new();
+    for a in review.user_candidates() {
+        let unused = words(&a.usage.unused_scopes);
+        candidates.push_str(&format!("| user | {} | {unused} |\n", a.sub));
+    }
+    for c in review.client_type_candidates() {
+        let name = c.client_type.as_deref().unwrap_or("(unmapped)");
+        let unused = words(&c.usage.unused_scopes);
+        candidates.push_str(&format!("| client type | {name} | {unused} |\n"));
+    }
+    if candidates.is_empty() {
+        out.push_str("None: every held scope was required by a call.\n");
+    } else {
+        out.push_str("| kind | who | unused scopes |\n|---|---|---|\n");
+        out.push_str(&candidates);
     }
     out.push_str("\nCheck this bundle offline: see `VERIFY.md`.\n");
     out

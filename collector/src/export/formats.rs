@@ -95,6 +95,18 @@ impl Format {
     }
 }
 
+/// The record fields that tie a call to its session, request, trace and client connection
+/// (absent from records stored before them): the CSV's last columns, in this order.
+pub const CORRELATION_FIELDS: [&str; 7] = [
+    "sessionId",
+    "requestId",
+    "traceId",
+    "spanId",
+    "sourceAddress",
+    "userAgent",
+    "protocolVersion",
+];
+
 /// How a record field becomes a CSV cell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Cell {
@@ -106,8 +118,9 @@ enum Cell {
     Json,
 }
 
-/// The CSV columns: record field names, in order. `null` is always an empty cell.
-const CSV_COLUMNS: [(&str, Cell); 18] = [
+/// The CSV columns: record field names, in order. `null` is always an empty cell, and so is a
+/// field an earlier record does not have (the correlation fields, the last seven).
+const CSV_COLUMNS: [(&str, Cell); 25] = [
     ("id", Cell::Text),
     ("timestamp", Cell::Text),
     ("event", Cell::Text),
@@ -126,6 +139,13 @@ const CSV_COLUMNS: [(&str, Cell); 18] = [
     ("input", Cell::Json),
     ("contentScan", Cell::Json),
     ("delegationChain", Cell::Json),
+    ("sessionId", Cell::Text),
+    ("requestId", Cell::Text),
+    ("traceId", Cell::Text),
+    ("spanId", Cell::Text),
+    ("sourceAddress", Cell::Text),
+    ("userAgent", Cell::Text),
+    ("protocolVersion", Cell::Text),
 ];
 
 /// The fields of a stored record the CSV shows, as their JSON text borrowed from it (absent
@@ -169,11 +189,25 @@ struct CsvFields<'a> {
     content_scan: Option<&'a RawValue>,
     #[serde(borrow)]
     delegation_chain: Option<&'a RawValue>,
+    #[serde(borrow)]
+    session_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    request_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    trace_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    span_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    source_address: Option<&'a RawValue>,
+    #[serde(borrow)]
+    user_agent: Option<&'a RawValue>,
+    #[serde(borrow)]
+    protocol_version: Option<&'a RawValue>,
 }
 
 impl<'a> CsvFields<'a> {
     /// In the order of [`CSV_COLUMNS`].
-    fn values(&self) -> [Option<&'a RawValue>; 18] {
+    fn values(&self) -> [Option<&'a RawValue>; 25] {
         [
             self.id,
             self.timestamp,
@@ -193,6 +227,13 @@ impl<'a> CsvFields<'a> {
             self.input,
             self.content_scan,
             self.delegation_chain,
+            self.session_id,
+            self.request_id,
+            self.trace_id,
+            self.span_id,
+            self.source_address,
+            self.user_agent,
+            self.protocol_version,
         ]
     }
 }
@@ -324,6 +365,44 @@ mod tests {
                 "{\"findings\":[],\"inputScanned\":true,\"outputScanned\":false,\
                  \"piiDetected\":true,\"riskScore\":0.5}",
                 "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+            ],
+            "a record from before the correlation fields has empty cells for them"
+        );
+    }
+
+    #[test]
+    fn csv_has_the_correlation_fields_last() {
+        let mut r = sample("r2", "2026-03-15T14:23:07.142Z");
+        for (name, value) in [
+            ("sessionId", "s-1"),
+            ("requestId", "9b1d-req"),
+            ("traceId", "4bf92f3577b34da6a3ce929d0e0e4736"),
+            ("spanId", "00f067aa0ba902b7"),
+            ("sourceAddress", "10.0.0.7:51234"),
+            ("userAgent", "=cmd|' /C calc'!A0"),
+        ] {
+            r[name] = json!(value);
+        }
+        r["protocolVersion"] = json!(null);
+        let rows = csv_rows(vec![r]);
+        assert_eq!(rows[0][18..], CORRELATION_FIELDS);
+        assert_eq!(
+            rows[1][18..],
+            [
+                "s-1",
+                "9b1d-req",
+                "4bf92f3577b34da6a3ce929d0e0e4736",
+                "00f067aa0ba902b7",
+                "10.0.0.7:51234",
+                "'=cmd|' /C calc'!A0",
+                ""
             ]
         );
     }

@@ -26,7 +26,8 @@ pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1000;
 /// Records read from SQLite per chunk of a streamed body.
 const STREAM_CHUNK: usize = 1000;
-const PARAMS: &str = "from, to, user, tool, result, event, format, limit, cursor, proof";
+const PARAMS: &str =
+    "from, to, user, tool, result, event, session, trace, request, source, format, limit, cursor, proof";
 
 /// A parsed export query string.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,8 +135,9 @@ pub fn query_params(query: Option<&str>) -> Result<Vec<(String, String)>, ParamE
     Ok(params)
 }
 
-/// Sets the record filter parameter `name` (`from`, `to`, `user`, `tool`, `result`, `event`)
-/// on `filter`; `Ok(false)` when `name` is none of them.
+/// Sets the record filter parameter `name` (`from`, `to`, `user`, `tool`, `result`, `event`,
+/// `session`, `trace`, `request`, `source`) on `filter`; `Ok(false)` when `name` is none of
+/// them.
 pub fn filter_param(filter: &mut Filter, name: &str, value: &str) -> Result<bool, ParamError> {
     let text = || non_empty(name, value);
     match name {
@@ -145,6 +147,10 @@ pub fn filter_param(filter: &mut Filter, name: &str, value: &str) -> Result<bool
         "tool" => filter.tool = Some(text()?),
         "result" => filter.result = Some(wire_enum::<Outcome>(name, value)?),
         "event" => filter.event = Some(wire_enum::<Event>(name, value)?),
+        "session" => filter.session = Some(text()?),
+        "trace" => filter.trace = Some(text()?),
+        "request" => filter.request = Some(text()?),
+        "source" => filter.source = Some(text()?),
         _ => return Ok(false),
     }
     Ok(true)

@@ -1,5 +1,6 @@
 //! `GET /{tenant}/api/v1/stats`: the counts behind the Logs dashboard's charts, computed in SQL
-//! over the export API's filters (`from`, `to`, `user`, `tool`, `result`, `event`).
+//! over the export API's filters (`from`, `to`, `user`, `tool`, `result`, `event`, `session`,
+//! `trace`, `request`, `source`).
 //!
 //! The timeline cuts the range into buckets of `bucket` seconds aligned on the Unix epoch (UTC)
 //! and lists every bucket from the one holding the range's start to the one holding its end,
@@ -13,7 +14,7 @@ use serde::Serialize;
 
 use crate::export::{self, invalid, ParamError};
 use crate::store::records::{self, Filter};
-use crate::store::{Backend, Conn, ConnExt, Value};
+use crate::store::{Conn, ConnExt, Value};
 
 /// Bucket sizes (seconds) tried in order when the query gives none.
 pub const AUTO_BUCKETS: [i64; 8] = [60, 300, 900, 3600, 10_800, 21_600, 86_400, 604_800];
@@ -24,7 +25,7 @@ pub const MAX_BUCKETS: i64 = 1000;
 pub const MAX_BUCKET_SECONDS: i64 = 31_622_400;
 /// Entries of each top list.
 const TOP: i64 = 10;
-const PARAMS: &str = "from, to, user, tool, result, event, bucket";
+const PARAMS: &str = "from, to, user, tool, result, event, session, trace, request, source, bucket";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatsQuery {
@@ -130,7 +131,7 @@ pub struct Count {
 /// The first and last timestamps (exclusive end) of `filter`'s records, bounded by its `from`
 /// and `to`; `None` when the range is open and no record matches.
 fn span(conn: &dyn Conn, filter: &Filter) -> anyhow::Result<Option<(i64, i64)>> {
-    let (clause, args) = records::where_clause(filter, None);
+    let (clause, args) = records::where_clause(conn.backend(), filter, None);
     let (first, last): (Option<i64>, Option<i64>) = conn
         .query_opt(
             &format!("SELECT MIN(ts), MAX(ts) FROM records{clause}"),
@@ -149,7 +150,7 @@ fn timeline_counts(
     filter: &Filter,
     bucket_ms: i64,
 ) -> anyhow::Result<BTreeMap<i64, BTreeMap<String, u64>>> {
-    let (clause, args) = records::where_clause(filter, None);
+    let (clause, args) = records::where_clause(conn.backend(), filter, None);
     let sql = format!(
         "SELECT ts - ((ts % {bucket_ms}) + {bucket_ms}) % {bucket_ms} AS bucket, result, COUNT(*) \
          FROM records{clause} GROUP BY bucket, result"
@@ -167,7 +168,7 @@ fn timeline_counts(
 
 /// The `TOP` most frequent non-null values of `key` (ties by name).
 fn top(conn: &dyn Conn, key: &str, filter: &Filter, extra: &str) -> anyhow::Result<Vec<Count>> {
-    let (clause, mut args) = records::where_clause(filter, None);
+    let (clause, mut args) = records::where_clause(conn.backend(), filter, None);
     let sql = format!(
         "SELECT {key} AS name, COUNT(*) AS n FROM records{clause}{extra} AND {key} IS NOT NULL \
          GROUP BY name ORDER BY n DESC, name LIMIT ?"
@@ -215,10 +216,7 @@ pub fn compute(conn: &dyn Conn, query: &StatsQuery) -> Result<Stats, StatsError>
         None => Vec::new(),
     };
     let refused = " AND event IN ('tool.denied', 'auth.failed')";
-    let reason = match conn.backend() {
-        Backend::Sqlite => "json_extract(json, '$.reason')",
-        Backend::Postgres => "json::jsonb ->> 'reason'",
-    };
+    let reason = records::json_field(conn.backend(), "reason");
     Ok(Stats {
         total: by_result.values().sum(),
         bucket_seconds: bucket_ms / 1000,
@@ -226,7 +224,7 @@ pub fn compute(conn: &dyn Conn, query: &StatsQuery) -> Result<Stats, StatsError>
         timeline,
         top_users: top(conn, "COALESCE(email, sub)", filter, "")?,
         top_tools: top(conn, "tool", filter, "")?,
-        top_denials: top(conn, reason, filter, refused)?,
+        top_denials: top(conn, &reason, filter, refused)?,
     })
 }
 
@@ -424,7 +422,7 @@ mod tests {
             to: Some(HOUR),
             ..Filter::default()
         };
-        let (clause, args) = records::where_clause(&filter, None);
+        let (clause, args) = records::where_clause(store::Backend::Sqlite, &filter, None);
         for select in [
             "MIN(ts), MAX(ts)",
             "COALESCE(email, sub), COUNT(*)",

@@ -1,5 +1,6 @@
 //! `GET /{tenant}/api/v1/evidence?from=&to=[&seed=][&sample=]` (tenant API key; answers the
-//! zip of [`crate::evidence`]).
+//! zip of [`crate::evidence`]) and `GET /{tenant}/api/v1/access-review?from=&to=` (the
+//! bundle's least-privilege review, [`crate::evidence::access`], as JSON).
 
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{header, Uri};
@@ -7,14 +8,22 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use crate::evidence::{build, parse, EvidenceError};
+use crate::evidence::{access, build, parse, EvidenceError};
 use crate::http::auth::TenantKey;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::store::Access;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/{tenant}/api/v1/evidence", get(evidence))
+    Router::new()
+        .route("/{tenant}/api/v1/evidence", get(evidence))
+        .route("/{tenant}/api/v1/access-review", get(access_review))
+}
+
+fn query_params(uri: &Uri) -> Vec<(String, String)> {
+    form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
 }
 
 async fn evidence(
@@ -23,11 +32,7 @@ async fn evidence(
     _: TenantKey,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let params: Vec<(String, String)> =
-        form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
-    let request = parse(&tenant, &params).map_err(EvidenceError::Request)?;
+    let request = parse(&tenant, &query_params(&uri)).map_err(EvidenceError::Request)?;
     let signer = state.signer.clone();
     let zip = state
         .db
@@ -37,4 +42,20 @@ async fn evidence(
         })
         .await?;
     Ok(([(header::CONTENT_TYPE, "application/zip")], zip).into_response())
+}
+
+async fn access_review(
+    State(state): State<AppState>,
+    UrlPath(tenant): UrlPath<String>,
+    _: TenantKey,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let (from, to) = access::parse_period(&query_params(&uri)).map_err(EvidenceError::Request)?;
+    let review = state
+        .db
+        .blocking(Access::Read, move |conn| {
+            Ok::<_, ApiError>(access::load(conn, &tenant, from, to)?)
+        })
+        .await?;
+    Ok(axum::Json(review).into_response())
 }

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use std::collections::HashSet;
 
-use super::{json_list, Conn, ConnExt, Value};
+use super::{json_list, Backend, Conn, ConnExt, Value};
 
 /// The JSON name of a unit enum variant (`Outcome::AuthFailed` → `auth_failed`).
 pub fn wire_name<T: Serialize>(value: &T) -> serde_json::Result<String> {
@@ -134,6 +134,26 @@ pub struct Filter {
     pub tool: Option<String>,
     pub result: Option<String>,
     pub event: Option<String>,
+    /// Exact matches on the record's correlation fields (`sessionId`, `traceId`, `requestId`,
+    /// `sourceAddress`); a record without the field matches none.
+    pub session: Option<String>,
+    pub trace: Option<String>,
+    pub request: Option<String>,
+    pub source: Option<String>,
+}
+
+/// The correlation fields a [`Filter`] matches, read from the stored JSON (the write path
+/// stores no column of them); each has an expression index, `records_<name>` in the schema,
+/// on `(tenant, <field>, ts, seq)`, which serves both the match and the export order.
+pub const CORRELATION_FIELDS: [&str; 4] = ["sessionId", "traceId", "requestId", "sourceAddress"];
+
+/// The SQL expression of top-level text field `field` of the stored JSON, as the indexes of
+/// the schema spell it (the planner matches an index only to the same expression).
+pub fn json_field(backend: Backend, field: &str) -> String {
+    match backend {
+        Backend::Sqlite => format!("json_extract(json, '$.{field}')"),
+        Backend::Postgres => format!("(json::jsonb ->> '{field}')"),
+    }
 }
 
 /// A place in the export order: the `(ts, seq)` of a record.
@@ -153,7 +173,11 @@ pub struct StoredRecord {
 }
 
 /// The `WHERE` clause selecting `filter`'s records after `after`, and its arguments.
-pub fn where_clause(filter: &Filter, after: Option<Position>) -> (String, Vec<Value>) {
+pub fn where_clause(
+    backend: Backend,
+    filter: &Filter,
+    after: Option<Position>,
+) -> (String, Vec<Value>) {
     let mut sql = String::from(" WHERE tenant = ?");
     let mut args = vec![Value::from(filter.tenant.clone())];
     let mut condition = |clause: &str, values: &[Value]| {
@@ -185,6 +209,17 @@ pub fn where_clause(filter: &Filter, after: Option<Position>) -> (String, Vec<Va
             condition(&format!("{column} = ?"), &[value.clone().into()]);
         }
     }
+    for (field, value) in CORRELATION_FIELDS.into_iter().zip([
+        &filter.session,
+        &filter.trace,
+        &filter.request,
+        &filter.source,
+    ]) {
+        if let Some(value) = value {
+            let expression = json_field(backend, field);
+            condition(&format!("{expression} = ?"), &[value.clone().into()]);
+        }
+    }
     (sql, args)
 }
 
@@ -195,7 +230,7 @@ pub fn query_page(
     after: Option<Position>,
     limit: usize,
 ) -> anyhow::Result<Vec<StoredRecord>> {
-    let (clause, mut args) = where_clause(filter, after);
+    let (clause, mut args) = where_clause(conn.backend(), filter, after);
     let sql = format!("SELECT ts, seq, json, tseq FROM records{clause} ORDER BY ts, seq LIMIT ?");
     args.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
     conn.query(&sql, &args, |row| {

@@ -5,13 +5,16 @@
 //! - `ocsf`: a JSON array of OCSF 1.3 events. Tool calls and denials are API Activity (6003),
 //!   failed authentications Authentication (3002, Logon failure); checkpoints and policy
 //!   changes, which OCSF has no class for, are Base Events (0) with the event in `unmapped`.
-//! - `splunk-hec`: HTTP Event Collector events (`{"time","source","sourcetype","event"}`)
-//!   one per line, each `event` being the `json` form of one event.
+//!   A record's correlation fields go where OCSF has a place for them ([`correlation`]).
+//! - `splunk-hec`: HTTP Event Collector events (`{"time","source","sourcetype","fields",
+//!   "event"}`) one per line, each `event` being the `json` form of one event; `fields` (HEC's
+//!   indexed fields) holds the tenant and the record's correlation fields that are set.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::events::{Event, Kind};
+use crate::export::formats::CORRELATION_FIELDS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -64,13 +67,71 @@ fn plain(tenant: &str, event: &Event) -> Value {
 }
 
 fn hec(tenant: &str, event: &Event) -> Value {
+    let mut fields = Map::new();
+    fields.insert("tenant".into(), tenant.into());
+    for name in CORRELATION_FIELDS {
+        if let Some(value) = event.data.get(name).filter(|v| v.is_string()) {
+            fields.insert(name.into(), value.clone());
+        }
+    }
     json!({
         "time": event.time_ms as f64 / 1000.0,
         "source": "acp-collector",
         "sourcetype": format!("acp:{}", event.kind.name()),
-        "fields": { "tenant": tenant },
+        "fields": fields,
         "event": plain(tenant, event),
     })
+}
+
+/// Where OCSF has a place for a record's correlation fields, in the record classes (API
+/// Activity, Authentication): `sourceAddress` is `src_endpoint` (`ip`, and `port` when it has
+/// one; an address that is not an IP stays in `unmapped`), `userAgent` is
+/// `http_request.user_agent`, `requestId` is `metadata.correlation_uid`, `traceId` and `spanId`
+/// are `trace.uid` and `trace.span.uid` (the trace profile; the span is the caller's, from
+/// `traceparent`, timed as the call), `protocolVersion` (the MCP revision) is `api.version`.
+/// The session goes to the class's session attribute (see [`ocsf`]). Absent or null fields
+/// (every field of an earlier record) add nothing.
+fn correlation(event: &Event, out: &mut Value) {
+    let data = &event.data;
+    let text = |field: &str| data.get(field).and_then(Value::as_str);
+    if let Some(address) = text("sourceAddress") {
+        let endpoint = match address.parse::<std::net::SocketAddr>() {
+            Ok(socket) => Some(json!({ "ip": socket.ip().to_string(), "port": socket.port() })),
+            Err(_) => address
+                .parse::<std::net::IpAddr>()
+                .ok()
+                .map(|ip| json!({ "ip": ip.to_string() })),
+        };
+        match endpoint {
+            Some(endpoint) => out["src_endpoint"] = endpoint,
+            None => out["unmapped"]["sourceAddress"] = address.into(),
+        }
+    }
+    if let Some(agent) = text("userAgent") {
+        out["http_request"] = json!({ "user_agent": agent });
+    }
+    if let Some(request) = text("requestId") {
+        out["metadata"]["correlation_uid"] = request.into();
+    }
+    if let Some(trace) = text("traceId") {
+        out["trace"] = json!({ "uid": trace });
+        if let Some(span) = text("spanId") {
+            let latency = data["latencyMs"].as_f64().unwrap_or(0.0).round() as i64;
+            out["trace"]["span"] = json!({
+                "uid": span,
+                "start_time": event.time_ms,
+                "end_time": event.time_ms + latency,
+                "operation": text("tool"),
+            });
+        }
+        out["metadata"]["profiles"] = json!(["trace"]);
+    }
+    if let Some(version) = text("protocolVersion") {
+        match event.kind {
+            Kind::AuthFailed => out["unmapped"]["protocolVersion"] = version.into(),
+            _ => out["api"]["version"] = version.into(),
+        }
+    }
 }
 
 fn ocsf(tenant: &str, event: &Event) -> Value {
@@ -105,6 +166,7 @@ fn ocsf(tenant: &str, event: &Event) -> Value {
                     "user": user,
                     "app_name": text("clientType"),
                     "app_uid": text("clientId"),
+                    "session": text("sessionId").map(|uid| json!({ "uid": uid })),
                 },
                 "api": {
                     "operation": text("tool"),
@@ -125,6 +187,7 @@ fn ocsf(tenant: &str, event: &Event) -> Value {
             "status_code": text("result"), "status_detail": text("reason"),
             "auth_protocol_id": 99, "auth_protocol": "OAuth 2.0 bearer JWT",
             "user": user,
+            "session": text("sessionId").map(|uid| json!({ "uid": uid })),
             "actor": { "app_name": text("clientType"), "app_uid": text("clientId") },
             "service": { "name": text("tool") },
             "unmapped": unmapped(data, &["scopes", "delegationChain", "event"]),
@@ -141,6 +204,9 @@ fn ocsf(tenant: &str, event: &Event) -> Value {
     };
     out["time"] = event.time_ms.into();
     out["metadata"] = metadata;
+    if !matches!(event.kind, Kind::AuditCheckpoint | Kind::PolicyChanged) {
+        correlation(event, &mut out);
+    }
     out
 }
 
@@ -226,6 +292,101 @@ mod tests {
         );
         assert_eq!(auth["user"]["uid"], "auth0|alice");
         assert_eq!(auth["metadata"]["uid"], "r1");
+    }
+
+    fn with_correlation(mut event: Event, source: &str) -> Event {
+        for (name, value) in [
+            ("sessionId", "sess-1"),
+            ("requestId", "6f1c0e9a-req"),
+            ("traceId", "4bf92f3577b34da6a3ce929d0e0e4736"),
+            ("spanId", "00f067aa0ba902b7"),
+            ("sourceAddress", source),
+            ("userAgent", "claude-desktop/0.9"),
+            ("protocolVersion", "2025-06-18"),
+        ] {
+            event.data[name] = value.into();
+        }
+        event
+    }
+
+    #[test]
+    fn ocsf_maps_the_correlation_fields() {
+        let events = [
+            with_correlation(record_event(Kind::ToolCall, "success"), "[2001:db8::7]:443"),
+            with_correlation(record_event(Kind::AuthFailed, "auth_failed"), "10.1.2.3"),
+            with_correlation(record_event(Kind::ToolDenied, "denied"), "envoy-peer"),
+        ];
+        let v: Value = serde_json::from_slice(&body(Format::Ocsf, "t", &events).unwrap()).unwrap();
+        let api = &v[0];
+        assert_eq!(
+            api["src_endpoint"],
+            json!({"ip": "2001:db8::7", "port": 443})
+        );
+        assert_eq!(api["http_request"]["user_agent"], "claude-desktop/0.9");
+        assert_eq!(api["metadata"]["correlation_uid"], "6f1c0e9a-req");
+        assert_eq!(api["metadata"]["profiles"], json!(["trace"]));
+        assert_eq!(api["trace"]["uid"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            api["trace"]["span"],
+            json!({"uid": "00f067aa0ba902b7", "start_time": 1_773_584_587_142i64,
+                   "end_time": 1_773_584_587_285i64, "operation": "salesforce.query"})
+        );
+        assert_eq!(api["actor"]["session"]["uid"], "sess-1");
+        assert_eq!(api["api"]["version"], "2025-06-18");
+        assert_eq!(api["api"]["operation"], "salesforce.query", "kept");
+        let auth = &v[1];
+        assert_eq!(auth["src_endpoint"], json!({"ip": "10.1.2.3"}));
+        assert_eq!(auth["session"]["uid"], "sess-1");
+        assert_eq!(auth["unmapped"]["protocolVersion"], "2025-06-18");
+        assert_eq!(auth["metadata"]["correlation_uid"], "6f1c0e9a-req");
+        let not_an_ip = &v[2];
+        assert!(not_an_ip.get("src_endpoint").is_none());
+        assert_eq!(not_an_ip["unmapped"]["sourceAddress"], "envoy-peer");
+    }
+
+    #[test]
+    fn an_earlier_record_maps_as_before() {
+        let v: Value = serde_json::from_slice(
+            &body(
+                Format::Ocsf,
+                "t",
+                &[record_event(Kind::ToolCall, "success")],
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let api = &v[0];
+        for absent in ["src_endpoint", "http_request", "trace"] {
+            assert!(api.get(absent).is_none(), "{absent}: {api}");
+        }
+        assert!(api["metadata"].get("correlation_uid").is_none());
+        assert!(api["api"].get("version").is_none());
+        assert_eq!(api["actor"]["session"], Value::Null);
+        let hec: Value = serde_json::from_slice(
+            &body(
+                Format::SplunkHec,
+                "t",
+                &[record_event(Kind::ToolCall, "success")],
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(hec["fields"], json!({"tenant": "t"}));
+    }
+
+    #[test]
+    fn splunk_hec_indexes_the_correlation_fields() {
+        let mut event = with_correlation(record_event(Kind::ToolCall, "success"), "10.0.0.9:5000");
+        event.data["userAgent"] = Value::Null;
+        let hec: Value =
+            serde_json::from_slice(&body(Format::SplunkHec, "t", &[event]).unwrap()).unwrap();
+        assert_eq!(
+            hec["fields"],
+            json!({"tenant": "t", "sessionId": "sess-1", "requestId": "6f1c0e9a-req",
+                   "traceId": "4bf92f3577b34da6a3ce929d0e0e4736", "spanId": "00f067aa0ba902b7",
+                   "sourceAddress": "10.0.0.9:5000", "protocolVersion": "2025-06-18"})
+        );
+        assert_eq!(hec["event"]["data"]["sessionId"], "sess-1");
     }
 
     #[test]

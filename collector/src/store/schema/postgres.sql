@@ -18,6 +18,16 @@ CREATE TABLE IF NOT EXISTS records (
 );
 CREATE INDEX IF NOT EXISTS records_export ON records (tenant, ts, seq);
 CREATE UNIQUE INDEX IF NOT EXISTS records_tseq ON records (tenant, tseq);
+-- The correlation filters of the export API (crate::store::records::CORRELATION_FIELDS):
+-- expression indexes over the stored JSON (the text-to-jsonb cast and ->> are immutable), so
+-- that the write path stores nothing more and records from before these fields (no key: NULL)
+-- stay as they are. An existing database builds them at the first start, under the schema
+-- lock (writes wait for the build); the planner uses an index only for the same expression
+-- (crate::store::records::json_field).
+CREATE INDEX IF NOT EXISTS records_session ON records (tenant, (json::jsonb ->> 'sessionId'), ts, seq);
+CREATE INDEX IF NOT EXISTS records_trace ON records (tenant, (json::jsonb ->> 'traceId'), ts, seq);
+CREATE INDEX IF NOT EXISTS records_request ON records (tenant, (json::jsonb ->> 'requestId'), ts, seq);
+CREATE INDEX IF NOT EXISTS records_source ON records (tenant, (json::jsonb ->> 'sourceAddress'), ts, seq);
 
 CREATE TABLE IF NOT EXISTS checkpoints (
     tenant     TEXT    NOT NULL,
