@@ -1,6 +1,7 @@
-//! The audit trail: one record per call, the worker's outbox of records waiting for the
-//! collector, and the policy document of each configuration.
+//! The audit trail: one record per call, what it keeps of the call's input, the worker's outbox
+//! of records waiting for the collector, and the policy document of each configuration.
 
+pub mod input;
 pub mod outbox;
 pub mod policy_snapshot;
 pub mod record;

@@ -84,6 +84,7 @@ pub fn build(call: CallAudit, ctx: Context, upstream: &Upstream) -> AuditRecord 
         source_address: None,
         user_agent: None,
         protocol_version: None,
+        input_summary: None,
     }
 }
 
