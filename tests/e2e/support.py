@@ -592,9 +592,30 @@ def upstream_requests(stack: Stack) -> int:
     return stack.stats(UPSTREAM_REQUESTS).get(UPSTREAM_REQUESTS, 0)
 
 
-def acp_counters(stack: Stack) -> dict[str, int]:
-    """The filter's counters, by short name (`calls_allowed`, ...)."""
+# The filter sums its counters in each VM and adds them to Envoy's on the tick
+# (`audit.flushIntervalMs`, 200 ms in the test stacks): a reading is settled once it has not
+# moved for longer than a tick.
+COUNTER_TICK = 0.3
+COUNTER_SETTLE_LIMIT = 10.0
+
+
+def counters_now(stack: Stack) -> dict[str, int]:
+    """The filter's counters as Envoy shows them now (up to a tick behind the filter)."""
     return {name.removeprefix(ACP_STATS): value for name, value in stack.stats(ACP_STATS).items()}
+
+
+def acp_counters(stack: Stack) -> dict[str, int]:
+    """The filter's counters, by short name (`calls_allowed`, ...), once settled: read again a
+    tick later until two readings agree (at most `COUNTER_SETTLE_LIMIT` s, for counters that
+    keep moving, e.g. retries while the collector is down: then the last reading)."""
+    deadline = time.monotonic() + COUNTER_SETTLE_LIMIT
+    now = counters_now(stack)
+    while time.monotonic() < deadline:
+        time.sleep(COUNTER_TICK)
+        previous, now = now, counters_now(stack)
+        if now == previous:
+            break
+    return now
 
 
 def counter_deltas(before: Mapping[str, int], after: Mapping[str, int], *names: str) -> dict[str, int]:
@@ -605,13 +626,13 @@ def counter_deltas(before: Mapping[str, int], after: Mapping[str, int], *names: 
 def wait_for_counter_deltas(stack: Stack, before: Mapping[str, int], deltas: Mapping[str, int],
                             timeout: float = RECORD_WAIT) -> dict[str, int]:
     """Waits until each counter has grown by at least its delta since `before`; returns the
-    counters then (the caller asserts exact deltas). Counters move in `on_log`, which may run
-    just after the client has its response."""
+    counters then, settled (the caller asserts exact deltas). Counters move in `on_log`, which
+    may run just after the client has its response, and reach Envoy on the filter's tick."""
     deadline = time.monotonic() + timeout
     while True:
-        now = acp_counters(stack)
+        now = counters_now(stack)
         if all(now.get(k, 0) - before.get(k, 0) >= d for k, d in deltas.items()):
-            return now
+            return acp_counters(stack)
         if time.monotonic() > deadline:
             got = {k: now.get(k, 0) - before.get(k, 0) for k in deltas}
             raise AssertionError(f"counter deltas {got}, expected at least {dict(deltas)}")
