@@ -35,7 +35,7 @@ RECORD_WAIT = 10.0  # seconds: the filter flushes every 200 ms, the collector co
 RECORD_FIELDS = frozenset({
     "id", "event", "timestamp", "sub", "email", "tool", "input", "scopes", "scopeRequired",
     "scopeResult", "contentScan", "result", "reason", "latencyMs", "tenantId", "clientType",
-    "clientId", "delegationChain",
+    "clientId", "delegationChain", "inputSummary",
 })
 # Fields whose value a test cannot know in advance; `assert_record` checks their form instead.
 VOLATILE_FIELDS = frozenset({"id", "timestamp", "latencyMs"})
@@ -522,8 +522,9 @@ def expected_record(*, event: str, result: str, reason: str | None, tool: str | 
                     identity: Mapping[str, Any] = NO_IDENTITY, tenant: str = "org_acme_corp",
                     content_scan: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Every field of a record except the volatile ones (`id`, `timestamp`, `latencyMs`);
-    `contentScan` is null unless given (calls refused before their input was scanned)."""
-    return {"event": event, "result": result, "reason": reason, "tool": tool, "input": input,
+    `contentScan` is null unless given (calls refused before their input was scanned);
+    `inputSummary` null (the input is stored whole)."""
+    return {"event": event, "result": result, "reason": reason, "tool": tool, "input": input, "inputSummary": None,
             "scopeRequired": scope_required, "scopeResult": scope_result, "contentScan": content_scan,
             "tenantId": tenant, **identity}
 
