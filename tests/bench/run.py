@@ -315,6 +315,11 @@ def report(med: dict[str, dict[str, float]], rss: dict[str, float], rounds: int,
 
 
 def report_open(med: dict[str, dict[str, float]], dropped: dict[str, int], rounds: int) -> None:
+    if dropped:
+        print("\nrecords dropped (saturation and open loop): "
+              + ", ".join(f"{name} {n}{'' if n == 0 else ' FAIL'}" for name, n in dropped.items()))
+    if not med:
+        return
     print(f"\nopen loop at {OPEN_RATE} requests/s (oha -q {OPEN_RATE} --latency-correction -c {OPEN_CONNECTIONS}), "
           f"median of {rounds} round(s), {DURATION_S} s each")
     print("| configuration | requests/s | p50 ms | p99 ms | p99.9 ms | Envoy CPU per request |\n|---|---|---|---|---|---|")
@@ -328,9 +333,6 @@ def report_open(med: dict[str, dict[str, float]], dropped: dict[str, int], round
                 a, b = med[base]["cpu_us"], med[name]["cpu_us"]
                 print(f"{LABELS[name]}: Envoy CPU per request {b - a:+.0f} us over {LABELS[base]} "
                       f"(ratio {b / a:.2f})")
-    if dropped:
-        print("records dropped (saturation and open loop): "
-              + ", ".join(f"{name} {n}{'' if n == 0 else ' FAIL'}" for name, n in dropped.items()))
 
 
 def main() -> int:
