@@ -158,7 +158,7 @@ def oha(url: str, token: str, body: Path, seconds: int, envoy_pid: int) -> dict[
     cpu_before = cpu_seconds(envoy_pid)
     out = subprocess.run(
         ["oha", "--no-tui", "--output-format", "json", "-z", f"{seconds}s", "-q", str(OPEN_RATE),
-         "--latency-correction", "-c", str(OPEN_CONNECTIONS), "-m", "POST",
+         "--latency-correction", "--wait-ongoing-requests-after-deadline", "-c", str(OPEN_CONNECTIONS), "-m", "POST",
          "-H", "Content-Type: application/json", "-H", "Accept: application/json, text/event-stream",
          "-H", f"Authorization: Bearer {token}", "-D", str(body), url],
         capture_output=True, text=True, check=True).stdout
