@@ -186,11 +186,13 @@ $(IDP_NPM)/node_modules/.package-lock.json: $(IDP_NPM)/package-lock.json
 	cd $(IDP_NPM) && npm ci --no-audit --no-fund
 
 # The filter against plain Envoy, Envoy's jwt_authn + RBAC and the floor of any Wasm filter
-# (Envoys on CPU 1, wrk and the rest on CPU 0), first-seen-token cost, Envoy memory; then the
-# collector's ingest rate (SQLite; then PostgreSQL with one and two replicas, 100 tenants and one:
+# (Envoys on CPU 1, wrk, oha and the rest on CPU 0), at saturation (wrk) and at one fixed
+# open-loop rate (oha), first-seen-token cost, Envoy memory; then the collector's ingest rate
+# (SQLite; then PostgreSQL with one and two replicas, 100 tenants and one:
 # tests/bench/pg_ingest.py); then the in-VM profile (host calls and time per callback).
 bench: build
 	command -v wrk >/dev/null || apt-get install -y wrk
+	command -v oha >/dev/null || cargo install --locked oha
 	cargo build --locked -p acp-bench-floor --target wasm32-wasip1 --profile wasm
 	taskset -c 0 $(PY) tests/bench/run.py
 	cargo bench --locked -p acp-collector --bench ingest

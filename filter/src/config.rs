@@ -235,6 +235,7 @@ pub(crate) mod tests {
         assert_eq!(c.identity.clock_skew, Duration::from_secs(60));
         assert_eq!(c.identity.claims, ClaimLayout::generic());
         assert_eq!(c.audit.batch_size, 100);
+        assert_eq!(c.audit.max_input_bytes, 16_384);
         assert_eq!(c.audit.authority, "collector");
         assert_eq!(c.audit_failure_mode, AuditFailureMode::Open);
         let KeySource::Remote(r) = &c.identity.keys else {
@@ -264,6 +265,18 @@ pub(crate) mod tests {
         let mut v = minimal();
         v["audit"]["batchSize"] = json!(0);
         assert_eq!(err(v), "audit.batchSize: must be at least 1, got 0");
+
+        let mut v = minimal();
+        v["audit"]["maxInputBytes"] = json!(100);
+        assert_eq!(err(v), "audit.maxInputBytes: must be at least 256, got 100");
+
+        let mut v = minimal();
+        v["audit"]["maxBufferedBytes"] = json!(4096);
+        v["audit"]["maxInputBytes"] = json!(8192);
+        assert_eq!(
+            err(v),
+            "audit.maxInputBytes: must not exceed audit.maxBufferedBytes (4096), got 8192"
+        );
 
         let mut v = minimal();
         v["identity"]["audiences"] = json!([]);

@@ -73,6 +73,36 @@ pub struct AuditRecord {
     /// The MCP revision of the call (`MCP-Protocol-Version`).
     #[serde(default)]
     pub protocol_version: Option<String>,
+    /// Set when the tool arguments were not stored whole: `input` is then `null`, and this
+    /// says how large they were, their SHA-256, and why they are missing (with their first
+    /// bytes when truncated). `None` when `input` is the arguments as sent (or there were none).
+    #[serde(default)]
+    pub input_summary: Option<InputSummary>,
+}
+
+/// What is kept of tool arguments that are not stored in the record's `input`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InputSummary {
+    /// Length of the arguments' compact JSON (the text `input` would have held), in bytes.
+    pub bytes: u64,
+    /// SHA-256 of that text, 64 lowercase hex digits.
+    pub sha256: String,
+    pub reason: InputOmission,
+    /// `truncated`: the first bytes of that text (at most the configured size, cut at a
+    /// character boundary): text, not JSON that parses. Absent when the input was shed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+}
+
+/// Why a record's `input` is `null` although the call had arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputOmission {
+    /// Larger than the filter's `audit.maxInputBytes`: only its first bytes are kept.
+    Truncated,
+    /// The worker's audit buffer was full: the input was shed so that the record could be kept.
+    BufferPressure,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,12 +211,44 @@ impl AuditRecord {
                 self.result, self.event
             ));
         }
+        if let Some(summary) = &self.input_summary {
+            summary.validate(self.input.is_some())?;
+        }
         Ok(())
     }
 
     /// Milliseconds since the Unix epoch of [`AuditRecord::timestamp`] (valid after `validate`).
     pub fn timestamp_millis(&self) -> Option<i64> {
         parse_rfc3339_utc_millis(&self.timestamp)
+    }
+}
+
+impl InputSummary {
+    fn validate(&self, input_present: bool) -> Result<(), String> {
+        if input_present {
+            return Err("inputSummary: input must be null when inputSummary is set".into());
+        }
+        if self.sha256.len() != 64
+            || !self
+                .sha256
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err("inputSummary.sha256: must be 64 lowercase hex digits".into());
+        }
+        match (self.reason, &self.prefix) {
+            (InputOmission::Truncated, Some(prefix)) if (prefix.len() as u64) < self.bytes => {
+                Ok(())
+            }
+            (InputOmission::Truncated, _) => Err(
+                "inputSummary.prefix: a truncated input keeps a prefix shorter than its bytes"
+                    .into(),
+            ),
+            (InputOmission::BufferPressure, None) => Ok(()),
+            (InputOmission::BufferPressure, Some(_)) => {
+                Err("inputSummary.prefix: a shed input keeps no prefix".into())
+            }
+        }
     }
 }
 
@@ -238,7 +300,8 @@ mod tests {
             "spanId": null,
             "sourceAddress": null,
             "userAgent": null,
-            "protocolVersion": null
+            "protocolVersion": null,
+            "inputSummary": null
         })
     }
 
@@ -251,7 +314,7 @@ mod tests {
     }
 
     #[test]
-    fn record_written_before_the_correlation_fields_still_parses() {
+    fn record_written_before_the_correlation_and_input_summary_fields_still_parses() {
         let mut v = sample();
         for field in [
             "sessionId",
@@ -261,12 +324,47 @@ mod tests {
             "sourceAddress",
             "userAgent",
             "protocolVersion",
+            "inputSummary",
         ] {
             v.as_object_mut().unwrap().remove(field);
         }
         let rec: AuditRecord = serde_json::from_value(v).unwrap();
         rec.validate().unwrap();
         assert_eq!(rec.session_id, None);
+    }
+
+    #[test]
+    fn an_omitted_input_is_summarised_unambiguously() {
+        let sha = "ab".repeat(32);
+        let mut v = sample();
+        v["input"] = Value::Null;
+        v["inputSummary"] = json!({"bytes": 70000, "sha256": sha, "reason": "truncated", "prefix": "{\"query\":\"Opp"});
+        let rec: AuditRecord = serde_json::from_value(v.clone()).unwrap();
+        rec.validate().unwrap();
+        assert_eq!(serde_json::to_value(&rec).unwrap(), v);
+
+        v["inputSummary"] = json!({"bytes": 70000, "sha256": sha, "reason": "buffer_pressure"});
+        let rec: AuditRecord = serde_json::from_value(v.clone()).unwrap();
+        rec.validate().unwrap();
+        assert_eq!(serde_json::to_value(&rec).unwrap(), v);
+
+        let refused = |summary: Value, input: Value| {
+            let mut v = sample();
+            v["input"] = input;
+            v["inputSummary"] = summary;
+            let rec: AuditRecord = serde_json::from_value(v).unwrap();
+            rec.validate().unwrap_err()
+        };
+        let shed = json!({"bytes": 9, "sha256": sha, "reason": "buffer_pressure"});
+        assert!(refused(shed.clone(), json!({"q": 1})).starts_with("inputSummary:"));
+        let mut upper = shed.clone();
+        upper["sha256"] = json!("AB".repeat(32));
+        assert!(refused(upper, Value::Null).starts_with("inputSummary.sha256"));
+        let mut with_prefix = shed;
+        with_prefix["prefix"] = json!("{");
+        assert!(refused(with_prefix, Value::Null).starts_with("inputSummary.prefix"));
+        let no_prefix = json!({"bytes": 9, "sha256": sha, "reason": "truncated"});
+        assert!(refused(no_prefix, Value::Null).starts_with("inputSummary.prefix"));
     }
 
     #[test]

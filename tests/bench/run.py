@@ -14,7 +14,14 @@ pinned to CPU 1, driven by wrk (2 connections, on CPU 0 with everything else), a
   that only holds the request for its body and reads both bodies, as ACP must.
 Prints requests/s, p50/p99 and Envoy CPU per request per round, the medians and the targets;
 checks that every call made through the filter has its record stored by the collector or
-counted as dropped (the bounded audit buffer overflows with 64 KiB inputs at full load).
+counted as dropped, and fails when any was dropped.
+
+Open loop: each 1 KiB configuration also gets a run at one fixed arrival rate that all of them
+sustain (`BENCH_RATE`, default 500/s) from oha (`-q`, `--latency-correction`, so a stalled
+request does not hide the ones that should have started meanwhile): p50/p99/p99.9 and Envoy
+CPU per request at equal load, and ACP's CPU per request above the holding floor, plain Envoy
+and the native chain. `BENCH_ROUNDS` (default 5) and `BENCH_SECONDS` (default 10) shorten a
+run, e.g. `BENCH_ROUNDS=1 BENCH_SECONDS=2` to check the harness.
 
 First-seen token: after its cached-token run, the same acp (and native) Envoy gets a run in
 which every request carries a token it has not seen (pre-minted, distinct `jti`); the Envoy CPU
@@ -47,9 +54,15 @@ sys.path.insert(0, str(ROOT / "examples"))
 from idp import demo_idp  # noqa: E402
 from stack import ENVOY_BIN, AUDIENCE, Ports, Stack, PlaceholderTemplate, free_port, render_envoy  # noqa: E402
 
-ROUNDS = 3
-DURATION_S = 10
-WARMUP_S = 2
+# BENCH_ROUNDS, BENCH_SECONDS and BENCH_RATE shorten a run (a smoke test of the harness) or
+# change the open-loop rate; the defaults are those of the published figures.
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+DURATION_S = int(os.environ.get("BENCH_SECONDS", "10"))
+WARMUP_S = min(2, DURATION_S)
+# Open loop: one arrival rate every 1 KiB configuration sustains (ACP's saturation is about
+# 1,000/s on the 2-vCPU VM), driven by oha with latency corrected for coordinated omission.
+OPEN_RATE = int(os.environ.get("BENCH_RATE", "500"))
+OPEN_CONNECTIONS = 16
 FIRST_SEEN_S = 3
 FIRST_SEEN_TOKENS = 8000
 MEMORY_LOAD_S = 3
@@ -63,6 +76,8 @@ FLOOR_WASM = ROOT / "target" / "wasm32-wasip1" / "wasm" / "acp_bench_floor.wasm"
 ISSUER = "https://idp.bench.example"
 TARGETS = {"vs_plain": 0.90, "vs_native": 0.95, "p99_added_ms": 0.2, "first_seen_ms": 0.6}
 
+# The open-loop runs use the 1 KiB configurations (the 64 KiB ones saturate below OPEN_RATE).
+OPEN_LOOP_SIZE = 1024
 SCANNING_OFF = {"maxScanBytes": 1, "oversized": "pass"}
 # name: (chain, scanning override, body size)
 CONFIGURATIONS = {
@@ -135,6 +150,27 @@ def wrk(url: str, script: Path, seconds: int, envoy_pid: int) -> dict[str, float
     cpu_us = (cpu_seconds(envoy_pid) - cpu_before) * 1e6 / int(requests)
     return {"requests": int(requests), "rps": int(requests) / (int(duration_us) / 1e6),
             "p50_ms": float(p50_us) / 1000, "p99_ms": float(p99_us) / 1000, "cpu_us": cpu_us}
+
+
+def oha(url: str, token: str, body: Path, seconds: int, envoy_pid: int) -> dict[str, float]:
+    """`seconds` of open-loop load at OPEN_RATE requests/s (oha `-q`, latency measured from
+    each request's scheduled start: `--latency-correction`); Envoy CPU per request from /proc."""
+    cpu_before = cpu_seconds(envoy_pid)
+    out = subprocess.run(
+        ["oha", "--no-tui", "--output-format", "json", "-z", f"{seconds}s", "-q", str(OPEN_RATE),
+         "--latency-correction", "--wait-ongoing-requests-after-deadline", "-c", str(OPEN_CONNECTIONS), "-m", "POST",
+         "-H", "Content-Type: application/json", "-H", "Accept: application/json, text/event-stream",
+         "-H", f"Authorization: Bearer {token}", "-D", str(body), url],
+        capture_output=True, text=True, check=True).stdout
+    result = json.loads(out)
+    codes = result["statusCodeDistribution"]
+    requests = sum(codes.values())
+    if set(codes) - {"200"} or result.get("errorDistribution"):
+        raise SystemExit(f"oha saw errors or non-200 answers: {codes} {result.get('errorDistribution')}")
+    latency = result["latencyPercentiles"]
+    return {"requests": requests, "rps": result["summary"]["requestsPerSec"],
+            "p50_ms": latency["p50"] * 1000, "p99_ms": latency["p99"] * 1000, "p999_ms": latency["p99.9"] * 1000,
+            "cpu_us": (cpu_seconds(envoy_pid) - cpu_before) * 1e6 / requests}
 
 
 def upstream_command(run_dir: Path, port: int) -> list[str]:
@@ -211,6 +247,10 @@ def measure(run_dir: Path, name: str, fresh_tokens: list[str]) -> dict[str, floa
         envoy = stack.pid("envoy")
         wrk(stack.mcp_url, script, WARMUP_S, envoy)
         result = wrk(stack.mcp_url, script, DURATION_S, envoy)
+        if size == OPEN_LOOP_SIZE:
+            body = run_dir / "body.json"
+            body.write_text(tools_call_body(size))
+            result["open"] = oha(stack.mcp_url, token, body, DURATION_S, envoy)
         if chain == "acp":
             result["missing"], result["dropped"] = missing_records(stack, user)
         if name in ("acp", "native"):
@@ -276,6 +316,27 @@ def report(med: dict[str, dict[str, float]], rss: dict[str, float], rounds: int,
               + (f", a Wasm filter doing nothing {rss['floor'] - rss['plain']:.1f} MiB" if {"plain", "floor"} <= rss.keys() else ""))
 
 
+def report_open(med: dict[str, dict[str, float]], dropped: dict[str, int], rounds: int) -> None:
+    if dropped:
+        print("\nrecords dropped (saturation and open loop): "
+              + ", ".join(f"{name} {n}{'' if n == 0 else ' FAIL'}" for name, n in dropped.items()))
+    if not med:
+        return
+    print(f"\nopen loop at {OPEN_RATE} requests/s (oha -q {OPEN_RATE} --latency-correction -c {OPEN_CONNECTIONS}), "
+          f"median of {rounds} round(s), {DURATION_S} s each")
+    print("| configuration | requests/s | p50 ms | p99 ms | p99.9 ms | Envoy CPU per request |\n|---|---|---|---|---|---|")
+    for name, m in med.items():
+        print(f"| {LABELS[name]} | {m['rps']:.0f} | {m['p50_ms']:.3f} | {m['p99_ms']:.3f} | {m['p999_ms']:.3f} "
+              f"| {m['cpu_us']:.0f} us |")
+    print()
+    for base in ("floor-hold", "plain", "native"):
+        for name in ("acp", "acp-noscan"):
+            if {base, name} <= med.keys():
+                a, b = med[base]["cpu_us"], med[name]["cpu_us"]
+                print(f"{LABELS[name]}: Envoy CPU per request {b - a:+.0f} us over {LABELS[base]} "
+                      f"(ratio {b / a:.2f})")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=ROUNDS)
@@ -302,6 +363,10 @@ def main() -> int:
                     note += f"  first-seen token {result['first_seen_us']:.0f} us ({result['fresh_requests']} new tokens)"
                     if result["fresh_requests"] > len(fresh_tokens):
                         note += " [tokens reused: understated]"
+                if "open" in result:
+                    o = result["open"]
+                    note += (f"  open loop {o['rps']:.0f} req/s p50 {o['p50_ms']:.3f} p99 {o['p99_ms']:.3f} "
+                             f"p99.9 {o['p999_ms']:.3f} ms, Envoy CPU {o['cpu_us']:.0f} us/req")
                 print(f"round {round_no} {name:14}  {result['rps']:8.0f} req/s  p50 {result['p50_ms']:.3f} ms"
                       f"  p99 {result['p99_ms']:.3f} ms  Envoy CPU {result['cpu_us']:.0f} us/req{note}", flush=True)
                 if result.get("missing"):
@@ -311,9 +376,14 @@ def main() -> int:
                for name in ("plain", "acp", "native", "floor") if name in names}
     keys = ("rps", "p50_ms", "p99_ms", "cpu_us", "first_seen_us")
     med = {name: {k: statistics.median(r[k] for r in runs) for k in keys if k in runs[0]} for name, runs in rows.items()}
+    open_keys = ("rps", "p50_ms", "p99_ms", "p999_ms", "cpu_us")
+    open_med = {name: {k: statistics.median(r["open"][k] for r in runs) for k in open_keys}
+                for name, runs in rows.items() if "open" in runs[0]}
+    dropped = {name: sum(r["dropped"] for r in runs) for name, runs in rows.items() if "dropped" in runs[0]}
     load_end = os.getloadavg()
     report(med, rss, args.rounds, (f"{load_start[0]:.1f}", f"{load_end[0]:.1f}"))
-    return 0
+    report_open(open_med, dropped, args.rounds)
+    return 1 if any(dropped.values()) else 0
 
 
 if __name__ == "__main__":

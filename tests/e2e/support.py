@@ -39,7 +39,7 @@ CORRELATION_FIELDS = ("sessionId", "requestId", "traceId", "spanId", "sourceAddr
 RECORD_FIELDS = frozenset({
     "id", "event", "timestamp", "sub", "email", "tool", "input", "scopes", "scopeRequired",
     "scopeResult", "contentScan", "result", "reason", "latencyMs", "tenantId", "clientType",
-    "clientId", "delegationChain",
+    "clientId", "delegationChain", "inputSummary",
 }) | frozenset(CORRELATION_FIELDS)
 # Fields whose value a test cannot know in advance; `assert_record` checks their form instead.
 VOLATILE_FIELDS = frozenset({"id", "timestamp", "latencyMs"})
@@ -556,9 +556,10 @@ def expected_record(*, event: str, result: str, reason: str | None, tool: str | 
                     content_scan: Mapping[str, Any] | None = None,
                     sent: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Every field of a record except the volatile ones (`id`, `timestamp`, `latencyMs`);
-    `contentScan` is null unless given (calls refused before their input was scanned); the
-    correlation fields are `sent`, by default `correlation()` (a request of `post_mcp`)."""
-    return {"event": event, "result": result, "reason": reason, "tool": tool, "input": input,
+    `contentScan` is null unless given (calls refused before their input was scanned);
+    `inputSummary` null (the input is stored whole); the correlation fields are `sent`, by
+    default `correlation()` (a request of `post_mcp`)."""
+    return {"event": event, "result": result, "reason": reason, "tool": tool, "input": input, "inputSummary": None,
             "scopeRequired": scope_required, "scopeResult": scope_result, "contentScan": content_scan,
             "tenantId": tenant, **identity, **(correlation() if sent is None else sent)}
 
@@ -633,9 +634,30 @@ def upstream_requests(stack: Stack) -> int:
     return stack.stats(UPSTREAM_REQUESTS).get(UPSTREAM_REQUESTS, 0)
 
 
-def acp_counters(stack: Stack) -> dict[str, int]:
-    """The filter's counters, by short name (`calls_allowed`, ...)."""
+# The filter sums its counters in each VM and adds them to Envoy's on the tick
+# (`audit.flushIntervalMs`, 200 ms in the test stacks): a reading is settled once it has not
+# moved for longer than a tick.
+COUNTER_TICK = 0.3
+COUNTER_SETTLE_LIMIT = 10.0
+
+
+def counters_now(stack: Stack) -> dict[str, int]:
+    """The filter's counters as Envoy shows them now (up to a tick behind the filter)."""
     return {name.removeprefix(ACP_STATS): value for name, value in stack.stats(ACP_STATS).items()}
+
+
+def acp_counters(stack: Stack) -> dict[str, int]:
+    """The filter's counters, by short name (`calls_allowed`, ...), once settled: read again a
+    tick later until two readings agree (at most `COUNTER_SETTLE_LIMIT` s, for counters that
+    keep moving, e.g. retries while the collector is down: then the last reading)."""
+    deadline = time.monotonic() + COUNTER_SETTLE_LIMIT
+    now = counters_now(stack)
+    while time.monotonic() < deadline:
+        time.sleep(COUNTER_TICK)
+        previous, now = now, counters_now(stack)
+        if now == previous:
+            break
+    return now
 
 
 def counter_deltas(before: Mapping[str, int], after: Mapping[str, int], *names: str) -> dict[str, int]:
@@ -646,13 +668,13 @@ def counter_deltas(before: Mapping[str, int], after: Mapping[str, int], *names: 
 def wait_for_counter_deltas(stack: Stack, before: Mapping[str, int], deltas: Mapping[str, int],
                             timeout: float = RECORD_WAIT) -> dict[str, int]:
     """Waits until each counter has grown by at least its delta since `before`; returns the
-    counters then (the caller asserts exact deltas). Counters move in `on_log`, which may run
-    just after the client has its response."""
+    counters then, settled (the caller asserts exact deltas). Counters move in `on_log`, which
+    may run just after the client has its response, and reach Envoy on the filter's tick."""
     deadline = time.monotonic() + timeout
     while True:
-        now = acp_counters(stack)
+        now = counters_now(stack)
         if all(now.get(k, 0) - before.get(k, 0) >= d for k, d in deltas.items()):
-            return now
+            return acp_counters(stack)
         if time.monotonic() > deadline:
             got = {k: now.get(k, 0) - before.get(k, 0) for k in deltas}
             raise AssertionError(f"counter deltas {got}, expected at least {dict(deltas)}")

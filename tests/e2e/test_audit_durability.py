@@ -7,6 +7,7 @@ one must be stored exactly once."""
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import threading
@@ -360,3 +361,49 @@ def test_a_replaced_configuration_delivers_its_buffered_records_before_it_ends(m
     wait_until_delivered(stack, before, len(queries))
     records = wait_for_records(stack, len(queries), user=alice.sub, timeout=30)
     assert inputs_of(records) == Counter(queries)
+
+
+def test_large_inputs_under_a_tiny_buffer_shed_their_input_and_every_call_keeps_its_record(make_stack) -> None:
+    """Inputs over `audit.maxInputBytes` are stored truncated; with the collector down and a
+    buffer of 24,000 bytes, records shed their inputs (size and SHA-256 kept) rather than being
+    dropped: every call has its record once the collector is back."""
+    max_input = 4096
+    stack = make_stack(concurrency=1, filter_config=lambda cfg: quick_retries(
+        cfg, maxBufferedBytes=24_000, maxInputBytes=max_input)).start()
+    alice = caller(stack, ["salesforce:read"])
+    before = acp_counters(stack)
+    stack.stop_collector()
+    small = {"query": "small input kept whole"}
+    assert call_tool(stack, alice.token, "salesforce.query", small).status == 200
+    sent = {}
+    for i in range(8):
+        args = {"query": f"large {i} " + "Globex renewal closes 2026-03-27, stage 4. " * 500}
+        text = json.dumps(args, separators=(",", ":"))
+        sent[text[:40]] = text
+        assert call_tool(stack, alice.token, "salesforce.query", args).status == 200
+    stack.start_collector()
+    wait_until_delivered(stack, before, 1 + len(sent))
+    after = acp_counters(stack)
+    records = wait_for_records(stack, 1 + len(sent), user=alice.sub)
+    assert len(records) == 1 + len(sent)
+    assert [r["input"] for r in records if r["inputSummary"] is None] == [small]
+
+    reasons = Counter()
+    for record in (r for r in records if r["inputSummary"] is not None):
+        summary = record["inputSummary"]
+        assert record["input"] is None
+        reasons[summary["reason"]] += 1
+        if summary["reason"] == "truncated":
+            assert len(summary["prefix"]) == max_input
+            text = sent[summary["prefix"][:40]]
+            assert summary["prefix"] == text[:max_input]
+        else:
+            assert summary["reason"] == "buffer_pressure" and "prefix" not in summary, summary
+            [text] = [t for t in sent.values() if hashlib.sha256(t.encode()).hexdigest() == summary["sha256"]]
+        assert summary["bytes"] == len(text.encode())
+        assert summary["sha256"] == hashlib.sha256(text.encode()).hexdigest()
+        del sent[text[:40]]
+    assert not sent, "every large call has its own record"
+    assert reasons["truncated"] >= 1 and reasons["buffer_pressure"] >= 1, reasons
+    assert counter_deltas(before, after, "audit_records_dropped", "audit_inputs_shed") == {
+        "audit_records_dropped": 0, "audit_inputs_shed": reasons["buffer_pressure"]}

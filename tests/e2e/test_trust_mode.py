@@ -17,7 +17,7 @@ import pytest
 from idp import demo_idp
 from stack import Stack
 from support import (
-    UNAUTHORIZED, assert_jsonrpc_error, assert_record, call_tool, caller, clean_scan, expected_record, token,
+    UNAUTHORIZED, acp_counters, assert_jsonrpc_error, assert_record, call_tool, caller, clean_scan, expected_record, token,
     unique, upstream_requests, wait_for_records,
 )
 
@@ -69,7 +69,7 @@ def test_the_payload_jwt_authn_verified_is_the_callers_identity(trust_stack: Sta
         event="tool.call", result="success", reason=None, tool="salesforce.query", input=args,
         scope_required=["salesforce:read"], scope_result="pass", identity=alice.identity(client_type="cursor"),
         content_scan=clean_scan()), reply, forwarded=True)
-    assert trust_stack.stats("wasmcustom.acp.token_cache_misses").get("wasmcustom.acp.token_cache_misses", 0) == 0, \
+    assert acp_counters(trust_stack).get("token_cache_misses", 0) == 0, \
         "the filter verified the token itself"
 
 

@@ -38,12 +38,14 @@ pub struct Reservation {
 const RECORD_OVERHEAD_BYTES: usize = 2048;
 
 impl Reservation {
-    /// Room for `records` records of a request whose body has `body_bytes` bytes (each record's
-    /// input comes from that body).
-    pub fn estimate(records: usize, body_bytes: usize) -> Self {
+    /// Room for `records` records of a request whose body has `body_bytes` bytes: each
+    /// record's input comes from that body, and one longer than `max_input_bytes` is stored
+    /// as its first `max_input_bytes` (at most twice that once escaped as a JSON string).
+    pub fn estimate(records: usize, body_bytes: usize, max_input_bytes: usize) -> Self {
+        let inputs = body_bytes.min(records.saturating_mul(max_input_bytes.saturating_mul(2)));
         Reservation {
             records,
-            bytes: body_bytes.saturating_add(records.saturating_mul(RECORD_OVERHEAD_BYTES)),
+            bytes: inputs.saturating_add(records.saturating_mul(RECORD_OVERHEAD_BYTES)),
         }
     }
 }
@@ -121,7 +123,7 @@ impl Outbox {
     }
 
     /// Queues a serialized record; `false` when the buffer (less the room reserved for admitted
-    /// calls) is full and the record is dropped.
+    /// calls) is full and the record is not queued.
     pub fn push(&mut self, record: String) -> bool {
         if self.queue.len() + self.reserved.records >= self.max_records
             || self.bytes + self.reserved.bytes + record.len() > self.max_bytes
@@ -261,10 +263,10 @@ mod tests {
         let mut o = Outbox::new(3, 10_000, 2, Duration::from_secs(1));
         o.push("x".into());
         let two = o
-            .reserve(Reservation::estimate(2, 0))
+            .reserve(Reservation::estimate(2, 0, usize::MAX))
             .expect("1 queued + 2 reserved fit in 3");
         assert_eq!(
-            o.reserve(Reservation::estimate(1, 0)),
+            o.reserve(Reservation::estimate(1, 0, usize::MAX)),
             None,
             "full: queued and reserved count"
         );
@@ -276,23 +278,25 @@ mod tests {
         o.push_admitted("a".into());
         o.push_admitted("b".into());
         assert_eq!(o.len(), 3);
-        assert_eq!(o.reserve(Reservation::estimate(1, 0)), None);
+        assert_eq!(o.reserve(Reservation::estimate(1, 0, usize::MAX)), None);
         o.next_batch(0, 1).unwrap();
         o.settle(Delivery::Done, 0);
         assert!(
-            o.reserve(Reservation::estimate(1, 0)).is_some(),
+            o.reserve(Reservation::estimate(1, 0, usize::MAX)).is_some(),
             "delivery frees room"
         );
 
         let mut o = Outbox::new(100, 5_000, 2, Duration::from_secs(1));
         assert_eq!(
-            o.reserve(Reservation::estimate(2, 1_000)),
+            o.reserve(Reservation::estimate(2, 1_000, usize::MAX)),
             None,
             "2 records of ~5 KiB do not fit 5,000 bytes"
         );
-        let one = o.reserve(Reservation::estimate(1, 1_000)).unwrap();
+        let one = o
+            .reserve(Reservation::estimate(1, 1_000, usize::MAX))
+            .unwrap();
         assert_eq!(
-            o.reserve(Reservation::estimate(1, 0)),
+            o.reserve(Reservation::estimate(1, 0, usize::MAX)),
             None,
             "reserved bytes count"
         );
@@ -303,7 +307,21 @@ mod tests {
             1,
             "an admitted record is kept even above its estimate"
         );
-        assert_eq!(o.reserve(Reservation::estimate(1, 0)), None);
+        assert_eq!(o.reserve(Reservation::estimate(1, 0, usize::MAX)), None);
+    }
+
+    #[test]
+    fn the_estimate_counts_an_input_up_to_its_stored_size() {
+        assert_eq!(
+            Reservation::estimate(1, 65_536, 16_384),
+            Reservation::estimate(1, 32_768, usize::MAX),
+            "a truncated input keeps at most twice the limit, escaped"
+        );
+        assert_eq!(
+            Reservation::estimate(2, 1_000, 16_384),
+            Reservation::estimate(2, 1_000, usize::MAX),
+            "inputs come from the body: never more than it"
+        );
     }
 
     #[test]

@@ -88,6 +88,7 @@ pub fn build(call: CallAudit, ctx: Context, upstream: &Upstream) -> AuditRecord 
         source_address: c.source_address,
         user_agent: c.user_agent,
         protocol_version: c.protocol_version,
+        input_summary: None,
     }
 }
 

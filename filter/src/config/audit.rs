@@ -17,6 +17,9 @@ pub struct Audit {
     pub flush_interval: Duration,
     pub max_buffered_records: usize,
     pub max_buffered_bytes: usize,
+    /// Tool arguments whose JSON is longer are stored truncated to this many bytes, with their
+    /// size and SHA-256 (`inputSummary`).
+    pub max_input_bytes: usize,
     pub timeout: Duration,
     pub max_retry_delay: Duration,
 }
@@ -49,6 +52,8 @@ pub struct RawAudit {
     max_buffered_records: usize,
     #[serde(default = "default_buffer_bytes")]
     max_buffered_bytes: usize,
+    #[serde(default = "default_max_input")]
+    max_input_bytes: usize,
     #[serde(default = "default_audit_timeout")]
     timeout_ms: u64,
     #[serde(default = "default_retry_max")]
@@ -66,6 +71,9 @@ fn default_buffer_records() -> usize {
 }
 fn default_buffer_bytes() -> usize {
     16 << 20
+}
+fn default_max_input() -> usize {
+    16 << 10
 }
 fn default_audit_timeout() -> u64 {
     5_000
@@ -92,6 +100,16 @@ impl TryFrom<RawAudit> for Audit {
             raw.max_buffered_bytes as u64,
             1024,
         )?;
+        at_least("audit.maxInputBytes", raw.max_input_bytes as u64, 256)?;
+        if raw.max_input_bytes > raw.max_buffered_bytes {
+            return Err(ConfigError::invalid(
+                "audit.maxInputBytes",
+                format!(
+                    "must not exceed audit.maxBufferedBytes ({}), got {}",
+                    raw.max_buffered_bytes, raw.max_input_bytes
+                ),
+            ));
+        }
         at_least("audit.timeoutMs", raw.timeout_ms, 1)?;
         at_least("audit.maxRetryDelayMs", raw.max_retry_delay_ms, 100)?;
         Ok(Audit {
@@ -102,6 +120,7 @@ impl TryFrom<RawAudit> for Audit {
             flush_interval: Duration::from_millis(raw.flush_interval_ms),
             max_buffered_records: raw.max_buffered_records,
             max_buffered_bytes: raw.max_buffered_bytes,
+            max_input_bytes: raw.max_input_bytes,
             timeout: Duration::from_millis(raw.timeout_ms),
             max_retry_delay: Duration::from_millis(raw.max_retry_delay_ms),
         })

@@ -39,13 +39,19 @@ impl Bucket {
 }
 
 /// Takes one token at `now_ms` from `bucket` (a full bucket when `None`). Returns the new state
-/// and, when no token was left, the whole seconds to wait for one.
+/// and, when no token was left, the whole seconds to wait for one. A `now_ms` before the
+/// bucket's last update (a request that started earlier, another worker's clock) refills
+/// nothing and leaves the update time where it was, so no interval is refilled twice.
 pub fn take(bucket: Option<Bucket>, limit: Limit, now_ms: u64) -> (Bucket, Result<(), u64>) {
     let burst = f64::from(limit.burst.max(1));
     let per_ms = f64::from(limit.per_minute) / 60_000.0;
-    let (tokens, since) = match bucket {
-        Some(b) => (b.tokens, now_ms.saturating_sub(b.updated_ms)),
-        None => (burst, 0),
+    let (tokens, since, now_ms) = match bucket {
+        Some(b) => (
+            b.tokens,
+            now_ms.saturating_sub(b.updated_ms),
+            now_ms.max(b.updated_ms),
+        ),
+        None => (burst, 0, now_ms),
     };
     let tokens = (tokens + since as f64 * per_ms).min(burst);
     if tokens >= 1.0 {
@@ -172,6 +178,20 @@ mod tests {
         assert!(r.is_ok());
         let (_, r) = take(Some(b), LIMIT, 100_000);
         assert!(r.is_ok(), "refill is capped at the burst, never lost");
+    }
+
+    #[test]
+    fn an_earlier_time_refills_nothing_and_nothing_twice() {
+        let one = Limit {
+            per_minute: 60,
+            burst: 1,
+            per_tool: false,
+        };
+        let (b, _) = take(None, one, 5_000);
+        let (b, r) = take(Some(b), one, 4_000);
+        assert_eq!((r, b.updated_ms), (Err(1), 5_000));
+        let (_, r) = take(Some(b), one, 5_999);
+        assert_eq!(r, Err(1), "the second from 4,000 to 5,000 is not refilled");
     }
 
     #[test]

@@ -84,6 +84,7 @@ impl<H: Host + Clone + 'static> Plugin<H> {
     /// Envoy removes the plugin (e.g. a listener update replaced its configuration): records
     /// still buffered are delivered first, then the root context reports done. `true`: done now.
     pub fn remove(&mut self) -> bool {
+        self.flush_metrics();
         let waiting = self.worker.as_ref().map_or(0, |w| w.borrow().outbox.len());
         if waiting == 0 && self.audit_call.is_none() {
             return true;
@@ -149,7 +150,15 @@ impl<H: Host + Clone + 'static> Plugin<H> {
         self.fetch_jwks();
         self.send_policy();
         self.flush(1);
+        self.flush_metrics();
         self.finish_closing();
+    }
+
+    /// Adds the events counted in this VM since the last flush to Envoy's counters.
+    pub fn flush_metrics(&self) {
+        if let Some(worker) = &self.worker {
+            worker.borrow_mut().flush_metrics(&self.host);
+        }
     }
 
     /// The stream of a new request; none before a configuration was accepted.
@@ -208,7 +217,7 @@ impl<H: Host + Clone + 'static> Plugin<H> {
                     target.cluster
                 );
                 if let Some(worker) = &self.worker {
-                    worker.borrow().metrics.discovery_fetched.inc(&self.host);
+                    worker.borrow().metrics.discovery_fetched.inc();
                 }
                 self.dispatch_key_request(KeyDocument::Jwks, &target);
             }
@@ -226,11 +235,11 @@ impl<H: Host + Clone + 'static> Plugin<H> {
         }
         let what = match document {
             KeyDocument::Discovery => {
-                w.metrics.discovery_failed.inc(&self.host);
+                w.metrics.discovery_failed.inc();
                 "OpenID discovery document"
             }
             KeyDocument::Jwks => {
-                w.metrics.jwks_fetch_failed.inc(&self.host);
+                w.metrics.jwks_fetch_failed.inc();
                 if let Some(location) = self.location.as_mut() {
                     location.jwks_failed();
                 }
@@ -263,7 +272,7 @@ impl<H: Host + Clone + 'static> Plugin<H> {
         // verified again.
         w.keys = Some(Rc::new(set));
         w.cache.clear();
-        w.metrics.jwks_fetched.inc(&self.host);
+        w.metrics.jwks_fetched.inc();
     }
 
     /// Reports a closing plugin done once no record waits and no batch is in flight.
@@ -273,6 +282,7 @@ impl<H: Host + Clone + 'static> Plugin<H> {
             .as_ref()
             .is_none_or(|w| w.borrow().outbox.is_empty());
         if self.closing && empty && self.audit_call.is_none() {
+            self.flush_metrics();
             log::info!("buffered audit records delivered; the removed plugin ends");
             self.closing = false;
             self.host.done();
@@ -294,7 +304,7 @@ impl<H: Host + Clone + 'static> Plugin<H> {
             post_to_collector(&self.host, &w.config.audit, acp_record::INGEST_PATH, &body);
         if self.audit_call.is_none() {
             let n = w.outbox.settle(Delivery::Retry, now);
-            w.metrics.audit_retried.add(&self.host, n);
+            w.metrics.audit_retried.add(n);
         }
     }
 
@@ -316,7 +326,7 @@ impl<H: Host + Clone + 'static> Plugin<H> {
             post_to_collector(&self.host, &w.config.audit, acp_record::POLICY_PATH, &body);
         if self.policy_call.is_none() {
             policy.settle(Delivery::Retry, now);
-            w.metrics.policy_retried.inc(&self.host);
+            w.metrics.policy_retried.inc();
         }
     }
 
@@ -324,27 +334,28 @@ impl<H: Host + Clone + 'static> Plugin<H> {
         let (Some(worker), Some(policy)) = (&self.worker, self.policy.as_mut()) else {
             return;
         };
-        let m = worker.borrow().metrics;
+        let w = worker.borrow();
+        let m = &w.metrics;
         let delivery = Delivery::from_status(status);
         policy.settle(delivery, self.host.now_millis());
         match delivery {
             Delivery::Done if status == Some(422) => {
-                m.policy_dropped.inc(&self.host);
+                m.policy_dropped.inc();
                 log::error!(
                     "the collector refused the policy document: {}",
                     String::from_utf8_lossy(body)
                 );
             }
-            Delivery::Done => m.policy_sent.inc(&self.host),
+            Delivery::Done => m.policy_sent.inc(),
             Delivery::Rejected => {
-                m.policy_dropped.inc(&self.host);
+                m.policy_dropped.inc();
                 log::error!(
                     "the collector refused the policy document (status {status:?}): {}",
                     String::from_utf8_lossy(body)
                 );
             }
             Delivery::Retry => {
-                m.policy_retried.inc(&self.host);
+                m.policy_retried.inc();
                 log::warn!("policy document not stored (status {status:?}); retrying");
             }
         }
@@ -355,8 +366,7 @@ impl<H: Host + Clone + 'static> Plugin<H> {
         let mut w = worker.borrow_mut();
         let delivery = Delivery::from_status(status);
         let n = w.outbox.settle(delivery, self.host.now_millis());
-        w.report_buffered(&self.host);
-        let m = w.metrics;
+        let m = &w.metrics;
         match delivery {
             Delivery::Done => {
                 let refused = if status == Some(422) {
@@ -364,9 +374,9 @@ impl<H: Host + Clone + 'static> Plugin<H> {
                 } else {
                     0
                 };
-                m.audit_sent.add(&self.host, n.saturating_sub(refused));
+                m.audit_sent.add(n.saturating_sub(refused));
                 if refused > 0 {
-                    m.audit_dropped.add(&self.host, refused);
+                    m.audit_dropped.add(refused);
                     log::error!(
                         "the collector refused {refused} audit record(s) as invalid: {}",
                         String::from_utf8_lossy(body)
@@ -374,14 +384,14 @@ impl<H: Host + Clone + 'static> Plugin<H> {
                 }
             }
             Delivery::Rejected => {
-                m.audit_dropped.add(&self.host, n);
+                m.audit_dropped.add(n);
                 log::error!(
                     "the collector refused a batch of {n} audit records (status {status:?}): {}",
                     String::from_utf8_lossy(body)
                 );
             }
             Delivery::Retry => {
-                m.audit_retried.add(&self.host, n);
+                m.audit_retried.add(n);
                 log::warn!("audit batch of {n} records not stored (status {status:?}); {} records wait for retry", w.outbox.len());
             }
         }

@@ -15,10 +15,12 @@ use super::headers::Headers;
 use super::host::Host;
 use super::worker::Worker;
 use crate::audit::correlation::Correlation;
+use crate::audit::input::{self, Queued};
 use crate::audit::outbox::Reservation;
 use crate::audit::record::{self, Upstream};
 use crate::auth::failure::AuthFailure;
 use crate::auth::identity::Identity;
+use crate::auth::keys::jwks::millis;
 use crate::auth::keys::source::KeySource;
 use crate::auth::token;
 use crate::auth::trust;
@@ -114,12 +116,13 @@ impl<H: Host> Stream<H> {
         if let Some(held) = self.reservation.take() {
             w.outbox.release(held);
         }
-        self.reservation = w.outbox.reserve(Reservation::estimate(records, body_bytes));
+        let max_input = self.config.audit.max_input_bytes;
+        self.reservation = w
+            .outbox
+            .reserve(Reservation::estimate(records, body_bytes, max_input));
         let admitted = self.reservation.is_some();
         if !admitted {
-            w.metrics
-                .calls_refused_audit_unavailable
-                .add(&self.host, records);
+            w.metrics.calls_refused_audit_unavailable.add(records);
         }
         if admitted != w.admitting {
             w.admitting = admitted;
@@ -158,10 +161,10 @@ impl<H: Host> Stream<H> {
         let mut w = self.worker.borrow_mut();
         let now = self.started;
         if let Some(identity) = w.cache.get(token, now.as_secs()) {
-            w.metrics.token_cache_hits.inc(&self.host);
+            w.metrics.token_cache_hits.inc();
             return Ok(identity);
         }
-        w.metrics.token_cache_misses.inc(&self.host);
+        w.metrics.token_cache_misses.inc();
         let keys = w.keys.clone().ok_or(AuthFailure::KeysUnavailable)?;
         let claims = token::verify(token, &keys, &self.config.identity, now).inspect_err(|f| {
             if *f == AuthFailure::UnknownKid {
@@ -202,7 +205,8 @@ impl<H: Host> Stream<H> {
             .as_ref()
             .map(|i| i.sub.clone())
             .unwrap_or_default();
-        let now_ms = self.host.now_millis();
+        // The clock read when the request started: no second read for the rate limit.
+        let now_ms = millis(self.started);
         let tenant = self.tenant.clone();
         let mut limiter = |tool: &str| -> Result<(), u64> {
             let Some(limit) = limit else { return Ok(()) };
@@ -331,7 +335,7 @@ impl<H: Host> Stream<H> {
             .borrow()
             .metrics
             .tools_hidden
-            .add(&self.host, processed.hidden_tools);
+            .add(processed.hidden_tools);
         self.output_scans = processed.scans;
         let length = match processed.body {
             Some(new) => {
@@ -536,12 +540,12 @@ impl<H: Host> Stream<H> {
         };
         let identity = self.auth.as_ref().ok().map(Rc::as_ref);
         let mut w = self.worker.borrow_mut();
-        let m = w.metrics;
         let admitted = self
             .reservation
             .take()
             .inspect(|r| w.outbox.release(*r))
             .is_some();
+        let max_input = self.config.audit.max_input_bytes;
         for call in std::mem::take(&mut self.audits) {
             let ctx = record::Context {
                 id: uuid::Uuid::now_v7().to_string(),
@@ -552,42 +556,39 @@ impl<H: Host> Stream<H> {
                 correlation: &self.correlation,
             };
             let record = record::build(call, ctx, &upstream);
+            let m = &w.metrics;
             match (record.event, record.result) {
                 (Event::ToolCall, Outcome::Error) => {
-                    m.calls_allowed.inc(&self.host);
-                    m.calls_error.inc(&self.host);
+                    m.calls_allowed.inc();
+                    m.calls_error.inc();
                 }
-                (Event::ToolCall, _) => m.calls_allowed.inc(&self.host),
-                (Event::ToolDenied, Outcome::Blocked) => m.calls_blocked.inc(&self.host),
-                (Event::ToolDenied, Outcome::RateLimited) => m.calls_rate_limited.inc(&self.host),
-                (Event::ToolDenied, _) => m.calls_denied.inc(&self.host),
-                (Event::AuthFailed, _) => m.auth_failed.inc(&self.host),
+                (Event::ToolCall, _) => m.calls_allowed.inc(),
+                (Event::ToolDenied, Outcome::Blocked) => m.calls_blocked.inc(),
+                (Event::ToolDenied, Outcome::RateLimited) => m.calls_rate_limited.inc(),
+                (Event::ToolDenied, _) => m.calls_denied.inc(),
+                (Event::AuthFailed, _) => m.auth_failed.inc(),
             }
-            let queued = serde_json::to_string(&record).map(|json| {
-                if admitted {
-                    w.outbox.push_admitted(json);
-                    true
-                } else {
-                    w.outbox.push(json)
+            let id = record.id.clone();
+            let w = &mut *w;
+            match input::queue(&mut w.outbox, record, admitted, max_input) {
+                Ok(Queued::Kept) => w.metrics.audit_queued.inc(),
+                Ok(Queued::Shed) => {
+                    w.metrics.audit_queued.inc();
+                    w.metrics.audit_inputs_shed.inc();
                 }
-            });
-            match queued {
-                Ok(true) => m.audit_queued.inc(&self.host),
-                Ok(false) => {
-                    m.audit_dropped.inc(&self.host);
+                Ok(Queued::Dropped) => {
+                    w.metrics.audit_dropped.inc();
                     log::error!(
-                        "audit buffer full ({} records); dropped record {}",
-                        w.outbox.len(),
-                        record.id
+                        "audit buffer full ({} records); dropped record {id}",
+                        w.outbox.len()
                     );
                 }
                 Err(e) => {
-                    m.audit_dropped.inc(&self.host);
-                    log::error!("audit record {} could not be serialized: {e}", record.id);
+                    w.metrics.audit_dropped.inc();
+                    log::error!("audit record {id} could not be serialized: {e}");
                 }
             }
         }
-        w.report_buffered(&self.host);
     }
 }
 

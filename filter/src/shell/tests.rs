@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use proxy_wasm::types::{Action, BufferType, MapType};
 use serde_json::{json, Value};
+use sha2::Digest;
 
 use super::fake_host::FakeHost;
 use super::plugin::Plugin;
@@ -70,6 +71,12 @@ fn unauthenticated_call(plugin: &Plugin<FakeHost>, host: &FakeHost) -> (Action, 
     (action, status)
 }
 
+/// The value of Envoy counter (or gauge) `name` once the plugin has flushed what its VM counted.
+fn counter(plugin: &Plugin<FakeHost>, host: &FakeHost, name: &str) -> i64 {
+    plugin.flush_metrics();
+    host.metric(name)
+}
+
 fn answer_audit_batch(plugin: &mut Plugin<FakeHost>, host: &FakeHost, status: u32) {
     let (token, _) = host.last_call_to(acp_record::INGEST_PATH).unwrap();
     let size = host.call_answer(status, "{}");
@@ -96,12 +103,37 @@ fn closed_mode_refuses_with_503_while_the_outbox_is_full_and_admits_again_once_d
     assert!(refused
         .headers
         .contains(&("retry-after".to_string(), "5".to_string())));
-    assert_eq!(host.metric("acp.calls_refused_audit_unavailable"), 1);
+    assert_eq!(
+        counter(&plugin, &host, "acp.calls_refused_audit_unavailable"),
+        1
+    );
 
     plugin.tick();
     answer_audit_batch(&mut plugin, &host, 200);
-    assert_eq!(host.metric("acp.audit_records_sent"), 1);
+    assert_eq!(counter(&plugin, &host, "acp.audit_records_sent"), 1);
     assert_eq!(unauthenticated_call(&plugin, &host), (Action::Pause, 401));
+}
+
+#[test]
+fn counters_are_summed_in_the_vm_and_reach_envoy_on_the_tick() {
+    let host = host();
+    let mut plugin = plugin(&host, &minimal());
+    for _ in 0..3 {
+        unauthenticated_call(&plugin, &host);
+    }
+    assert_eq!(host.metric("acp.auth_failed"), 0, "no host call per event");
+    assert_eq!(host.metric("acp.audit_records_queued"), 0);
+    plugin.tick();
+    assert_eq!(host.metric("acp.auth_failed"), 3);
+    assert_eq!(host.metric("acp.audit_records_queued"), 3);
+    assert_eq!(host.metric("acp.audit_records_buffered"), 3);
+    unauthenticated_call(&plugin, &host);
+    assert!(!plugin.remove(), "records still buffered");
+    assert_eq!(
+        host.metric("acp.auth_failed"),
+        4,
+        "flushed when the plugin is removed"
+    );
 }
 
 #[test]
@@ -162,8 +194,8 @@ fn a_held_answer_is_released_redacted_once_complete() {
     assert!(released.contains(r#""id":1"#), "{released}");
 
     stream.queue_records();
-    assert_eq!(host.metric("acp.calls_allowed"), 1);
-    assert_eq!(host.metric("acp.audit_records_queued"), 1);
+    assert_eq!(counter(&plugin, &host, "acp.calls_allowed"), 1);
+    assert_eq!(counter(&plugin, &host, "acp.audit_records_queued"), 1);
 }
 
 #[test]
@@ -190,14 +222,14 @@ fn the_remote_jwks_is_fetched_on_the_tick_and_its_keys_verify_tokens() {
     assert_eq!(fetch.timeout, Duration::from_millis(2_000));
     let size = host.call_answer(500, "");
     plugin.settle_call(call, size);
-    assert_eq!(host.metric("acp.jwks_fetch_failed"), 1);
+    assert_eq!(counter(&plugin, &host, "acp.jwks_fetch_failed"), 1);
 
     host.advance(Duration::from_secs(60));
     plugin.tick();
     let (call, _) = host.last_call_to("/jwks.json").unwrap();
     let size = host.call_answer(200, &idp.jwks.to_string());
     plugin.settle_call(call, size);
-    assert_eq!(host.metric("acp.jwks_fetched"), 1);
+    assert_eq!(counter(&plugin, &host, "acp.jwks_fetched"), 1);
 
     host.state().now = Duration::from_secs(NOW);
     let mut after = plugin.new_stream().unwrap();
@@ -221,13 +253,13 @@ fn the_discovery_document_names_the_jwks_fetched_next() {
     let document = json!({"issuer": "https://idp.example", "jwks_uri": "https://idp.example/keys"});
     let size = host.call_answer(200, &document.to_string());
     plugin.settle_call(call, size);
-    assert_eq!(host.metric("acp.discovery_fetched"), 1);
+    assert_eq!(counter(&plugin, &host, "acp.discovery_fetched"), 1);
 
     let (call, fetch) = host.last_call_to("/keys").unwrap();
     assert_eq!(fetch.cluster, "idp");
     let size = host.call_answer(200, &json!({"keys": [ec_jwk()]}).to_string());
     plugin.settle_call(call, size);
-    assert_eq!(host.metric("acp.jwks_fetched"), 1);
+    assert_eq!(counter(&plugin, &host, "acp.jwks_fetched"), 1);
 }
 
 #[test]
@@ -236,8 +268,8 @@ fn a_failed_audit_batch_is_sent_again_on_the_tick_after_its_backoff() {
     let mut plugin = plugin(&host, &minimal());
     assert_eq!(host.state().tick_period, Some(Duration::from_millis(200)));
     assert_eq!(unauthenticated_call(&plugin, &host), (Action::Pause, 401));
-    assert_eq!(host.metric("acp.auth_failed"), 1);
-    assert_eq!(host.metric("acp.audit_records_buffered"), 1);
+    assert_eq!(counter(&plugin, &host, "acp.auth_failed"), 1);
+    assert_eq!(counter(&plugin, &host, "acp.audit_records_buffered"), 1);
 
     plugin.tick();
     let (_, batch) = host.last_call_to(acp_record::INGEST_PATH).unwrap();
@@ -248,7 +280,7 @@ fn a_failed_audit_batch_is_sent_again_on_the_tick_after_its_backoff() {
     let records: Value = serde_json::from_str(&batch.body_text()).unwrap();
     assert_eq!(records["records"][0]["reason"], "missing_token");
     answer_audit_batch(&mut plugin, &host, 503);
-    assert_eq!(host.metric("acp.audit_records_retried"), 1);
+    assert_eq!(counter(&plugin, &host, "acp.audit_records_retried"), 1);
 
     plugin.tick();
     assert_eq!(host.calls_to(acp_record::INGEST_PATH), 1, "backing off");
@@ -256,8 +288,8 @@ fn a_failed_audit_batch_is_sent_again_on_the_tick_after_its_backoff() {
     plugin.tick();
     assert_eq!(host.calls_to(acp_record::INGEST_PATH), 2);
     answer_audit_batch(&mut plugin, &host, 200);
-    assert_eq!(host.metric("acp.audit_records_sent"), 1);
-    assert_eq!(host.metric("acp.audit_records_buffered"), 0);
+    assert_eq!(counter(&plugin, &host, "acp.audit_records_sent"), 1);
+    assert_eq!(counter(&plugin, &host, "acp.audit_records_buffered"), 0);
 }
 
 #[test]
@@ -270,14 +302,14 @@ fn the_policy_document_is_sent_until_the_collector_stored_it() {
     assert!(!policy.body_text().contains("ingestToken"));
     let size = host.call_answer(503, "");
     plugin.settle_call(call, size);
-    assert_eq!(host.metric("acp.policy_versions_retried"), 1);
+    assert_eq!(counter(&plugin, &host, "acp.policy_versions_retried"), 1);
 
     host.advance(Duration::from_secs(1));
     plugin.tick();
     let (call, _) = host.last_call_to(acp_record::POLICY_PATH).unwrap();
     let size = host.call_answer(201, "");
     plugin.settle_call(call, size);
-    assert_eq!(host.metric("acp.policy_versions_sent"), 1);
+    assert_eq!(counter(&plugin, &host, "acp.policy_versions_sent"), 1);
     plugin.tick();
     assert_eq!(host.calls_to(acp_record::POLICY_PATH), 2);
 }
@@ -372,4 +404,50 @@ fn records_carry_the_correlation_headers_and_the_source_address_envoy_resolved()
             "{field} of the request without the headers"
         );
     }
+}
+
+#[test]
+fn under_buffer_pressure_records_shed_their_input_before_any_is_dropped() {
+    let host = host();
+    let idp = TestIdp::new();
+    let mut config = minimal();
+    config["audit"]["maxBufferedBytes"] = json!(3000);
+    config["audit"]["maxInputBytes"] = json!(1024);
+    let mut plugin = plugin_with_keys(&host, &config, &idp);
+    let authorization = format!("Bearer {}", idp.sign(json!({"scope": "salesforce:read"})));
+    let arguments = json!({"q": "x".repeat(3000)});
+    let text = arguments.to_string();
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "salesforce.query", "arguments": arguments}})
+    .to_string();
+    for _ in 0..3 {
+        let mut stream = plugin.new_stream().unwrap();
+        let actions = request(
+            &mut stream,
+            &host,
+            &[("authorization", &authorization)],
+            &body,
+        );
+        assert_eq!(actions, (Action::Pause, Action::Continue));
+        stream.queue_records();
+    }
+    assert_eq!(counter(&plugin, &host, "acp.audit_records_queued"), 2);
+    assert_eq!(counter(&plugin, &host, "acp.audit_inputs_shed"), 1);
+    assert_eq!(counter(&plugin, &host, "acp.audit_records_dropped"), 1);
+
+    plugin.tick();
+    let (_, batch) = host.last_call_to(acp_record::INGEST_PATH).unwrap();
+    let batch: Value = serde_json::from_str(&batch.body_text()).unwrap();
+    let records = batch["records"].as_array().unwrap();
+    let sha256 = format!("{:x}", sha2::Sha256::digest(text.as_bytes()));
+    assert_eq!(records.len(), 2);
+    for (record, reason) in records.iter().zip(["truncated", "buffer_pressure"]) {
+        assert_eq!(record["input"], Value::Null);
+        let summary = &record["inputSummary"];
+        assert_eq!(summary["bytes"], text.len());
+        assert_eq!(summary["sha256"], sha256.as_str());
+        assert_eq!(summary["reason"], reason);
+    }
+    assert_eq!(records[0]["inputSummary"]["prefix"], &text[..1024]);
+    assert_eq!(records[1]["inputSummary"].get("prefix"), None);
 }

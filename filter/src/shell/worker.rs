@@ -44,12 +44,14 @@ impl Worker {
         }
     }
 
-    /// Brings this worker's part of the `audit_records_buffered` gauge up to date.
-    pub fn report_buffered(&mut self, host: &impl Host) {
+    /// Adds the counts of this worker's events since the last flush to Envoy's counters and
+    /// brings its part of the `audit_records_buffered` gauge up to date.
+    pub fn flush_metrics(&mut self, host: &impl Host) {
         let now = self.outbox.len();
         self.metrics
             .audit_buffered
             .shift(host, self.buffered_reported, now);
         self.buffered_reported = now;
+        self.metrics.flush(host);
     }
 }

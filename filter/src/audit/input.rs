@@ -1,0 +1,235 @@
+//! What a record keeps of a call's input, and how it enters the outbox: tool arguments longer
+//! than `audit.maxInputBytes` are stored truncated, and under buffer pressure a record sheds
+//! its input so that the who, what and when are kept. Either way the record carries the
+//! input's size and SHA-256 (`inputSummary`) and its `input` is `null`.
+
+use acp_record::{AuditRecord, InputOmission, InputSummary};
+use sha2::{Digest, Sha256};
+
+use super::outbox::Outbox;
+
+/// What became of a record offered to the outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    /// Queued with what it had (an input over the limit already truncated).
+    Kept,
+    /// Queued without its input: the buffer had no room for it.
+    Shed,
+    /// Not queued: the buffer had no room even without the input (or it had none to shed).
+    Dropped,
+}
+
+/// The summary of an input whose compact JSON is `text`; a truncated one keeps its first
+/// `keep` bytes (cut back to a character boundary).
+pub fn summary(text: &str, reason: InputOmission, keep: usize) -> InputSummary {
+    let prefix = (reason == InputOmission::Truncated).then(|| {
+        let mut end = keep.min(text.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text[..end].to_string()
+    });
+    InputSummary {
+        bytes: text.len() as u64,
+        sha256: format!("{:x}", Sha256::digest(text.as_bytes())),
+        reason,
+        prefix,
+    }
+}
+
+/// Serializes `record` into `outbox`: its input truncated beyond `max_input_bytes`; when the
+/// buffer (less the room reserved for admitted calls) has no room, shed of its input; else
+/// dropped. The record of an admitted call (`auditFailureMode: closed`) is always kept whole.
+pub fn queue(
+    outbox: &mut Outbox,
+    mut record: AuditRecord,
+    admitted: bool,
+    max_input_bytes: usize,
+) -> Result<Queued, serde_json::Error> {
+    let mut json = serde_json::to_string(&record)?;
+    // The input's text is part of the record's: only a record over the limit can hold one.
+    let mut input_text = None;
+    if json.len() > max_input_bytes {
+        if let Some(input) = &record.input {
+            let text = serde_json::to_string(input)?;
+            if text.len() > max_input_bytes {
+                record.input = None;
+                record.input_summary =
+                    Some(summary(&text, InputOmission::Truncated, max_input_bytes));
+                json = serde_json::to_string(&record)?;
+            }
+            input_text = Some(text);
+        }
+    }
+    if admitted {
+        outbox.push_admitted(json);
+        return Ok(Queued::Kept);
+    }
+    if outbox.push(json) {
+        return Ok(Queued::Kept);
+    }
+    let shed = match (&record.input, &mut record.input_summary) {
+        (_, Some(truncated)) => {
+            truncated.reason = InputOmission::BufferPressure;
+            truncated.prefix = None;
+            true
+        }
+        (Some(input), None) => {
+            let text = match input_text {
+                Some(text) => text,
+                None => serde_json::to_string(input)?,
+            };
+            record.input_summary = Some(summary(&text, InputOmission::BufferPressure, 0));
+            record.input = None;
+            true
+        }
+        (None, None) => false,
+    };
+    if shed && outbox.push(serde_json::to_string(&record)?) {
+        return Ok(Queued::Shed);
+    }
+    Ok(Queued::Dropped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use acp_record::{Event, Outcome};
+    use serde_json::{json, Value};
+    use std::time::Duration;
+
+    fn record(input: Option<Value>) -> AuditRecord {
+        AuditRecord {
+            id: "r1".into(),
+            event: Event::ToolCall,
+            timestamp: "2026-03-15T14:23:07.142Z".into(),
+            sub: Some("alice".into()),
+            email: None,
+            tool: Some("salesforce.query".into()),
+            input,
+            scopes: vec![],
+            scope_required: None,
+            scope_result: None,
+            content_scan: None,
+            result: Outcome::Success,
+            reason: None,
+            latency_ms: 1.0,
+            tenant_id: "org_acme_corp".into(),
+            client_type: None,
+            client_id: None,
+            delegation_chain: None,
+            session_id: None,
+            request_id: None,
+            trace_id: None,
+            span_id: None,
+            source_address: None,
+            user_agent: None,
+            protocol_version: None,
+            input_summary: None,
+        }
+    }
+
+    fn sha256_hex(text: &str) -> String {
+        format!("{:x}", Sha256::digest(text.as_bytes()))
+    }
+
+    /// The records queued in `outbox`, parsed back from its next batch.
+    fn queued(outbox: &mut Outbox) -> Vec<AuditRecord> {
+        let batch: Value = serde_json::from_str(&outbox.next_batch(0, 1).unwrap()).unwrap();
+        batch["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let r: AuditRecord = serde_json::from_value(r.clone()).unwrap();
+                r.validate().unwrap();
+                r
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_input_over_the_limit_is_stored_truncated_with_its_size_and_hash() {
+        let input = json!({"query": "é".repeat(400)});
+        let text = input.to_string();
+        let mut o = Outbox::new(10, 1 << 20, 10, Duration::from_secs(1));
+        assert_eq!(
+            queue(&mut o, record(Some(input)), false, 301).unwrap(),
+            Queued::Kept
+        );
+        let r = &queued(&mut o)[0];
+        assert_eq!(r.input, None);
+        let s = r.input_summary.as_ref().unwrap();
+        assert_eq!(s.reason, InputOmission::Truncated);
+        assert_eq!(
+            (s.bytes, s.sha256.as_str()),
+            (text.len() as u64, &*sha256_hex(&text))
+        );
+        let prefix = s.prefix.as_deref().unwrap();
+        assert_eq!(prefix.len(), 300, "cut back to a character boundary");
+        assert!(text.starts_with(prefix));
+    }
+
+    #[test]
+    fn an_input_within_the_limit_is_kept_whole() {
+        let input = json!({"query": "x".repeat(200)});
+        let mut o = Outbox::new(10, 1 << 20, 10, Duration::from_secs(1));
+        queue(&mut o, record(Some(input.clone())), false, 256).unwrap();
+        let r = &queued(&mut o)[0];
+        assert_eq!(
+            (r.input.as_ref(), r.input_summary.as_ref()),
+            (Some(&input), None)
+        );
+    }
+
+    #[test]
+    fn under_pressure_a_record_sheds_its_input_before_it_is_dropped() {
+        let small = record(None);
+        let small_len = serde_json::to_string(&small).unwrap().len();
+        let input = json!({"query": "x".repeat(2000)});
+        let text = input.to_string();
+        // Room for two records without input, not for one with it.
+        let mut o = Outbox::new(10, small_len * 2 + 400, 10, Duration::from_secs(1));
+        assert_eq!(
+            queue(&mut o, record(Some(input.clone())), false, 1 << 20).unwrap(),
+            Queued::Shed
+        );
+        assert_eq!(
+            queue(&mut o, record(Some(input.clone())), false, 1000).unwrap(),
+            Queued::Shed,
+            "a truncated input is shed as well"
+        );
+        assert_eq!(
+            queue(&mut o, record(Some(input)), false, 1 << 20).unwrap(),
+            Queued::Dropped
+        );
+        assert_eq!(
+            queue(&mut o, small, false, 1 << 20).unwrap(),
+            Queued::Dropped
+        );
+        for r in queued(&mut o) {
+            let s = r.input_summary.unwrap();
+            assert_eq!(r.input, None);
+            assert_eq!(
+                (s.bytes, s.sha256, s.reason, s.prefix),
+                (
+                    text.len() as u64,
+                    sha256_hex(&text),
+                    InputOmission::BufferPressure,
+                    None
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn a_record_of_an_admitted_call_is_kept_whole_whatever_the_pressure() {
+        let input = json!({"query": "x".repeat(2000)});
+        let mut o = Outbox::new(1, 1024, 10, Duration::from_secs(1));
+        assert_eq!(
+            queue(&mut o, record(Some(input.clone())), true, 1 << 20).unwrap(),
+            Queued::Kept
+        );
+        assert_eq!(queued(&mut o)[0].input, Some(input));
+    }
+}
