@@ -211,7 +211,8 @@ fn record(id: &str, timestamp: &str) -> Value {
         "spanId": null,
         "sourceAddress": null,
         "userAgent": null,
-        "protocolVersion": null
+        "protocolVersion": null,
+        "inputSummary": null
     })
 }
 
@@ -496,6 +497,7 @@ fn csv_neutralises_formulas_and_escapes() {
             "input",
             "contentScan",
             "delegationChain",
+            "inputSummary",
             "sessionId",
             "requestId",
             "traceId",

@@ -119,8 +119,9 @@ enum Cell {
 }
 
 /// The CSV columns: record field names, in order. `null` is always an empty cell, and so is a
-/// field an earlier record does not have (the correlation fields, the last seven).
-const CSV_COLUMNS: [(&str, Cell); 25] = [
+/// field an earlier record does not have (`inputSummary` and the correlation fields, the last
+/// eight).
+const CSV_COLUMNS: [(&str, Cell); 26] = [
     ("id", Cell::Text),
     ("timestamp", Cell::Text),
     ("event", Cell::Text),
@@ -139,6 +140,7 @@ const CSV_COLUMNS: [(&str, Cell); 25] = [
     ("input", Cell::Json),
     ("contentScan", Cell::Json),
     ("delegationChain", Cell::Json),
+    ("inputSummary", Cell::Json),
     ("sessionId", Cell::Text),
     ("requestId", Cell::Text),
     ("traceId", Cell::Text),
@@ -190,6 +192,8 @@ struct CsvFields<'a> {
     #[serde(borrow)]
     delegation_chain: Option<&'a RawValue>,
     #[serde(borrow)]
+    input_summary: Option<&'a RawValue>,
+    #[serde(borrow)]
     session_id: Option<&'a RawValue>,
     #[serde(borrow)]
     request_id: Option<&'a RawValue>,
@@ -207,7 +211,7 @@ struct CsvFields<'a> {
 
 impl<'a> CsvFields<'a> {
     /// In the order of [`CSV_COLUMNS`].
-    fn values(&self) -> [Option<&'a RawValue>; 25] {
+    fn values(&self) -> [Option<&'a RawValue>; 26] {
         [
             self.id,
             self.timestamp,
@@ -227,6 +231,7 @@ impl<'a> CsvFields<'a> {
             self.input,
             self.content_scan,
             self.delegation_chain,
+            self.input_summary,
             self.session_id,
             self.request_id,
             self.trace_id,
@@ -372,8 +377,9 @@ mod tests {
                 "",
                 "",
                 "",
+                "",
             ],
-            "a record from before the correlation fields has empty cells for them"
+            "a record from before the input summary and the correlation fields has empty cells for them"
         );
     }
 
@@ -392,9 +398,9 @@ mod tests {
         }
         r["protocolVersion"] = json!(null);
         let rows = csv_rows(vec![r]);
-        assert_eq!(rows[0][18..], CORRELATION_FIELDS);
+        assert_eq!(rows[0][19..], CORRELATION_FIELDS);
         assert_eq!(
-            rows[1][18..],
+            rows[1][19..],
             [
                 "s-1",
                 "9b1d-req",

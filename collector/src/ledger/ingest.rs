@@ -105,8 +105,8 @@ mod tests {
         let (valid, _) = check_batch(vec![sample("r0", "2026-03-15T14:23:07.142Z")]);
         let record = &valid[0];
         let stored: Value = serde_json::from_str(&record.json).unwrap();
-        // A record posted without the correlation fields (an older filter) is stored with them
-        // as null: the canonical form names every field. Records stored before these fields
+        // A record posted without the correlation fields and the input summary (an older
+        // filter) is stored with them as null: the canonical form names every field. Records stored before these fields
         // existed keep their bytes (nothing rewrites a stored record).
         let mut stored = stored.as_object().unwrap().clone();
         let sent = sample("r0", "2026-03-15T14:23:07.142Z");
@@ -115,7 +115,7 @@ mod tests {
             .into_iter()
             .filter(|(name, _)| sent.get(name).is_none())
             .collect();
-        assert_eq!(added.len(), 7, "{added:?}");
+        assert_eq!(added.len(), 8, "{added:?}");
         assert!(added.iter().all(|(_, v)| v.is_null()), "{added:?}");
         stored.retain(|name, _| sent.get(name).is_some());
         assert_eq!(Value::Object(stored), sent);

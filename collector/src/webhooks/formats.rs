@@ -174,7 +174,7 @@ fn ocsf(tenant: &str, event: &Event) -> Value {
                     "request": { "uid": event.id },
                 },
                 "unmapped": unmapped(data, &["scopes", "scopeRequired", "scopeResult",
-                    "contentScan", "delegationChain", "input", "event"]),
+                    "contentScan", "delegationChain", "input", "inputSummary", "event"]),
             })
         }
         Kind::AuthFailed => json!({
