@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 from stack import Stack
 from support import (ENVOY_REQUEST_ID, LOOPBACK_SOURCE, NO_IDENTITY, Reply, assert_record, call_tool, caller,
-                     clean_scan, correlation, expected_record, post_mcp, tool_call, wait_for_records)
+                     clean_scan, correlation, expected_record, export, http_request, post_mcp, tool_call,
+                     wait_for_records)
 
 HANDSHAKE = "2025-11-25"
 MODERN = "2026-07-28"
@@ -100,6 +101,46 @@ def test_allowed_denied_and_auth_failed_calls_record_the_headers_as_sent(stack: 
         assert line["traceparent"] == f"00-{record['traceId']}-{record['spanId']}-01", line
         assert line["source"] == record["sourceAddress"], line
         assert line["user_agent"] == agent and line["path"] == path, line
+
+
+def test_export_and_stats_find_a_session_trace_request_and_source(stack: Stack) -> None:
+    """An incident responder's questions through the export and stats APIs: every call of one
+    session in order, the call of one trace or request id, the calls from one source address."""
+    alice = caller(stack, ["salesforce:read"])
+    session = f"session-{uuid.uuid4()}"
+    sent = []
+    for n, tool in enumerate(["salesforce.query", "github.create_issue", "salesforce.query"]):
+        request_id, (trace, span) = str(uuid.uuid4()), trace_ids()
+        headers = {"Mcp-Session-Id": session, "X-Request-Id": request_id, "traceparent": f"00-{trace}-{span}-01",
+                   "MCP-Protocol-Version": HANDSHAKE}
+        call_tool(stack, alice.token, tool, {"query": f"step {n} {alice.sub}"}, headers=headers)
+        sent.append((request_id, trace))
+    # Another session's call, which no filter below may return.
+    call_tool(stack, alice.token, "salesforce.query", {"query": f"other {alice.sub}"},
+              headers={"Mcp-Session-Id": f"session-{uuid.uuid4()}", "MCP-Protocol-Version": HANDSHAKE})
+    wait_for_records(stack, 4, where=lambda r: alice.sub in json.dumps(r["input"]))
+
+    def found(**params: str) -> list[dict[str, Any]]:
+        reply = export(stack, params=params)
+        assert reply.status == 200, reply.text
+        return [r for r in reply.body["records"] if alice.sub in json.dumps(r["input"])]
+
+    in_session = found(session=session)
+    assert [r["input"]["query"] for r in in_session] == [f"step {n} {alice.sub}" for n in range(3)]
+    assert [r["result"] for r in in_session] == ["success", "denied", "success"]
+    assert [(r["requestId"], r["traceId"]) for r in in_session] == sent
+    request_id, trace = sent[1]
+    assert [r["requestId"] for r in found(trace=trace)] == [request_id]
+    assert [r["traceId"] for r in found(request=request_id)] == [trace]
+    # Each call came on a connection of its own: its address and port are its own.
+    assert found(source=in_session[0]["sourceAddress"]) == [in_session[0]]
+    assert found(session=session, result="denied") == [in_session[1]]
+
+    path = f"/{stack.tenant}/api/v1/stats?session={session}"
+    stats = http_request(("127.0.0.1", stack.ports.collector), "GET", path,
+                         headers={"Authorization": f"Bearer {stack.api_key}"})
+    assert stats.status == 200, stats.text
+    assert (stats.body["total"], stats.body["byResult"]) == (3, {"success": 2, "denied": 1})
 
 
 def test_a_stateless_modern_call_records_its_revision_and_no_session(stack: Stack) -> None:

@@ -96,7 +96,8 @@ def test_allowed_http2_call_is_forwarded_and_recorded_however_the_request_ends(s
 
 def test_body_uploaded_in_many_chunks_is_recorded_whole(stack: Stack) -> None:
     alice = caller(stack, ALICE_SCOPES, azp="claude-desktop-app")
-    args = {"query": "SELECT Name FROM Opportunity WHERE Name LIKE '%" + "x" * 20000 + "%'"}
+    # 12 KB: under `audit.maxInputBytes` (16 KiB), so the record keeps the whole input.
+    args = {"query": "SELECT Name FROM Opportunity WHERE Name LIKE '%" + "x" * 12000 + "%'"}
 
     reply = post_chunked(stack, alice.token, tool_call("salesforce.query", args, 16), chunk_size=1000)
 

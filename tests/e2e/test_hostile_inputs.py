@@ -6,6 +6,7 @@ and never takes a worker down (a normal call still works afterwards).
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -108,7 +109,8 @@ def test_gzip_answer_to_a_refused_gzip_body_names_the_accepted_encoding(stack: S
 def test_a_quarter_mib_string_is_scanned_and_forwarded(stack: Stack) -> None:
     """The demo server echoes the query (twice: text and structured content), so both the call
     and its answer stay under the listener's buffer, which must hold whole bodies the filter
-    scans (see docs/configuration.md)."""
+    scans (see docs/configuration.md). The record keeps the input's first `audit.maxInputBytes`
+    (16 KiB), its size and its SHA-256."""
     who = caller(stack)
     args = {"query": "SELECT Id FROM Lead WHERE Name = '" + "x" * (256 * 1024) + "'"}
 
@@ -116,7 +118,10 @@ def test_a_quarter_mib_string_is_scanned_and_forwarded(stack: Stack) -> None:
 
     assert reply.status == 200, reply.text[:300]
     [record] = wait_for_records(stack, 1, user=who.sub)
-    assert (record["result"], record["input"], record["contentScan"]["inputScanned"]) == ("success", args, True)
+    assert (record["result"], record["input"], record["contentScan"]["inputScanned"]) == ("success", None, True)
+    text = json.dumps(args, separators=(",", ":"))
+    assert record["inputSummary"] == {"bytes": len(text), "sha256": hashlib.sha256(text.encode()).hexdigest(),
+                                      "reason": "truncated", "prefix": text[:16384]}
 
 
 def test_a_body_over_the_listener_buffer_is_413_from_envoy_recorded_and_never_forwarded(stack: Stack) -> None:

@@ -47,8 +47,10 @@ def record(result: str = "success", *, tenant: str = TENANT, tool: str | None = 
         "clientType": "claude-desktop",
         "clientId": "app",
         "delegationChain": None,
-        # The correlation fields, null as the collector stores them when a filter sends none.
+        # The correlation fields and the input summary, null as the collector stores them when a
+        # filter sends none.
         **dict.fromkeys(CORRELATION_FIELDS),
+        "inputSummary": None,
     }
 
 
