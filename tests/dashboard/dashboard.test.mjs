@@ -20,7 +20,7 @@ const XSS = `<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>
 function record(id, timestamp, fields = {}) {
   return {
     id, event: "tool.call", timestamp, sub: "auth0|alice", email: "alice@acme.com",
-    tool: "salesforce.query", input: { query: "SELECT Name FROM Opportunity" },
+    tool: "salesforce.query", input: { query: "SELECT Name FROM Opportunity" }, inputSummary: null,
     scopes: ["salesforce:read"], scopeRequired: ["salesforce:read"], scopeResult: "pass",
     contentScan: null, result: "success", reason: null, latencyMs: 12.5, tenantId: ACME,
     clientType: "claude-desktop", clientId: "claude-desktop-app", delegationChain: null,
