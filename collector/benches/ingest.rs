@@ -231,21 +231,33 @@ struct Shape {
     tenants: usize,
 }
 
-/// Batch `n`: `size` distinct records shaped like real `tool.call`s, record `k` (counted over
-/// every batch) of tenant `k % tenants` ([`TENANT`] and `TENANT-1`, `TENANT-2`, ...).
+/// Batch `n`: `size` distinct records shaped like real `tool.call`s (correlation fields
+/// included), record `k` (counted over every batch) of tenant `k % tenants` ([`TENANT`] and
+/// `TENANT-1`, `TENANT-2`, ...).
 fn batch_body(n: usize, size: usize, tenants: usize) -> String {
     let mut body = String::from(r#"{"records":["#);
     for i in 0..size {
-        let tenant = match (n * size + i) % tenants {
+        let k = n * size + i;
+        let tenant = match k % tenants {
             0 => TENANT.to_owned(),
-            k => format!("{TENANT}-{k}"),
+            t => format!("{TENANT}-{t}"),
         };
-        let ms = 1_773_584_587_142 + (n * size + i) as i64;
+        let ms = 1_773_584_587_142 + k as i64;
+        // The correlation fields as Envoy and a client fill them: a session of 20 calls, and
+        // request, trace and span ids spread like random ones.
+        let spread = |x: usize, salt: u128| {
+            (x as u128 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835 ^ salt)
+        };
+        let (session, request, trace) = (spread(k / 20, 0), spread(k, 1), spread(k, 2));
+        let span = spread(k, 3) as u64;
         let timestamp = acp_record::format_timestamp(ms).unwrap_or_default();
         let sep = if i == 0 { "" } else { "," };
         let _ = write!(
             body,
-            r#"{sep}{{"id":"bench-{n}-{i}","event":"tool.call","timestamp":"{timestamp}","sub":"auth0|user{i}","email":"user{i}@acme.com","tool":"salesforce.query","input":{{"query":"SELECT Name FROM Opportunity WHERE CloseDate = THIS_MONTH"}},"scopes":["salesforce:read","salesforce:write"],"scopeRequired":["salesforce:read"],"scopeResult":"pass","contentScan":{{"piiDetected":false,"riskScore":0.02,"inputScanned":true,"outputScanned":true,"findings":[]}},"result":"success","reason":null,"latencyMs":142.5,"tenantId":"{tenant}","clientType":"claude-desktop","clientId":"claude-desktop-app","delegationChain":null}}"#
+            r#"{sep}{{"id":"bench-{n}-{i}","event":"tool.call","timestamp":"{timestamp}","sub":"auth0|user{i}","email":"user{i}@acme.com","tool":"salesforce.query","input":{{"query":"SELECT Name FROM Opportunity WHERE CloseDate = THIS_MONTH"}},"scopes":["salesforce:read","salesforce:write"],"scopeRequired":["salesforce:read"],"scopeResult":"pass","contentScan":{{"piiDetected":false,"riskScore":0.02,"inputScanned":true,"outputScanned":true,"findings":[]}},"result":"success","reason":null,"latencyMs":142.5,"tenantId":"{tenant}","clientType":"claude-desktop","clientId":"claude-desktop-app","delegationChain":null,"sessionId":"{session:032x}","requestId":"{request:032x}","traceId":"{trace:032x}","spanId":"{span:016x}","sourceAddress":"10.1.{}.{}:{}","userAgent":"claude-desktop/0.9.3","protocolVersion":"2025-11-25"}}"#,
+            k % 200,
+            k % 250,
+            40_000 + k % 20_000,
         );
     }
     body.push_str("]}");

@@ -357,30 +357,30 @@ fn correlation_filters_access_review_and_bundle_on_every_store() {
         assert_eq!(stats.total, 3);
         assert_eq!(stats.top_denials[0].name, "insufficient_scope");
 
-        // Each filter is served by its expression index (the planner told not to scan).
-        for (field, index) in [
-            ("sessionId", "records_session"),
-            ("traceId", "records_trace"),
-            ("requestId", "records_request"),
-            ("sourceAddress", "records_source"),
-        ] {
-            let expression = records::json_field(conn.backend(), field);
-            let select = format!("SELECT json FROM records WHERE tenant = 'c' AND {expression} = 'x' ORDER BY ts, seq LIMIT 10");
+        // Each filter is served by its partial index (the planner told not to scan).
+        for (column, index) in records::CORRELATION_COLUMNS.into_iter().zip([
+            "records_session",
+            "records_trace",
+            "records_request",
+            "records_source",
+        ]) {
+            let select = format!("SELECT json FROM records WHERE tenant = 'c' AND {column} = ? ORDER BY ts, seq LIMIT 10");
+            let x = [crate::store::Value::from("x")];
             let plan: Vec<String> = match conn.backend() {
                 crate::store::Backend::Sqlite => conn
-                    .query(&format!("EXPLAIN QUERY PLAN {select}"), &[], |r| r.get(3))
+                    .query(&format!("EXPLAIN QUERY PLAN {select}"), &x, |r| r.get(3))
                     .unwrap(),
                 crate::store::Backend::Postgres => {
                     conn.execute_batch("SET enable_seqscan = off").unwrap();
-                    conn.query(&format!("EXPLAIN {select}"), &[], |r| r.get(0))
+                    conn.query(&format!("EXPLAIN {select}"), &x, |r| r.get(0))
                         .unwrap()
                 }
             };
             let plan = plan.join("\n");
-            assert!(plan.contains(index), "{field}: {plan}");
+            assert!(plan.contains(index), "{column}: {plan}");
             assert!(
                 !plan.contains("TEMP B-TREE") && !plan.contains("Sort"),
-                "{field} needs no sort: {plan}"
+                "{column} needs no sort: {plan}"
             );
         }
 
@@ -588,4 +588,52 @@ fn the_one_pass_over_sqlite_agrees_with_the_per_tenant_check() {
     assert!(err
         .to_string()
         .ends_with("was altered: its bytes no longer match its leaf hash"));
+}
+
+/// The `records` table as it was before the correlation columns, holding one record.
+const RECORDS_BEFORE_CORRELATION: &str = "
+    CREATE TABLE records (seq {seq}, id TEXT NOT NULL UNIQUE, tenant TEXT NOT NULL,
+        ts BIGINT NOT NULL, sub TEXT, email TEXT, tool TEXT, result TEXT NOT NULL,
+        event TEXT NOT NULL, json TEXT NOT NULL, tseq BIGINT NOT NULL, hashes {blob} NOT NULL);
+    INSERT INTO records (id, tenant, ts, result, event, json, tseq, hashes)
+        VALUES ('old', 'c', 1, 'success', 'tool.call', '{\"id\":\"old\"}', 0, {hashes});";
+
+#[test]
+fn an_older_records_table_gets_the_correlation_columns_on_every_store() {
+    let sqlite = RECORDS_BEFORE_CORRELATION
+        .replace("{seq}", "INTEGER PRIMARY KEY")
+        .replace("{blob}", "BLOB")
+        .replace("{hashes}", "x'00'");
+    let postgres = RECORDS_BEFORE_CORRELATION
+        .replace("{seq}", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY")
+        .replace("{blob}", "BYTEA")
+        .replace("{hashes}", "'\\x00'");
+    let tests = std::iter::once(TestDatabase::sqlite_after(&sqlite))
+        .chain(TestDatabase::postgres_after(&postgres));
+    for test in tests {
+        let conn = test.database.write().unwrap();
+        let new = correlated("new", 2, json!({"sessionId": "s-1", "traceId": "t-1"}));
+        records::insert(&*conn, &new, 1, &[0]).unwrap();
+        let ids = |filter: Filter| -> Vec<String> {
+            let rows = records::query_page(&*conn, &filter, None, 10).unwrap();
+            rows.into_iter()
+                .map(|r| {
+                    serde_json::from_str::<serde_json::Value>(&r.json).unwrap()["id"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned()
+                })
+                .collect()
+        };
+        let tenant = |tenant: &str| Filter {
+            tenant: tenant.into(),
+            ..Filter::default()
+        };
+        assert_eq!(ids(tenant("c")), ["old", "new"], "{:?}", conn.backend());
+        let in_session = Filter {
+            session: Some("s-1".into()),
+            ..tenant("c")
+        };
+        assert_eq!(ids(in_session), ["new"], "{:?}", conn.backend());
+    }
 }

@@ -131,7 +131,7 @@ pub struct Count {
 /// The first and last timestamps (exclusive end) of `filter`'s records, bounded by its `from`
 /// and `to`; `None` when the range is open and no record matches.
 fn span(conn: &dyn Conn, filter: &Filter) -> anyhow::Result<Option<(i64, i64)>> {
-    let (clause, args) = records::where_clause(conn.backend(), filter, None);
+    let (clause, args) = records::where_clause(filter, None);
     let (first, last): (Option<i64>, Option<i64>) = conn
         .query_opt(
             &format!("SELECT MIN(ts), MAX(ts) FROM records{clause}"),
@@ -150,7 +150,7 @@ fn timeline_counts(
     filter: &Filter,
     bucket_ms: i64,
 ) -> anyhow::Result<BTreeMap<i64, BTreeMap<String, u64>>> {
-    let (clause, args) = records::where_clause(conn.backend(), filter, None);
+    let (clause, args) = records::where_clause(filter, None);
     let sql = format!(
         "SELECT ts - ((ts % {bucket_ms}) + {bucket_ms}) % {bucket_ms} AS bucket, result, COUNT(*) \
          FROM records{clause} GROUP BY bucket, result"
@@ -168,7 +168,7 @@ fn timeline_counts(
 
 /// The `TOP` most frequent non-null values of `key` (ties by name).
 fn top(conn: &dyn Conn, key: &str, filter: &Filter, extra: &str) -> anyhow::Result<Vec<Count>> {
-    let (clause, mut args) = records::where_clause(conn.backend(), filter, None);
+    let (clause, mut args) = records::where_clause(filter, None);
     let sql = format!(
         "SELECT {key} AS name, COUNT(*) AS n FROM records{clause}{extra} AND {key} IS NOT NULL \
          GROUP BY name ORDER BY n DESC, name LIMIT ?"
@@ -422,7 +422,7 @@ mod tests {
             to: Some(HOUR),
             ..Filter::default()
         };
-        let (clause, args) = records::where_clause(store::Backend::Sqlite, &filter, None);
+        let (clause, args) = records::where_clause(&filter, None);
         for select in [
             "MIN(ts), MAX(ts)",
             "COALESCE(email, sub), COUNT(*)",

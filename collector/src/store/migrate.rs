@@ -1,8 +1,10 @@
-//! Brings a database from before tamper evidence up to date: adds each record's sequence
-//! number and tree hashes, in arrival order per tenant, and lets the schema
+//! Brings an older SQLite database up to date. From before tamper evidence: adds each record's
+//! sequence number and tree hashes, in arrival order per tenant, and lets the schema
 //! (`schema/sqlite.sql`) replace the delete trigger with the one that admits retention. The
 //! hashes come from a [`Backfill`] (the ledger's, [`crate::ledger::TreeBackfill`]): the store
-//! knows nothing of Merkle trees.
+//! knows nothing of Merkle trees. From before the correlation columns: adds them, NULL in the
+//! records stored then (which have no correlation fields). PostgreSQL's schema does the latter
+//! itself (`schema/postgres.sql`).
 
 use std::collections::HashSet;
 
@@ -14,12 +16,32 @@ pub trait Backfill {
     fn next(&mut self, tenant: &str, json: &[u8]) -> anyhow::Result<(u64, Vec<u8>)>;
 }
 
+/// The columns of the `records` table; none when there is no such table yet.
+fn record_columns(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    conn.prepare("SELECT name FROM pragma_table_info('records')")?
+        .query_map([], |row| row.get(0))?
+        .collect()
+}
+
+/// Adds the [`super::records::CORRELATION_COLUMNS`] to a `records` table that lacks them; a
+/// no-op otherwise.
+pub fn add_correlation_columns(conn: &mut Connection) -> anyhow::Result<()> {
+    let columns = record_columns(conn)?;
+    if columns.is_empty() || columns.iter().any(|c| c == "session_id") {
+        return Ok(());
+    }
+    let tx = conn.transaction()?;
+    for column in super::records::CORRELATION_COLUMNS {
+        tx.execute_batch(&format!("ALTER TABLE records ADD COLUMN {column} TEXT"))?;
+    }
+    tx.commit()?;
+    tracing::info!("added the correlation columns");
+    Ok(())
+}
+
 /// Adds `tseq` and `hashes` to a `records` table that lacks them; a no-op otherwise.
 pub fn add_tree_columns(conn: &mut Connection, backfill: &mut dyn Backfill) -> anyhow::Result<()> {
-    let columns: Vec<String> = conn
-        .prepare("SELECT name FROM pragma_table_info('records')")?
-        .query_map([], |row| row.get(0))?
-        .collect::<Result<_, _>>()?;
+    let columns = record_columns(conn)?;
     if columns.is_empty() || columns.iter().any(|c| c == "tseq") {
         return Ok(());
     }

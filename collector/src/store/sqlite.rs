@@ -40,6 +40,7 @@ pub fn create_schema(
     backfill: &mut dyn Backfill,
 ) -> anyhow::Result<()> {
     super::migrate::add_tree_columns(conn, backfill)?;
+    super::migrate::add_correlation_columns(conn)?;
     conn.execute_batch(SCHEMA)?;
     if tables == Tables::WithWebhooks {
         conn.execute_batch(WEBHOOK_TABLES)?;

@@ -35,8 +35,18 @@ pub struct TestDatabase {
 
 impl TestDatabase {
     pub fn sqlite() -> Self {
+        Self::sqlite_after("")
+    }
+
+    /// [`Self::sqlite`], with `setup` run on the new file before the store opens it.
+    pub fn sqlite_after(setup: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let database = Store::open(&dir.path().join("audit.db"), None).unwrap();
+        let path = dir.path().join("audit.db");
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(setup)
+            .unwrap();
+        let database = Store::open(&path, None).unwrap();
         database
             .create_schema(Tables::WithWebhooks, &mut NoBackfill)
             .unwrap();
@@ -50,13 +60,20 @@ impl TestDatabase {
 
     /// A fresh schema on the server of `ACP_TEST_POSTGRES_URL`, if it is set.
     pub fn postgres() -> Option<Self> {
+        Self::postgres_after("")
+    }
+
+    /// [`Self::postgres`], with `setup` run in the schema before the store opens it.
+    pub fn postgres_after(setup: &str) -> Option<Self> {
         let server = std::env::var(POSTGRES_URL_VAR)
             .ok()
             .filter(|u| !u.is_empty())?;
         let schema = format!("acp_test_{:016x}", rand::random::<u64>());
         let mut admin = postgres::Client::connect(&server, postgres::NoTls).unwrap();
         admin
-            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .batch_execute(&format!(
+                "CREATE SCHEMA {schema}; SET search_path = {schema}; {setup}"
+            ))
             .unwrap();
         let url = schema_url(&server, &schema);
         let dir = tempfile::tempdir().unwrap();

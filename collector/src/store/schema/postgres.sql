@@ -14,20 +14,29 @@ CREATE TABLE IF NOT EXISTS records (
     event  TEXT    NOT NULL,
     json   TEXT    NOT NULL,
     tseq   BIGINT NOT NULL,
-    hashes BYTEA    NOT NULL
+    hashes BYTEA    NOT NULL,
+    session_id     TEXT,
+    trace_id       TEXT,
+    request_id     TEXT,
+    source_address TEXT
 );
 CREATE INDEX IF NOT EXISTS records_export ON records (tenant, ts, seq);
 CREATE UNIQUE INDEX IF NOT EXISTS records_tseq ON records (tenant, tseq);
--- The correlation filters of the export API (crate::store::records::CORRELATION_FIELDS):
--- expression indexes over the stored JSON (the text-to-jsonb cast and ->> are immutable), so
--- that the write path stores nothing more and records from before these fields (no key: NULL)
--- stay as they are. An existing database builds them at the first start, under the schema
--- lock (writes wait for the build); the planner uses an index only for the same expression
--- (crate::store::records::json_field).
-CREATE INDEX IF NOT EXISTS records_session ON records (tenant, (json::jsonb ->> 'sessionId'), ts, seq);
-CREATE INDEX IF NOT EXISTS records_trace ON records (tenant, (json::jsonb ->> 'traceId'), ts, seq);
-CREATE INDEX IF NOT EXISTS records_request ON records (tenant, (json::jsonb ->> 'requestId'), ts, seq);
-CREATE INDEX IF NOT EXISTS records_source ON records (tenant, (json::jsonb ->> 'sourceAddress'), ts, seq);
+-- A database from before the correlation columns gets them, NULL in its records (which have
+-- no correlation fields); checked first, as ALTER TABLE would lock the table at every start.
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
+                   AND table_name = 'records' AND column_name = 'session_id') THEN
+        ALTER TABLE records ADD COLUMN session_id TEXT, ADD COLUMN trace_id TEXT,
+            ADD COLUMN request_id TEXT, ADD COLUMN source_address TEXT;
+    END IF;
+END $$;
+-- The correlation filters of the export API (crate::store::records::CORRELATION_COLUMNS): one
+-- partial index each over the records that have the field, which also serves the export order.
+CREATE INDEX IF NOT EXISTS records_session ON records (tenant, session_id, ts, seq) WHERE session_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS records_trace ON records (tenant, trace_id, ts, seq) WHERE trace_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS records_request ON records (tenant, request_id, ts, seq) WHERE request_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS records_source ON records (tenant, source_address, ts, seq) WHERE source_address IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS checkpoints (
     tenant     TEXT    NOT NULL,
