@@ -171,10 +171,9 @@ pub struct Filter {
 
 /// The columns of the correlation fields a [`Filter`] matches (`sessionId`, `traceId`,
 /// `requestId`, `sourceAddress`), filled from the record when it is stored (NULL for records
-/// from before these fields, which have none). Each has a partial index, `records_<name>` in
-/// the schema, on `(tenant, <column>, ts, seq)` over the rows that have it, which serves both
-/// the match and the export order. Columns, not expression indexes over the JSON: on
-/// PostgreSQL those parsed each record's JSON once per index on insert (about 65 us a record).
+/// from before these fields, which have none), so that a match reads no JSON. No index: the
+/// match is made on the tenant's records in time order (`records_export`), bounded by the
+/// filter's time range (see the schema for why).
 pub const CORRELATION_COLUMNS: [&str; 4] =
     ["session_id", "trace_id", "request_id", "source_address"];
 
