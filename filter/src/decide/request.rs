@@ -303,11 +303,17 @@ fn authorize(
             let mut audit = CallAudit {
                 rpc_id: id.clone(),
                 tool: Some(name.clone()),
-                input: arguments.clone(),
+                // Set where the call ends: as sent when refused before the scan, else masked.
+                input: None,
                 scope_required: None,
                 scope_result: Some(ScopeResult::Fail),
                 refusal: None,
                 input_hits: None,
+            };
+            let refused = |mut audit: CallAudit, refusal: Refusal| {
+                audit.input = arguments.clone();
+                audit.refusal = Some(refusal);
+                Some((audit, None))
             };
             match cfg.tools.check(name, &identity.scopes) {
                 ScopeCheck::Pass { required } => {
@@ -332,17 +338,16 @@ fn authorize(
                         ),
                     ));
                     audit.scope_required = Some(required);
-                    audit.refusal = Some(r);
-                    return Some((audit, None));
+                    return refused(audit, r);
                 }
                 ScopeCheck::UnknownTool => {
-                    audit.refusal = Some(Refusal::denied(
+                    let r = Refusal::denied(
                         "unknown_tool",
                         403,
                         codes::FORBIDDEN,
                         format!("Tool {name} is not permitted: no policy names it"),
-                    ));
-                    return Some((audit, None));
+                    );
+                    return refused(audit, r);
                 }
             }
             if let Err(wait) = limiter(name) {
@@ -354,15 +359,13 @@ fn authorize(
                 )
                 .with_result(Outcome::RateLimited);
                 r.headers.push(("retry-after", wait.to_string()));
-                audit.refusal = Some(r);
-                return Some((audit, None));
+                return refused(audit, r);
             }
             let Some(arguments) = arguments else {
                 audit.input_hits = Some(Vec::new());
                 return Some((audit, None));
             };
             if !scan_input {
-                audit.input = None;
                 audit.input_hits = None;
                 if cfg.scanning.oversized == Oversized::Reject {
                     audit.refusal = Some(Refusal::denied(
@@ -378,8 +381,9 @@ fn authorize(
                 return Some((audit, None));
             }
             let scanned = content::scan(arguments, &cfg.scanning.input, "$");
-            audit.input = Some(scanned.masked.clone());
-            if let Some(detector) = scanned.blocked_by() {
+            let blocked_by = scanned.blocked_by();
+            audit.input = Some(scanned.masked);
+            if let Some(detector) = blocked_by {
                 audit.refusal = Some(
                     Refusal::denied(
                         &format!("blocked_{}", detector.as_str()),
