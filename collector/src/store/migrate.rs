@@ -10,6 +10,8 @@ use std::collections::HashSet;
 
 use rusqlite::Connection;
 
+use super::correlation_columns::CORRELATION_COLUMNS;
+
 /// Gives each record of an older database, in arrival order, its sequence number in its
 /// tenant's tree and the tree hashes to store with it.
 pub trait Backfill {
@@ -23,7 +25,7 @@ fn record_columns(conn: &Connection) -> rusqlite::Result<Vec<String>> {
         .collect()
 }
 
-/// Adds the [`super::records::CORRELATION_COLUMNS`] to a `records` table that lacks them; a
+/// Adds the [`CORRELATION_COLUMNS`] to a `records` table that lacks them; a
 /// no-op otherwise.
 pub fn add_correlation_columns(conn: &mut Connection) -> anyhow::Result<()> {
     let columns = record_columns(conn)?;
@@ -31,7 +33,7 @@ pub fn add_correlation_columns(conn: &mut Connection) -> anyhow::Result<()> {
         return Ok(());
     }
     let tx = conn.transaction()?;
-    for column in super::records::CORRELATION_COLUMNS {
+    for column in CORRELATION_COLUMNS {
         tx.execute_batch(&format!("ALTER TABLE records ADD COLUMN {column} TEXT"))?;
     }
     tx.commit()?;

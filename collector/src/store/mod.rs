@@ -3,6 +3,7 @@
 //! SQLite's `?N` placeholder form; [`pg_sql`] rewrites them to PostgreSQL's `$N`. Integers are
 //! 64-bit on both sides (PostgreSQL columns are `BIGINT`), blobs are `BLOB`/`BYTEA`.
 
+mod correlation_columns;
 mod database;
 pub mod migrate;
 mod pg;

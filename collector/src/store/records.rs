@@ -169,13 +169,7 @@ pub struct Filter {
     pub source: Option<String>,
 }
 
-/// The columns of the correlation fields a [`Filter`] matches (`sessionId`, `traceId`,
-/// `requestId`, `sourceAddress`), filled from the record when it is stored (NULL for records
-/// from before these fields, which have none), so that a match reads no JSON. No index: the
-/// match is made on the tenant's records in time order (`records_export`), bounded by the
-/// filter's time range (see the schema for why).
-pub const CORRELATION_COLUMNS: [&str; 4] =
-    ["session_id", "trace_id", "request_id", "source_address"];
+pub use super::correlation_columns::CORRELATION_COLUMNS;
 
 /// The SQL expression of top-level text field `field` of the stored JSON.
 pub fn json_field(backend: Backend, field: &str) -> String {
