@@ -7,7 +7,8 @@
 #   loopback port only, runs CMD against it and removes the cluster afterwards.
 # - Otherwise runs CMD without it (the PostgreSQL tests are then skipped) and says so.
 # The throw-away cluster skips fsync (tests need no durability), unless ACP_PG_DURABLE=1 (the
-# ingest bench): then it runs as a production server would, fsync and synchronous commit on.
+# ingest bench): then it runs as a production server would, fsync and synchronous commit on,
+# with the WAL room of a write-heavy one.
 set -euo pipefail
 
 if [[ -n "${ACP_TEST_POSTGRES_URL:-}" ]]; then
@@ -36,10 +37,12 @@ stop() {
 trap stop EXIT
 
 "${as_owner[@]}" "$bindir/initdb" -D "$dir/data" -U acp --auth=trust --no-sync >/dev/null
-fsync=off
-[[ "${ACP_PG_DURABLE:-}" == 1 ]] && fsync=on
+settings="-c fsync=off"
+# Durable, with the WAL room a write-heavy server is given (PostgreSQL's default max_wal_size of
+# 1 GB starts a checkpoint about every 40 s at the bench's rate, in the middle of its runs).
+[[ "${ACP_PG_DURABLE:-}" == 1 ]] && settings="-c fsync=on -c max_wal_size=8GB -c checkpoint_timeout=15min"
 "${as_owner[@]}" "$bindir/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=$fsync -c max_connections=200" start >/dev/null
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir $settings -c max_connections=200" start >/dev/null
 export ACP_TEST_POSTGRES_URL="postgres://acp@127.0.0.1:$port/postgres"
 echo "with-postgres: throw-away PostgreSQL at $ACP_TEST_POSTGRES_URL" >&2
 "$@"
