@@ -228,6 +228,20 @@ fn correlated(id: &str, second: u32, fields: serde_json::Value) -> NewRecord {
     new_record(value)
 }
 
+/// The ids of the first 100 records `filter` exports, in export order.
+fn exported_ids(conn: &dyn Conn, filter: Filter) -> Vec<String> {
+    records::query_page(conn, &filter, None, 100)
+        .unwrap()
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<serde_json::Value>(&r.json).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
 /// A record as the collector stored it before the correlation fields existed: the canonical
 /// JSON of the time, without their keys.
 fn earlier(id: &str, second: u32) -> NewRecord {
@@ -282,21 +296,14 @@ fn correlation_filters_access_review_and_bundle_on_every_store() {
         );
 
         let conn = test.database.read().unwrap();
-        let ids = |filter: Filter| -> Vec<String> {
-            let filter = Filter {
-                tenant: "c".into(),
-                ..filter
-            };
-            records::query_page(&*conn, &filter, None, 100)
-                .unwrap()
-                .iter()
-                .map(|r| {
-                    serde_json::from_str::<serde_json::Value>(&r.json).unwrap()["id"]
-                        .as_str()
-                        .unwrap()
-                        .to_owned()
-                })
-                .collect()
+        let ids = |filter: Filter| {
+            exported_ids(
+                &*conn,
+                Filter {
+                    tenant: "c".into(),
+                    ..filter
+                },
+            )
         };
         let some = |s: &str| Some(s.to_owned());
         assert_eq!(
@@ -610,17 +617,7 @@ fn an_older_records_table_gets_the_correlation_columns_on_every_store() {
         let conn = test.database.write().unwrap();
         let new = correlated("new", 2, json!({"sessionId": "s-1", "traceId": "t-1"}));
         records::insert(&*conn, &new, 1, &[0]).unwrap();
-        let ids = |filter: Filter| -> Vec<String> {
-            let rows = records::query_page(&*conn, &filter, None, 10).unwrap();
-            rows.into_iter()
-                .map(|r| {
-                    serde_json::from_str::<serde_json::Value>(&r.json).unwrap()["id"]
-                        .as_str()
-                        .unwrap()
-                        .to_owned()
-                })
-                .collect()
-        };
+        let ids = |filter: Filter| exported_ids(&*conn, filter);
         let tenant = |tenant: &str| Filter {
             tenant: tenant.into(),
             ..Filter::default()
