@@ -180,3 +180,22 @@ impl Conn for Pg {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::store::testing::TestDatabase;
+    use crate::store::ConnExt;
+
+    #[test]
+    fn every_connection_plans_its_statements_at_execution() {
+        let Some(test) = TestDatabase::postgres() else {
+            return;
+        };
+        for conn in [test.database.write().unwrap(), test.database.read().unwrap()] {
+            let mode = conn
+                .query_opt("SHOW plan_cache_mode", &[], |row| row.get::<String>(0))
+                .unwrap();
+            assert_eq!(mode.as_deref(), Some("force_custom_plan"));
+        }
+    }
+}
