@@ -232,8 +232,8 @@ struct Shape {
 }
 
 /// Batch `n`: `size` distinct records shaped like real `tool.call`s (correlation fields
-/// included), record `k` (counted over every batch) of tenant `k % tenants` ([`TENANT`] and
-/// `TENANT-1`, `TENANT-2`, ...).
+/// included, and a UUIDv7 id made now, as the filter makes one per call), record `k` (counted
+/// over every batch) of tenant `k % tenants` ([`TENANT`] and `TENANT-1`, `TENANT-2`, ...).
 fn batch_body(n: usize, size: usize, tenants: usize) -> String {
     let mut body = String::from(r#"{"records":["#);
     for i in 0..size {
@@ -252,9 +252,10 @@ fn batch_body(n: usize, size: usize, tenants: usize) -> String {
         let span = spread(k, 3) as u64;
         let timestamp = acp_record::format_timestamp(ms).unwrap_or_default();
         let sep = if i == 0 { "" } else { "," };
+        let id = uuid::Uuid::now_v7();
         let _ = write!(
             body,
-            r#"{sep}{{"id":"bench-{n}-{i}","event":"tool.call","timestamp":"{timestamp}","sub":"auth0|user{i}","email":"user{i}@acme.com","tool":"salesforce.query","input":{{"query":"SELECT Name FROM Opportunity WHERE CloseDate = THIS_MONTH"}},"scopes":["salesforce:read","salesforce:write"],"scopeRequired":["salesforce:read"],"scopeResult":"pass","contentScan":{{"piiDetected":false,"riskScore":0.02,"inputScanned":true,"outputScanned":true,"findings":[]}},"result":"success","reason":null,"latencyMs":142.5,"tenantId":"{tenant}","clientType":"claude-desktop","clientId":"claude-desktop-app","delegationChain":null,"sessionId":"{session:032x}","requestId":"{request:032x}","traceId":"{trace:032x}","spanId":"{span:016x}","sourceAddress":"10.1.{}.{}:{}","userAgent":"claude-desktop/0.9.3","protocolVersion":"2025-11-25"}}"#,
+            r#"{sep}{{"id":"{id}","event":"tool.call","timestamp":"{timestamp}","sub":"auth0|user{i}","email":"user{i}@acme.com","tool":"salesforce.query","input":{{"query":"SELECT Name FROM Opportunity WHERE CloseDate = THIS_MONTH"}},"scopes":["salesforce:read","salesforce:write"],"scopeRequired":["salesforce:read"],"scopeResult":"pass","contentScan":{{"piiDetected":false,"riskScore":0.02,"inputScanned":true,"outputScanned":true,"findings":[]}},"result":"success","reason":null,"latencyMs":142.5,"tenantId":"{tenant}","clientType":"claude-desktop","clientId":"claude-desktop-app","delegationChain":null,"sessionId":"{session:032x}","requestId":"{request:032x}","traceId":"{trace:032x}","spanId":"{span:016x}","sourceAddress":"10.1.{}.{}:{}","userAgent":"claude-desktop/0.9.3","protocolVersion":"2025-11-25"}}"#,
             k % 200,
             k % 250,
             40_000 + k % 20_000,

@@ -124,6 +124,47 @@ fn one_batch_over_many_tenants_grows_each_tree_in_order() {
     }
 }
 
+/// Two writers take turns: one adds `gap` records to every tree, the other one; the second
+/// reads what the first added (each record, or the frontier when the gap is large) and its
+/// records extend the same trees.
+#[test]
+fn a_writer_catches_up_with_trees_another_writer_has_grown() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for test in TestDatabase::all() {
+        let (first, second) = (writer(&test, "key-1"), writer(&test, "key-2"));
+        let tenants = ["a", "b", "c"];
+        let mut expected: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        let mut n = 0u32;
+        runtime.block_on(async {
+            for gap in [1u32, 3, 31, 32, 33, 100, 2] {
+                for (writer, count) in [(&first.0, gap), (&second.0, 1)] {
+                    let mut records = Vec::new();
+                    for tenant in tenants {
+                        for _ in 0..count {
+                            let id = format!("r{n}");
+                            records.push(record(&id, tenant, n % 3600));
+                            expected.entry(tenant).or_default().push(id);
+                            n += 1;
+                        }
+                    }
+                    let accepted = records.len();
+                    assert_eq!(writer.write(records).await.unwrap(), stored(accepted, 0));
+                }
+            }
+            first.0.tick().await.unwrap();
+            second.0.tick().await.unwrap();
+        });
+        let vkeys = [first.2.clone(), second.2.clone()];
+        for (writer, thread, _) in [first, second] {
+            drop(writer);
+            thread.join().unwrap();
+        }
+        for tenant in tenants {
+            assert_eq!(checked_tree(&test, &vkeys, tenant), expected[tenant]);
+        }
+    }
+}
+
 #[test]
 fn two_writers_on_one_hot_tenant_store_each_id_once() {
     let Some(test) = TestDatabase::postgres() else {

@@ -221,7 +221,64 @@ pub fn read_frontiers(
             }
         }
     }
-    let mut rows: HashMap<(String, u64), Vec<u8>> = HashMap::new();
+    let rows = fetch_rows(conn, &wanted)?;
+    trees
+        .into_iter()
+        .map(|(tenant, size, expired)| {
+            let reader = FetchedTree {
+                tenant: &tenant,
+                expired: expired.as_ref(),
+                rows: &rows,
+            };
+            let frontier = Frontier::read(size, &reader)
+                .with_context(|| format!("cannot read the tree of {tenant:?} (size {size})"))?;
+            Ok((tenant, frontier))
+        })
+        .collect()
+}
+
+/// Brings several tenants' frontiers up to the trees other writers have grown a little: the
+/// records each gained (`frontier.size()` up to the stored `size`) read in one query, and
+/// appended with [`Frontier::append_checked`], so that hashes which do not extend the
+/// frontier are an error. Each is `(tenant, frontier, stored size)`.
+pub fn catch_up(
+    conn: &dyn Conn,
+    trees: Vec<(String, Frontier, u64)>,
+) -> anyhow::Result<Vec<(String, Frontier)>> {
+    let wanted: Vec<(&str, u64)> = trees
+        .iter()
+        .flat_map(|(tenant, frontier, size)| {
+            (frontier.size()..*size).map(|tseq| (tenant.as_str(), tseq))
+        })
+        .collect();
+    let mut rows = fetch_rows(conn, &wanted)?;
+    trees
+        .into_iter()
+        .map(|(tenant, mut frontier, size)| {
+            for tseq in frontier.size()..size {
+                let stored = rows
+                    .remove(&(tenant.clone(), tseq))
+                    .with_context(|| format!("record {tseq} of {tenant:?} is missing"))?;
+                let leaf = stored
+                    .get(..HASH_SIZE)
+                    .and_then(|h| h.try_into().ok())
+                    .map(Hash);
+                anyhow::ensure!(
+                    leaf.is_some_and(|leaf| frontier.append_checked(leaf, &stored).is_ok()),
+                    "record {tseq} of {tenant:?} does not extend its tree of {tseq} records"
+                );
+            }
+            Ok((tenant, frontier))
+        })
+        .collect()
+}
+
+/// The `hashes` of the records `wanted` (tenant, tseq), in one query of point lookups.
+fn fetch_rows(
+    conn: &dyn Conn,
+    wanted: &[(&str, u64)],
+) -> anyhow::Result<HashMap<(String, u64), Vec<u8>>> {
+    let mut rows = HashMap::new();
     if !wanted.is_empty() {
         let sql = match conn.backend() {
             Backend::Sqlite => {
@@ -241,19 +298,7 @@ pub fn read_frontiers(
             Ok(())
         })?;
     }
-    trees
-        .into_iter()
-        .map(|(tenant, size, expired)| {
-            let reader = FetchedTree {
-                tenant: &tenant,
-                expired: expired.as_ref(),
-                rows: &rows,
-            };
-            let frontier = Frontier::read(size, &reader)
-                .with_context(|| format!("cannot read the tree of {tenant:?} (size {size})"))?;
-            Ok((tenant, frontier))
-        })
-        .collect()
+    Ok(rows)
 }
 
 /// One tenant's hashes among the rows [`read_frontiers`] fetched.
@@ -450,6 +495,40 @@ pub(crate) mod tests {
                 })
                 .collect()
         }
+    }
+
+    #[test]
+    fn catching_up_appends_only_records_that_extend_the_frontier() {
+        let test = crate::store::testing::TestDatabase::sqlite();
+        let conn = test.database.write().unwrap();
+        let mut frontier = Frontier::default();
+        let mut frontiers = vec![frontier.clone()];
+        for k in 0..6u32 {
+            let hashes = frontier.next_hashes(leaf_hash(&k.to_be_bytes())).unwrap();
+            let mut stored = join_hashes(&hashes);
+            if k == 5 {
+                // Record 5 completes a subtree of two: the hash of that subtree is altered.
+                stored[HASH_SIZE + 8] ^= 1;
+            }
+            let record = crate::every_store_tests::record(&format!("r{k}"), "t", k);
+            crate::store::records::insert(&*conn, &record, k.into(), &stored).unwrap();
+            frontier.push(&hashes);
+            frontiers.push(frontier.clone());
+        }
+        let caught_up = |tenant: &str, from: usize, size: u64| {
+            catch_up(&*conn, vec![(tenant.into(), frontiers[from].clone(), size)])
+                .map(|mut trees| trees.remove(0).1)
+        };
+        for from in 0..5 {
+            assert_eq!(caught_up("t", from, 5).unwrap(), frontiers[5]);
+        }
+        let altered = caught_up("t", 1, 6).unwrap_err().to_string();
+        assert!(altered.contains("record 5 of \"t\""), "{altered}");
+        let missing = caught_up("u", 0, 2).unwrap_err().to_string();
+        assert!(
+            missing.contains("record 0 of \"u\" is missing"),
+            "{missing}"
+        );
     }
 
     #[test]

@@ -119,21 +119,28 @@ impl Ledger {
     }
 
     /// Brings the trees of `tenants` up to date with the database (whose locks the caller
-    /// holds): their state in one query, and a tree's frontier read again only when another
-    /// writer has grown it.
+    /// holds): their state in one query, then the rows of each tree another writer has grown:
+    /// the records it gained, or its frontier (a row per maximal subtree) when that is fewer.
     fn refresh(&mut self, conn: &dyn Conn, tenants: &BTreeSet<&str>) -> anyhow::Result<()> {
-        let mut grown = Vec::new();
+        let (mut grown, mut behind) = (Vec::new(), Vec::new());
         for state in checkpoints::tree_states(conn, tenants)? {
             let expired_to = state.expired.as_ref().map_or(0, |e| e.to);
             let size = state.next.unwrap_or(expired_to);
             let tree = self.trees.entry(state.tenant.clone()).or_default();
-            if tree.frontier.size() != size {
+            let known = tree.frontier.size();
+            if known < size && size - known <= size.count_ones().into() && expired_to <= known {
+                behind.push((state.tenant, tree.frontier.clone(), size));
+            } else if known != size {
                 grown.push((state.tenant, size, state.expired.map(|e| e.frontier)));
             }
             tree.checkpointed = state.checkpointed;
             tree.expired_to = expired_to;
         }
-        for (tenant, frontier) in merkle::read_frontiers(conn, grown)? {
+        let caught_up = merkle::catch_up(conn, behind)?;
+        for (tenant, frontier) in caught_up
+            .into_iter()
+            .chain(merkle::read_frontiers(conn, grown)?)
+        {
             self.trees.entry(tenant).or_default().frontier = frontier;
         }
         Ok(())

@@ -191,7 +191,10 @@ mod tests {
         let Some(test) = TestDatabase::postgres() else {
             return;
         };
-        for conn in [test.database.write().unwrap(), test.database.read().unwrap()] {
+        for conn in [
+            test.database.write().unwrap(),
+            test.database.read().unwrap(),
+        ] {
             let mode = conn
                 .query_opt("SHOW plan_cache_mode", &[], |row| row.get::<String>(0))
                 .unwrap();
