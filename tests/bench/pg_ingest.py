@@ -9,7 +9,10 @@ database of its own, in one of these shapes:
 - pg 1x100: one collector, records spread over 100 tenants;
 - pg 2x100: two collector processes on the same database, the clients split between them;
 - pg 1x1 and pg 2x1: the same with one hot tenant (every record in one tree);
-- sqlite x1 and sqlite x100: the SQLite file, for comparison.
+- sqlite x1 and sqlite x100: the SQLite file, for comparison;
+- a shape with `/N` (pg-2x100/32) runs with N clients instead of `--clients`: two replicas
+  over 100 tenants take turns on the same tenants' locks, so their throughput depends on how
+  many batches wait to share each commit (a mesh of many sidecars posts many at once).
 
 Shapes alternate within each of `--rounds` rounds, so that other load on the machine spreads
 over all of them; the medians are compared with the targets (PostgreSQL: 20,000 durable
@@ -18,7 +21,8 @@ the whole store (its records/s are printed), and the storage per record is measu
 `pg_total_relation_size('records')` (table, TOAST and indexes) or the SQLite file, over the
 records stored. The load average before each run is printed, as the figures depend on it.
 
-`--only pg-1x1,sqlite-x1` limits the shapes; `--clients`, `--seconds` tune every run.
+`--only pg-1x1,sqlite-x1` limits the shapes; `--clients` (of shapes without `/N`) and
+`--seconds` tune the runs.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ SHAPES = {
     "pg-2x1": ("pg", 2, 1),
     "sqlite-x100": ("sqlite", 1, 100),
     "sqlite-x1": ("sqlite", 1, 1),
+    "pg-2x100/32": ("pg", 2, 100),
 }
 TARGETS = {1: 20_000, 2: 30_000}
 BUILD = ["cargo", "bench", "--locked", "-p", "acp-collector", "--bench", "ingest", "--no-run",
@@ -105,9 +110,10 @@ def database_url(server: str, name: str) -> str:
 
 def run(bench: list[str], shape: str, n: int, args: argparse.Namespace) -> dict:
     store, replicas, tenants = SHAPES[shape]
+    clients = int(shape.partition("/")[2] or args.clients)
     env = dict(
         os.environ,
-        ACP_BENCH_CLIENTS=str(args.clients),
+        ACP_BENCH_CLIENTS=str(clients),
         ACP_BENCH_SECONDS=str(args.seconds),
         ACP_BENCH_BATCH="100",
         ACP_BENCH_EXPORT_RECORDS="0",
@@ -188,7 +194,7 @@ def main() -> None:
                 f"(collector and clients) + {r['server_us']:.0f} us (PostgreSQL)",
                 flush=True,
             )
-    print(f"\nmedians of {args.rounds} rounds ({args.clients} clients, {args.seconds} s runs, "
+    print(f"\nmedians of {args.rounds} rounds ({args.clients} clients unless /N, {args.seconds} s runs, "
           "batches of 100):")
     for shape in shapes:
         runs = results[shape]

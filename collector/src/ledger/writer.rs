@@ -12,7 +12,7 @@
 //! transaction locks the tenants it touches ([`Ledger::lock`]), and one that fails on a
 //! serialization failure, deadlock or unique violation ([`store::is_retryable`]) is run again,
 //! up to [`ATTEMPTS`] times. The leaf hashes are computed before the transaction; inside it, a
-//! group costs the same few round trips whatever its size (lock, tree state, stored ids, one
+//! group costs the same few round trips whatever its size (stored ids, lock, tree state, one
 //! `COPY`, commit).
 
 use std::collections::BTreeSet;
@@ -215,9 +215,9 @@ fn retried<T>(
     }
 }
 
-/// Writes every batch of `group` in one transaction: locks the tenants it touches, finds the
-/// ids stored already (one query), gives the new records their sequence numbers and tree hashes
-/// and inserts them all at once. `leaves` are the records' leaf hashes, computed before.
+/// Writes every batch of `group` in one transaction: finds the ids stored already (one
+/// query), locks the tenants it touches, gives the new records their sequence numbers and tree
+/// hashes and inserts them all at once. `leaves` are the records' leaf hashes, computed before.
 fn commit(
     conn: &dyn Conn,
     ledger: &mut Ledger,
@@ -227,10 +227,12 @@ fn commit(
     let now_ms = chrono::Utc::now().timestamp_millis();
     let all = || group.iter().flat_map(|(records, _)| records);
     conn.transaction(|tx| {
-        let tenants: BTreeSet<&str> = all().map(|r| r.tenant.as_str()).collect();
-        ledger.lock(tx, &tenants)?;
+        // Looked up before the lock, which is held until the commit: an id another writer
+        // commits in between fails the insert (a unique violation), and the retry looks again.
         let ids: Vec<&str> = all().map(|r| r.id.as_str()).collect();
         let mut known = records::stored_ids(tx, &ids)?;
+        let tenants: BTreeSet<&str> = all().map(|r| r.tenant.as_str()).collect();
+        ledger.lock(tx, &tenants)?;
         let mut new = Vec::with_capacity(ids.len());
         let mut stored = Vec::with_capacity(group.len());
         for ((records, _), leaves) in group.iter().zip(leaves) {
