@@ -499,6 +499,7 @@ pub(crate) mod tests {
 
     #[test]
     fn catching_up_appends_only_records_that_extend_the_frontier() {
+        use crate::store::records::{self, NewRecord};
         let test = crate::store::testing::TestDatabase::sqlite();
         let conn = test.database.write().unwrap();
         let mut frontier = Frontier::default();
@@ -510,8 +511,10 @@ pub(crate) mod tests {
                 // Record 5 completes a subtree of two: the hash of that subtree is altered.
                 stored[HASH_SIZE + 8] ^= 1;
             }
-            let record = crate::every_store_tests::record(&format!("r{k}"), "t", k);
-            crate::store::records::insert(&*conn, &record, k.into(), &stored).unwrap();
+            let mut value = records::tests::sample(&format!("r{k}"), "2026-03-15T10:00:00.000Z");
+            value["tenantId"] = "t".into();
+            let record = NewRecord::new(serde_json::from_value(value).unwrap(), 0).unwrap();
+            records::insert(&*conn, &record, k.into(), &stored).unwrap();
             frontier.push(&hashes);
             frontiers.push(frontier.clone());
         }
