@@ -4,6 +4,7 @@
 //! input's size and SHA-256 (`inputSummary`) and its `input` is `null`.
 
 use acp_record::{AuditRecord, InputOmission, InputSummary};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::outbox::Outbox;
@@ -37,6 +38,26 @@ pub fn summary(text: &str, reason: InputOmission, keep: usize) -> InputSummary {
     }
 }
 
+/// A lower bound of the length of `value`'s compact JSON, found without writing it: its
+/// strings and keys with their quotes, and the punctuation (escaping only adds).
+fn json_len_at_least(value: &Value) -> usize {
+    let commas = |n: usize| n.saturating_sub(1);
+    match value {
+        Value::Null | Value::Bool(_) | Value::Number(_) => 1,
+        Value::String(s) => s.len() + 2,
+        Value::Array(items) => {
+            2 + commas(items.len()) + items.iter().map(json_len_at_least).sum::<usize>()
+        }
+        Value::Object(fields) => {
+            let members: usize = fields
+                .iter()
+                .map(|(key, value)| key.len() + 3 + json_len_at_least(value))
+                .sum();
+            2 + commas(fields.len()) + members
+        }
+    }
+}
+
 /// Serializes `record` into `outbox`: its input truncated beyond `max_input_bytes`; when the
 /// buffer (less the room reserved for admitted calls) has no room, shed of its input; else
 /// dropped. The record of an admitted call (`auditFailureMode: closed`) is always kept whole.
@@ -46,21 +67,32 @@ pub fn queue(
     admitted: bool,
     max_input_bytes: usize,
 ) -> Result<Queued, serde_json::Error> {
-    let mut json = serde_json::to_string(&record)?;
-    // The input's text is part of the record's: only a record over the limit can hold one.
+    // The input's text is part of the record's: only a record over the limit can hold one. An
+    // input surely over it is serialised alone, never in a record it does not stay in.
+    let mut json = match &record.input {
+        Some(input) if json_len_at_least(input) > max_input_bytes => None,
+        _ => Some(serde_json::to_string(&record)?),
+    };
     let mut input_text = None;
-    if json.len() > max_input_bytes {
+    if json
+        .as_ref()
+        .is_none_or(|json| json.len() > max_input_bytes)
+    {
         if let Some(input) = &record.input {
             let text = serde_json::to_string(input)?;
             if text.len() > max_input_bytes {
                 record.input = None;
                 record.input_summary =
                     Some(summary(&text, InputOmission::Truncated, max_input_bytes));
-                json = serde_json::to_string(&record)?;
+                json = None;
             }
             input_text = Some(text);
         }
     }
+    let json = match json {
+        Some(json) => json,
+        None => serde_json::to_string(&record)?,
+    };
     if admitted {
         outbox.push_admitted(json);
         return Ok(Queued::Kept);
@@ -168,6 +200,41 @@ mod tests {
         let prefix = s.prefix.as_deref().unwrap();
         assert_eq!(prefix.len(), 300, "cut back to a character boundary");
         assert!(text.starts_with(prefix));
+    }
+
+    #[test]
+    fn an_input_over_the_limit_only_once_escaped_is_truncated_too() {
+        // 100 newlines: 100 bytes of string, 200 once written as JSON.
+        let input = json!({"query": "\n".repeat(100)});
+        assert!(json_len_at_least(&input) <= 150);
+        let text = input.to_string();
+        let mut o = Outbox::new(10, 1 << 20, 10, Duration::from_secs(1));
+        queue(&mut o, record(Some(input)), false, 150).unwrap();
+        let s = queued(&mut o)[0].input_summary.clone().unwrap();
+        assert_eq!(
+            (s.reason, s.bytes),
+            (InputOmission::Truncated, text.len() as u64)
+        );
+        assert_eq!(s.prefix.as_deref(), Some(&text[..150]));
+    }
+
+    #[test]
+    fn the_lower_bound_of_a_json_length_never_exceeds_it() {
+        let values = [
+            json!(null),
+            json!([]),
+            json!({}),
+            json!([1, -2.5e10, true, null, "a\"b", "\u{1}", "é"]),
+            json!({"k": {"nested": [{"x": "y"}, [], {}]}, "empty": "", "n": 12345}),
+        ];
+        for value in values {
+            let written = value.to_string().len();
+            let bound = json_len_at_least(&value);
+            assert!(bound <= written, "{value}: {bound} > {written}");
+        }
+        // Without escapes or numbers, it is the length.
+        let plain = json!({"query": ["a", "bc"], "more": {"x": "y"}});
+        assert_eq!(json_len_at_least(&plain), plain.to_string().len());
     }
 
     #[test]
