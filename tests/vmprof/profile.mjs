@@ -285,6 +285,8 @@ for (const scenario of SCENARIOS.filter((s) => s.name.includes(opts.only))) {
     allocations: callbacks.reduce((n, c) => n + c.allocations, 0),
     median: quantile(totals, 0.5),
     p99: quantile(totals, 0.99),
+    // The module's linear memory once the scenario has run (it only grows: the most so far).
+    memoryMiB: host.exports.memory.buffer.byteLength / 2 ** 20,
   };
   results.push(result);
 
@@ -322,13 +324,15 @@ const lpad = (s, n) => String(s).padStart(n);
 console.log(`In-VM profile of ${relative(process.cwd(), opts.wasm)}`);
 console.log(`Node ${process.version} (V8 ${process.versions.v8}); ` +
   `${iterations} timed iterations per scenario after ${warmup} untimed\n`);
-console.log(`${pad("scenario", 32)} ${pad("outcome", 16)} ${lpad("records/req", 11)} ${lpad("host calls (max)", 16)} ${lpad("alloc", 5)} ${lpad("median us", 9)} ${lpad("p99 us", 9)}`);
+console.log(`${pad("scenario", 32)} ${pad("outcome", 16)} ${lpad("records/req", 11)} ${lpad("host calls (max)", 16)} ${lpad("alloc", 5)} ${lpad("median us", 9)} ${lpad("p99 us", 9)} ${lpad("memory MiB", 10)}`);
 for (const r of results) {
   const outcome = r.outcome === "forwarded" ? "forwarded"
     : `local ${r.outcome}${r.scenario.expect.code === undefined ? "" : ` ${r.code}`}`;
   console.log(`${pad(r.scenario.name, 32)} ${pad(outcome, 16)} ${lpad(+(r.records.length / (iterations + warmup)).toFixed(2), 11)} ` +
-    `${lpad(r.hostCalls, 16)} ${lpad(r.allocations, 5)} ${lpad(us(r.median), 9)} ${lpad(us(r.p99), 9)}`);
+    `${lpad(r.hostCalls, 16)} ${lpad(r.allocations, 5)} ${lpad(us(r.median), 9)} ${lpad(us(r.p99), 9)} ` +
+    `${lpad(r.memoryMiB.toFixed(1), 10)}`);
 }
+console.log("\nmemory: the module's linear memory after the scenario (it never shrinks)");
 console.log("\nPer callback: median and p99 wall time; of the last iteration, the host calls (n), the calls the\n" +
   "host made into the module's allocator to return values (alloc), and the host calls by function");
 for (const r of results) {
