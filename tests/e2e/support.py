@@ -595,6 +595,9 @@ def assert_record(record: Mapping[str, Any], expected: Mapping[str, Any], reply:
         assert math.floor(reply.started * 1000) - 5 <= ts_ms <= math.floor(reply.finished * 1000) + 5, (
             f"timestamp {ts} outside the exchange [{rfc3339_ms(reply.started)}, {rfc3339_ms(reply.finished)}]")
         assert latency <= reply.elapsed_ms + 1000, f"latencyMs {latency} > client round trip {reply.elapsed_ms:.1f} ms"
+        id_ms = rid.int >> 80  # a UUIDv7 begins with its Unix time in milliseconds
+        assert math.floor(reply.started * 1000) - 5 <= id_ms <= math.floor(reply.finished * 1000) + 5, (
+            f"id {rid} made at {rfc3339_ms(id_ms / 1000)}, outside the exchange")
 
 
 def _findings_in_order(record: Mapping[str, Any]) -> dict[str, Any]:

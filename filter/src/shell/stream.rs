@@ -547,8 +547,11 @@ impl<H: Host> Stream<H> {
             .is_some();
         let max_input = self.config.audit.max_input_bytes;
         for call in std::mem::take(&mut self.audits) {
+            // The id's time is the clock read above: no second read of the clock.
+            let id_time =
+                uuid::Timestamp::from_unix(&w.record_ids, now.as_secs(), now.subsec_nanos());
             let ctx = record::Context {
-                id: uuid::Uuid::now_v7().to_string(),
+                id: uuid::Uuid::new_v7(id_time).to_string(),
                 timestamp: timestamp.clone(),
                 latency_ms,
                 tenant: &self.tenant,

@@ -407,6 +407,32 @@ fn records_carry_the_correlation_headers_and_the_source_address_envoy_resolved()
 }
 
 #[test]
+fn record_ids_are_uuidv7_of_the_clock_read_at_the_end_and_ordered_within_a_millisecond() {
+    let host = host();
+    let mut plugin = plugin_with_keys(&host, &minimal(), &TestIdp::new());
+    host.state().now = Duration::from_millis(NOW * 1000 + 123);
+    for _ in 0..50 {
+        unauthenticated_call(&plugin, &host);
+    }
+    plugin.tick();
+    let (_, batch) = host.last_call_to(acp_record::INGEST_PATH).unwrap();
+    let batch: Value = serde_json::from_str(&batch.body_text()).unwrap();
+    let ids: Vec<uuid::Uuid> = batch["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 50);
+    for id in &ids {
+        assert_eq!(id.get_version_num(), 7);
+        let (seconds, nanos) = id.get_timestamp().unwrap().to_unix();
+        assert_eq!((seconds, nanos / 1_000_000), (NOW, 123));
+    }
+    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
+}
+
+#[test]
 fn under_buffer_pressure_records_shed_their_input_before_any_is_dropped() {
     let host = host();
     let idp = TestIdp::new();

@@ -20,6 +20,8 @@ pub struct Worker {
     pub metrics: Metrics,
     /// `auditFailureMode: closed`: whether the last call was admitted (logged when it changes).
     pub admitting: bool,
+    /// Keeps the UUIDv7 ids of this worker's records in order within a millisecond.
+    pub record_ids: uuid::ContextV7,
     /// This worker's part of the `audit_records_buffered` gauge.
     buffered_reported: usize,
 }
@@ -40,6 +42,7 @@ impl Worker {
             outbox,
             metrics,
             admitting: true,
+            record_ids: uuid::ContextV7::new(),
             buffered_reported: 0,
         }
     }
