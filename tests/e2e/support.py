@@ -591,13 +591,15 @@ def assert_record(record: Mapping[str, Any], expected: Mapping[str, Any], reply:
     if forwarded:
         assert latency > 0.1, f"latencyMs {latency} of a forwarded call"
     if reply is not None:
-        ts_ms = _millis(ts)
-        assert math.floor(reply.started * 1000) - 5 <= ts_ms <= math.floor(reply.finished * 1000) + 5, (
-            f"timestamp {ts} outside the exchange [{rfc3339_ms(reply.started)}, {rfc3339_ms(reply.finished)}]")
+        exchange = f"[{rfc3339_ms(reply.started)}, {rfc3339_ms(reply.finished)}]"
+
+        def during_exchange(ms: int) -> bool:
+            return math.floor(reply.started * 1000) - 5 <= ms <= math.floor(reply.finished * 1000) + 5
+
+        assert during_exchange(_millis(ts)), f"timestamp {ts} outside the exchange {exchange}"
         assert latency <= reply.elapsed_ms + 1000, f"latencyMs {latency} > client round trip {reply.elapsed_ms:.1f} ms"
         id_ms = rid.int >> 80  # a UUIDv7 begins with its Unix time in milliseconds
-        assert math.floor(reply.started * 1000) - 5 <= id_ms <= math.floor(reply.finished * 1000) + 5, (
-            f"id {rid} made at {rfc3339_ms(id_ms / 1000)}, outside the exchange")
+        assert during_exchange(id_ms), f"id {rid} made at {rfc3339_ms(id_ms / 1000)}, outside the exchange {exchange}"
 
 
 def _findings_in_order(record: Mapping[str, Any]) -> dict[str, Any]:

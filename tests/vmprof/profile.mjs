@@ -3,7 +3,7 @@
 // prints, per scenario and callback, the host calls the filter made (by function) and the
 // callback's wall time (median and p99 over the iterations), then the audit records it sent.
 //
-//   node tests/vmprof/profile.mjs [--check] [--iterations N] [--wasm PATH]
+//   node tests/vmprof/profile.mjs [--check] [--iterations N] [--only TEXT] [--wasm PATH]
 //
 // --check exits 1 when a scenario's outcome is not the expected one (local reply status or
 // forwarded, records queued, the records sent to the collector), when the filter logs an error,
