@@ -106,6 +106,9 @@ export class ProxyWasmHost {
     this.calls = new Map();
     /** Calls the host made into the module's allocator during the current callback. */
     this.allocations = 0;
+    /** Wall time spent in this host's functions during the current callback (ns), less the
+     * module's allocator they call to return values (that is the module's work). */
+    this.hostNs = 0n;
   }
 
   /** Instantiates the module, runs `_initialize`, creates the root context, starts the VM
@@ -135,21 +138,28 @@ export class ProxyWasmHost {
   }
 
   /** Calls export `name` with `args`; returns its result, the host calls it made (by name),
-   * the allocations the host made in the module for their answers, and its wall time in ns. */
+   * the allocations the host made in the module for their answers, its wall time in ns, and
+   * the part of it spent in this host's functions (`hostNs`): the rest is the module's own. */
   callback(name, ...args) {
     this.calls = new Map();
     this.allocations = 0;
+    this.hostNs = 0n;
     const started = process.hrtime.bigint();
     const result = this.exports[name](...args);
     const ns = process.hrtime.bigint() - started;
-    return { result, calls: this.calls, allocations: this.allocations, ns };
+    return { result, calls: this.calls, allocations: this.allocations, ns, hostNs: this.hostNs };
   }
 
-  /** Wraps host function `fn` so that each call is counted under `name`. */
+  /** Wraps host function `fn` so that each call is counted under `name` and timed. */
   counted(name, fn) {
     return (...args) => {
       this.calls.set(name, (this.calls.get(name) ?? 0) + 1);
-      return fn(...args);
+      const started = process.hrtime.bigint();
+      try {
+        return fn(...args);
+      } finally {
+        this.hostNs += process.hrtime.bigint() - started;
+      }
     };
   }
 
@@ -168,7 +178,9 @@ export class ProxyWasmHost {
       this.setU32(sizePtr, 0);
       return Status.Ok;
     }
+    const allocating = process.hrtime.bigint();
     const ptr = this.allocate(bytes.length);
+    this.hostNs -= process.hrtime.bigint() - allocating;
     this.allocations += 1;
     this.bytes(ptr, bytes.length).set(bytes);
     this.setU32(ptrPtr, ptr);

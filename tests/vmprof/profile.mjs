@@ -274,7 +274,10 @@ for (const scenario of SCENARIOS.filter((s) => s.name.includes(opts.only))) {
       varies: Math.min(...counts) !== Math.max(...counts) ? [Math.min(...counts), Math.max(...counts)] : null,
     };
   });
-  const totals = samples.map((s) => Object.values(s.runs).reduce((n, r) => n + r.ns, 0n)).sort((a, b) => (a < b ? -1 : 1));
+  const byTime = (a, b) => (a < b ? -1 : 1);
+  const totals = samples.map((s) => Object.values(s.runs).reduce((n, r) => n + r.ns, 0n)).sort(byTime);
+  // The module's own time: each callback's wall time less the time spent in the host's functions.
+  const own = samples.map((s) => Object.values(s.runs).reduce((n, r) => n + r.ns - r.hostNs, 0n)).sort(byTime);
   const result = {
     scenario, callbacks, records, queued,
     outcome: samples.at(-1).outcome,
@@ -285,6 +288,7 @@ for (const scenario of SCENARIOS.filter((s) => s.name.includes(opts.only))) {
     allocations: callbacks.reduce((n, c) => n + c.allocations, 0),
     median: quantile(totals, 0.5),
     p99: quantile(totals, 0.99),
+    moduleMedian: quantile(own, 0.5),
     // The module's linear memory once the scenario has run (it only grows: the most so far).
     memoryMiB: host.exports.memory.buffer.byteLength / 2 ** 20,
   };
@@ -324,15 +328,17 @@ const lpad = (s, n) => String(s).padStart(n);
 console.log(`In-VM profile of ${relative(process.cwd(), opts.wasm)}`);
 console.log(`Node ${process.version} (V8 ${process.versions.v8}); ` +
   `${iterations} timed iterations per scenario after ${warmup} untimed\n`);
-console.log(`${pad("scenario", 32)} ${pad("outcome", 16)} ${lpad("records/req", 11)} ${lpad("host calls (max)", 16)} ${lpad("alloc", 5)} ${lpad("median us", 9)} ${lpad("p99 us", 9)} ${lpad("memory MiB", 10)}`);
+console.log(`${pad("scenario", 32)} ${pad("outcome", 16)} ${lpad("records/req", 11)} ${lpad("host calls (max)", 16)} ${lpad("alloc", 5)} ${lpad("median us", 9)} ${lpad("p99 us", 9)} ${lpad("module us", 9)} ${lpad("memory MiB", 10)}`);
 for (const r of results) {
   const outcome = r.outcome === "forwarded" ? "forwarded"
     : `local ${r.outcome}${r.scenario.expect.code === undefined ? "" : ` ${r.code}`}`;
   console.log(`${pad(r.scenario.name, 32)} ${pad(outcome, 16)} ${lpad(+(r.records.length / (iterations + warmup)).toFixed(2), 11)} ` +
     `${lpad(r.hostCalls, 16)} ${lpad(r.allocations, 5)} ${lpad(us(r.median), 9)} ${lpad(us(r.p99), 9)} ` +
-    `${lpad(r.memoryMiB.toFixed(1), 10)}`);
+    `${lpad(us(r.moduleMedian), 9)} ${lpad(r.memoryMiB.toFixed(1), 10)}`);
 }
-console.log("\nmemory: the module's linear memory after the scenario (it never shrinks)");
+console.log("\nmodule us: the median of the module's own time per request, the callbacks' wall time less the time\n" +
+  "spent in this host's functions (the module's allocator they call to return values counts as the module's)");
+console.log("memory: the module's linear memory after the scenario (it never shrinks)");
 console.log("\nPer callback: median and p99 wall time; of the last iteration, the host calls (n), the calls the\n" +
   "host made into the module's allocator to return values (alloc), and the host calls by function");
 for (const r of results) {

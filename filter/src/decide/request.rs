@@ -120,7 +120,11 @@ pub fn decide(cfg: &Config, req: &Request, limiter: &mut Limiter) -> Verdict {
 /// when it was too large to scan. Its `contentScan` stays null: no policy decision was made.
 fn mask_for_record(cfg: &Config, input: Option<Value>, scannable: bool) -> Option<Value> {
     let input = input?;
-    scannable.then(|| content::scan(&input, &cfg.scanning.input, "$").masked)
+    scannable.then(|| {
+        content::scan(&input, &cfg.scanning.input, "$")
+            .masked
+            .unwrap_or(input)
+    })
 }
 
 fn decide_unmasked(cfg: &Config, req: &Request, limiter: &mut Limiter) -> Verdict {
@@ -134,7 +138,7 @@ fn decide_unmasked(cfg: &Config, req: &Request, limiter: &mut Limiter) -> Verdic
     if let Some(refusal) = encoded_body(req) {
         return refuse(vec![unnamed(refusal)], &[], false);
     }
-    let mcp = match parsed {
+    let mut mcp = match parsed {
         None => return forward(Vec::new()),
         Some(Ok(mcp)) => mcp,
         Some(Err(ParseError::NotJson)) => {
@@ -194,7 +198,7 @@ fn decide_unmasked(cfg: &Config, req: &Request, limiter: &mut Limiter) -> Verdic
         .is_some_and(|b| b.len() <= cfg.scanning.max_scan_bytes);
     let mut redactions = Vec::new();
     let mut audits = Vec::new();
-    for (index, message) in mcp.messages.iter().enumerate() {
+    for (index, message) in mcp.messages.iter_mut().enumerate() {
         if let Some((audit, redacted)) = authorize(cfg, identity, message, scan_inputs, limiter) {
             if let Some(arguments) = redacted {
                 redactions.push((index, arguments));
@@ -286,11 +290,12 @@ fn rewrite_arguments(body: &[u8], batch: bool, redactions: Vec<(usize, Value)>) 
 }
 
 /// The audit entry of a tool call, with its scope, rate-limit and input-scan decisions, and
-/// the redacted arguments to forward when scanning masked some; `None` for other messages.
+/// the redacted arguments to forward when scanning masked some; `None` for other messages. A
+/// scanned call's arguments move into its record.
 fn authorize(
     cfg: &Config,
     identity: &Identity,
-    message: &Message,
+    message: &mut Message,
     scan_input: bool,
     limiter: &mut Limiter,
 ) -> Option<(CallAudit, Option<Value>)> {
@@ -382,7 +387,9 @@ fn authorize(
             }
             let scanned = content::scan(arguments, &cfg.scanning.input, "$");
             let blocked_by = scanned.blocked_by();
-            audit.input = Some(scanned.masked);
+            // The record keeps the arguments themselves when nothing was masked: the message's
+            // copy is not needed after this (a refusal answers by id, a rewrite re-reads the body).
+            audit.input = Some(scanned.masked.unwrap_or_else(|| std::mem::take(arguments)));
             if let Some(detector) = blocked_by {
                 audit.refusal = Some(
                     Refusal::denied(

@@ -1,7 +1,8 @@
 //! Content scanning of decoded JSON: every string (at any depth) goes through the enabled
 //! detectors; each hit becomes a finding (detector + JSON path + action, never the value), and
-//! two copies of the value come back: one masked for the audit record (every hit), one redacted
-//! for what is forwarded or returned (hits whose action is `redact`).
+//! two copies of the value come back when anything was found: one masked for the audit record
+//! (every hit), one redacted for what is forwarded or returned (hits whose action is `redact`).
+//! A value with no hits is never copied.
 
 use std::collections::BTreeMap;
 
@@ -52,8 +53,9 @@ pub struct Hit {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scanned {
     pub hits: Vec<Hit>,
-    /// The value with every hit masked: what the audit record keeps.
-    pub masked: Value,
+    /// The value with every hit masked, when there were any: what the audit record keeps
+    /// (`None`: the value itself, nothing to mask).
+    pub masked: Option<Value>,
     /// The value with `redact` hits masked, when there were any: what goes on.
     pub redacted: Option<Value>,
 }
@@ -71,8 +73,14 @@ impl Scanned {
 pub fn scan(value: &Value, rules: &Rules, root: &str) -> Scanned {
     let mut found = Vec::new();
     find(value, rules, &mut Vec::new(), &mut found);
-    // Most values hold nothing: then the masked copy is a plain clone, and paths are never
-    // written out.
+    // Most values hold nothing: then nothing is copied and no path is written out.
+    if found.is_empty() {
+        return Scanned {
+            hits: Vec::new(),
+            masked: None,
+            redacted: None,
+        };
+    }
     let mut hits = Vec::new();
     let mut masked = value.clone();
     let mut redacted: Option<Value> = None;
@@ -105,7 +113,7 @@ pub fn scan(value: &Value, rules: &Rules, root: &str) -> Scanned {
     }
     Scanned {
         hits,
-        masked,
+        masked: Some(masked),
         redacted,
     }
 }
@@ -265,9 +273,10 @@ mod tests {
             ]
         );
         assert_eq!(s.blocked_by(), Some(Detector::Ssn));
-        assert_eq!(s.masked["customer"]["notes"][0], "ssn [REDACTED:ssn]");
-        assert_eq!(s.masked["customer"]["contact"], "[REDACTED:email]");
-        assert_eq!(s.masked["weird key"], "call [REDACTED:phone]");
+        let masked = s.masked.as_ref().unwrap();
+        assert_eq!(masked["customer"]["notes"][0], "ssn [REDACTED:ssn]");
+        assert_eq!(masked["customer"]["contact"], "[REDACTED:email]");
+        assert_eq!(masked["weird key"], "call [REDACTED:phone]");
         let redacted = s.redacted.unwrap();
         assert_eq!(
             redacted["customer"]["contact"], "[REDACTED:email]",
@@ -281,10 +290,10 @@ mod tests {
     }
 
     #[test]
-    fn detectors_without_an_action_are_not_run_and_clean_values_are_untouched() {
+    fn detectors_without_an_action_are_not_run_and_clean_values_are_not_copied() {
         let value = json!({"a": "bob@acme.com", "n": 5, "ok": [true, null]});
         let s = scan(&value, &rules(&[(Detector::Ssn, Action::Block)]), "$");
-        assert_eq!((s.hits.len(), s.redacted, s.masked), (0, None, value));
+        assert_eq!((s.hits.len(), s.redacted, s.masked), (0, None, None));
     }
 
     #[test]
@@ -299,7 +308,7 @@ mod tests {
             s.hits.iter().map(|h| h.detector).collect::<Vec<_>>(),
             [Detector::Ssrf]
         );
-        assert_eq!(s.masked["url"], "[REDACTED:ssrf]");
+        assert_eq!(s.masked.as_ref().unwrap()["url"], "[REDACTED:ssrf]");
     }
 
     #[test]
@@ -327,7 +336,7 @@ mod tests {
         let redacted = s.redacted.unwrap();
         assert_eq!(redacted["note"], "SSN [REDACTED:ssn] on file");
         assert_eq!(redacted["plain"], "SSN [REDACTED:ssn]");
-        assert_eq!(s.masked["url"], "[REDACTED:ssrf]");
+        assert_eq!(s.masked.as_ref().unwrap()["url"], "[REDACTED:ssrf]");
         assert_eq!(
             s.hits[0].normalized.to_record(),
             Some(vec![
