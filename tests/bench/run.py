@@ -10,8 +10,10 @@ pinned to CPU 1, driven by wrk (2 connections, on CPU 0 with everything else), a
   native equivalent (it cannot see the tool name);
 - the filter with scanning off (bodies above `maxScanBytes: 1` pass unscanned) at 1 KiB and
   64 KiB, and scanning on at 64 KiB;
-- the floor under any Wasm filter (`tests/bench/floor_filter`): one that does nothing, and one
-  that only holds the request for its body and reads both bodies, as ACP must.
+- the floor under any Wasm filter (`tests/bench/floor_filter`): one that does nothing, one
+  that only holds the request for its body and reads both bodies, as ACP must, one that also
+  makes the host calls ACP makes, and one that further sends one record per call to the
+  collector, batched as ACP batches them (the auditing floor); none parses, scans or decides.
 Prints requests/s, p50/p99 and Envoy CPU per request per round, the medians and the targets;
 checks that every call made through the filter has its record stored by the collector or
 counted as dropped, and fails when any was dropped.
@@ -93,11 +95,15 @@ CONFIGURATIONS = {
     "acp-64k-noscan": ("acp", SCANNING_OFF, 65536),
     "floor": ("floor-passthrough", None, 1024),
     "floor-hold": ("floor-hold", None, 1024),
+    "floor-calls": ("floor-calls", None, 1024),
+    "floor-audit": ("floor-audit", None, 1024),
 }
 LABELS = {"plain": "Envoy, no filter, 1 KiB", "acp": "Envoy + ACP filter, 1 KiB",
           "native": "Envoy + jwt_authn + RBAC, 1 KiB", "acp-noscan": "ACP, scanning off, 1 KiB",
           "acp-64k": "ACP, 64 KiB", "acp-64k-noscan": "ACP, scanning off, 64 KiB",
-          "floor": "Wasm filter doing nothing, 1 KiB", "floor-hold": "Wasm filter holding and reading both bodies, 1 KiB"}
+          "floor": "Wasm filter doing nothing, 1 KiB", "floor-hold": "Wasm filter holding and reading both bodies, 1 KiB",
+          "floor-calls": "Wasm filter holding, reading, making ACP's host calls, 1 KiB",
+          "floor-audit": "Wasm filter holding, reading, host calls, a record per call, 1 KiB"}
 # Ordinary business text with numbers, dates and amounts: what scanning sees most of the time.
 FILLER = "Opportunity 0065e00000A1xQ1 Globex renewal closes 2026-03-27, amount 120000 USD, stage 4. "
 
@@ -210,10 +216,28 @@ class BenchStack(Stack):
                 ISSUER=ISSUER, AUDIENCE=AUDIENCE, TENANT=self.tenant, JWKS=json.dumps(demo_idp.jwks()))
             return render_envoy(self.ports, native)
         if self.chain.startswith("floor-"):
+            mode = self.chain.removeprefix("floor-")
+            if mode == "audit":
+                mode = f"audit\n{self.ingest_token}\n{json.dumps(floor_record(self.tenant), separators=(',', ':'))}"
             floor = PlaceholderTemplate(FLOOR_TEMPLATE.read_text()).substitute(
-                WASM_PATH=FLOOR_WASM, MODE=self.chain.removeprefix("floor-"))
+                WASM_PATH=FLOOR_WASM, CONFIGURATION=json.dumps(mode))
             return render_envoy(self.ports, floor)
         return super().envoy_config()
+
+
+def floor_record(tenant: str) -> dict:
+    """The record the auditing floor sends for each call, `{ID}` where its id goes: the fields
+    ACP writes for the benchmark's call, the 1 KiB input whole, a content scan with no finding."""
+    call = json.loads(tools_call_body(OPEN_LOOP_SIZE))
+    return {"id": "{ID}", "event": "tool.call", "timestamp": "2026-12-05T10:00:00.000Z", "sub": "bench-floor",
+            "email": None, "tool": call["params"]["name"], "input": call["params"]["arguments"],
+            "scopes": ["salesforce:read"], "scopeRequired": ["salesforce:read"], "scopeResult": "pass",
+            "contentScan": {"piiDetected": False, "riskScore": 0.0, "inputScanned": True, "outputScanned": True,
+                            "findings": []},
+            "result": "success", "reason": None, "latencyMs": 0.8, "tenantId": tenant, "clientType": None,
+            "clientId": None, "delegationChain": None, "sessionId": None,
+            "requestId": "0d1f6a2e-8c57-4b8e-9d57-2f8f0c7f1a3b", "traceId": None, "spanId": None,
+            "sourceAddress": "127.0.0.1:40000", "userAgent": None, "protocolVersion": None, "inputSummary": None}
 
 
 def stored_records(stack: Stack, user: str) -> int:
@@ -295,7 +319,7 @@ def report(med: dict[str, dict[str, float]], rss: dict[str, float], rounds: int,
         print(f"ACP Envoy CPU per request over plain  {b['cpu_us'] - a['cpu_us']:.0f} us")
     if {"plain", "native"} <= med.keys():
         print(f"native Envoy CPU per request over plain  {med['native']['cpu_us'] - med['plain']['cpu_us']:.0f} us")
-    for floor in ("floor", "floor-hold"):
+    for floor in ("floor", "floor-hold", "floor-calls", "floor-audit"):
         if {"plain", floor} <= med.keys():
             print(f"{LABELS[floor]}: {med[floor]['rps'] / med['plain']['rps']:.3f} of plain, "
                   f"{med[floor]['cpu_us'] - med['plain']['cpu_us']:.0f} us CPU per request over plain")
@@ -303,6 +327,7 @@ def report(med: dict[str, dict[str, float]], rss: dict[str, float], rounds: int,
         r = med["acp"]["rps"] / med["floor-hold"]["rps"]
         print(f"ACP Envoy CPU per request over the holding floor  {med['acp']['cpu_us'] - med['floor-hold']['cpu_us']:.0f} us")
         print(f"ACP / holding floor throughput  {r:.3f}  {verdict(r, TARGETS['vs_floor_hold'])}")
+    report_ladder(med, throughput=True)
     if {"acp", "native"} <= med.keys():
         r = med["acp"]["rps"] / med["native"]["rps"]
         print(f"ACP / jwt_authn+RBAC     {r:.3f}  {verdict(r, TARGETS['vs_native'])}")
@@ -326,6 +351,18 @@ def report(med: dict[str, dict[str, float]], rss: dict[str, float], rounds: int,
               + (f", a Wasm filter doing nothing {rss['floor'] - rss['plain']:.1f} MiB" if {"plain", "floor"} <= rss.keys() else ""))
 
 
+# From the holding floor to ACP, one step at a time: what each step adds to Envoy's work.
+LADDER = ("floor-hold", "floor-calls", "floor-audit", "acp")
+
+
+def report_ladder(med: dict[str, dict[str, float]], throughput: bool) -> None:
+    steps = [name for name in LADDER if name in med]
+    for below, above in zip(steps, steps[1:]):
+        ratio = f", throughput {med[above]['rps'] / med[below]['rps']:.3f} of it" if throughput else ""
+        print(f"step: {LABELS[above]}: Envoy CPU per request {med[above]['cpu_us'] - med[below]['cpu_us']:+.0f} us "
+              f"over {LABELS[below]}{ratio}")
+
+
 def report_open(med: dict[str, dict[str, float]], dropped: dict[str, int], rounds: int) -> None:
     if dropped:
         print("\nrecords dropped (saturation and open loop): "
@@ -347,6 +384,7 @@ def report_open(med: dict[str, dict[str, float]], dropped: dict[str, int], round
                           if (base, name) == ("floor-hold", "acp") else "")
                 print(f"{LABELS[name]}: Envoy CPU per request {b - a:+.0f} us over {LABELS[base]} "
                       f"(ratio {b / a:.2f}){target}")
+    report_ladder(med, throughput=False)
     if {"plain", "acp"} <= med.keys():
         added = med["acp"]["p99_ms"] - med["plain"]["p99_ms"]
         print(f"p99 added by ACP at {OPEN_RATE} requests/s  {added:.3f} ms  "
