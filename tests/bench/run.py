@@ -348,7 +348,9 @@ def report(med: dict[str, dict[str, float]], rss: dict[str, float], rounds: int,
               + (f"; the filter adds {rss['acp'] - rss['plain']:.1f} MiB "
                  f"{verdict(rss['acp'] - rss['plain'], TARGETS['memory_added_mib'], at_most=True)}"
                  if {"plain", "acp"} <= rss.keys() else "")
-              + (f", a Wasm filter doing nothing {rss['floor'] - rss['plain']:.1f} MiB" if {"plain", "floor"} <= rss.keys() else ""))
+              + (f", a Wasm filter doing nothing {rss['floor'] - rss['plain']:.1f} MiB" if {"plain", "floor"} <= rss.keys() else "")
+              + (f", the auditing floor {rss['floor-audit'] - rss['plain']:.1f} MiB"
+                 if {"plain", "floor-audit"} <= rss.keys() else ""))
 
 
 # From the holding floor to ACP, one step at a time: what each step adds to Envoy's work.
@@ -427,7 +429,7 @@ def main() -> int:
                     print("FAIL: a call has neither a stored nor a counted-as-dropped record", file=sys.stderr)
                     return 1
         rss = {name: memory(Path(tmp) / f"memory-{name}", CONFIGURATIONS[name][0])
-               for name in ("plain", "acp", "native", "floor") if name in names}
+               for name in ("plain", "acp", "native", "floor", "floor-audit") if name in names}
     keys = ("rps", "p50_ms", "p99_ms", "cpu_us", "first_seen_us")
     med = {name: {k: statistics.median(r[k] for r in runs) for k in keys if k in runs[0]} for name, runs in rows.items()}
     open_keys = ("rps", "p50_ms", "p99_ms", "p999_ms", "cpu_us")

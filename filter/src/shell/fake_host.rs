@@ -32,8 +32,8 @@ pub struct State {
     pub replaced: Vec<(BufferType, Vec<u8>)>,
     /// Headers removed, in order: whether from the request, and the name.
     pub removed: Vec<(bool, String)>,
-    /// Request headers set, in order.
-    pub set: Vec<(String, String)>,
+    /// Headers set, in order: whether on the request, the name and the value.
+    pub set: Vec<(bool, String, String)>,
     metric_names: Vec<String>,
     metric_values: HashMap<u32, i64>,
     pub tick_period: Option<Duration>,
@@ -170,8 +170,10 @@ impl Host for FakeHost {
         state.replaced.push((kind, value.to_vec()));
     }
 
-    fn set_request_header(&self, name: &str, value: &str) {
-        self.state().set.push((name.to_string(), value.to_string()));
+    fn set_header(&self, request: bool, name: &str, value: &str) {
+        self.state()
+            .set
+            .push((request, name.to_string(), value.to_string()));
     }
 
     fn remove_header(&self, request: bool, name: &str) {

@@ -26,7 +26,8 @@ pub trait Host {
     fn buffer(&self, kind: BufferType, size: usize) -> Vec<u8>;
     /// Replaces the first `size` bytes of a buffer with `value`.
     fn replace_buffer(&self, kind: BufferType, size: usize, value: &[u8]);
-    fn set_request_header(&self, name: &str, value: &str);
+    /// Sets a request (`request: true`) or response header, replacing any value it had.
+    fn set_header(&self, request: bool, name: &str, value: &str);
     /// Removes a request (`request: true`) or response header.
     fn remove_header(&self, request: bool, name: &str);
     /// Shared-data `key`: its value and compare-and-swap token.
@@ -155,19 +156,14 @@ impl Host for Envoy {
         }
     }
 
-    fn set_request_header(&self, name: &str, value: &str) {
-        if let Err(e) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)) {
+    fn set_header(&self, request: bool, name: &str, value: &str) {
+        if let Err(e) = hostcalls::set_map_value(header_map(request), name, Some(value)) {
             log::warn!("setting header {name} failed: {e:?}");
         }
     }
 
     fn remove_header(&self, request: bool, name: &str) {
-        let map = if request {
-            MapType::HttpRequestHeaders
-        } else {
-            MapType::HttpResponseHeaders
-        };
-        if let Err(e) = hostcalls::set_map_value(map, name, None) {
+        if let Err(e) = hostcalls::set_map_value(header_map(request), name, None) {
             log::warn!("removing header {name} failed: {e:?}");
         }
     }
@@ -226,4 +222,13 @@ impl Host for Envoy {
 
 fn lossy(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// The request's (`request: true`) or the response's header map.
+fn header_map(request: bool) -> MapType {
+    if request {
+        MapType::HttpRequestHeaders
+    } else {
+        MapType::HttpResponseHeaders
+    }
 }

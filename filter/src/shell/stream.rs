@@ -249,7 +249,9 @@ impl<H: Host> Stream<H> {
                 self.body_size,
                 rewritten.as_bytes(),
             );
-            self.host.remove_header(true, "content-length");
+            // The request's headers are still held: they go on with the new length.
+            self.host
+                .set_header(true, "content-length", &rewritten.len().to_string());
         }
         match verdict.reply {
             None => true,
@@ -283,9 +285,9 @@ impl<H: Host> Stream<H> {
         }
         if let (true, Ok(identity)) = (self.config.forward_identity_headers, &self.auth) {
             self.host
-                .set_request_header(IDENTITY_TENANT_HEADER, &self.tenant);
+                .set_header(true, IDENTITY_TENANT_HEADER, &self.tenant);
             self.host
-                .set_request_header(IDENTITY_SUB_HEADER, &identity.sub);
+                .set_header(true, IDENTITY_SUB_HEADER, &identity.sub);
         }
     }
 
@@ -302,10 +304,15 @@ impl<H: Host> Stream<H> {
             self.answer_refused = Some(OVERSIZED_ANSWER);
         }
         if let Some(reason) = self.answer_refused {
+            // The error goes out in place of the first part, every later part empty: that is the
+            // answer's length, set while its headers are still held.
             let replacement = if self.refusal_sent {
                 String::new()
             } else {
-                self.refused_answer_error(reason)
+                let error = self.refused_answer_error(reason);
+                self.host
+                    .set_header(false, "content-length", &error.len().to_string());
+                error
             };
             self.refusal_sent = true;
             self.host.replace_buffer(
@@ -341,6 +348,9 @@ impl<H: Host> Stream<H> {
             Some(new) => {
                 self.host
                     .replace_buffer(BufferType::HttpResponseBody, body_size, &new);
+                // The answer's headers were held with it (`response_headers`).
+                self.host
+                    .set_header(false, "content-length", &new.len().to_string());
                 new.len()
             }
             None => body.len(),
@@ -468,30 +478,33 @@ impl<H: Host> Stream<H> {
         self.decide_on_body()
     }
 
-    pub fn response_headers(&mut self) -> Action {
-        if !self.replied_locally {
-            let headers = self.host.response_headers();
-            self.status = headers
-                .get(":status")
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
-            self.content_type = headers.get("content-type").map(str::to_string);
-            if !self.plan.is_empty() {
-                // The answer may be rewritten (redacted, blocked, filtered): its length may change.
-                self.host.remove_header(false, "content-length");
-            }
-            let encoded = request::content_encoding(headers.get("content-encoding")).is_some();
-            if encoded && (!self.plan.is_empty() || self.expects_outcomes()) {
-                // Asked for an uncompressed answer (`accept-encoding` removed), the upstream
-                // compressed it anyway: unscannable, so replaced by an error, never passed on.
-                self.answer_refused = Some(ENCODED_ANSWER);
-                self.capture_complete = false;
-                self.plan = Plan::default();
-                self.host.remove_header(false, "content-encoding");
-                self.host.remove_header(false, "content-length");
-            }
+    /// The answer's headers. An answer that is held (to be scanned, filtered or refused) holds
+    /// its headers too, so that a change of its length is written into them when it is
+    /// released; one that is not changed keeps its `content-length` untouched.
+    pub fn response_headers(&mut self, end_of_stream: bool) -> Action {
+        if self.replied_locally {
+            return Action::Continue;
         }
-        Action::Continue
+        let headers = self.host.response_headers();
+        self.status = headers
+            .get(":status")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        self.content_type = headers.get("content-type").map(str::to_string);
+        let encoded = request::content_encoding(headers.get("content-encoding")).is_some();
+        if encoded && (!self.plan.is_empty() || self.expects_outcomes()) {
+            // Asked for an uncompressed answer (`accept-encoding` removed), the upstream
+            // compressed it anyway: unscannable, so replaced by an error, never passed on.
+            self.answer_refused = Some(ENCODED_ANSWER);
+            self.capture_complete = false;
+            self.plan = Plan::default();
+            self.host.remove_header(false, "content-encoding");
+        }
+        if !end_of_stream && (!self.plan.is_empty() || self.answer_refused.is_some()) {
+            Action::Pause
+        } else {
+            Action::Continue
+        }
     }
 
     pub fn response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -610,8 +623,8 @@ impl<H: Host> HttpContext for Stream<H> {
         self.request_trailers()
     }
 
-    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-        self.response_headers()
+    fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
+        self.response_headers(end_of_stream)
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {

@@ -164,8 +164,12 @@ fn a_held_answer_is_released_redacted_once_complete() {
     assert_eq!(
         host.state().set,
         [
-            ("x-acp-tenant".to_string(), "org_acme_corp".to_string()),
-            ("x-acp-sub".to_string(), "alice".to_string())
+            (
+                true,
+                "x-acp-tenant".to_string(),
+                "org_acme_corp".to_string()
+            ),
+            (true, "x-acp-sub".to_string(), "alice".to_string())
         ]
     );
 
@@ -173,11 +177,11 @@ fn a_held_answer_is_released_redacted_once_complete() {
         MapType::HttpResponseHeaders,
         &[(":status", "200"), ("content-type", "application/json")],
     );
-    assert_eq!(stream.response_headers(), Action::Continue);
-    assert!(host
-        .state()
-        .removed
-        .contains(&(false, "content-length".to_string())));
+    assert_eq!(
+        stream.response_headers(false),
+        Action::Pause,
+        "the headers wait with the answer"
+    );
     let answer = json!({"jsonrpc": "2.0", "id": 1, "result": {"text": "card 4111 1111 1111 1111"}})
         .to_string();
     let (first, _) = answer.split_at(20);
@@ -192,10 +196,65 @@ fn a_held_answer_is_released_redacted_once_complete() {
     let released = String::from_utf8(released).unwrap();
     assert!(!released.contains("4111 1111 1111 1111"), "{released}");
     assert!(released.contains(r#""id":1"#), "{released}");
+    assert_eq!(
+        host.state().set.last(),
+        Some(&(
+            false,
+            "content-length".to_string(),
+            released.len().to_string()
+        )),
+        "the held headers go on with the new length"
+    );
+    assert!(host.state().removed.iter().all(|(request, _)| *request));
 
     stream.queue_records();
     assert_eq!(counter(&plugin, &host, "acp.calls_allowed"), 1);
     assert_eq!(counter(&plugin, &host, "acp.audit_records_queued"), 1);
+}
+
+#[test]
+fn an_answer_left_unchanged_keeps_its_headers_and_a_refused_one_gets_its_new_length() {
+    let host = host();
+    let idp = TestIdp::new();
+    let mut config = minimal();
+    config["scanning"] = json!({"maxScanBytes": 200, "oversized": "reject"});
+    let plugin = plugin_with_keys(&host, &config, &idp);
+    let authorization = format!("Bearer {}", idp.sign(json!({"scope": "salesforce:read"})));
+    let call = |answer: &str| {
+        let mut stream = plugin.new_stream().unwrap();
+        request(
+            &mut stream,
+            &host,
+            &[("authorization", &authorization)],
+            CALL,
+        );
+        host.set_map(
+            MapType::HttpResponseHeaders,
+            &[(":status", "200"), ("content-type", "application/json")],
+        );
+        let held = stream.response_headers(false);
+        host.set_buffer(BufferType::HttpResponseBody, answer.as_bytes());
+        (held, stream.response_body(answer.len(), true))
+    };
+    let response_headers_touched = || {
+        let state = host.state();
+        let set = state.set.iter().filter(|(request, ..)| !request).count();
+        set + state.removed.iter().filter(|(request, _)| !request).count()
+    };
+
+    let clean = json!({"jsonrpc": "2.0", "id": 1, "result": {"ok": true}}).to_string();
+    assert_eq!(call(&clean), (Action::Pause, Action::Continue));
+    assert!(host.state().replaced.is_empty());
+    assert_eq!(response_headers_touched(), 0, "content-length left as sent");
+
+    let large = json!({"jsonrpc": "2.0", "id": 1, "result": {"text": "x".repeat(300)}}).to_string();
+    assert_eq!(call(&large), (Action::Pause, Action::Continue));
+    let (_, error) = host.state().replaced.last().unwrap().clone();
+    assert!(String::from_utf8_lossy(&error).contains("error"));
+    assert_eq!(
+        host.state().set.last(),
+        Some(&(false, "content-length".to_string(), error.len().to_string())),
+    );
 }
 
 #[test]
@@ -371,7 +430,7 @@ fn records_carry_the_correlation_headers_and_the_source_address_envoy_resolved()
     headers.extend(correlation);
     request(&mut allowed, &host, &headers, CALL);
     host.set_map(MapType::HttpResponseHeaders, &[(":status", "200")]);
-    allowed.response_headers();
+    allowed.response_headers(true);
     allowed.queue_records();
     let mut refused = plugin.new_stream().unwrap();
     request(&mut refused, &host, &[], CALL);

@@ -4,8 +4,8 @@
 //! - `hold`: what ACP must do at the least: hold the request until its body is complete, read
 //!   the body, then read the answer's headers and whole body, deciding nothing;
 //! - `calls`: `hold`, plus the host calls ACP makes for a call, with no parsing, scanning or
-//!   deciding: the request's header map and start time, the answer's `content-length` removed,
-//!   the end time and the source address for the record;
+//!   deciding: the request's header map and start time, the end time and the source address
+//!   for the record; like ACP it holds the answer's headers with its body;
 //! - `audit`: `calls`, plus one record per call, made from a template by writing in a fresh
 //!   id, sent to the collector in batches as ACP sends them (100 records at most, one batch in
 //!   flight, the rest on the 200 ms tick). Its configuration is three lines: `audit`, the
@@ -19,8 +19,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use proxy_wasm::hostcalls::{
-    dispatch_http_call, get_buffer, get_current_time, get_map_bytes, get_property,
-    remove_map_value, set_tick_period,
+    dispatch_http_call, get_buffer, get_current_time, get_map_bytes, get_property, set_tick_period,
 };
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
@@ -134,14 +133,15 @@ impl HttpContext for Floor {
         self.hold_and_read(BufferType::HttpRequestBody, body_size, end_of_stream)
     }
 
-    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
         if self.mode != Mode::Passthrough {
             let _ = get_map_bytes(MapType::HttpResponseHeaders);
         }
-        if self.mode >= Mode::Calls {
-            let _ = remove_map_value(MapType::HttpResponseHeaders, "content-length");
+        if self.mode >= Mode::Calls && !end_of_stream {
+            Action::Pause
+        } else {
+            Action::Continue
         }
-        Action::Continue
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
