@@ -267,6 +267,17 @@ pub(crate) mod tests {
         assert_eq!(err(v), "audit.batchSize: must be at least 1, got 0");
 
         let mut v = minimal();
+        v["audit"]["batchSize"] = json!(5);
+        assert_eq!(
+            err(v),
+            "audit.earlyBatchSize: must not exceed audit.batchSize (5), got 10"
+        );
+
+        let mut v = minimal();
+        v["audit"]["earlyBatchSize"] = json!(0);
+        assert_eq!(err(v), "audit.earlyBatchSize: must be at least 1, got 0");
+
+        let mut v = minimal();
         v["audit"]["maxInputBytes"] = json!(100);
         assert_eq!(err(v), "audit.maxInputBytes: must be at least 256, got 100");
 

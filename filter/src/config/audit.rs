@@ -14,6 +14,9 @@ pub struct Audit {
     pub authority: String,
     pub ingest_token: String,
     pub batch_size: usize,
+    /// Records waiting that a tick sends without waiting for `flush_interval`.
+    pub early_batch_size: usize,
+    /// The longest records wait after the last batch before a tick sends them.
     pub flush_interval: Duration,
     pub max_buffered_records: usize,
     pub max_buffered_bytes: usize,
@@ -22,6 +25,17 @@ pub struct Audit {
     pub max_input_bytes: usize,
     pub timeout: Duration,
     pub max_retry_delay: Duration,
+}
+
+/// The longest between two ticks: how soon `early_batch_size` waiting records are seen.
+const EARLY_CHECK: Duration = Duration::from_millis(20);
+
+impl Audit {
+    /// How often the root context ticks: often enough to send a small batch soon after it is
+    /// complete, and at least every `flush_interval`.
+    pub fn tick_period(&self) -> Duration {
+        self.flush_interval.min(EARLY_CHECK)
+    }
 }
 
 /// What happens to a call whose audit record cannot be buffered (the collector is down or slow
@@ -46,6 +60,8 @@ pub struct RawAudit {
     ingest_token: String,
     #[serde(default = "default_batch")]
     batch_size: usize,
+    #[serde(default = "default_early_batch")]
+    early_batch_size: usize,
     #[serde(default = "default_flush")]
     flush_interval_ms: u64,
     #[serde(default = "default_buffer_records")]
@@ -62,6 +78,9 @@ pub struct RawAudit {
 
 fn default_batch() -> usize {
     100
+}
+fn default_early_batch() -> usize {
+    10
 }
 fn default_flush() -> u64 {
     200
@@ -89,6 +108,16 @@ impl TryFrom<RawAudit> for Audit {
         non_empty("audit.cluster", &raw.cluster)?;
         non_empty("audit.ingestToken", &raw.ingest_token)?;
         at_least("audit.batchSize", raw.batch_size as u64, 1)?;
+        at_least("audit.earlyBatchSize", raw.early_batch_size as u64, 1)?;
+        if raw.early_batch_size > raw.batch_size {
+            return Err(ConfigError::invalid(
+                "audit.earlyBatchSize",
+                format!(
+                    "must not exceed audit.batchSize ({}), got {}",
+                    raw.batch_size, raw.early_batch_size
+                ),
+            ));
+        }
         at_least("audit.flushIntervalMs", raw.flush_interval_ms, 10)?;
         at_least(
             "audit.maxBufferedRecords",
@@ -117,6 +146,7 @@ impl TryFrom<RawAudit> for Audit {
             cluster: raw.cluster,
             ingest_token: raw.ingest_token,
             batch_size: raw.batch_size,
+            early_batch_size: raw.early_batch_size,
             flush_interval: Duration::from_millis(raw.flush_interval_ms),
             max_buffered_records: raw.max_buffered_records,
             max_buffered_bytes: raw.max_buffered_bytes,

@@ -1,6 +1,7 @@
 //! The filter's Envoy counters, visible at the admin `/stats` and `/stats/prometheus`. Events
-//! are counted in the VM and added to Envoy's counters on each tick (`audit.flushIntervalMs`)
-//! and when the plugin is removed, so a request makes no host call to count.
+//! are counted in the VM and added to Envoy's counters on each tick
+//! ([`crate::config::audit::Audit::tick_period`]) and when the plugin is removed, so a request
+//! makes no host call to count.
 
 use std::cell::Cell;
 

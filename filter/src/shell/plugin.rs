@@ -69,11 +69,7 @@ impl<H: Host + Clone + 'static> Plugin<H> {
         } else if self.audit_call == Some(token) {
             self.audit_call = None;
             self.on_audit_response(status, &body);
-            let full = self
-                .worker
-                .as_ref()
-                .map_or(usize::MAX, |w| w.borrow().outbox.batch_size());
-            self.flush(full);
+            self.flush(Batch::Full);
             self.finish_closing();
         } else if self.policy_call == Some(token) {
             self.policy_call = None;
@@ -119,7 +115,8 @@ impl<H: Host + Clone + 'static> Plugin<H> {
             audit.max_buffered_bytes,
             audit.batch_size,
             audit.max_retry_delay,
-        );
+        )
+        .sending_early(audit.early_batch_size, audit.flush_interval);
         self.policy = match policy_snapshot::message(&bytes, &config) {
             Some(message) => {
                 let mut policy = Outbox::new(1, usize::MAX, 1, audit.max_retry_delay);
@@ -134,7 +131,7 @@ impl<H: Host + Clone + 'static> Plugin<H> {
             }
         };
         self.policy_call = None;
-        self.host.set_tick_period(audit.flush_interval);
+        self.host.set_tick_period(audit.tick_period());
         self.worker = Some(Rc::new(RefCell::new(Worker::new(
             config,
             keys,
@@ -149,7 +146,7 @@ impl<H: Host + Clone + 'static> Plugin<H> {
     pub fn tick(&mut self) {
         self.fetch_jwks();
         self.send_policy();
-        self.flush(1);
+        self.flush(Batch::Due);
         self.flush_metrics();
         self.finish_closing();
     }
@@ -289,14 +286,20 @@ impl<H: Host + Clone + 'static> Plugin<H> {
         }
     }
 
-    /// Sends the next audit batch if none is in flight and at least `min_records` wait.
-    fn flush(&mut self, min_records: usize) {
+    /// Sends the next audit batch if none is in flight and enough records wait for `batch`.
+    fn flush(&mut self, batch: Batch) {
         let Some(worker) = &self.worker else { return };
         if self.audit_call.is_some() {
             return;
         }
         let mut w = worker.borrow_mut();
         let now = self.host.now_millis();
+        let min_records = match batch {
+            Batch::Full => w.outbox.batch_size(),
+            // A removed plugin delivers what it holds without waiting.
+            Batch::Due if self.closing => 1,
+            Batch::Due => w.outbox.due(now),
+        };
         let Some(body) = w.outbox.next_batch(now, min_records) else {
             return;
         };
@@ -430,6 +433,15 @@ impl<H: Host + Clone + 'static> RootContext for Plugin<H> {
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
+}
+
+/// Which audit batch a flush may send.
+#[derive(Clone, Copy)]
+enum Batch {
+    /// On the tick: what the outbox says is due (a small batch early, any after the interval).
+    Due,
+    /// After an acknowledged batch: only a full one, so that batches grow with the load.
+    Full,
 }
 
 /// Posts `body` to the collector at `path` with the ingest token.

@@ -325,7 +325,11 @@ fn the_discovery_document_names_the_jwks_fetched_next() {
 fn a_failed_audit_batch_is_sent_again_on_the_tick_after_its_backoff() {
     let host = host();
     let mut plugin = plugin(&host, &minimal());
-    assert_eq!(host.state().tick_period, Some(Duration::from_millis(200)));
+    assert_eq!(
+        host.state().tick_period,
+        Some(Duration::from_millis(20)),
+        "small batches are looked for every 20 ms"
+    );
     assert_eq!(unauthenticated_call(&plugin, &host), (Action::Pause, 401));
     assert_eq!(counter(&plugin, &host, "acp.auth_failed"), 1);
     assert_eq!(counter(&plugin, &host, "acp.audit_records_buffered"), 1);
