@@ -16,8 +16,10 @@ TEXT = "x" * 4000 + " ssn 536-22-1987"
 CHUNK = 1000
 
 
-def send_chunked(handler: BaseHTTPRequestHandler, content_type: str, body: bytes, size: int, pause: float) -> None:
-    """Answers 200 with `body` in chunks of `size` bytes, `pause` seconds apart."""
+def send_chunked(handler: BaseHTTPRequestHandler, content_type: str, body: bytes, size: int, pause: float,
+                 trailers: bytes = b"") -> None:
+    """Answers 200 with `body` in chunks of `size` bytes, `pause` seconds apart, then `trailers`
+    (header lines, each ending in CRLF)."""
     handler.send_response(200)
     handler.send_header("Content-Type", content_type)
     handler.send_header("Transfer-Encoding", "chunked")
@@ -27,7 +29,7 @@ def send_chunked(handler: BaseHTTPRequestHandler, content_type: str, body: bytes
         handler.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
         handler.wfile.flush()
         time.sleep(pause)
-    handler.wfile.write(b"0\r\n\r\n")
+    handler.wfile.write(b"0\r\n" + trailers + b"\r\n")
     handler.wfile.flush()
 
 

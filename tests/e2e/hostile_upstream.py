@@ -8,7 +8,8 @@ text ends with a fake SSN (which output scanning must redact), framed by the pat
   SSN itself all split across chunks);
 - `/mcp/sse-crlf`: a progress notification and the answer, as two SSE events with CRLF line
   ends;
-- `/mcp/sse-side`: a log notification carrying the SSN too, then the answer, as SSE events.
+- `/mcp/sse-side`: a log notification carrying the SSN too, then the answer, as SSE events;
+- `/mcp/trailers`: JSON in two chunks, ended by a trailer rather than by the last chunk.
 
     hostile_upstream.py <port>
 """
@@ -41,6 +42,10 @@ class Handler(BaseHTTPRequestHandler):
                               "params": {"level": "info", "data": TEXT}}).encode()
             events = b"".join(b"event: message\ndata: " + data + b"\n\n" for data in (log, answer))
             send_chunked(self, "text/event-stream", events, len(events), pause=0.005)
+            return
+        if self.path == "/mcp/trailers":
+            send_chunked(self, "application/json", answer, len(answer) // 2 + 1, pause=0.005,
+                         trailers=b"x-checksum: sha256=0\r\n")
             return
         if self.path == "/mcp/sse-crlf":
             progress = json.dumps({"jsonrpc": "2.0", "method": "notifications/progress",

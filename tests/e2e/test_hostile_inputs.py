@@ -193,6 +193,24 @@ def test_an_sse_event_split_across_chunks_is_scanned_whole(hostile: Stack, trans
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
+def test_an_answer_ended_by_trailers_is_scanned_whole(hostile: Stack, transport: str) -> None:
+    """The upstream ends its answer with a trailer instead of the last chunk: the filter holds
+    the answer to its trailers as to its end, so it is scanned, never passed on unscanned."""
+    who = caller(hostile)
+    call = json.dumps(tool_call("salesforce.query", {"query": "SELECT 1"}, id=8)).encode()
+
+    reply = TRANSPORTS[transport](hostile, who.token, call, path="/mcp/trailers")
+
+    assert reply.status == 200, reply.text
+    assert SSN not in reply.text
+    assert reply.body["result"]["content"][0]["text"] == "customer record, ssn [REDACTED:ssn]", reply.text
+    [record] = wait_for_records(hostile, 1, user=who.sub)
+    assert (record["result"], record["contentScan"]["outputScanned"]) == ("success", True)
+    assert record["contentScan"]["findings"] == [
+        {"type": "ssn", "location": "output", "path": "$.result.content[0].text", "action": "redact"}]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_sse_events_with_crlf_line_ends_are_each_scanned(hostile: Stack, transport: str) -> None:
     who = caller(hostile)
     call = json.dumps(tool_call("salesforce.query", {"query": "SELECT 1"}, id=6)).encode()

@@ -72,6 +72,8 @@ pub struct Stream<H> {
     answer_refused: Option<&'static str>,
     /// The error has been sent in place of the answer's first bytes; the rest are dropped.
     refusal_sent: bool,
+    /// Size of the held answer buffered so far.
+    answer_size: usize,
     /// Buffer room held for this request's records (`auditFailureMode: closed`).
     reservation: Option<Reservation>,
 }
@@ -102,6 +104,7 @@ impl<H: Host> Stream<H> {
             output_scans: HashMap::new(),
             answer_refused: None,
             refusal_sent: false,
+            answer_size: 0,
             reservation: None,
         }
     }
@@ -295,6 +298,7 @@ impl<H: Host> Stream<H> {
     /// answer growing above `maxScanBytes` is refused whole (its every byte replaced) or, with
     /// `oversized: pass`, released unscanned.
     fn hold_answer(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.answer_size = body_size;
         if self.answer_refused.is_none() && body_size > self.config.scanning.max_scan_bytes {
             self.capture_complete = false;
             self.plan = Plan::default();
@@ -500,7 +504,7 @@ impl<H: Host> Stream<H> {
             self.plan = Plan::default();
             self.host.remove_header(false, "content-encoding");
         }
-        if !end_of_stream && (!self.plan.is_empty() || self.answer_refused.is_some()) {
+        if !end_of_stream && self.holds_answer() {
             Action::Pause
         } else {
             Action::Continue
@@ -508,7 +512,7 @@ impl<H: Host> Stream<H> {
     }
 
     pub fn response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if self.answer_refused.is_some() || (!self.replied_locally && !self.plan.is_empty()) {
+        if self.holds_answer() {
             return self.hold_answer(body_size, end_of_stream);
         }
         // Read what passes without holding it back: the outcome is decided at the end.
@@ -517,6 +521,20 @@ impl<H: Host> Stream<H> {
             self.capture(seen);
         }
         Action::Continue
+    }
+
+    /// Trailers end the answer after its last body chunk (an HTTP/2 upstream, or HTTP/1 with
+    /// trailers enabled): a held answer is complete now. Without this, it would go on unscanned.
+    pub fn response_trailers(&mut self) -> Action {
+        if self.holds_answer() {
+            return self.hold_answer(self.answer_size, true);
+        }
+        Action::Continue
+    }
+
+    /// Whether the answer is held until complete: to be scanned or filtered, or refused.
+    fn holds_answer(&self) -> bool {
+        self.answer_refused.is_some() || (!self.replied_locally && !self.plan.is_empty())
     }
 
     /// The stream ended: its calls' audit records go to the outbox.
@@ -629,6 +647,10 @@ impl<H: Host> HttpContext for Stream<H> {
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         self.response_body(body_size, end_of_stream)
+    }
+
+    fn on_http_response_trailers(&mut self, _trailers: usize) -> Action {
+        self.response_trailers()
     }
 
     fn on_log(&mut self) {

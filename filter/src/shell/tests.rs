@@ -213,6 +213,35 @@ fn a_held_answer_is_released_redacted_once_complete() {
 }
 
 #[test]
+fn an_answer_ended_by_trailers_is_scanned_when_they_arrive() {
+    let host = host();
+    let idp = TestIdp::new();
+    let plugin = plugin_with_keys(&host, &minimal(), &idp);
+    let authorization = format!("Bearer {}", idp.sign(json!({"scope": "salesforce:read"})));
+    let mut stream = plugin.new_stream().unwrap();
+    request(
+        &mut stream,
+        &host,
+        &[("authorization", &authorization)],
+        CALL,
+    );
+    host.set_map(MapType::HttpResponseHeaders, &[(":status", "200")]);
+    assert_eq!(stream.response_headers(false), Action::Pause);
+    let answer = json!({"jsonrpc": "2.0", "id": 1, "result": {"text": "card 4111 1111 1111 1111"}})
+        .to_string();
+    host.set_buffer(BufferType::HttpResponseBody, answer.as_bytes());
+    assert_eq!(stream.response_body(answer.len(), false), Action::Pause);
+    assert!(host.state().replaced.is_empty());
+
+    assert_eq!(stream.response_trailers(), Action::Continue);
+    let (_, released) = host.state().replaced.last().unwrap().clone();
+    let released = String::from_utf8(released).unwrap();
+    assert!(released.contains("[REDACTED:payment_card]"), "{released}");
+    stream.queue_records();
+    assert_eq!(counter(&plugin, &host, "acp.audit_records_queued"), 1);
+}
+
+#[test]
 fn an_answer_left_unchanged_keeps_its_headers_and_a_refused_one_gets_its_new_length() {
     let host = host();
     let idp = TestIdp::new();
