@@ -132,8 +132,8 @@ collector-static: .musl-target
 
 # The module as cargo builds it (LTO, stripped): the one the tests and the benchmark load.
 # wasm-opt is not applied: its -O3 and -Oz outputs made Envoy's memory 22-24 MiB larger and
-# the filter no faster (docs/deployment.md).
-dist/acp_filter.wasm: $(WASM)
+# the filter no faster (docs/deployment.md). It is copied again when this recipe changes.
+dist/acp_filter.wasm: $(WASM) Makefile
 	command -v skopeo >/dev/null || (apt-get update && apt-get install -y skopeo)
 	mkdir -p dist
 	cp $(WASM) $@
