@@ -59,6 +59,22 @@ pub fn at_least(field: &str, value: u64, min: u64) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// `value` must not exceed `limit`, the value of the field `limit_field`.
+pub fn not_above(
+    field: &str,
+    value: u64,
+    limit_field: &str,
+    limit: u64,
+) -> Result<(), ConfigError> {
+    if value > limit {
+        return Err(ConfigError::invalid(
+            field,
+            format!("must not exceed {limit_field} ({limit}), got {value}"),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config_error::{at_least, non_empty, ConfigError};
+use crate::config_error::{at_least, non_empty, not_above, ConfigError};
 
 /// Validated `audit` settings.
 #[derive(Debug, Clone)]
@@ -109,15 +109,12 @@ impl TryFrom<RawAudit> for Audit {
         non_empty("audit.ingestToken", &raw.ingest_token)?;
         at_least("audit.batchSize", raw.batch_size as u64, 1)?;
         at_least("audit.earlyBatchSize", raw.early_batch_size as u64, 1)?;
-        if raw.early_batch_size > raw.batch_size {
-            return Err(ConfigError::invalid(
-                "audit.earlyBatchSize",
-                format!(
-                    "must not exceed audit.batchSize ({}), got {}",
-                    raw.batch_size, raw.early_batch_size
-                ),
-            ));
-        }
+        not_above(
+            "audit.earlyBatchSize",
+            raw.early_batch_size as u64,
+            "audit.batchSize",
+            raw.batch_size as u64,
+        )?;
         at_least("audit.flushIntervalMs", raw.flush_interval_ms, 10)?;
         at_least(
             "audit.maxBufferedRecords",
@@ -130,15 +127,12 @@ impl TryFrom<RawAudit> for Audit {
             1024,
         )?;
         at_least("audit.maxInputBytes", raw.max_input_bytes as u64, 256)?;
-        if raw.max_input_bytes > raw.max_buffered_bytes {
-            return Err(ConfigError::invalid(
-                "audit.maxInputBytes",
-                format!(
-                    "must not exceed audit.maxBufferedBytes ({}), got {}",
-                    raw.max_buffered_bytes, raw.max_input_bytes
-                ),
-            ));
-        }
+        not_above(
+            "audit.maxInputBytes",
+            raw.max_input_bytes as u64,
+            "audit.maxBufferedBytes",
+            raw.max_buffered_bytes as u64,
+        )?;
         at_least("audit.timeoutMs", raw.timeout_ms, 1)?;
         at_least("audit.maxRetryDelayMs", raw.max_retry_delay_ms, 100)?;
         Ok(Audit {

@@ -62,6 +62,23 @@ fn request(
     (on_headers, stream.request_body(body.len(), true))
 }
 
+/// A call `authorization` allows, forwarded, whose JSON answer's headers have just arrived:
+/// its stream, and what the filter did with the headers.
+fn answer_headers_of_allowed_call(
+    plugin: &Plugin<FakeHost>,
+    host: &FakeHost,
+    authorization: &str,
+) -> (Stream<FakeHost>, Action) {
+    let mut stream = plugin.new_stream().unwrap();
+    request(&mut stream, host, &[("authorization", authorization)], CALL);
+    host.set_map(
+        MapType::HttpResponseHeaders,
+        &[(":status", "200"), ("content-type", "application/json")],
+    );
+    let held = stream.response_headers(false);
+    (stream, held)
+}
+
 /// One request without a token, to its end: refused with 401 (or 503), one record.
 fn unauthenticated_call(plugin: &Plugin<FakeHost>, host: &FakeHost) -> (Action, u32) {
     let mut stream = plugin.new_stream().unwrap();
@@ -218,15 +235,8 @@ fn an_answer_ended_by_trailers_is_scanned_when_they_arrive() {
     let idp = TestIdp::new();
     let plugin = plugin_with_keys(&host, &minimal(), &idp);
     let authorization = format!("Bearer {}", idp.sign(json!({"scope": "salesforce:read"})));
-    let mut stream = plugin.new_stream().unwrap();
-    request(
-        &mut stream,
-        &host,
-        &[("authorization", &authorization)],
-        CALL,
-    );
-    host.set_map(MapType::HttpResponseHeaders, &[(":status", "200")]);
-    assert_eq!(stream.response_headers(false), Action::Pause);
+    let (mut stream, held) = answer_headers_of_allowed_call(&plugin, &host, &authorization);
+    assert_eq!(held, Action::Pause);
     let answer = json!({"jsonrpc": "2.0", "id": 1, "result": {"text": "card 4111 1111 1111 1111"}})
         .to_string();
     host.set_buffer(BufferType::HttpResponseBody, answer.as_bytes());
@@ -250,18 +260,7 @@ fn an_answer_left_unchanged_keeps_its_headers_and_a_refused_one_gets_its_new_len
     let plugin = plugin_with_keys(&host, &config, &idp);
     let authorization = format!("Bearer {}", idp.sign(json!({"scope": "salesforce:read"})));
     let call = |answer: &str| {
-        let mut stream = plugin.new_stream().unwrap();
-        request(
-            &mut stream,
-            &host,
-            &[("authorization", &authorization)],
-            CALL,
-        );
-        host.set_map(
-            MapType::HttpResponseHeaders,
-            &[(":status", "200"), ("content-type", "application/json")],
-        );
-        let held = stream.response_headers(false);
+        let (mut stream, held) = answer_headers_of_allowed_call(&plugin, &host, &authorization);
         host.set_buffer(BufferType::HttpResponseBody, answer.as_bytes());
         (held, stream.response_body(answer.len(), true))
     };
