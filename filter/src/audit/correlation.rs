@@ -66,6 +66,10 @@ impl Correlation {
 /// `value` with every control character (C0, DEL, C1) replaced by U+FFFD and cut to at most
 /// `max` bytes on a character boundary; `None` when empty.
 pub fn bounded(value: &str, max: usize) -> Option<String> {
+    if value.len() <= max && value.bytes().all(|b| matches!(b, b' '..=b'~')) {
+        // Printable ASCII within the limit (ids, addresses, most user agents): kept as is.
+        return (!value.is_empty()).then(|| value.to_string());
+    }
     let mut out = String::with_capacity(value.len().min(max));
     for c in value.chars() {
         let c = if c.is_control() { '\u{FFFD}' } else { c };

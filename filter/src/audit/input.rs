@@ -58,6 +58,24 @@ fn json_len_at_least(value: &Value) -> usize {
     }
 }
 
+/// Room for a record's fields other than its input and its input's prefix: the id, time,
+/// identity, scan and correlation fields of a call take about 600 bytes.
+const RECORD_FIELDS_BYTES: usize = 1024;
+
+/// `record` as compact JSON, written into a buffer sized for it up front (one grown from small
+/// would be copied over each time it doubles).
+fn record_json(record: &AuditRecord) -> Result<Vec<u8>, serde_json::Error> {
+    let input = record.input.as_ref().map_or(0, json_len_at_least);
+    let prefix = record
+        .input_summary
+        .as_ref()
+        .and_then(|s| s.prefix.as_ref())
+        .map_or(0, String::len);
+    let mut json = Vec::with_capacity(RECORD_FIELDS_BYTES + input + prefix);
+    serde_json::to_writer(&mut json, record)?;
+    Ok(json)
+}
+
 /// Serializes `record` into `outbox`: its input truncated beyond `max_input_bytes`; when the
 /// buffer (less the room reserved for admitted calls) has no room, shed of its input; else
 /// dropped. The record of an admitted call (`auditFailureMode: closed`) is always kept whole.
@@ -71,7 +89,7 @@ pub fn queue(
     // input surely over it is serialised alone, never in a record it does not stay in.
     let mut json = match &record.input {
         Some(input) if json_len_at_least(input) > max_input_bytes => None,
-        _ => Some(serde_json::to_string(&record)?),
+        _ => Some(record_json(&record)?),
     };
     let mut input_text = None;
     if json
@@ -91,7 +109,7 @@ pub fn queue(
     }
     let json = match json {
         Some(json) => json,
-        None => serde_json::to_string(&record)?,
+        None => record_json(&record)?,
     };
     if admitted {
         outbox.push_admitted(json);
@@ -117,7 +135,7 @@ pub fn queue(
         }
         (None, None) => false,
     };
-    if shed && outbox.push(serde_json::to_string(&record)?) {
+    if shed && outbox.push(record_json(&record)?) {
         return Ok(Queued::Shed);
     }
     Ok(Queued::Dropped)
@@ -167,7 +185,7 @@ mod tests {
 
     /// The records queued in `outbox`, parsed back from its next batch.
     fn queued(outbox: &mut Outbox) -> Vec<AuditRecord> {
-        let batch: Value = serde_json::from_str(&outbox.next_batch(0, 1).unwrap()).unwrap();
+        let batch: Value = serde_json::from_slice(&outbox.next_batch(0, 1).unwrap()).unwrap();
         batch["records"]
             .as_array()
             .unwrap()

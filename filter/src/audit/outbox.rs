@@ -13,7 +13,7 @@ use crate::auth::keys::jwks::millis;
 
 #[derive(Debug)]
 pub struct Outbox {
-    queue: VecDeque<String>,
+    queue: VecDeque<Vec<u8>>,
     bytes: usize,
     max_records: usize,
     max_bytes: usize,
@@ -145,14 +145,14 @@ impl Outbox {
 
     /// Queues the record of an admitted call: kept whatever its size (the count was reserved;
     /// the bytes only estimated).
-    pub fn push_admitted(&mut self, record: String) {
+    pub fn push_admitted(&mut self, record: Vec<u8>) {
         self.bytes += record.len();
         self.queue.push_back(record);
     }
 
     /// Queues a serialized record; `false` when the buffer (less the room reserved for admitted
     /// calls) is full and the record is not queued.
-    pub fn push(&mut self, record: String) -> bool {
+    pub fn push(&mut self, record: Vec<u8>) -> bool {
         if self.queue.len() + self.reserved.records >= self.max_records
             || self.bytes + self.reserved.bytes + record.len() > self.max_bytes
         {
@@ -166,7 +166,7 @@ impl Outbox {
     /// The next batch body to post, when none is in flight, at least `min_records` wait and any
     /// retry delay has passed. Ticks send what is due ([`Outbox::due`]); an acknowledged batch
     /// is followed at once only by a full one, so that batches grow with the load.
-    pub fn next_batch(&mut self, now: u64, min_records: usize) -> Option<String> {
+    pub fn next_batch(&mut self, now: u64, min_records: usize) -> Option<Vec<u8>> {
         let waiting = self.queue.len();
         if self.in_flight.is_some()
             || waiting == 0
@@ -176,14 +176,18 @@ impl Outbox {
             return None;
         }
         let n = self.queue.len().min(self.batch_size);
-        let mut body = String::from("{\"records\":[");
+        const OPEN: &[u8] = b"{\"records\":[";
+        let records: usize = self.queue.iter().take(n).map(|r| r.len() + 1).sum();
+        // Sized up front: a batch grown from empty would be copied over again as it doubles.
+        let mut body = Vec::with_capacity(OPEN.len() + records + 2);
+        body.extend_from_slice(OPEN);
         for (i, record) in self.queue.iter().take(n).enumerate() {
             if i > 0 {
-                body.push(',');
+                body.push(b',');
             }
-            body.push_str(record);
+            body.extend_from_slice(record);
         }
-        body.push_str("]}");
+        body.extend_from_slice(b"]}");
         self.in_flight = Some(n);
         self.last_sent_at = now;
         Some(body)
@@ -240,12 +244,12 @@ mod tests {
         }
         assert_eq!(
             o.next_batch(0, 1).unwrap(),
-            "{\"records\":[{\"a\":1},{\"b\":2}]}"
+            b"{\"records\":[{\"a\":1},{\"b\":2}]}"
         );
         assert_eq!(o.next_batch(0, 1), None, "one batch in flight");
         assert_eq!(o.settle(Delivery::Done, 0), 2);
         assert_eq!(o.next_batch(0, 2), None, "a follow-up batch must be full");
-        assert_eq!(o.next_batch(0, 1).unwrap(), "{\"records\":[{\"c\":3}]}");
+        assert_eq!(o.next_batch(0, 1).unwrap(), b"{\"records\":[{\"c\":3}]}");
         assert_eq!(o.settle(Delivery::Done, 0), 1);
         assert!(o.is_empty());
         assert_eq!(o.next_batch(0, 1), None);
@@ -293,14 +297,14 @@ mod tests {
         o.push("4".into());
         assert_eq!(
             o.next_batch(1020, o.due(1020)).unwrap(),
-            "{\"records\":[2,3,4]}"
+            b"{\"records\":[2,3,4]}"
         );
         o.settle(Delivery::Done, 1030);
         o.push("5".into());
         assert_eq!(o.next_batch(1219, o.due(1219)), None);
         assert_eq!(
             o.next_batch(1220, o.due(1220)).unwrap(),
-            "{\"records\":[5]}",
+            b"{\"records\":[5]}",
             "200 ms after the last batch"
         );
         o.settle(Delivery::Retry, 1230);
@@ -367,7 +371,7 @@ mod tests {
             "reserved bytes count"
         );
         o.release(one);
-        o.push_admitted("z".repeat(6_000));
+        o.push_admitted(b"z".repeat(6_000));
         assert_eq!(
             o.len(),
             1,

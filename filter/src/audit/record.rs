@@ -1,6 +1,6 @@
 //! Turning a decided call plus what the upstream answered into the audit record.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use acp_record::{AuditRecord, ContentScan, Event, Finding, Outcome};
 
@@ -16,12 +16,12 @@ use crate::scan::Detector;
 pub struct Upstream<'a> {
     /// HTTP status; 0 when the stream ended without a response.
     pub status: u32,
-    pub outcomes: &'a HashMap<String, CallOutcome>,
+    pub outcomes: &'a BTreeMap<String, CallOutcome>,
     /// False when the response body was too large to keep, so `outcomes` is incomplete.
     pub inspected: bool,
     /// Output scan results by request id (see [`crate::mcp::response::id_key`]); absent ids were
     /// not scanned.
-    pub output_scans: &'a HashMap<String, OutputScan>,
+    pub output_scans: &'a BTreeMap<String, OutputScan>,
     /// Set when the filter replaced the whole answer with an error (the reason).
     pub refused: Option<&'a str>,
 }
@@ -203,7 +203,7 @@ mod tests {
         outcomes: &[(&str, CallOutcome)],
         inspected: bool,
     ) -> (Outcome, Option<String>) {
-        let outcomes: HashMap<String, CallOutcome> = outcomes
+        let outcomes: BTreeMap<String, CallOutcome> = outcomes
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect();
@@ -215,7 +215,7 @@ mod tests {
                 status,
                 outcomes: &outcomes,
                 inspected,
-                output_scans: &HashMap::new(),
+                output_scans: &BTreeMap::new(),
                 refused: None,
             },
         );
@@ -225,7 +225,7 @@ mod tests {
     #[test]
     fn success_record_carries_identity_decision_and_correlation() {
         let id = alice();
-        let outcomes = HashMap::from([("1".to_string(), CallOutcome::Success)]);
+        let outcomes = BTreeMap::from([("1".to_string(), CallOutcome::Success)]);
         let correlation = Correlation {
             session_id: Some("s-1".into()),
             request_id: Some("r-1".into()),
@@ -245,7 +245,7 @@ mod tests {
                 status: 200,
                 outcomes: &outcomes,
                 inspected: true,
-                output_scans: &HashMap::new(),
+                output_scans: &BTreeMap::new(),
                 refused: None,
             },
         );

@@ -3,8 +3,11 @@
 //! Nothing here reads request headers: every field comes from the verified token.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::rc::Rc;
 
+use foldhash::fast::SeedableRandomState;
+use foldhash::SharedSeed;
 use serde_json::{Map, Value};
 
 use crate::auth::claims::{all_strings, first_string};
@@ -81,19 +84,25 @@ fn delegation_chain(act: Option<&Value>) -> Option<Vec<Value>> {
 }
 
 /// Verified identities by their token, so RS256 runs once per token and worker. The map hashes
-/// the token with std's SipHash under a per-VM random key (so callers cannot aim tokens at one
-/// bucket) and compares it in full: a hit is the exact token that was verified. Bounded:
+/// the token with foldhash (a token is about a kilobyte, which std's SipHash takes several
+/// times longer over) under a random per-cache key, so callers cannot aim tokens at one
+/// bucket, and compares it in full: a hit is the exact token that was verified. Bounded:
 /// expired entries are evicted first, then an arbitrary one.
 pub struct TokenCache {
     capacity: usize,
-    entries: HashMap<Box<str>, Rc<Identity>>,
+    entries: HashMap<Box<str>, Rc<Identity>, SeedableRandomState>,
 }
 
 impl TokenCache {
     pub fn new(capacity: usize) -> Self {
+        // 64 random bits: std's hasher is keyed from the system's random source (WASI's).
+        let key = std::hash::RandomState::new().hash_one(capacity);
         TokenCache {
             capacity,
-            entries: HashMap::new(),
+            entries: HashMap::with_hasher(SeedableRandomState::with_seed(
+                key,
+                SharedSeed::global_random(),
+            )),
         }
     }
 

@@ -4,7 +4,7 @@
 //! message of an answer to tool calls (notifications, server requests, a response under another
 //! id) is scanned too, so nothing in such an answer reaches the caller unscanned.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Map, Value};
 
@@ -17,8 +17,8 @@ use crate::scan::Detector;
 /// Which responses of the answer to look at, by request id.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
-    pub tool_calls: HashSet<String>,
-    pub tools_lists: HashSet<String>,
+    pub tool_calls: BTreeSet<String>,
+    pub tools_lists: BTreeSet<String>,
 }
 
 impl Plan {
@@ -39,10 +39,10 @@ pub struct OutputScan {
 pub struct Processed {
     /// The answer to send instead, when anything changed.
     pub body: Option<Vec<u8>>,
-    pub scans: HashMap<String, OutputScan>,
+    pub scans: BTreeMap<String, OutputScan>,
     pub hidden_tools: usize,
     /// The outcome of every response in the answer as it goes on (after the changes above).
-    pub outcomes: HashMap<String, CallOutcome>,
+    pub outcomes: BTreeMap<String, CallOutcome>,
 }
 
 pub fn process(
@@ -52,10 +52,10 @@ pub fn process(
     content_type: Option<&str>,
     body: &[u8],
 ) -> Processed {
-    let mut scans: HashMap<String, OutputScan> = HashMap::new();
+    let mut scans: BTreeMap<String, OutputScan> = BTreeMap::new();
     let mut hidden_tools = 0;
     let mut other_hits = Vec::new();
-    let mut outcomes = HashMap::new();
+    let mut outcomes = BTreeMap::new();
     let mut edit = |message: &mut Map<String, Value>| -> bool {
         let changed = match message.get("id").map(id_key) {
             Some(id) if plan.tool_calls.contains(&id) => {
@@ -193,8 +193,8 @@ mod tests {
 
     fn plan_lists(id: &str) -> Plan {
         Plan {
-            tool_calls: HashSet::new(),
-            tools_lists: HashSet::from([id.to_string()]),
+            tool_calls: BTreeSet::new(),
+            tools_lists: BTreeSet::from([id.to_string()]),
         }
     }
 
@@ -245,8 +245,8 @@ mod tests {
     #[test]
     fn every_message_of_an_answer_to_a_tool_call_is_scanned() {
         let plan = Plan {
-            tool_calls: HashSet::from(["1".to_string()]),
-            tools_lists: HashSet::new(),
+            tool_calls: BTreeSet::from(["1".to_string()]),
+            tools_lists: BTreeSet::new(),
         };
         let body = [
             json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"data": "ssn 536-22-1987"}}),

@@ -1,7 +1,7 @@
 //! The upstream's answer to forwarded tool calls: JSON-RPC responses found in a JSON body or in
 //! the events of a `text/event-stream` body, reduced to one outcome per request id.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
@@ -30,8 +30,8 @@ pub fn id_key(id: &Value) -> String {
 }
 
 /// Outcomes by request id of every JSON-RPC response in `body`.
-pub fn outcomes(content_type: Option<&str>, body: &[u8]) -> HashMap<String, CallOutcome> {
-    let mut found = HashMap::new();
+pub fn outcomes(content_type: Option<&str>, body: &[u8]) -> BTreeMap<String, CallOutcome> {
+    let mut found = BTreeMap::new();
     if is_sse(content_type) {
         for data in sse_data(body) {
             if let Ok(value) = serde_json::from_str::<Value>(&data) {
@@ -44,7 +44,7 @@ pub fn outcomes(content_type: Option<&str>, body: &[u8]) -> HashMap<String, Call
     found
 }
 
-fn collect(value: &Value, found: &mut HashMap<String, CallOutcome>) {
+fn collect(value: &Value, found: &mut BTreeMap<String, CallOutcome>) {
     match value {
         Value::Array(items) => items.iter().for_each(|item| collect(item, found)),
         Value::Object(obj) => found.extend(outcome(obj)),
@@ -187,7 +187,7 @@ mod tests {
         let body = json!({"jsonrpc": "2.0", "id": 1, "result": {"content": []}}).to_string();
         assert_eq!(
             outcomes(Some("application/json"), body.as_bytes()),
-            HashMap::from([("1".into(), CallOutcome::Success)])
+            BTreeMap::from([("1".into(), CallOutcome::Success)])
         );
         let body = json!([
             {"jsonrpc": "2.0", "id": "a", "error": {"code": -32602, "message": "bad"}},
@@ -208,7 +208,7 @@ mod tests {
         let body = "event: message\r\nid: 1\r\ndata: {\"jsonrpc\":\"2.0\",\r\ndata: \"method\":\"notifications/progress\"}\r\n\r\n\
                     : comment\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{}}\n";
         let got = outcomes(Some("text/event-stream; charset=utf-8"), body.as_bytes());
-        assert_eq!(got, HashMap::from([("5".into(), CallOutcome::Success)]));
+        assert_eq!(got, BTreeMap::from([("5".into(), CallOutcome::Success)]));
     }
 
     #[test]

@@ -141,7 +141,12 @@ impl Host for FakeHost {
     }
 
     fn headers(&self, map: MapType) -> Headers {
-        Headers::new(self.0.borrow().maps.get(&map).cloned().unwrap_or_default())
+        let pairs = self.0.borrow().maps.get(&map).cloned().unwrap_or_default();
+        let pairs: Vec<_> = pairs
+            .iter()
+            .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+            .collect();
+        Headers::from_map_bytes(super::headers::map_bytes(&pairs))
     }
 
     fn header(&self, map: MapType, name: &str) -> Option<String> {

@@ -104,18 +104,19 @@ impl Host for Envoy {
             .unwrap_or_default()
     }
 
-    /// Read as bytes: the SDK's `get_map` unwraps the UTF-8 conversion, so one non-UTF-8 header
-    /// value would panic the VM; here such bytes become U+FFFD, which no token, method or tool
-    /// name contains.
+    /// Read as one buffer ([`Headers::from_map_bytes`]): the SDK's readers copy each name and
+    /// value into an allocation of its own and panic on text that is not UTF-8.
     fn headers(&self, map: MapType) -> Headers {
-        match hostcalls::get_map_bytes(map) {
-            Ok(pairs) => Headers::new(
-                pairs
-                    .into_iter()
-                    .map(|(name, value)| (name, lossy(value)))
-                    .collect(),
-            ),
-            Err(e) => {
+        let mut data: *mut u8 = std::ptr::null_mut();
+        let mut size: usize = 0;
+        // SAFETY: the host writes a buffer it allocated through this module's
+        // `proxy_on_memory_allocate` (the global allocator) and hands it over.
+        let status = unsafe { proxy_get_header_map_pairs(map, &mut data, &mut size) };
+        match status {
+            Status::Ok if data.is_null() => Headers::default(),
+            // SAFETY: `data` is `size` bytes from the global allocator, now owned here.
+            Status::Ok => Headers::from_map_bytes(unsafe { Vec::from_raw_parts(data, size, size) }),
+            e => {
                 log::warn!("reading the {map:?} failed: {e:?}");
                 Headers::default()
             }
@@ -218,6 +219,16 @@ impl Host for Envoy {
     fn increment_metric(&self, id: u32, delta: i64) {
         let _ = hostcalls::increment_metric(id, delta);
     }
+}
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    /// The proxy-wasm ABI's header map read, which the SDK wraps in its copying readers.
+    fn proxy_get_header_map_pairs(
+        map_type: MapType,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> Status;
 }
 
 fn lossy(bytes: Vec<u8>) -> String {

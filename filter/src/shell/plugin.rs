@@ -120,7 +120,7 @@ impl<H: Host + Clone + 'static> Plugin<H> {
         self.policy = match policy_snapshot::message(&bytes, &config) {
             Some(message) => {
                 let mut policy = Outbox::new(1, usize::MAX, 1, audit.max_retry_delay);
-                policy.push(message);
+                policy.push(message.into_bytes());
                 Some(policy)
             }
             None => {
@@ -445,7 +445,7 @@ enum Batch {
 }
 
 /// Posts `body` to the collector at `path` with the ingest token.
-fn post_to_collector(host: &impl Host, audit: &Audit, path: &str, body: &str) -> Option<u32> {
+fn post_to_collector(host: &impl Host, audit: &Audit, path: &str, body: &[u8]) -> Option<u32> {
     let authorization = format!("Bearer {}", audit.ingest_token);
     let headers = vec![
         (":method", "POST"),
@@ -454,12 +454,7 @@ fn post_to_collector(host: &impl Host, audit: &Audit, path: &str, body: &str) ->
         ("content-type", "application/json"),
         ("authorization", authorization.as_str()),
     ];
-    host.dispatch(
-        &audit.cluster,
-        headers,
-        Some(body.as_bytes()),
-        audit.timeout,
-    )
+    host.dispatch(&audit.cluster, headers, Some(body), audit.timeout)
 }
 
 /// How many records a 422 ingest answer lists as refused (`{"rejected": [...]}`).

@@ -3,7 +3,7 @@
 //! decision, watch the response for the calls' outcomes, and queue the audit records at the end.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -64,10 +64,10 @@ pub struct Stream<H> {
     captured: Vec<u8>,
     capture_complete: bool,
     /// The outcomes read while processing a held answer (then nothing is captured).
-    held_outcomes: Option<HashMap<String, CallOutcome>>,
+    held_outcomes: Option<BTreeMap<String, CallOutcome>>,
     /// Answers to scan or filter; the response is held until complete when not empty.
     plan: Plan,
-    output_scans: HashMap<String, OutputScan>,
+    output_scans: BTreeMap<String, OutputScan>,
     /// Why the answer cannot be scanned (too large, compressed): it is replaced by an error.
     answer_refused: Option<&'static str>,
     /// The error has been sent in place of the answer's first bytes; the rest are dropped.
@@ -101,7 +101,7 @@ impl<H: Host> Stream<H> {
             capture_complete: true,
             held_outcomes: None,
             plan: Plan::default(),
-            output_scans: HashMap::new(),
+            output_scans: BTreeMap::new(),
             answer_refused: None,
             refusal_sent: false,
             answer_size: 0,
@@ -560,7 +560,7 @@ impl<H: Host> Stream<H> {
         } else if self.expects_outcomes() {
             response::outcomes(self.content_type.as_deref(), &self.captured)
         } else {
-            HashMap::new()
+            BTreeMap::new()
         };
         let upstream = Upstream {
             status: self.status,
