@@ -30,6 +30,9 @@ pub struct Outbox {
     /// How long (ms) fewer records wait after the last batch before a tick sends them.
     max_wait: u64,
     last_sent_at: u64,
+    /// The body of the last batch, its buffer reused for the next: a fresh one per batch
+    /// (up to `batch_size` records) went back to the allocator and was asked for again.
+    batch: Vec<u8>,
 }
 
 /// Room in the buffer promised to one call: its records and an estimate of their bytes.
@@ -97,6 +100,7 @@ impl Outbox {
             early_batch: 1,
             max_wait: 0,
             last_sent_at: 0,
+            batch: Vec::new(),
         }
     }
 
@@ -166,7 +170,7 @@ impl Outbox {
     /// The next batch body to post, when none is in flight, at least `min_records` wait and any
     /// retry delay has passed. Ticks send what is due ([`Outbox::due`]); an acknowledged batch
     /// is followed at once only by a full one, so that batches grow with the load.
-    pub fn next_batch(&mut self, now: u64, min_records: usize) -> Option<Vec<u8>> {
+    pub fn next_batch(&mut self, now: u64, min_records: usize) -> Option<&[u8]> {
         let waiting = self.queue.len();
         if self.in_flight.is_some()
             || waiting == 0
@@ -178,8 +182,10 @@ impl Outbox {
         let n = self.queue.len().min(self.batch_size);
         const OPEN: &[u8] = b"{\"records\":[";
         let records: usize = self.queue.iter().take(n).map(|r| r.len() + 1).sum();
+        let body = &mut self.batch;
+        body.clear();
         // Sized up front: a batch grown from empty would be copied over again as it doubles.
-        let mut body = Vec::with_capacity(OPEN.len() + records + 2);
+        body.reserve(OPEN.len() + records + 2);
         body.extend_from_slice(OPEN);
         for (i, record) in self.queue.iter().take(n).enumerate() {
             if i > 0 {
@@ -190,7 +196,7 @@ impl Outbox {
         body.extend_from_slice(b"]}");
         self.in_flight = Some(n);
         self.last_sent_at = now;
-        Some(body)
+        Some(&self.batch)
     }
 
     /// Settles the batch in flight; returns how many records it held.

@@ -74,9 +74,13 @@ impl Headers {
 
     /// The first value of `name`, as Envoy's own lookup gives it (names compared in any case).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        let bytes = self.text.as_bytes();
+        let (_, value) = self.spans.iter().find(|(n, _)| {
+            bytes
+                .get(n.clone())
+                .is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+        })?;
+        self.text.get(value.clone())
     }
 
     /// Every header in order, duplicates kept.

@@ -292,7 +292,9 @@ impl<H: Host + Clone + 'static> Plugin<H> {
         if self.audit_call.is_some() {
             return;
         }
-        let mut w = worker.borrow_mut();
+        let mut guard = worker.borrow_mut();
+        // The batch borrows the outbox while the configuration is read beside it.
+        let w = &mut *guard;
         let now = self.host.now_millis();
         let min_records = match batch {
             Batch::Full => w.outbox.batch_size(),
@@ -304,7 +306,7 @@ impl<H: Host + Clone + 'static> Plugin<H> {
             return;
         };
         self.audit_call =
-            post_to_collector(&self.host, &w.config.audit, acp_record::INGEST_PATH, &body);
+            post_to_collector(&self.host, &w.config.audit, acp_record::INGEST_PATH, body);
         if self.audit_call.is_none() {
             let n = w.outbox.settle(Delivery::Retry, now);
             w.metrics.audit_retried.add(n);
@@ -326,7 +328,7 @@ impl<H: Host + Clone + 'static> Plugin<H> {
         };
         let w = worker.borrow();
         self.policy_call =
-            post_to_collector(&self.host, &w.config.audit, acp_record::POLICY_PATH, &body);
+            post_to_collector(&self.host, &w.config.audit, acp_record::POLICY_PATH, body);
         if self.policy_call.is_none() {
             policy.settle(Delivery::Retry, now);
             w.metrics.policy_retried.inc();
