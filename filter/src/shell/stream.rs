@@ -582,7 +582,11 @@ impl<H: Host> Stream<H> {
             let id_time =
                 uuid::Timestamp::from_unix(&w.record_ids, now.as_secs(), now.subsec_nanos());
             let ctx = record::Context {
-                id: uuid::Uuid::new_v7(id_time).to_string(),
+                // Encoded directly: `to_string` goes through the formatting machinery.
+                id: uuid::Uuid::new_v7(id_time)
+                    .hyphenated()
+                    .encode_lower(&mut uuid::Uuid::encode_buffer())
+                    .to_owned(),
                 timestamp: timestamp.clone(),
                 latency_ms,
                 tenant: &self.tenant,
