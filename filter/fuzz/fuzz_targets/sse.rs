@@ -2,7 +2,7 @@
 //! a forwarded tool call and a `tools/list`.
 #![no_main]
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 
 use acp_filter::config::Config;
 use acp_filter::decide::answer::{self, Plan};
@@ -18,8 +18,8 @@ thread_local! {
 
 fuzz_target!(|data: &[u8]| {
     let plan = Plan {
-        tool_calls: HashSet::from(["1".to_string()]),
-        tools_lists: HashSet::from(["2".to_string()]),
+        tool_calls: BTreeSet::from(["1".to_string()]),
+        tools_lists: BTreeSet::from(["2".to_string()]),
     };
     let scopes = ["salesforce:read".to_string()];
     for content_type in [Some("text/event-stream"), Some("application/json")] {

@@ -185,7 +185,7 @@ mod tests {
 
     /// The records queued in `outbox`, parsed back from its next batch.
     fn queued(outbox: &mut Outbox) -> Vec<AuditRecord> {
-        let batch: Value = serde_json::from_slice(&outbox.next_batch(0, 1).unwrap()).unwrap();
+        let batch: Value = serde_json::from_slice(outbox.next_batch(0, 1).unwrap()).unwrap();
         batch["records"]
             .as_array()
             .unwrap()
