@@ -63,15 +63,15 @@ fn json_len_at_least(value: &Value) -> usize {
 const RECORD_FIELDS_BYTES: usize = 1024;
 
 /// `record` as compact JSON, written into a buffer sized for it up front (one grown from small
-/// would be copied over each time it doubles).
-fn record_json(record: &AuditRecord) -> Result<Vec<u8>, serde_json::Error> {
-    let input = record.input.as_ref().map_or(0, json_len_at_least);
+/// would be copied over each time it doubles); `input_len` is what the caller knows of its
+/// input's length ([`json_len_at_least`], 0 without an input): a size hint, never a limit.
+fn record_json(record: &AuditRecord, input_len: usize) -> Result<Vec<u8>, serde_json::Error> {
     let prefix = record
         .input_summary
         .as_ref()
         .and_then(|s| s.prefix.as_ref())
         .map_or(0, String::len);
-    let mut json = Vec::with_capacity(RECORD_FIELDS_BYTES + input + prefix);
+    let mut json = Vec::with_capacity(RECORD_FIELDS_BYTES + input_len + prefix);
     serde_json::to_writer(&mut json, record)?;
     Ok(json)
 }
@@ -87,9 +87,11 @@ pub fn queue(
 ) -> Result<Queued, serde_json::Error> {
     // The input's text is part of the record's: only a record over the limit can hold one. An
     // input surely over it is serialised alone, never in a record it does not stay in.
-    let mut json = match &record.input {
-        Some(input) if json_len_at_least(input) > max_input_bytes => None,
-        _ => Some(record_json(&record)?),
+    let input_len = record.input.as_ref().map_or(0, json_len_at_least);
+    let mut json = if input_len > max_input_bytes {
+        None
+    } else {
+        Some(record_json(&record, input_len)?)
     };
     let mut input_text = None;
     if json
@@ -109,7 +111,8 @@ pub fn queue(
     }
     let json = match json {
         Some(json) => json,
-        None => record_json(&record)?,
+        // Only a record whose input was truncated gets here: it holds none.
+        None => record_json(&record, 0)?,
     };
     if admitted {
         outbox.push_admitted(json);
@@ -135,7 +138,7 @@ pub fn queue(
         }
         (None, None) => false,
     };
-    if shed && outbox.push(record_json(&record)?) {
+    if shed && outbox.push(record_json(&record, 0)?) {
         return Ok(Queued::Shed);
     }
     Ok(Queued::Dropped)
