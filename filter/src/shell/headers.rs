@@ -12,7 +12,8 @@ use std::ops::Range;
 
 #[derive(Debug, Default)]
 pub struct Headers {
-    /// The names and values, as the host wrote them (each followed by a NUL).
+    /// The names and values, as the host wrote them (each followed by a NUL), after the NULs
+    /// that stand where the map's sizes were.
     text: String,
     /// Of each header in order, where its name and its value are in `text`.
     spans: Vec<(Range<usize>, Range<usize>)>,
@@ -29,21 +30,25 @@ impl Headers {
         let fields = sizes
             .iter()
             .fold(0usize, |sum, &(n, v)| sum.saturating_add(n + v + 2));
-        let text_ok = bytes
-            .get(data..)
-            .is_some_and(|text| text.len() >= fields && std::str::from_utf8(text).is_ok());
-        if text_ok {
-            // The common case: the text is used where it lies, past the sizes.
-            bytes.drain(..data);
-            let text = String::from_utf8(bytes).unwrap_or_default();
-            let mut spans = Vec::with_capacity(sizes.len());
-            let mut at = 0;
-            for (name, value) in sizes {
-                let value_at = at + name + 1;
-                spans.push((at..at + name, value_at..value_at + value));
-                at = value_at + value + 1;
+        if bytes.len().saturating_sub(data) >= fields {
+            // The common case: the text is used where it lies, past the sizes, which are
+            // overwritten with NULs (so the buffer is UTF-8) rather than moved out of its way.
+            if let Some(prefix) = bytes.get_mut(..data) {
+                prefix.fill(0);
             }
-            return Headers { text, spans };
+            match String::from_utf8(bytes) {
+                Ok(text) => {
+                    let mut spans = Vec::with_capacity(sizes.len());
+                    let mut at = data;
+                    for (name, value) in sizes {
+                        let value_at = at + name + 1;
+                        spans.push((at..at + name, value_at..value_at + value));
+                        at = value_at + value + 1;
+                    }
+                    return Headers { text, spans };
+                }
+                Err(not_utf8) => bytes = not_utf8.into_bytes(),
+            }
         }
         let mut headers = Headers::default();
         let mut at = data;
