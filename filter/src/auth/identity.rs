@@ -3,7 +3,7 @@
 //! Nothing here reads request headers: every field comes from the verified token.
 
 use std::collections::HashMap;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
 
 use foldhash::fast::SeedableRandomState;
@@ -84,13 +84,53 @@ fn delegation_chain(act: Option<&Value>) -> Option<Vec<Value>> {
 }
 
 /// Verified identities by their token, so RS256 runs once per token and worker. The map hashes
-/// the token with foldhash (a token is about a kilobyte, which std's SipHash takes several
-/// times longer over) under a random per-cache key, so callers cannot aim tokens at one
-/// bucket, and compares it in full: a hit is the exact token that was verified. Bounded:
-/// expired entries are evicted first, then an arbitrary one.
+/// the token's length and last 64 bytes (its signature's end: a token is about a kilobyte, and
+/// hashing all of it was a visible share of a cached call) with foldhash under a random
+/// per-cache key, so callers cannot aim tokens at one bucket, and compares the token in full: a
+/// hit is the exact token that was verified. Only verified tokens enter, and their signatures'
+/// ends differ. Bounded: expired entries are evicted first, then an arbitrary one.
 pub struct TokenCache {
     capacity: usize,
-    entries: HashMap<Box<str>, Rc<Identity>, SeedableRandomState>,
+    entries: HashMap<Box<str>, Rc<Identity>, TailHashing>,
+}
+
+/// How many of a token's last bytes its hash covers.
+const HASHED_TAIL: usize = 64;
+
+/// Builds [`TailHasher`]s under the cache's random key.
+#[derive(Clone)]
+struct TailHashing(SeedableRandomState);
+
+impl BuildHasher for TailHashing {
+    type Hasher = TailHasher;
+
+    fn build_hasher(&self) -> TailHasher {
+        TailHasher(self.0.build_hasher())
+    }
+}
+
+/// A foldhash hasher that takes, of each byte string written to it, its length and its last
+/// [`HASHED_TAIL`] bytes.
+struct TailHasher(foldhash::fast::FoldHasher<'static>);
+
+impl Hasher for TailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.write_usize(bytes.len());
+        self.0.write(
+            bytes
+                .get(bytes.len().saturating_sub(HASHED_TAIL)..)
+                .unwrap_or(bytes),
+        );
+    }
+
+    /// The end mark `str` writes after its bytes.
+    fn write_u8(&mut self, byte: u8) {
+        self.0.write_u8(byte);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
 }
 
 impl TokenCache {
@@ -99,10 +139,10 @@ impl TokenCache {
         let key = std::hash::RandomState::new().hash_one(capacity);
         TokenCache {
             capacity,
-            entries: HashMap::with_hasher(SeedableRandomState::with_seed(
+            entries: HashMap::with_hasher(TailHashing(SeedableRandomState::with_seed(
                 key,
                 SharedSeed::global_random(),
-            )),
+            ))),
         }
     }
 
@@ -287,5 +327,22 @@ mod tests {
         assert!(cache.get(b, 150).is_some() && cache.get(c, 150).is_some());
         cache.insert(a, id(400), 150);
         assert_eq!(cache.entries.len(), 2);
+    }
+
+    #[test]
+    fn tokens_alike_in_what_is_hashed_are_told_apart_in_full() {
+        let with_sub = |sub: &str| Rc::new(identity(json!({ "sub": sub }), |_| {}));
+        let tail = "s".repeat(HASHED_TAIL);
+        let (a, b) = (format!("aaa.{tail}"), format!("bbb.{tail}"));
+        let mut cache = TokenCache::new(4);
+        cache.insert(&a, with_sub("alice"), 0);
+        assert!(
+            cache.get(&b, 1).is_none(),
+            "same length and tail, other token"
+        );
+        cache.insert(&b, with_sub("bob"), 0);
+        assert_eq!(cache.get(&a, 1).unwrap().sub, "alice");
+        assert_eq!(cache.get(&b, 1).unwrap().sub, "bob");
+        assert!(cache.get(&tail, 1).is_none(), "the tail alone");
     }
 }
