@@ -189,6 +189,9 @@ impl TryFrom<RawConfig> for Config {
 impl Config {
     /// The tenant a request belongs to: by its host when mapped, else the configured tenant.
     pub fn tenant_for_host(&self, authority: Option<&str>) -> &str {
+        if self.tenants_by_host.is_empty() {
+            return &self.tenant;
+        }
         let host = authority
             .map(|a| {
                 a.rsplit_once(':')
