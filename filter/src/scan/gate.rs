@@ -168,30 +168,26 @@ struct NibbleTables {
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 static NIBBLES: NibbleTables = nibble_tables();
 
+/// The byte tables' secret groups projected on each byte's nibbles: as each group's sets are
+/// rectangles of nibbles, the projections give back exactly those sets.
 const fn nibble_tables() -> NibbleTables {
+    let bytes = tables();
     let mut t = NibbleTables {
         first_lo: [0; 16],
         first_hi: [0; 16],
         second_lo: [0; 16],
         second_hi: [0; 16],
     };
-    let mut g = 0;
-    // The secret groups, which come before the loopback one.
-    while g < 8 {
-        let (first, second) = PAIRS[g];
-        let mut k = 0;
-        while k < first.len() {
-            t.first_lo[(first[k] & 15) as usize] |= 1 << g;
-            t.first_hi[(first[k] >> 4) as usize] |= 1 << g;
-            k += 1;
-        }
-        let mut k = 0;
-        while k < second.len() {
-            t.second_lo[(second[k] & 15) as usize] |= 1 << g;
-            t.second_hi[(second[k] >> 4) as usize] |= 1 << g;
-            k += 1;
-        }
-        g += 1;
+    let mut b = 0;
+    while b < 256 {
+        let (lo, hi) = (b & 15, b >> 4);
+        let first = (bytes.first[b] & SECRET_PAIRS) as u8;
+        let second = (bytes.second[b] & SECRET_PAIRS) as u8;
+        t.first_lo[lo] |= first;
+        t.first_hi[hi] |= first;
+        t.second_lo[lo] |= second;
+        t.second_hi[hi] |= second;
+        b += 1;
     }
     t
 }
